@@ -1,0 +1,64 @@
+"""The gateway's application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from api_gateway import keys
+from api_gateway.compute import ComputeAPI
+from api_gateway.controllers import flavors, images, servers, versions
+from api_gateway.middlewares import auth_middleware, fault_middleware, request_id_middleware
+from shared import bus as bus_mod
+from shared.bus import Bus
+from shared.bus.factory import create_bus
+from shared.config import Settings
+from shared.db.pool import create_pool
+
+
+def create_app(
+    settings: Settings, *, pool: asyncpg.Pool | None = None, bus: Bus | None = None
+) -> web.Application:
+    """The v2 API application.
+
+    ``pool`` and ``bus`` are shared with other components when given (``stratus up``);
+    otherwise the application opens its own on startup and closes them on cleanup.
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, fault_middleware, auth_middleware],
+        client_max_size=settings.max_request_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        own_pool = pool is None
+        own_bus = bus is None
+        app[keys.POOL] = pool or await create_pool(
+            _require(settings.database_url, "STRATUS_DATABASE_URL"),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+        )
+        the_bus = bus or create_bus(settings)
+        if own_bus:
+            await the_bus.connect()
+        app[keys.BUS] = the_bus
+        await the_bus.declare(bus_mod.CONDUCTOR)
+        app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
+        yield
+        if own_bus:
+            await the_bus.close()
+        if own_pool:
+            await app[keys.POOL].close()
+
+    app.cleanup_ctx.append(resources)
+    for module in (versions, flavors, images, servers):
+        app.router.add_routes(module.routes)
+    return app
+
+
+def _require(value: str | None, name: str) -> str:
+    if not value:
+        raise RuntimeError(f"{name} must be set for a stand-alone gateway")
+    return value

@@ -1,0 +1,238 @@
+"""The gateway's domain layer: what creating, reading and deleting servers means.
+
+Writes follow DESIGN.md §1: one transaction (the server row, its task state and an action
+record), then a command on the bus, and only once the broker has confirmed it does the client
+get its 202. If the command cannot be sent, the transaction's effect is undone, so no server is
+left in a task that nobody will ever finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from api_gateway.context import RequestContext
+from api_gateway.schemas.servers import ServerCreate
+from shared import bus as bus_mod
+from shared.bus import Bus, PublishFailed
+from shared.config import Settings
+from shared.db import actions, flavors, hosts, images, servers
+from shared.db.hosts import Resources
+from shared.db.pool import Conn
+from shared.errors import Invalid, NotFound, ServiceUnavailable
+from shared.messages import BuildServer, DestroyServer, FlavorSpec, ImageSpec, InstanceSpec
+from shared.states import TaskState
+
+log = logging.getLogger(__name__)
+
+_PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0OIl1")
+
+
+def generate_password(length: int = 12) -> str:
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{what} could not be found.") from None
+
+
+@dataclass(frozen=True)
+class CreatedServer:
+    id: uuid.UUID
+    admin_pass: str
+
+
+class ComputeAPI:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.bus = bus
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get_server(self, ctx: RequestContext, server_id: str) -> asyncpg.Record:
+        row = await servers.get(self.pool, parse_uuid(server_id, "Instance"), ctx.project_id)
+        if row is None:
+            raise NotFound("Instance could not be found.")
+        return row
+
+    async def list_servers(
+        self, ctx: RequestContext, *, limit: int, marker: str | None
+    ) -> list[asyncpg.Record]:
+        marker_id = None
+        if marker is not None:
+            marker_id = _marker_uuid(marker)
+            if not await servers.exists(self.pool, marker_id, ctx.project_id):
+                raise Invalid(f"marker [{marker}] not found")
+        return await servers.list_page(self.pool, ctx.project_id, marker=marker_id, limit=limit)
+
+    # --- create --------------------------------------------------------------------------
+
+    async def _resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:
+        flavor = await flavors.get(self.pool, flavor_ref)
+        if flavor is None:
+            raise Invalid("Invalid flavorRef provided.")
+        return flavor
+
+    async def _resolve_image(self, ctx: RequestContext, image_ref: str) -> asyncpg.Record:
+        try:
+            image_id = uuid.UUID(image_ref)
+        except ValueError:
+            raise Invalid("Invalid imageRef provided.") from None
+        image = await images.get(self.pool, image_id, ctx.project_id)
+        if image is None:
+            raise Invalid(f"Can not find requested image {image_ref}.")
+        if image["status"] != "active":
+            raise Invalid(f"Image {image_ref} is not active.")
+        return image
+
+    async def create_server(self, ctx: RequestContext, request: ServerCreate) -> CreatedServer:
+        flavor = await self._resolve_flavor(request.flavor_ref)
+        image = await self._resolve_image(ctx, request.image_ref)
+        if flavor["ram_mb"] < image["min_ram_mb"]:
+            raise Invalid("Flavor's memory is too small for requested image.")
+        if flavor["disk_gb"] < image["min_disk_gb"]:
+            raise Invalid("Flavor's disk is too small for requested image.")
+        server = servers.NewServer(
+            id=uuid.uuid4(),
+            tenant_id=ctx.project_id,
+            user_id=ctx.user_id,
+            name=request.name,
+            image_id=image["id"],
+            flavor_id=flavor["id"],
+            vcpus=flavor["vcpus"],
+            ram_mb=flavor["ram_mb"],
+            disk_gb=flavor["disk_gb"],
+            access_ipv4=str(request.access_ipv4 or ""),
+            access_ipv6=str(request.access_ipv6 or ""),
+            metadata=request.metadata,
+        )
+        admin_pass = request.admin_pass or generate_password()
+        action_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await servers.insert(conn, server)
+            await actions.record(
+                conn,
+                action_id=action_id,
+                request_id=ctx.request_id,
+                server_id=server.id,
+                action="create",
+                tenant_id=ctx.project_id,
+                user_id=ctx.user_id,
+            )
+        build = BuildServer(
+            request_id=ctx.request_id,
+            server_id=server.id,
+            action_id=action_id,
+            admin_pass=admin_pass,
+            instance=InstanceSpec(
+                server_id=server.id,
+                name=server.name,
+                flavor=FlavorSpec(
+                    id=flavor["id"],
+                    name=flavor["name"],
+                    vcpus=flavor["vcpus"],
+                    ram_mb=flavor["ram_mb"],
+                    disk_gb=flavor["disk_gb"],
+                ),
+                image=ImageSpec(
+                    id=image["id"],
+                    name=image["name"],
+                    disk_format=image["disk_format"],
+                    location=image["location"],
+                    min_disk_gb=image["min_disk_gb"],
+                ),
+                metadata=dict(request.metadata),
+            ),
+        )
+        try:
+            await self.bus.publish(bus_mod.CONDUCTOR, build)
+        except PublishFailed as exc:
+            log.error("could not send the build of %s: %s", server.id, exc)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await servers.mark_deleted(conn, server.id)
+                await actions.finish(conn, action_id, success=False, message=str(exc))
+            raise ServiceUnavailable("The build could not be queued; try again later.") from exc
+        return CreatedServer(server.id, admin_pass)
+
+    # --- delete --------------------------------------------------------------------------
+
+    async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
+        sid = parse_uuid(server_id, "Instance")
+        action_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await servers.lock(conn, sid, ctx.project_id)
+            if row is None:
+                raise NotFound("Instance could not be found.")
+            if row["task_state"] == TaskState.DELETING:
+                return  # a delete is already on its way
+            await actions.record(
+                conn,
+                action_id=action_id,
+                request_id=ctx.request_id,
+                server_id=sid,
+                action="delete",
+                tenant_id=ctx.project_id,
+                user_id=ctx.user_id,
+            )
+            host = row["host"]
+            if host is None or not await hosts.is_alive(
+                conn, host, self.settings.host_down_after_s
+            ):
+                await self._delete_locally(conn, row, action_id)
+                return
+            await servers.set_task(conn, sid, TaskState.DELETING.value)
+        await self._send_or_undo(
+            host,
+            DestroyServer(
+                request_id=ctx.request_id,
+                server_id=sid,
+                action_id=action_id,
+                domain_name=f"instance-{sid}",
+            ),
+            previous_task=row["task_state"],
+        )
+
+    async def _delete_locally(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
+        """Delete a server no host holds (never scheduled) or whose host is down: nobody
+        else could finish the delete, so waiting for an agent would leave it stuck."""
+        if row["host"] is not None:
+            log.warning("host %s is down: deleting server %s locally", row["host"], row["id"])
+            await hosts.release(
+                conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+            )
+        await servers.mark_deleted(conn, row["id"])
+        await actions.finish(conn, action_id, success=True)
+
+    async def _send_or_undo(
+        self, host: str, command: DestroyServer, *, previous_task: str | None
+    ) -> None:
+        try:
+            await self.bus.publish(bus_mod.compute_queue(host), command)
+        except PublishFailed as exc:
+            assert command.server_id is not None
+            log.error("could not send %s to %s: %s", command.type, host, exc)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await servers.restore_task(
+                    conn,
+                    command.server_id,
+                    task=TaskState.DELETING.value,
+                    previous=previous_task,
+                )
+                await actions.finish(conn, command.action_id, success=False, message=str(exc))
+            raise ServiceUnavailable("The request could not be queued; try again later.") from exc
+
+
+def _marker_uuid(marker: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(marker)
+    except ValueError:
+        raise Invalid(f"marker [{marker}] not found") from None

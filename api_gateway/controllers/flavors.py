@@ -1,0 +1,67 @@
+"""Flavors: list, detail, show (API.md §15.16–15.17)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api_gateway import keys
+from api_gateway.faults import BadRequest, ItemNotFound
+from api_gateway.responses import render
+from api_gateway.schemas.common import page_params
+from api_gateway.views import flavors as view
+from api_gateway.views.links import base_url, collection_links
+from shared.db import flavors
+
+routes = web.RouteTableDef()
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid {name} filter [{raw}]") from None
+
+
+async def _page(request: web.Request, detailed: bool) -> web.Response:
+    ctx = keys.context(request)
+    settings = request.app[keys.SETTINGS]
+    limit, asked, marker = page_params(request, settings.max_page_size)
+    pool = request.app[keys.POOL]
+    if marker is not None and not await flavors.exists(pool, marker):
+        raise BadRequest(f"marker [{marker}] not found")
+    rows = await flavors.list_page(
+        pool,
+        min_ram_mb=_int_param(request, "minRam"),
+        min_disk_gb=_int_param(request, "minDisk"),
+        marker=marker,
+        limit=limit,
+    )
+    base = base_url(request)
+    build = view.detail if detailed else view.basic
+    body: dict[str, object] = {"flavors": [build(r, base, ctx.project_id) for r in rows]}
+    links = collection_links(request, rows, asked)
+    if links:
+        body["flavors_links"] = links
+    return render(body)
+
+
+@routes.get("/v2/{tenant_id}/flavors")
+async def index(request: web.Request) -> web.Response:
+    return await _page(request, detailed=False)
+
+
+@routes.get("/v2/{tenant_id}/flavors/detail")
+async def detail(request: web.Request) -> web.Response:
+    return await _page(request, detailed=True)
+
+
+@routes.get("/v2/{tenant_id}/flavors/{flavor_id}")
+async def show(request: web.Request) -> web.Response:
+    ctx = keys.context(request)
+    row = await flavors.get(request.app[keys.POOL], request.match_info["flavor_id"])
+    if row is None:
+        raise ItemNotFound("The resource could not be found.")
+    return render({"flavor": view.detail(row, base_url(request), ctx.project_id)})

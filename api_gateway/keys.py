@@ -1,0 +1,32 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+from shared.bus import Bus
+from shared.config import Settings
+
+if TYPE_CHECKING:
+    from api_gateway.compute import ComputeAPI
+    from api_gateway.context import RequestContext
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+BUS = web.AppKey("bus", Bus)
+COMPUTE: web.AppKey[ComputeAPI] = web.AppKey("compute")
+
+# per request (``request[...]``): set by the middlewares
+REQUEST_ID = web.RequestKey("request_id", str)
+CONTEXT: web.RequestKey[RequestContext] = web.RequestKey("context")
+
+
+def context(request: web.Request) -> RequestContext:
+    return request[CONTEXT]
+
+
+def compute(request: web.Request) -> ComputeAPI:
+    return request.app[COMPUTE]

@@ -1,0 +1,98 @@
+"""The gateway's middlewares, outermost first: request id, faults, authentication."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api_gateway import faults
+from api_gateway.auth import noauth_context, noauth_handshake
+from api_gateway.keys import CONTEXT, REQUEST_ID
+from api_gateway.responses import render
+from shared import errors
+from shared.logging import request_context
+
+log = logging.getLogger(__name__)
+
+_DATABASE_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id, log it on every line, and return it to the client."""
+    request_id = f"req-{uuid.uuid4()}"
+    request[REQUEST_ID] = request_id
+    with request_context(request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects and the like, raised as exceptions
+            exc.headers["x-openstack-request-id"] = request_id
+            exc.headers["X-Compute-Request-Id"] = request_id
+            raise
+    response.headers["x-openstack-request-id"] = request_id
+    response.headers["X-Compute-Request-Id"] = request_id
+    return response
+
+
+def fault_response(fault: faults.Fault) -> web.Response:
+    return render(fault.body(), status=fault.code, headers=fault.headers)
+
+
+def _http_fault(request: web.Request, exc: web.HTTPException) -> faults.Fault:
+    if exc.status == 404:
+        return faults.ItemNotFound("The resource could not be found.")
+    if exc.status == 405:
+        return faults.BadMethod(f"The method {request.method} is not allowed for this resource.")
+    if exc.status == 413:
+        return faults.OverLimit("Request is too large.")
+    return faults.for_status(exc.status, exc.text or exc.reason)
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes a v2 fault body; an unexpected one is logged with its stack."""
+    try:
+        return await handler(request)
+    except faults.Fault as fault:
+        return fault_response(fault)
+    except errors.StratusError as error:
+        return fault_response(faults.from_domain(error))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return fault_response(_http_fault(request, exc))
+    except _DATABASE_DOWN:
+        log.exception("database unavailable")
+        return fault_response(
+            faults.ServiceUnavailable(
+                "The service is temporarily unavailable; try again later.",
+                headers={"Retry-After": "5"},
+            )
+        )
+    except Exception:
+        log.exception("unexpected error")
+        return fault_response(
+            faults.ComputeFault(
+                "The server has either erred or is incapable of performing the requested operation."
+            )
+        )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate requests to a project's URLs (``/v2/{tenant_id}/...``)."""
+    handshake = noauth_handshake(request)
+    if handshake is not None:
+        return handshake
+    tenant_id = request.match_info.get("tenant_id")
+    if tenant_id is not None:
+        request[CONTEXT] = noauth_context(request, tenant_id, request[REQUEST_ID])
+    return await handler(request)

@@ -1,0 +1,28 @@
+"""Turn a view's dict into an HTTP response."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic_core
+from aiohttp import web
+
+JSON = "application/json"
+
+
+def render(
+    body: Mapping[str, Any] | None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A JSON response (no body for 204 and friends)."""
+    if body is None:
+        return web.Response(status=status, headers=headers)
+    return web.Response(
+        body=pydantic_core.to_json(body),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )

@@ -1,0 +1,1 @@
+"""View builders: domain rows in, API dicts out (one module per resource)."""

@@ -1,0 +1,77 @@
+"""Server representations (Ex 2.1–2.12, 1.48/1.49)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from api_gateway.views.links import isotime, resource_links
+from shared.states import Status, v2_status
+
+#: Statuses that carry ``progress`` (the reference implementation's choice).
+_WITH_PROGRESS = {Status.ACTIVE, Status.BUILD, Status.REBUILD, Status.RESIZE, Status.VERIFY_RESIZE}
+
+
+def host_id(tenant_id: str, host: str | None) -> str:
+    """Opaque id of a server's host, equal for one tenant's servers on one host only."""
+    if not host:
+        return ""
+    return hashlib.sha224(f"{tenant_id}{host}".encode()).hexdigest()
+
+
+def basic(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "links": resource_links(base, tenant_id, "servers", row["id"]),
+    }
+
+
+def addresses(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    networks: dict[str, list[dict[str, Any]]] = {}
+    for address in rows:
+        networks.setdefault(address["network"], []).append(
+            {"version": address["version"], "addr": address["addr"]}
+        )
+    return networks
+
+
+def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+    status = v2_status(row["vm_state"], row["task_state"])
+    server: dict[str, Any] = {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "tenant_id": row["tenant_id"],
+        "user_id": row["user_id"],
+        "status": status.value,
+        "created": isotime(row["created_at"]),
+        "updated": isotime(row["updated_at"]),
+        "hostId": host_id(row["tenant_id"], row["host"]),
+        "accessIPv4": row["access_ipv4"],
+        "accessIPv6": row["access_ipv6"],
+        "image": {
+            "id": str(row["image_id"]),
+            "links": resource_links(base, tenant_id, "images", row["image_id"]),
+        },
+        "flavor": {
+            "id": row["flavor_id"],
+            "links": resource_links(base, tenant_id, "flavors", row["flavor_id"]),
+        },
+        "addresses": addresses(row["addresses"]),
+        "metadata": row["metadata"],
+        "links": resource_links(base, tenant_id, "servers", row["id"]),
+    }
+    if status in _WITH_PROGRESS:
+        server["progress"] = row["progress"]
+    if status is Status.ERROR and row["fault"] is not None:
+        server["fault"] = row["fault"]
+    return server
+
+
+def created(server_id: object, admin_pass: str, base: str, tenant_id: str) -> dict[str, Any]:
+    """The 202 body of a create: id, links and the only sight of the password (Ex 2.4)."""
+    return {
+        "id": str(server_id),
+        "links": resource_links(base, tenant_id, "servers", server_id),
+        "adminPass": admin_pass,
+    }

@@ -1,0 +1,51 @@
+"""Version documents (API.md §10) in the form today's clients accept.
+
+``id`` is ``v2.0`` and ``version``/``min_version`` are empty strings: that tells novaclient,
+openstacksdk and tempest that this is the plain v2 API without microversions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+UPDATED = "2011-01-21T11:33:21Z"
+
+MEDIA_TYPES = [
+    {"base": "application/xml", "type": "application/vnd.openstack.compute+xml;version=2"},
+    {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2"},
+]
+
+DESCRIBED_BY = [
+    {
+        "rel": "describedby",
+        "type": "application/pdf",
+        "href": "http://docs.openstack.org/api/openstack-compute/2/os-compute-devguide-2.pdf",
+    },
+    {
+        "rel": "describedby",
+        "type": "application/vnd.sun.wadl+xml",
+        "href": "http://docs.openstack.org/api/openstack-compute/2/wadl/os-compute-2.wadl",
+    },
+]
+
+
+def _v2(base: str) -> dict[str, Any]:
+    return {
+        "id": "v2.0",
+        "status": "CURRENT",
+        "version": "",
+        "min_version": "",
+        "updated": UPDATED,
+        "links": [{"rel": "self", "href": f"{base}/v2/"}],
+    }
+
+
+def version_list(base: str) -> dict[str, Any]:
+    return {"versions": [_v2(base)]}
+
+
+def version_detail(base: str) -> dict[str, Any]:
+    version = _v2(base)
+    version["links"] = version["links"] + DESCRIBED_BY
+    version["media-types"] = MEDIA_TYPES
+    return {"version": version}

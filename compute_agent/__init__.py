@@ -1,0 +1,1 @@
+"""The compute agent: one per hypervisor host, runs commands through a virt driver."""

@@ -1,0 +1,1 @@
+"""Virt drivers: one interface (``driver.ComputeDriver``), several hypervisors."""

@@ -1,0 +1,1 @@
+"""The conductor: schedules servers onto hosts and applies the agents' reports to PostgreSQL."""

@@ -1,0 +1,59 @@
+"""Host filters: each one is a SQL predicate on ``compute_hosts``.
+
+Filtering in the database instead of loading every host row keeps a decision cheap however
+many hosts there are; each filter names one reason a host cannot take a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.db.hosts import Ratios, Resources
+from shared.db.sql import Params
+
+
+class HostFilter(Protocol):
+    def predicate(self, params: Params) -> str: ...
+
+
+@dataclass(frozen=True)
+class AliveFilter:
+    """Only enabled hosts that heartbeated recently."""
+
+    down_after_s: float
+
+    def predicate(self, params: Params) -> str:
+        return (
+            "enabled AND up AND last_heartbeat >= now() - make_interval(secs => "
+            f"{params.add(self.down_after_s)})"
+        )
+
+
+@dataclass(frozen=True)
+class CapacityFilter:
+    """Only hosts with room for ``need`` under the allocation ratios (CPU, RAM and disk)."""
+
+    need: Resources
+    ratios: Ratios
+
+    def predicate(self, params: Params) -> str:
+        return (
+            f"vcpus_used + {params.add(self.need.vcpus)}"
+            f" <= vcpus * {params.add(self.ratios.cpu)}::float8"
+            f" AND ram_mb_used + {params.add(self.need.ram_mb)}"
+            f" <= ram_mb * {params.add(self.ratios.ram)}::float8"
+            f" AND disk_gb_used + {params.add(self.need.disk_gb)}"
+            f" <= disk_gb * {params.add(self.ratios.disk)}::float8"
+        )
+
+
+@dataclass(frozen=True)
+class ExcludeHostsFilter:
+    """Not these hosts (the one a server is leaving, hosts that already failed it)."""
+
+    hosts: Sequence[str]
+
+    def predicate(self, params: Params) -> str:
+        return f"name <> ALL({params.add(list(self.hosts))}::text[])"

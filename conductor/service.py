@@ -1,0 +1,146 @@
+"""The conductor's consumers: build requests, task reports, heartbeats; and its periodic work.
+
+Conductors are competing consumers on shared durable queues: run as many as you like. Every
+handler is idempotent, because the bus delivers at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from conductor.reports import apply_task_report
+from conductor.scheduler.scheduler import NoValidHost, Scheduler
+from shared import bus as bus_mod
+from shared.bus import Bus, Subscription
+from shared.config import Settings
+from shared.db import actions, hosts, servers
+from shared.db.hosts import Ratios, Resources
+from shared.db.pool import Conn
+from shared.logging import request_context
+from shared.messages import BuildServer, Fault, Heartbeat, Message, SpawnServer, TaskReport
+from shared.states import TaskState
+
+log = logging.getLogger(__name__)
+
+
+class ConductorService:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.bus = bus
+        self.scheduler = Scheduler(
+            ratios=Ratios(
+                cpu=settings.cpu_allocation_ratio,
+                ram=settings.ram_allocation_ratio,
+                disk=settings.disk_allocation_ratio,
+            ),
+            down_after_s=settings.host_down_after_s,
+            subset_size=settings.scheduler_host_subset_size,
+        )
+        self._subscriptions: list[Subscription] = []
+        self._periodic: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for queue, handler in (
+            (bus_mod.CONDUCTOR, self.handle_command),
+            (bus_mod.REPORTS, self.handle_report),
+            (bus_mod.HEARTBEATS, self.handle_heartbeat),
+        ):
+            self._subscriptions.append(await self.bus.consume(queue, handler, prefetch=32))
+        self._periodic = asyncio.create_task(self._mark_dead_hosts_forever())
+        log.info("conductor started")
+
+    async def stop(self) -> None:
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+        for subscription in self._subscriptions:
+            await subscription.cancel()
+        self._subscriptions.clear()
+
+    # --- build ---------------------------------------------------------------------------
+
+    async def handle_command(self, message: Message) -> None:
+        with request_context(message.request_id):
+            if isinstance(message, BuildServer):
+                await self.build(message)
+            else:
+                log.error("conductor got a command it does not handle: %s", message.type)
+
+    async def build(self, request: BuildServer) -> None:
+        """Schedule the server, claim its resources and hand it to the chosen host's agent."""
+        spec = request.instance
+        async with self.pool.acquire() as conn:
+            row = await servers.get(conn, spec.server_id, None)
+            if row is None:
+                log.info("server %s is gone; dropping its build", spec.server_id)
+                return
+            need = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+            if row["task_state"] == TaskState.SPAWNING and row["host"]:
+                host = row["host"]  # a redelivery: the claim is made, send the spawn again
+            elif row["task_state"] == TaskState.SCHEDULING:
+                try:
+                    claimed = await self.scheduler.claim_host(conn, spec.server_id, need)
+                except NoValidHost as exc:
+                    await self._build_failed(conn, request, str(exc))
+                    return
+                if claimed is None:
+                    log.info("server %s was deleted while scheduling", spec.server_id)
+                    return
+                host = claimed
+            else:
+                log.info("server %s is past scheduling; dropping its build", spec.server_id)
+                return
+        log.info("scheduled server %s on %s", spec.server_id, host)
+        await self.bus.publish(
+            bus_mod.compute_queue(host),
+            SpawnServer(
+                request_id=request.request_id,
+                server_id=spec.server_id,
+                action_id=request.action_id,
+                instance=spec,
+                admin_pass=request.admin_pass,
+            ),
+        )
+
+    async def _build_failed(self, conn: Conn, request: BuildServer, reason: str) -> None:
+        log.warning("cannot schedule server %s: %s", request.server_id, reason)
+        async with conn.transaction():
+            await servers.set_error(
+                conn,
+                request.instance.server_id,
+                Fault(code=500, message=reason),
+                expected_task=TaskState.SCHEDULING.value,
+            )
+            await actions.finish(conn, request.action_id, success=False, message=reason)
+
+    # --- reports and heartbeats ----------------------------------------------------------
+
+    async def handle_report(self, message: Message) -> None:
+        with request_context(message.request_id):
+            if isinstance(message, TaskReport):
+                await apply_task_report(self.pool, message)
+            else:
+                log.error("unexpected message on the reports queue: %s", message.type)
+
+    async def handle_heartbeat(self, message: Message) -> None:
+        if not isinstance(message, Heartbeat):
+            log.error("unexpected message on the heartbeats queue: %s", message.type)
+            return
+        if await hosts.heartbeat(self.pool, message.host, message.capacity):
+            log.info("compute host %s is up", message.host)
+
+    async def _mark_dead_hosts_forever(self) -> None:
+        interval = max(1.0, self.settings.host_down_after_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for name in await hosts.mark_down_stale(self.pool, self.settings.host_down_after_s):
+                    log.warning("compute host %s is down: no heartbeat", name)
+            except (OSError, asyncpg.PostgresError):
+                log.exception("could not check host heartbeats")

@@ -1,0 +1,102 @@
+"""The in-process bus of ``stratus up`` and the fast tests: asyncio queues, RabbitMQ's semantics.
+
+Messages travel as encoded bytes, exactly as on RabbitMQ, so a model that does not survive
+serialization fails here too. Consumers of one queue compete; a failing handler sees the
+message again up to ``max_redeliveries`` times, then it goes to ``dead``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from shared import messages
+from shared.bus import Handler, PublishFailed
+
+log = logging.getLogger(__name__)
+
+
+class _Consumer:
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    async def cancel(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class MemoryBus:
+    def __init__(self, *, max_redeliveries: int = 5) -> None:
+        self.max_redeliveries = max_redeliveries
+        self._queues: dict[str, asyncio.Queue[tuple[bytes, int]]] = {}
+        self._consumers: list[_Consumer] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self.dead: list[bytes] = []
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for consumer in self._consumers:
+            await consumer.cancel()
+        self._consumers.clear()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def declare(self, queue: str) -> None:
+        self._queues.setdefault(queue, asyncio.Queue())
+
+    async def publish(self, routing_key: str, message: messages.Message) -> None:
+        queue = self._queues.get(routing_key)
+        if queue is None:
+            raise PublishFailed(f"no queue is bound to {routing_key!r}")
+        queue.put_nowait((messages.encode(message), 0))
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> _Consumer:
+        await self.declare(queue)
+        consumer = _Consumer(
+            asyncio.create_task(self._pump(self._queues[queue], handler, prefetch))
+        )
+        self._consumers.append(consumer)
+        return consumer
+
+    async def _pump(
+        self, queue: asyncio.Queue[tuple[bytes, int]], handler: Handler, prefetch: int
+    ) -> None:
+        slots = asyncio.Semaphore(prefetch)
+        while True:
+            body, attempts = await queue.get()
+            await slots.acquire()
+            task = asyncio.create_task(self._deliver(queue, handler, body, attempts))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _deliver(
+        self,
+        queue: asyncio.Queue[tuple[bytes, int]],
+        handler: Handler,
+        body: bytes,
+        attempts: int,
+    ) -> None:
+        try:
+            message = messages.parse(body)
+        except ValueError:
+            log.error("dead-lettering a message that does not parse: %.200r", body)
+            self.dead.append(body)
+            return
+        try:
+            await handler(message)
+        except asyncio.CancelledError:
+            queue.put_nowait((body, attempts))  # not acknowledged: it comes back
+            raise
+        except Exception:
+            if attempts + 1 >= self.max_redeliveries:
+                log.exception("dead-lettering %s after %d attempts", message.type, attempts + 1)
+                self.dead.append(body)
+            else:
+                log.exception("handler for %s failed; redelivering", message.type)
+                queue.put_nowait((body, attempts + 1))

@@ -1,0 +1,107 @@
+"""The one settings model of every Stratus process.
+
+Every option is an environment variable with the ``STRATUS_`` prefix (``STRATUS_DATABASE_URL``,
+``STRATUS_AMQP_URL``, ...) or a line in the optional file named by ``STRATUS_CONFIG_FILE``
+(dotenv syntax). ``docs/configuration.md`` lists them all; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("stratus", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Settings for every role; each role reads the part it needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUS_",
+        env_file=os.environ.get("STRATUS_CONFIG_FILE"),
+        extra="ignore",
+    )
+
+    # --- where the shared services are -------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: `stratus up` runs an embedded PostgreSQL.",
+    )
+    amqp_url: str | None = Field(
+        default=None,
+        description="RabbitMQ URL. Unset: `stratus up` uses the in-process bus.",
+    )
+    amqp_prefix: str = Field(
+        default="stratus",
+        description="Prefix of every exchange and queue name, so deployments can share a vhost.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where `stratus up` keeps its embedded PostgreSQL and instance files.",
+    )
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    # --- gateway -----------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8774
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL used in links when the gateway sits behind a proxy; "
+        "by default links are built from the request's Host header.",
+    )
+    auth_strategy: Literal["noauth"] = "noauth"
+    max_request_body_bytes: int = 114688
+    max_page_size: int = 1000
+
+    # --- conductor ---------------------------------------------------------------------
+    host_down_after_s: float = Field(
+        default=30.0, description="A host whose last heartbeat is older than this is down."
+    )
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    scheduler_host_subset_size: int = Field(
+        default=3,
+        description="The scheduler picks at random among this many best hosts, so that "
+        "conductors deciding at the same time rarely race for one host.",
+    )
+
+    # --- compute agent -----------------------------------------------------------------
+    host: str = Field(default_factory=socket.gethostname, description="This agent's host name.")
+    virt_driver: Literal["auto", "libvirt", "fake"] = Field(
+        default="auto",
+        description="`auto` uses libvirt when the binding is installed, else the fake driver.",
+    )
+    libvirt_uri: str = "test:///default"
+    heartbeat_interval_s: float = 10.0
+    agent_concurrency: int = Field(
+        default=16, description="How many commands one agent runs at once (its prefetch)."
+    )
+    host_vcpus: int | None = Field(default=None, description="Override the vCPUs the host reports.")
+    host_ram_mb: int | None = Field(default=None, description="Override the RAM the host reports.")
+    host_disk_gb: int | None = Field(
+        default=None, description="Override the disk the host reports."
+    )
+
+    # --- messaging ---------------------------------------------------------------------
+    max_redeliveries: int = Field(
+        default=5,
+        description="A message whose handler fails this many times goes to the dead-letter queue.",
+    )
+
+    # --- logging -----------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.data_dir / "instances"

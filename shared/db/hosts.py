@@ -1,0 +1,86 @@
+"""Queries on ``compute_hosts``: registration, heartbeats, and resource claims.
+
+Claims are made by the conductor's scheduler (``conductor/scheduler``), which owns the rule of
+what fits; this module only gives resources back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.db.pool import Executor
+from shared.messages import HostCapacity
+
+
+@dataclass(frozen=True)
+class Resources:
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True)
+class Ratios:
+    cpu: float
+    ram: float
+    disk: float
+
+
+async def heartbeat(conn: Executor, host: str, capacity: HostCapacity) -> bool:
+    """Record that ``host`` is alive with ``capacity``; True when it was down or new."""
+    was_up: bool | None = await conn.fetchval(
+        """WITH old AS (SELECT up FROM compute_hosts WHERE name = $1)
+           INSERT INTO compute_hosts AS h (name, hypervisor_type, hypervisor_uri, vcpus, ram_mb,
+                                           disk_gb, last_heartbeat, up)
+           VALUES ($1, $2, $3, $4, $5, $6, now(), true)
+           ON CONFLICT (name) DO UPDATE
+              SET hypervisor_type = EXCLUDED.hypervisor_type,
+                  hypervisor_uri = EXCLUDED.hypervisor_uri,
+                  vcpus = EXCLUDED.vcpus, ram_mb = EXCLUDED.ram_mb, disk_gb = EXCLUDED.disk_gb,
+                  last_heartbeat = now(), up = true
+           RETURNING (SELECT up FROM old)""",
+        host,
+        capacity.hypervisor_type,
+        capacity.hypervisor_uri,
+        capacity.vcpus,
+        capacity.ram_mb,
+        capacity.disk_gb,
+    )
+    return not was_up
+
+
+async def mark_down_stale(conn: Executor, older_than_s: float) -> list[str]:
+    """Mark hosts whose last heartbeat is older than ``older_than_s`` down; return their names."""
+    rows = await conn.fetch(
+        """UPDATE compute_hosts SET up = false
+            WHERE up AND last_heartbeat < now() - make_interval(secs => $1)
+        RETURNING name""",
+        older_than_s,
+    )
+    return [r["name"] for r in rows]
+
+
+async def is_alive(conn: Executor, host: str, older_than_s: float) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT 1 FROM compute_hosts
+                WHERE name = $1 AND last_heartbeat >= now() - make_interval(secs => $2)""",
+            host,
+            older_than_s,
+        )
+    )
+
+
+async def release(conn: Executor, host: str, held: Resources) -> None:
+    """Give back what a server held on ``host`` (its claim)."""
+    await conn.execute(
+        """UPDATE compute_hosts
+              SET vcpus_used = GREATEST(vcpus_used - $2, 0),
+                  ram_mb_used = GREATEST(ram_mb_used - $3, 0),
+                  disk_gb_used = GREATEST(disk_gb_used - $4, 0)
+            WHERE name = $1""",
+        host,
+        held.vcpus,
+        held.ram_mb,
+        held.disk_gb,
+    )

@@ -1,0 +1,193 @@
+"""Queries on ``servers`` and their children (metadata, addresses, faults).
+
+State changes are conditional updates (``... WHERE task_state IS NULL AND vm_state = ANY(..)``)
+so that two requests racing on one server cannot both win: the loser's update matches no row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.db.pool import Conn, Executor
+from shared.messages import Fault
+from shared.states import TaskState, VmState
+
+#: A server with everything its API representation needs, in one round trip.
+_SELECT = """
+SELECT s.id, s.tenant_id, s.user_id, s.name, s.image_id, s.flavor_id, s.vcpus, s.ram_mb,
+       s.disk_gb, s.vm_state, s.task_state, s.power_state, s.host, s.progress, s.access_ipv4,
+       s.access_ipv6, s.locked, s.version, s.created_at, s.updated_at, s.launched_at,
+       s.deleted_at,
+       COALESCE((SELECT jsonb_object_agg(m.key, m.value) FROM server_metadata m
+                  WHERE m.server_id = s.id), '{}'::jsonb) AS metadata,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object('network', a.network,
+                                                     'version', a.version,
+                                                     'addr', host(a.address))
+                                  ORDER BY a.network, a.version, a.address)
+                   FROM server_addresses a WHERE a.server_id = s.id), '[]'::jsonb) AS addresses,
+       CASE WHEN s.vm_state = 'error' THEN
+           (SELECT jsonb_build_object(
+                       'code', f.code, 'message', f.message, 'details', f.details,
+                       'created', to_char(f.created_at AT TIME ZONE 'UTC',
+                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+              FROM server_faults f WHERE f.server_id = s.id ORDER BY f.id DESC LIMIT 1)
+       END AS fault
+  FROM servers s
+"""
+
+
+@dataclass(frozen=True)
+class NewServer:
+    id: uuid.UUID
+    tenant_id: str
+    user_id: str
+    name: str
+    image_id: uuid.UUID
+    flavor_id: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    access_ipv4: str
+    access_ipv6: str
+    metadata: Mapping[str, str]
+
+
+async def insert(conn: Conn, server: NewServer) -> None:
+    """Insert a new server waiting for a host (BUILD, task ``scheduling``)."""
+    await conn.execute(
+        """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
+                                disk_gb, vm_state, task_state, access_ipv4, access_ipv6)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+        server.id,
+        server.tenant_id,
+        server.user_id,
+        server.name,
+        server.image_id,
+        server.flavor_id,
+        server.vcpus,
+        server.ram_mb,
+        server.disk_gb,
+        VmState.BUILDING.value,
+        TaskState.SCHEDULING.value,
+        server.access_ipv4,
+        server.access_ipv6,
+    )
+    if server.metadata:
+        await conn.executemany(
+            "INSERT INTO server_metadata (server_id, key, value) VALUES ($1, $2, $3)",
+            [(server.id, k, v) for k, v in server.metadata.items()],
+        )
+
+
+async def get(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> asyncpg.Record | None:
+    """A live server of ``tenant_id`` (any tenant when None: admin or internal use)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"{_SELECT} WHERE s.id = $1 AND s.deleted_at IS NULL"
+        " AND ($2::text IS NULL OR s.tenant_id = $2)",
+        server_id,
+        tenant_id,
+    )
+    return row
+
+
+async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> asyncpg.Record | None:
+    """The live row, locked until the transaction ends: whoever holds it decides alone."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT id, tenant_id, host, vm_state, task_state, locked, locked_by, vcpus, ram_mb,
+                  disk_gb
+             FROM servers
+            WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR tenant_id = $2)
+              FOR UPDATE""",
+        server_id,
+        tenant_id,
+    )
+    return row
+
+
+async def list_page(
+    conn: Executor,
+    tenant_id: str,
+    *,
+    marker: uuid.UUID | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Live servers of ``tenant_id``, newest first, one page after ``marker`` (keyset)."""
+    args: list[object] = [tenant_id]
+    where = ["s.tenant_id = $1", "s.deleted_at IS NULL"]
+    if marker is not None:
+        args.append(marker)
+        where.append(
+            f"(s.created_at, s.id) < (SELECT created_at, id FROM servers WHERE id = ${len(args)})"
+        )
+    args.append(limit)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"{_SELECT} WHERE {' AND '.join(where)}"
+        f" ORDER BY s.created_at DESC, s.id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return rows
+
+
+async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM servers WHERE id = $1 AND tenant_id = $2", server_id, tenant_id
+        )
+    )
+
+
+async def set_task(conn: Executor, server_id: uuid.UUID, task: str | None) -> None:
+    await conn.execute("UPDATE servers SET task_state = $2 WHERE id = $1", server_id, task)
+
+
+async def restore_task(
+    conn: Executor, server_id: uuid.UUID, *, task: str, previous: str | None
+) -> None:
+    """Undo ``set_task`` when the command could not be sent (unless someone moved on)."""
+    await conn.execute(
+        "UPDATE servers SET task_state = $3 WHERE id = $1 AND task_state = $2",
+        server_id,
+        task,
+        previous,
+    )
+
+
+async def mark_deleted(conn: Executor, server_id: uuid.UUID) -> bool:
+    """Soft-delete the row (it stays visible to changes-since as DELETED)."""
+    status = await conn.execute(
+        """UPDATE servers SET vm_state = 'deleted', task_state = NULL, power_state = 0,
+                              deleted_at = now()
+            WHERE id = $1 AND deleted_at IS NULL""",
+        server_id,
+    )
+    return bool(status != "UPDATE 0")
+
+
+async def add_fault(conn: Executor, server_id: uuid.UUID, fault: Fault) -> None:
+    await conn.execute(
+        "INSERT INTO server_faults (server_id, code, message, details) VALUES ($1, $2, $3, $4)",
+        server_id,
+        fault.code,
+        fault.message,
+        fault.details,
+    )
+
+
+async def set_error(
+    conn: Executor, server_id: uuid.UUID, fault: Fault, *, expected_task: str | None
+) -> bool:
+    """Put the server in ERROR with ``fault`` if it still runs ``expected_task``."""
+    status = await conn.execute(
+        """UPDATE servers SET vm_state = 'error', task_state = NULL
+            WHERE id = $1 AND deleted_at IS NULL AND task_state IS NOT DISTINCT FROM $2""",
+        server_id,
+        expected_task,
+    )
+    if status == "UPDATE 0":
+        return False
+    await add_fault(conn, server_id, fault)
+    return True

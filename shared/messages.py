@@ -1,0 +1,157 @@
+"""Every message on the bus, as a versioned pydantic model.
+
+A message is JSON on the wire. Its envelope (``type``, ``version``, ``message_id``,
+``request_id``, ``server_id``, ``sent_at``) is the same for all; ``parse`` turns bytes back into
+the right class by ``type``. Delivery is at least once, so every handler must be idempotent:
+``message_id`` identifies a delivery, ``action_id`` the user's action it serves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """The envelope every message shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    version: int = 1
+    message_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    request_id: str = ""
+    server_id: uuid.UUID | None = None
+    sent_at: datetime = Field(default_factory=_now)
+
+
+class FlavorSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+class ImageSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    name: str
+    disk_format: str = "qcow2"
+    location: str | None = None
+    min_disk_gb: int = 0
+
+
+class InstanceSpec(BaseModel):
+    """Everything an agent needs to build a server; agents never read the database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server_id: uuid.UUID
+    name: str
+    flavor: FlavorSpec
+    image: ImageSpec
+    metadata: dict[str, str] = {}
+
+    @property
+    def domain_name(self) -> str:
+        return f"instance-{self.server_id}"
+
+
+class Fault(BaseModel):
+    """An asynchronous fault, stored on the server and shown while it is in ERROR."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: int = 500
+    message: str
+    details: str = ""
+
+
+# --- gateway -> conductor -------------------------------------------------------------
+
+
+class BuildServer(Message):
+    """A new server needs a host: schedule it, claim the resources, send it to the agent."""
+
+    type: Literal["build_server"] = "build_server"
+    action_id: uuid.UUID
+    instance: InstanceSpec
+    admin_pass: str
+
+
+# --- conductor/gateway -> compute.<host> ----------------------------------------------
+
+
+class SpawnServer(Message):
+    type: Literal["spawn_server"] = "spawn_server"
+    action_id: uuid.UUID
+    instance: InstanceSpec
+    admin_pass: str
+
+
+class DestroyServer(Message):
+    type: Literal["destroy_server"] = "destroy_server"
+    action_id: uuid.UUID
+    domain_name: str
+
+
+# --- compute agent -> conductor -------------------------------------------------------
+
+
+class TaskReport(Message):
+    """An agent finished (or failed) the task ``task_state`` on ``server_id``."""
+
+    type: Literal["task_report"] = "task_report"
+    action_id: uuid.UUID
+    host: str
+    task_state: str
+    success: bool
+    power_state: int
+    fault: Fault | None = None
+
+
+class HostCapacity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hypervisor_type: str
+    hypervisor_uri: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+class Heartbeat(Message):
+    """An agent is alive; the first one also registers the host and its capacity."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    host: str
+    capacity: HostCapacity
+
+
+AnyMessage = Annotated[
+    BuildServer | SpawnServer | DestroyServer | TaskReport | Heartbeat,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+
+
+def parse(body: bytes | str) -> Message:
+    """Decode a message of any known type; raises ``pydantic.ValidationError`` otherwise."""
+    message: Message = _ADAPTER.validate_json(body)
+    return message
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json().encode()

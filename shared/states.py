@@ -1,0 +1,180 @@
+"""The server state model: vm_state, task_state, power_state and the v2 status derived from them.
+
+A server has three independent states, as in the reference implementation: what it *is*
+(``VmState``), what is being *done* to it (``TaskState``) and what the hypervisor *says*
+(``PowerState``). The API's ``status`` is a pure function of the first two (``v2_status``).
+Which action may start from which state, and which task an agent may finish, live in the
+tables below and nowhere else: the gateway uses them to answer 409, the conductor to refuse an
+illegal report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+
+class VmState(StrEnum):
+    BUILDING = "building"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+    RESCUED = "rescued"
+    RESIZED = "resized"
+    SOFT_DELETED = "soft-delete"
+    DELETED = "deleted"
+    ERROR = "error"
+
+
+class TaskState(StrEnum):
+    SCHEDULING = "scheduling"
+    SPAWNING = "spawning"
+    REBOOTING = "rebooting"
+    REBOOTING_HARD = "rebooting_hard"
+    REBUILDING = "rebuilding"
+    UPDATING_PASSWORD = "updating_password"
+    RESIZE_PREP = "resize_prep"
+    RESIZE_MIGRATING = "resize_migrating"
+    RESIZE_MIGRATED = "resize_migrated"
+    RESIZE_FINISH = "resize_finish"
+    RESIZE_REVERTING = "resize_reverting"
+    RESIZE_CONFIRMING = "resize_confirming"
+    PAUSING = "pausing"
+    UNPAUSING = "unpausing"
+    SUSPENDING = "suspending"
+    RESUMING = "resuming"
+    MIGRATING = "migrating"
+    IMAGE_SNAPSHOT = "image_snapshot"
+    IMAGE_BACKUP = "image_backup"
+    DELETING = "deleting"
+
+
+class PowerState(IntEnum):
+    """Hypervisor power states, numbered as in the reference implementation."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+
+class Status(StrEnum):
+    """The v2 API ``status`` of a server (API.md §13.1)."""
+
+    ACTIVE = "ACTIVE"
+    BUILD = "BUILD"
+    REBUILD = "REBUILD"
+    REBOOT = "REBOOT"
+    HARD_REBOOT = "HARD_REBOOT"
+    PASSWORD = "PASSWORD"
+    RESIZE = "RESIZE"
+    VERIFY_RESIZE = "VERIFY_RESIZE"
+    REVERT_RESIZE = "REVERT_RESIZE"
+    PAUSED = "PAUSED"
+    SUSPENDED = "SUSPENDED"
+    SHUTOFF = "SHUTOFF"
+    RESCUE = "RESCUE"
+    MIGRATING = "MIGRATING"
+    ERROR = "ERROR"
+    DELETED = "DELETED"
+    UNKNOWN = "UNKNOWN"
+
+
+_DEFAULT_STATUS: dict[VmState, Status] = {
+    VmState.ACTIVE: Status.ACTIVE,
+    VmState.BUILDING: Status.BUILD,
+    VmState.STOPPED: Status.SHUTOFF,
+    VmState.RESIZED: Status.VERIFY_RESIZE,
+    VmState.PAUSED: Status.PAUSED,
+    VmState.SUSPENDED: Status.SUSPENDED,
+    VmState.RESCUED: Status.RESCUE,
+    VmState.ERROR: Status.ERROR,
+    VmState.DELETED: Status.DELETED,
+    VmState.SOFT_DELETED: Status.DELETED,
+}
+
+_TASK_OVERRIDES: dict[VmState, dict[TaskState, Status]] = {
+    VmState.ACTIVE: {
+        TaskState.REBOOTING: Status.REBOOT,
+        TaskState.REBOOTING_HARD: Status.HARD_REBOOT,
+        TaskState.UPDATING_PASSWORD: Status.PASSWORD,
+        TaskState.REBUILDING: Status.REBUILD,
+        TaskState.MIGRATING: Status.MIGRATING,
+        TaskState.RESIZE_PREP: Status.RESIZE,
+        TaskState.RESIZE_MIGRATING: Status.RESIZE,
+        TaskState.RESIZE_MIGRATED: Status.RESIZE,
+        TaskState.RESIZE_FINISH: Status.RESIZE,
+    },
+    VmState.STOPPED: {
+        TaskState.REBOOTING: Status.REBOOT,
+        TaskState.REBOOTING_HARD: Status.HARD_REBOOT,
+        TaskState.REBUILDING: Status.REBUILD,
+        TaskState.RESIZE_PREP: Status.RESIZE,
+        TaskState.RESIZE_MIGRATING: Status.RESIZE,
+        TaskState.RESIZE_MIGRATED: Status.RESIZE,
+        TaskState.RESIZE_FINISH: Status.RESIZE,
+    },
+    VmState.ERROR: {TaskState.UPDATING_PASSWORD: Status.PASSWORD},
+    VmState.RESIZED: {TaskState.RESIZE_REVERTING: Status.REVERT_RESIZE},
+}
+
+
+def v2_status(vm_state: str, task_state: str | None) -> Status:
+    """The API status of a server in ``vm_state`` while ``task_state`` runs."""
+    try:
+        vm = VmState(vm_state)
+    except ValueError:
+        return Status.UNKNOWN
+    if task_state is not None:
+        override = _TASK_OVERRIDES.get(vm, {}).get(TaskState(task_state))
+        if override is not None:
+            return override
+    return _DEFAULT_STATUS.get(vm, Status.UNKNOWN)
+
+
+def vm_states_for_status(status: str) -> frozenset[VmState] | None:
+    """The vm_states a ``status`` list filter selects; None when the status is not a default one.
+
+    Only a status that some vm_state shows *by default* can be filtered on (``REBOOT`` is a
+    transient override), exactly as the reference implementation did.
+    """
+    states = frozenset(vm for vm, st in _DEFAULT_STATUS.items() if st == status)
+    return states or None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An action that may start when the server is in one of ``from_vm`` with a task in
+    ``from_task`` (None = no task running), and that sets ``task`` while it runs."""
+
+    from_vm: frozenset[VmState]
+    from_task: frozenset[TaskState | None]
+    task: TaskState | None
+
+
+_IDLE: frozenset[TaskState | None] = frozenset({None})
+_ANY_TASK: frozenset[TaskState | None] = frozenset({None, *TaskState})
+
+#: Actions a user may start, and the states they may start from (API.md §13.2).
+ACTIONS: dict[str, Transition] = {
+    "delete": Transition(frozenset(VmState) - {VmState.DELETED}, _ANY_TASK, TaskState.DELETING),
+}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a successful report of an agent's task does to the server."""
+
+    vm_state: VmState
+    power_state: PowerState
+
+
+#: For each task an agent may finish, the state a successful run leaves the server in.
+#: A report for a task the server is not running is refused by the conductor.
+COMPLETIONS: dict[TaskState, Completion] = {
+    TaskState.SPAWNING: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    TaskState.DELETING: Completion(VmState.DELETED, PowerState.NOSTATE),
+}

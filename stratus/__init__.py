@@ -1,0 +1,1 @@
+"""The ``stratus`` command: the one place that puts the three services together."""

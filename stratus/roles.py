@@ -1,0 +1,120 @@
+"""One coroutine per ``stratus`` subcommand."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from api_gateway.app import create_app
+from compute_agent.service import AgentService
+from compute_agent.virt.factory import create_driver, libvirt_available
+from conductor.service import ConductorService
+from shared.bus.factory import create_bus
+from shared.config import Settings
+from shared.db import seed
+from shared.db.embedded import EmbeddedPostgres
+from shared.db.pool import create_pool
+from stratus.runtime import require, upgrade_database, wait_for_shutdown
+from stratus.system import System
+
+log = logging.getLogger(__name__)
+
+
+async def db_upgrade(settings: Settings) -> None:
+    applied = await upgrade_database(require(settings.database_url, "STRATUS_DATABASE_URL"))
+    print(f"database is up to date ({len(applied)} migrations applied)")
+
+
+async def api(settings: Settings) -> None:
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+    log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+    try:
+        await wait_for_shutdown()
+    finally:
+        await runner.cleanup()
+
+
+async def conductor(settings: Settings) -> None:
+    url = require(settings.database_url, "STRATUS_DATABASE_URL")
+    pool = await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    bus = create_bus(settings)
+    await bus.connect()
+    service = ConductorService(settings, pool, bus)
+    await service.start()
+    try:
+        await wait_for_shutdown()
+    finally:
+        await service.stop()
+        await bus.close()
+        await pool.close()
+
+
+async def agent(settings: Settings) -> None:
+    bus = create_bus(settings)
+    await bus.connect()
+    service = AgentService(
+        settings.host,
+        bus,
+        create_driver(settings),
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        concurrency=settings.agent_concurrency,
+    )
+    await service.start()
+    try:
+        await wait_for_shutdown()
+    finally:
+        await service.stop()
+        await bus.close()
+
+
+async def up(settings: Settings) -> None:
+    """The whole system in this process, on embedded defaults unless told otherwise."""
+    embedded = None
+    url = settings.database_url
+    if not url:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = await embedded.start()
+    try:
+        await upgrade_database(url)
+        system = System(settings, url, {settings.host: create_driver(settings)})
+        await system.start()
+        try:
+            _print_welcome(settings, system)
+            await wait_for_shutdown()
+            print("\nstopping…", flush=True)
+        finally:
+            await system.stop()
+    finally:
+        if embedded is not None:
+            await embedded.close()
+
+
+def _print_welcome(settings: Settings, system: System) -> None:
+    driver: str = settings.virt_driver
+    if driver == "auto":
+        driver = "libvirt" if libvirt_available() else "fake (libvirt binding not installed)"
+    image = seed.image_id(seed.DEFAULT_IMAGES[0][0])
+    database = (
+        "STRATUS_DATABASE_URL"
+        if settings.database_url
+        else f"embedded PostgreSQL in {settings.data_dir}"
+    )
+    print(
+        f"""
+Stratus is up: OpenStack Compute API v2 at {system.url}/v2/
+  database   {database}
+  bus        {"RabbitMQ (STRATUS_AMQP_URL)" if settings.amqp_url else "in-process"}
+  hypervisor {driver} {settings.libvirt_uri if driver == "libvirt" else ""}  host {settings.host}
+
+Try:
+  curl -H 'X-Auth-Token: admin:demo' {system.url}/v2/demo/flavors
+  curl -H 'X-Auth-Token: admin:demo' -H 'Content-Type: application/json' \\
+       -d '{{"server": {{"name": "web1", "imageRef": "{image}", "flavorRef": "1"}}}}' \\
+       {system.url}/v2/demo/servers
+
+Press Ctrl-C to stop.""",
+        flush=True,
+    )

@@ -1,0 +1,91 @@
+"""Everything in one process: gateway, conductor and compute agents on one pool and one bus.
+
+``stratus up`` runs this, and so do the functional tests: the same composition a user gets,
+in one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from api_gateway.app import create_app
+from compute_agent.service import AgentService
+from compute_agent.virt.driver import ComputeDriver
+from conductor.service import ConductorService
+from shared.bus import Bus
+from shared.bus.factory import create_bus
+from shared.config import Settings
+from shared.db.pool import create_pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class System:
+    settings: Settings
+    database_url: str
+    drivers: dict[str, ComputeDriver]
+    pool: asyncpg.Pool | None = None
+    bus: Bus | None = None
+    conductor: ConductorService | None = None
+    agents: list[AgentService] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.pool = await create_pool(
+            self.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        self.bus = create_bus(settings)
+        await self.bus.connect()
+        self.conductor = ConductorService(settings, self.pool, self.bus)
+        await self.conductor.start()
+        for host, driver in self.drivers.items():
+            agent = AgentService(
+                host,
+                self.bus,
+                driver,
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+                concurrency=settings.agent_concurrency,
+            )
+            await agent.start()
+            self.agents.append(agent)
+        await self.wait_for_hosts(list(self.drivers))
+        self.runner = web.AppRunner(create_app(settings, pool=self.pool, bus=self.bus))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, settings.api_host, settings.api_port)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def wait_for_hosts(self, names: list[str], timeout_s: float = 15.0) -> None:
+        """Wait until the conductor has registered every agent's host from its heartbeat."""
+        assert self.pool is not None
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            known = await self.pool.fetchval(
+                "SELECT count(*) FROM compute_hosts WHERE name = ANY($1::text[]) AND up", names
+            )
+            if known == len(names):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"compute hosts {names} did not register")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        for agent in self.agents:
+            await agent.stop()
+        if self.conductor is not None:
+            await self.conductor.stop()
+        if self.bus is not None:
+            await self.bus.close()
+        if self.pool is not None:
+            await self.pool.close()

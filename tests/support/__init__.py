@@ -1,0 +1,1 @@
+"""Test helpers: real databases, a real RabbitMQ, and a small v2 client."""

@@ -1,0 +1,52 @@
+"""The machine's RabbitMQ for tests: reachable, or a skip (a failure when CI requires it)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import aio_pika
+import pytest
+
+AMQP_URL = os.environ.get("STRATUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def required() -> bool:
+    return os.environ.get("STRATUS_REQUIRE_RABBITMQ", "") not in ("", "0")
+
+
+async def require_rabbitmq() -> str:
+    """The broker URL; skips the test when there is none, or fails it when CI requires one."""
+    try:
+        connection = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        message = f"RabbitMQ is not reachable at {AMQP_URL}: {exc!r}"
+        if required():
+            pytest.fail(message)
+        pytest.skip(message)
+    await connection.close()
+    return AMQP_URL
+
+
+def unique_prefix() -> str:
+    return f"stratus-test-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_topology(prefix: str, queues: list[str]) -> None:
+    """Remove a test's exchanges and queues from the shared broker."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        for name in [*queues, "dead"]:
+            channel = await connection.channel()
+            try:
+                await channel.queue_delete(f"{prefix}.{name}")
+            except aio_pika.exceptions.AMQPError:
+                pass
+        channel = await connection.channel()
+        for exchange in (prefix, f"{prefix}.dlx"):
+            try:
+                await channel.exchange_delete(exchange)
+            except aio_pika.exceptions.AMQPError:
+                channel = await connection.channel()
+    finally:
+        await connection.close()
