@@ -77,9 +77,7 @@ def tenant() -> str:
 
 
 @pytest.fixture
-def client_for(
-    system: System, http: aiohttp.ClientSession
-) -> Callable[[str, str], ComputeClient]:
+def client_for(system: System, http: aiohttp.ClientSession) -> Callable[[str, str], ComputeClient]:
     def make(tenant: str, user: str = "alice") -> ComputeClient:
         return ComputeClient(http, system.url, tenant, user)
 

@@ -56,6 +56,11 @@ class ComputeClient:
             {"server": {"name": name, "imageRef": image, "flavorRef": flavor, **extra}},
         )
 
+    async def delete_and_wait(self, server_id: str) -> None:
+        reply = await self.delete(f"/servers/{server_id}")
+        assert reply.status == 204, reply
+        await self.wait_for_status(server_id, "DELETED")
+
     async def wait_for_status(
         self, server_id: str, status: str, timeout_s: float = 30.0
     ) -> dict[str, Any]:

@@ -36,6 +36,13 @@ _UNDEFINE_FLAGS = (
 )
 
 
+def _ignore_libvirt_error(_ctx: object, _error: object) -> None:
+    """libvirt prints every error to stderr by default; ours are raised and handled instead."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+
 def _is_missing(exc: libvirt.libvirtError) -> bool:
     return bool(exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
 

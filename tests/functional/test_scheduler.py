@@ -1,0 +1,128 @@
+"""Scheduling in SQL: the right hosts are chosen, and racing conductors never overcommit."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from conductor.scheduler.scheduler import NoValidHost, Scheduler
+from shared.db import hosts
+from shared.db.hosts import Ratios, Resources
+from shared.db.pool import create_pool
+from shared.messages import HostCapacity
+from tests.support.databases import fresh_database
+
+TINY = Resources(vcpus=1, ram_mb=512, disk_gb=1)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    async with fresh_database() as url:
+        the_pool = await create_pool(url, min_size=4, max_size=8)
+        yield the_pool
+        await the_pool.close()
+
+
+def _scheduler(subset: int = 3) -> Scheduler:
+    return Scheduler(ratios=Ratios(1.0, 1.0, 1.0), down_after_s=30, subset_size=subset)
+
+
+async def _add_host(pool: asyncpg.Pool, name: str, ram_mb: int, vcpus: int = 64) -> None:
+    await hosts.heartbeat(
+        pool,
+        name,
+        HostCapacity(
+            hypervisor_type="fake",
+            hypervisor_uri="fake://",
+            vcpus=vcpus,
+            ram_mb=ram_mb,
+            disk_gb=1000,
+        ),
+    )
+
+
+async def _waiting_server(pool: asyncpg.Pool) -> uuid.UUID:
+    server_id = uuid.uuid4()
+    await pool.execute(
+        """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
+                                disk_gb, vm_state, task_state)
+           VALUES ($1, 't', 'u', 's', $2, '1', 1, 512, 1, 'building', 'scheduling')""",
+        server_id,
+        uuid.uuid4(),
+    )
+    return server_id
+
+
+async def test_the_host_with_most_free_ram_comes_first(pool: asyncpg.Pool) -> None:
+    await _add_host(pool, "small", 1024)
+    await _add_host(pool, "big", 8192)
+    await _add_host(pool, "full", 512)
+    await pool.execute("UPDATE compute_hosts SET ram_mb_used = 512 WHERE name = 'full'")
+    async with pool.acquire() as conn:
+        assert await _scheduler(subset=1).candidates(conn, TINY) == ["big", "small"]
+        assert await _scheduler(subset=1).candidates(conn, TINY, exclude=["big"]) == ["small"]
+
+
+async def test_dead_and_disabled_hosts_are_never_chosen(pool: asyncpg.Pool) -> None:
+    await _add_host(pool, "dead", 8192)
+    await _add_host(pool, "disabled", 8192)
+    await _add_host(pool, "alive", 1024)
+    await pool.execute(
+        "UPDATE compute_hosts SET last_heartbeat = now() - interval '1 hour' WHERE name = 'dead'"
+    )
+    await pool.execute("UPDATE compute_hosts SET enabled = false WHERE name = 'disabled'")
+    async with pool.acquire() as conn:
+        assert await _scheduler().candidates(conn, TINY) == ["alive"]
+
+
+async def test_no_room_anywhere_is_no_valid_host(pool: asyncpg.Pool) -> None:
+    await _add_host(pool, "only", 256)
+    server_id = await _waiting_server(pool)
+    async with pool.acquire() as conn:
+        with pytest.raises(NoValidHost):
+            await _scheduler().claim_host(conn, server_id, TINY)
+    assert await pool.fetchval("SELECT ram_mb_used FROM compute_hosts") == 0
+
+
+async def test_a_deleted_server_is_not_placed_and_its_claim_is_rolled_back(
+    pool: asyncpg.Pool,
+) -> None:
+    await _add_host(pool, "h", 4096)
+    server_id = await _waiting_server(pool)
+    await pool.execute("UPDATE servers SET deleted_at = now() WHERE id = $1", server_id)
+    async with pool.acquire() as conn:
+        assert await _scheduler().claim_host(conn, server_id, TINY) is None
+    assert await pool.fetchval("SELECT ram_mb_used FROM compute_hosts") == 0
+
+
+async def test_four_conductors_racing_never_overcommit_a_host(pool: asyncpg.Pool) -> None:
+    # 10 hosts with room for 3 tiny servers each; 40 servers want a place
+    for i in range(10):
+        await _add_host(pool, f"tight-{i}", 3 * 512)
+    servers = [await _waiting_server(pool) for _ in range(40)]
+    conductors = [_scheduler() for _ in range(4)]
+    placed: list[str] = []
+    refused = 0
+
+    async def conductor(index: int) -> None:
+        nonlocal refused
+        async with pool.acquire() as conn:
+            for server_id in servers[index::4]:
+                try:
+                    host = await conductors[index].claim_host(conn, server_id, TINY)
+                except NoValidHost:
+                    refused += 1
+                    continue
+                assert host is not None
+                placed.append(host)
+
+    await asyncio.gather(*(conductor(i) for i in range(4)))
+    assert len(placed) == 30 and refused == 10
+    rows = await pool.fetch("SELECT ram_mb, ram_mb_used FROM compute_hosts")
+    assert all(r["ram_mb_used"] <= r["ram_mb"] for r in rows)
+    assert sum(r["ram_mb_used"] for r in rows) == 30 * 512
+    assert await pool.fetchval("SELECT count(*) FROM servers WHERE host IS NOT NULL") == 30

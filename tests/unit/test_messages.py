@@ -1,0 +1,57 @@
+"""Messages survive the wire and are recognised by type."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from shared import messages
+from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec, TaskReport
+
+
+def _build() -> BuildServer:
+    server_id = uuid.uuid4()
+    return BuildServer(
+        request_id="req-1",
+        server_id=server_id,
+        action_id=uuid.uuid4(),
+        admin_pass="secret",
+        instance=InstanceSpec(
+            server_id=server_id,
+            name="web",
+            flavor=FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1),
+            image=ImageSpec(id=uuid.uuid4(), name="cirros"),
+            metadata={"k": "v"},
+        ),
+    )
+
+
+def test_a_message_round_trips_through_its_encoding() -> None:
+    sent = _build()
+    received = messages.parse(messages.encode(sent))
+    assert isinstance(received, BuildServer)
+    assert received == sent
+    assert received.instance.domain_name == f"instance-{sent.server_id}"
+
+
+def test_parse_picks_the_class_by_type() -> None:
+    report = TaskReport(
+        server_id=uuid.uuid4(),
+        action_id=uuid.uuid4(),
+        host="h",
+        task_state="spawning",
+        success=True,
+        power_state=1,
+    )
+    assert isinstance(messages.parse(messages.encode(report)), TaskReport)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"type": "no_such_type"}', b'{"type": "task_report", "host": "h"}'],
+)
+def test_unknown_or_incomplete_messages_are_rejected(body: bytes) -> None:
+    with pytest.raises(ValidationError):
+        messages.parse(body)
