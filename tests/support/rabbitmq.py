@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -38,10 +39,8 @@ async def delete_topology(prefix: str, queues: list[str]) -> None:
     try:
         for name in [*queues, "dead"]:
             channel = await connection.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(f"{prefix}.{name}")
-            except aio_pika.exceptions.AMQPError:
-                pass
         channel = await connection.channel()
         for exchange in (prefix, f"{prefix}.dlx"):
             try:
