@@ -11,6 +11,7 @@ from api_gateway import keys
 from api_gateway.compute import ComputeAPI
 from api_gateway.controllers import flavors, images, servers, versions
 from api_gateway.middlewares import auth_middleware, fault_middleware, request_id_middleware
+from api_gateway.views.cache import RenderCache
 from shared import bus as bus_mod
 from shared.bus import Bus
 from shared.bus.factory import create_bus
@@ -31,6 +32,7 @@ def create_app(
         client_max_size=settings.max_request_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None

@@ -74,6 +74,13 @@ class ComputeAPI:
                 raise Invalid(f"marker [{marker}] not found")
         return await servers.list_page(self.pool, ctx.project_id, marker=marker_id, limit=limit)
 
+    async def load_servers(
+        self, ctx: RequestContext, server_ids: list[uuid.UUID]
+    ) -> list[asyncpg.Record]:
+        """Full rows of servers a list page named (only the caller's project's)."""
+        rows = await servers.get_many(self.pool, server_ids)
+        return [r for r in rows if r["tenant_id"] == ctx.project_id]
+
     # --- create --------------------------------------------------------------------------
 
     async def _resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:

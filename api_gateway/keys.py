@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from api_gateway.views.cache import RenderCache
 from shared.bus import Bus
 from shared.config import Settings
 
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 BUS = web.AppKey("bus", Bus)
 COMPUTE: web.AppKey[ComputeAPI] = web.AppKey("compute")
+RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 
 # per request (``request[...]``): set by the middlewares
 REQUEST_ID = web.RequestKey("request_id", str)

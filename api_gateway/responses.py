@@ -26,3 +26,13 @@ def render(
         content_type=JSON,
         headers=headers,
     )
+
+
+def render_collection(
+    name: str, items: list[bytes], links: list[dict[str, str]], *, status: int = 200
+) -> web.Response:
+    """A JSON collection ``{name: [...], name_links: [...]}`` from items already serialized."""
+    body = b"".join((b'{"', name.encode(), b'":[', b",".join(items), b"]"))
+    if links:
+        body += b"".join((b',"', name.encode(), b'_links":', pydantic_core.to_json(links)))
+    return web.Response(body=body + b"}", status=status, content_type=JSON)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     auth_strategy: Literal["noauth"] = "noauth"
     max_request_body_bytes: int = 114688
     max_page_size: int = 1000
+    render_cache_entries: int = Field(
+        default=20000,
+        description="Rendered server representations each gateway keeps (0 turns it off).",
+    )
 
     # --- conductor ---------------------------------------------------------------------
     host_down_after_s: float = Field(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import asyncpg
+import pydantic_core
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.responses import render
+from api_gateway.context import RequestContext
+from api_gateway.responses import render, render_collection
 from api_gateway.schemas.common import page_params, read_body, validate
 from api_gateway.schemas.servers import CreateServerBody
 from api_gateway.views import servers as view
@@ -14,27 +19,49 @@ from api_gateway.views.links import base_url, collection_links
 routes = web.RouteTableDef()
 
 
-async def _page(request: web.Request, detailed: bool) -> web.Response:
+@routes.get("/v2/{tenant_id}/servers")
+async def index(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
     rows = await keys.compute(request).list_servers(ctx, limit=limit, marker=marker)
     base = base_url(request)
-    build = view.detail if detailed else view.basic
-    body: dict[str, object] = {"servers": [build(r, base, ctx.project_id) for r in rows]}
+    body: dict[str, object] = {"servers": [view.basic(r, base, ctx.project_id) for r in rows]}
     links = collection_links(request, rows, asked)
     if links:
         body["servers_links"] = links
     return render(body)
 
 
-@routes.get("/v2/{tenant_id}/servers")
-async def index(request: web.Request) -> web.Response:
-    return await _page(request, detailed=False)
-
-
 @routes.get("/v2/{tenant_id}/servers/detail")
 async def detail(request: web.Request) -> web.Response:
-    return await _page(request, detailed=True)
+    ctx = keys.context(request)
+    limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
+    rows = await keys.compute(request).list_servers(ctx, limit=limit, marker=marker)
+    items = await _detailed(request, ctx, rows)
+    return render_collection("servers", items, collection_links(request, rows, asked))
+
+
+async def _detailed(
+    request: web.Request, ctx: RequestContext, page: Sequence[asyncpg.Record]
+) -> list[bytes]:
+    """Serialized detailed representations of a page, from the render cache where the
+    server is unchanged (same version), else fetched and rendered now."""
+    cache = request.app[keys.RENDER_CACHE]
+    base = base_url(request)
+
+    def key(server_id: object, version: int) -> tuple[object, ...]:
+        return ("server.json", base, ctx.project_id, server_id, version)
+
+    items = [cache.get(key(r["id"], r["version"])) for r in page]
+    missing = [r["id"] for r, item in zip(page, items, strict=True) if item is None]
+    if missing:
+        fresh = {row["id"]: row for row in await keys.compute(request).load_servers(ctx, missing)}
+        for i, summary in enumerate(page):
+            row = fresh.get(summary["id"])
+            if items[i] is None and row is not None:
+                items[i] = pydantic_core.to_json(view.detail(row, base, ctx.project_id))
+                cache.put(key(row["id"], row["version"]), items[i])  # type: ignore[arg-type]
+    return [item for item in items if item is not None]
 
 
 @routes.post("/v2/{tenant_id}/servers")

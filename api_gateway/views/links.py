@@ -51,4 +51,6 @@ def isotime(value: datetime | None) -> str:
     """ISO 8601 in UTC with a ``Z``, seconds precision, as in every sample."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="seconds")[:19] + "Z"  # isoformat is C; strftime is slow

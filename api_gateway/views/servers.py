@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -12,6 +13,7 @@ from shared.states import Status, v2_status
 _WITH_PROGRESS = {Status.ACTIVE, Status.BUILD, Status.REBUILD, Status.RESIZE, Status.VERIFY_RESIZE}
 
 
+@functools.lru_cache(maxsize=65536)
 def host_id(tenant_id: str, host: str | None) -> str:
     """Opaque id of a server's host, equal for one tenant's servers on one host only."""
     if not host:

@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import asyncpg.pool
+import pydantic_core
 
 #: A connection: a bare one, or one borrowed from a pool.
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -16,7 +17,9 @@ Executor: TypeAlias = asyncpg.Pool | Conn
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb arrives as Python objects, not strings, wherever a query aggregates children
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=pydantic_core.from_json, schema="pg_catalog"
+    )
 
 
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:

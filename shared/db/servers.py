@@ -115,7 +115,11 @@ async def list_page(
     marker: uuid.UUID | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Live servers of ``tenant_id``, newest first, one page after ``marker`` (keyset)."""
+    """One page of ``tenant_id``'s live servers, newest first, after ``marker`` (keyset).
+
+    Only ``id``, ``name`` and ``version``: enough for the plain list, and for the detailed
+    one to tell which representations it already has rendered (see ``get_many``).
+    """
     args: list[object] = [tenant_id]
     where = ["s.tenant_id = $1", "s.deleted_at IS NULL"]
     if marker is not None:
@@ -125,9 +129,17 @@ async def list_page(
         )
     args.append(limit)
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"{_SELECT} WHERE {' AND '.join(where)}"
+        f"SELECT s.id, s.name, s.version FROM servers s WHERE {' AND '.join(where)}"
         f" ORDER BY s.created_at DESC, s.id DESC LIMIT ${len(args)}",
         *args,
+    )
+    return rows
+
+
+async def get_many(conn: Executor, server_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Full rows of these servers (any order; deleted ones included)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"{_SELECT} WHERE s.id = ANY($1::uuid[])", server_ids
     )
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from stratus.system import System
 from tests.conftest import IMAGE
@@ -103,4 +104,24 @@ async def test_another_projects_server_is_not_found(api: ComputeClient, client_f
     assert (await other.get(f"/servers/{server_id}")).status == 404
     assert (await other.delete(f"/servers/{server_id}")).status == 404
     assert (await api.get(f"/servers/{server_id}")).status == 200
+    await api.delete_and_wait(server_id)
+
+
+async def test_detail_list_never_shows_a_stale_representation(
+    api: ComputeClient, system: System
+) -> None:
+    assert system.pool is not None
+    server_id = (await api.create_server("fresh", IMAGE)).body["server"]["id"]
+    await api.get("/servers/detail")  # rendered (and remembered) while building
+    await api.wait_for_status(server_id, "ACTIVE")
+    (listed,) = (await api.get("/servers/detail")).body["servers"]
+    assert listed["status"] == "ACTIVE"
+
+    # a change to a child row (metadata) shows up too: the trigger bumps the version
+    await system.pool.execute(
+        "INSERT INTO server_metadata (server_id, key, value) VALUES ($1, 'k', 'v')",
+        uuid.UUID(server_id),
+    )
+    (listed,) = (await api.get("/servers/detail")).body["servers"]
+    assert listed["metadata"] == {"k": "v"}
     await api.delete_and_wait(server_id)
