@@ -24,9 +24,9 @@ from shared.config import Settings
 from shared.db import actions, flavors, hosts, images, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.errors import Invalid, NotFound, ServiceUnavailable
+from shared.errors import Conflict, Invalid, NotFound, ServiceUnavailable
 from shared.messages import BuildServer, DestroyServer, FlavorSpec, ImageSpec, InstanceSpec
-from shared.states import TaskState
+from shared.states import TaskState, allowed
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,8 @@ class ComputeAPI:
                 raise NotFound("Instance could not be found.")
             if row["task_state"] == TaskState.DELETING:
                 return  # a delete is already on its way
+            if not allowed("delete", row["vm_state"], row["task_state"]):
+                raise Conflict(f"Cannot 'delete' while instance is in vm_state {row['vm_state']}")
             await actions.record(
                 conn,
                 action_id=action_id,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import signal
 import socket
@@ -241,6 +242,8 @@ async def drop_database(admin_url: str, name: str) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     name, database_url = await create_database(args.admin_database_url)
+    if args.driver == "auto":
+        args.driver = "libvirt" if importlib.util.find_spec("libvirt") else "fake"
     deployment = Deployment(args.mode, database_url, args.amqp_url, args.driver)
     deployment.start()
     results = Results()

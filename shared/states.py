@@ -164,6 +164,17 @@ ACTIONS: dict[str, Transition] = {
 }
 
 
+def allowed(action: str, vm_state: str, task_state: str | None) -> bool:
+    """May ``action`` start on a server in ``vm_state`` running ``task_state``?"""
+    transition = ACTIONS[action]
+    try:
+        vm = VmState(vm_state)
+        task = TaskState(task_state) if task_state is not None else None
+    except ValueError:
+        return False
+    return vm in transition.from_vm and task in transition.from_task
+
+
 @dataclass(frozen=True)
 class Completion:
     """What a successful report of an agent's task does to the server."""

@@ -49,3 +49,13 @@ def test_only_default_statuses_can_be_filtered_on() -> None:
     assert vm_states_for_status("ACTIVE") == {VmState.ACTIVE}
     assert vm_states_for_status("DELETED") == {VmState.DELETED, VmState.SOFT_DELETED}
     assert vm_states_for_status("REBOOT") is None
+
+
+def test_delete_is_allowed_in_every_state_but_deleted() -> None:
+    from shared.states import allowed
+
+    assert allowed("delete", "error", None)
+    assert allowed("delete", "building", "spawning")
+    assert allowed("delete", "active", "rebooting")
+    assert not allowed("delete", "deleted", None)
+    assert not allowed("delete", "bogus", None)
