@@ -11,6 +11,8 @@ from api_gateway import keys
 from api_gateway.compute import ComputeAPI
 from api_gateway.controllers import flavors, images, servers, versions
 from api_gateway.middlewares import auth_middleware, fault_middleware, request_id_middleware
+from api_gateway.negotiation import requested_version
+from api_gateway.routing import MultipleChoices, add_routes
 from api_gateway.views.cache import RenderCache
 from shared import bus as bus_mod
 from shared.bus import Bus
@@ -55,9 +57,23 @@ def create_app(
             await app[keys.POOL].close()
 
     app.cleanup_ctx.append(resources)
-    for module in (versions, flavors, images, servers):
-        app.router.add_routes(module.routes)
+    add_routes(app, [m.routes for m in (versions, flavors, images, servers)])
+    app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
+
+
+async def unknown_path(request: web.Request) -> web.StreamResponse:
+    """No route matched. A known path with another method is 405; an unknown version-less
+    path gets the choices (300); anything else is 404."""
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None and methods:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
+    if not request.path.startswith("/v2/") and requested_version(request) is None:
+        raise MultipleChoices
+    raise web.HTTPNotFound
 
 
 def _require(value: str | None, name: str) -> str:

@@ -11,8 +11,10 @@ from aiohttp.typedefs import Handler
 
 from api_gateway import faults
 from api_gateway.auth import noauth_context, noauth_handshake
+from api_gateway.controllers.versions import multiple_choices
 from api_gateway.keys import CONTEXT, REQUEST_ID
 from api_gateway.responses import render
+from api_gateway.routing import MultipleChoices
 from shared import errors
 from shared.logging import request_context
 
@@ -42,8 +44,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
-def fault_response(fault: faults.Fault) -> web.Response:
-    return render(fault.body(), status=fault.code, headers=fault.headers)
+def fault_response(request: web.Request, fault: faults.Fault) -> web.Response:
+    return render(request, fault.body(), status=fault.code, headers=fault.headers)
 
 
 def _http_fault(request: web.Request, exc: web.HTTPException) -> faults.Fault:
@@ -61,28 +63,32 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error becomes a v2 fault body; an unexpected one is logged with its stack."""
     try:
         return await handler(request)
+    except MultipleChoices:
+        return multiple_choices(request)
     except faults.Fault as fault:
-        return fault_response(fault)
+        return fault_response(request, fault)
     except errors.StratusError as error:
-        return fault_response(faults.from_domain(error))
+        return fault_response(request, faults.from_domain(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return fault_response(_http_fault(request, exc))
+        return fault_response(request, _http_fault(request, exc))
     except _DATABASE_DOWN:
         log.exception("database unavailable")
         return fault_response(
+            request,
             faults.ServiceUnavailable(
                 "The service is temporarily unavailable; try again later.",
                 headers={"Retry-After": "5"},
-            )
+            ),
         )
     except Exception:
         log.exception("unexpected error")
         return fault_response(
+            request,
             faults.ComputeFault(
                 "The server has either erred or is incapable of performing the requested operation."
-            )
+            ),
         )
 
 

@@ -1,4 +1,4 @@
-"""Turn a view's dict into an HTTP response."""
+"""Turn a view's dict into an HTTP response in the negotiated format (JSON or XML)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,63 @@ from typing import Any
 import pydantic_core
 from aiohttp import web
 
-JSON = "application/json"
+from api_gateway.negotiation import CONTENT_TYPES, Format, response_format
+from api_gateway.serializers import xml
+
+
+def serialize(fmt: Format, body: Mapping[str, Any]) -> bytes:
+    if fmt is Format.XML:
+        return xml.document(body)
+    return pydantic_core.to_json(body)
 
 
 def render(
+    request: web.Request,
     body: Mapping[str, Any] | None,
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    xml_body: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """A JSON response (no body for 204 and friends)."""
+    """``body`` in the format the client asked for (no body for 204 and friends).
+
+    ``xml_body`` replaces ``body`` for XML where the two representations differ beyond the
+    mechanical mapping (the guide's samples show a few such places).
+    """
     if body is None:
         return web.Response(status=status, headers=headers)
+    fmt = response_format(request)
+    if fmt is Format.ATOM:
+        fmt = Format.JSON
+    chosen = xml_body if (fmt is Format.XML and xml_body is not None) else body
     return web.Response(
-        body=pydantic_core.to_json(body),
+        body=serialize(fmt, chosen),
         status=status,
-        content_type=JSON,
+        content_type=CONTENT_TYPES[fmt],
         headers=headers,
     )
 
 
+def render_item(fmt: Format, tag: str, value: Mapping[str, Any]) -> bytes:
+    """One member of a collection, serialized to be joined by ``render_collection``."""
+    if fmt is Format.XML:
+        return xml.item(tag, value).encode()
+    return pydantic_core.to_json(value)
+
+
 def render_collection(
-    name: str, items: list[bytes], links: list[dict[str, str]], *, status: int = 200
+    request: web.Request,
+    name: str,
+    items: list[bytes],
+    links: list[dict[str, str]],
 ) -> web.Response:
-    """A JSON collection ``{name: [...], name_links: [...]}`` from items already serialized."""
+    """``{name: [...], name_links: [...]}`` from members serialized by ``render_item``."""
+    fmt = response_format(request)
+    if fmt is Format.XML:
+        return web.Response(
+            body=xml.collection(name, items, links), content_type=CONTENT_TYPES[Format.XML]
+        )
     body = b"".join((b'{"', name.encode(), b'":[', b",".join(items), b"]"))
     if links:
         body += b"".join((b',"', name.encode(), b'_links":', pydantic_core.to_json(links)))
-    return web.Response(body=body + b"}", status=status, content_type=JSON)
+    return web.Response(body=body + b"}", content_type=CONTENT_TYPES[Format.JSON])

@@ -7,6 +7,7 @@ from aiohttp import web
 from api_gateway import keys
 from api_gateway.faults import BadRequest, ItemNotFound
 from api_gateway.responses import render
+from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params
 from api_gateway.views import flavors as view
 from api_gateway.views.links import base_url, collection_links
@@ -45,23 +46,23 @@ async def _page(request: web.Request, detailed: bool) -> web.Response:
     links = collection_links(request, rows, asked)
     if links:
         body["flavors_links"] = links
-    return render(body)
+    return render(request, body)
 
 
-@routes.get("/v2/{tenant_id}/flavors")
+@routes.get(collection("/flavors"))
 async def index(request: web.Request) -> web.Response:
     return await _page(request, detailed=False)
 
 
-@routes.get("/v2/{tenant_id}/flavors/detail")
+@routes.get(collection("/flavors/detail"))
 async def detail(request: web.Request) -> web.Response:
     return await _page(request, detailed=True)
 
 
-@routes.get("/v2/{tenant_id}/flavors/{flavor_id}")
+@routes.get(member("/flavors/{flavor_id}"))
 async def show(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     row = await flavors.get(request.app[keys.POOL], request.match_info["flavor_id"])
     if row is None:
         raise ItemNotFound("The resource could not be found.")
-    return render({"flavor": view.detail(row, base_url(request), ctx.project_id)})
+    return render(request, {"flavor": view.detail(row, base_url(request), ctx.project_id)})

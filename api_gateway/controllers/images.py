@@ -9,6 +9,7 @@ from aiohttp import web
 from api_gateway import keys
 from api_gateway.faults import BadRequest, ItemNotFound
 from api_gateway.responses import render
+from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params
 from api_gateway.views import images as view
 from api_gateway.views.links import base_url, collection_links
@@ -36,20 +37,20 @@ async def _page(request: web.Request, detailed: bool) -> web.Response:
     links = collection_links(request, rows, asked)
     if links:
         body["images_links"] = links
-    return render(body)
+    return render(request, body)
 
 
-@routes.get("/v2/{tenant_id}/images")
+@routes.get(collection("/images"))
 async def index(request: web.Request) -> web.Response:
     return await _page(request, detailed=False)
 
 
-@routes.get("/v2/{tenant_id}/images/detail")
+@routes.get(collection("/images/detail"))
 async def detail(request: web.Request) -> web.Response:
     return await _page(request, detailed=True)
 
 
-@routes.get("/v2/{tenant_id}/images/{image_id}")
+@routes.get(member("/images/{image_id}"))
 async def show(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     try:
@@ -59,4 +60,4 @@ async def show(request: web.Request) -> web.Response:
     row = await images.get(request.app[keys.POOL], image_id, ctx.project_id)
     if row is None:
         raise ItemNotFound("Image not found.")
-    return render({"image": view.detail(row, base_url(request), ctx.project_id)})
+    return render(request, {"image": view.detail(row, base_url(request), ctx.project_id)})

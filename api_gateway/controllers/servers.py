@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
-import pydantic_core
 from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.context import RequestContext
-from api_gateway.responses import render, render_collection
+from api_gateway.negotiation import response_format
+from api_gateway.responses import render, render_collection, render_item
+from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params, read_body, validate
 from api_gateway.schemas.servers import CreateServerBody
 from api_gateway.views import servers as view
@@ -19,7 +20,7 @@ from api_gateway.views.links import base_url, collection_links
 routes = web.RouteTableDef()
 
 
-@routes.get("/v2/{tenant_id}/servers")
+@routes.get(collection("/servers"))
 async def index(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
@@ -29,16 +30,16 @@ async def index(request: web.Request) -> web.Response:
     links = collection_links(request, rows, asked)
     if links:
         body["servers_links"] = links
-    return render(body)
+    return render(request, body)
 
 
-@routes.get("/v2/{tenant_id}/servers/detail")
+@routes.get(collection("/servers/detail"))
 async def detail(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
     rows = await keys.compute(request).list_servers(ctx, limit=limit, marker=marker)
     items = await _detailed(request, ctx, rows)
-    return render_collection("servers", items, collection_links(request, rows, asked))
+    return render_collection(request, "servers", items, collection_links(request, rows, asked))
 
 
 async def _detailed(
@@ -48,9 +49,10 @@ async def _detailed(
     server is unchanged (same version), else fetched and rendered now."""
     cache = request.app[keys.RENDER_CACHE]
     base = base_url(request)
+    fmt = response_format(request)
 
     def key(server_id: object, version: int) -> tuple[object, ...]:
-        return ("server.json", base, ctx.project_id, server_id, version)
+        return ("server", fmt, base, ctx.project_id, server_id, version)
 
     items = [cache.get(key(r["id"], r["version"])) for r in page]
     missing = [r["id"] for r, item in zip(page, items, strict=True) if item is None]
@@ -59,28 +61,34 @@ async def _detailed(
         for i, summary in enumerate(page):
             row = fresh.get(summary["id"])
             if items[i] is None and row is not None:
-                items[i] = pydantic_core.to_json(view.detail(row, base, ctx.project_id))
+                items[i] = render_item(fmt, "server", view.detail(row, base, ctx.project_id))
                 cache.put(key(row["id"], row["version"]), items[i])  # type: ignore[arg-type]
     return [item for item in items if item is not None]
 
 
-@routes.post("/v2/{tenant_id}/servers")
+@routes.post(collection("/servers"))
 async def create(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     body = validate(CreateServerBody, await read_body(request))
     created = await keys.compute(request).create_server(ctx, body.server)
     server = view.created(created.id, created.admin_pass, base_url(request), ctx.project_id)
-    return render({"server": server}, status=202, headers={"Location": server["links"][0]["href"]})
+    return render(
+        request,
+        {"server": server},
+        status=202,
+        headers={"Location": server["links"][0]["href"]},
+        xml_body={"server": {**server, "metadata": {}}},  # the XML sample (Ex 2.6) has it
+    )
 
 
-@routes.get("/v2/{tenant_id}/servers/{server_id}")
+@routes.get(member("/servers/{server_id}"))
 async def show(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     row = await keys.compute(request).get_server(ctx, request.match_info["server_id"])
-    return render({"server": view.detail(row, base_url(request), ctx.project_id)})
+    return render(request, {"server": view.detail(row, base_url(request), ctx.project_id)})
 
 
-@routes.delete("/v2/{tenant_id}/servers/{server_id}")
+@routes.delete(member("/servers/{server_id}"))
 async def delete(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     await keys.compute(request).delete_server(ctx, request.match_info["server_id"])

@@ -9,17 +9,24 @@ import pydantic
 from aiohttp import web
 
 from api_gateway.faults import BadMediaType, BadRequest
+from api_gateway.negotiation import Format, body_format
+from api_gateway.schemas import xml_body
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
-_JSON_TYPES = {"application/json", "application/vnd.openstack.compute+json"}
-
 
 async def read_body(request: web.Request) -> Any:
-    """The request body as plain data; 415 for a media type we do not speak."""
-    if request.content_type not in _JSON_TYPES:
+    """The request body (JSON or XML) as plain data in the JSON shape; 415 for a media type we
+    do not speak, 400 for a body that does not parse."""
+    fmt = body_format(request.content_type)
+    if fmt is None:
         raise BadMediaType(f"Unsupported Content-Type {request.content_type!r}.")
     raw = await request.read()
+    if fmt is Format.XML:
+        try:
+            return xml_body.parse(raw)
+        except xml_body.MalformedXml as exc:
+            raise BadRequest(str(exc)) from exc
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

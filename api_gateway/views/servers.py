@@ -59,8 +59,8 @@ def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
             "id": row["flavor_id"],
             "links": resource_links(base, tenant_id, "flavors", row["flavor_id"]),
         },
-        "addresses": addresses(row["addresses"]),
         "metadata": row["metadata"],
+        "addresses": addresses(row["addresses"]),
         "links": resource_links(base, tenant_id, "servers", row["id"]),
     }
     if status in _WITH_PROGRESS:

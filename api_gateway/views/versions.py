@@ -49,3 +49,29 @@ def version_detail(base: str) -> dict[str, Any]:
     version["links"] = version["links"] + DESCRIBED_BY
     version["media-types"] = MEDIA_TYPES
     return {"version": version}
+
+
+def for_xml(body: dict[str, Any]) -> dict[str, Any]:
+    """The XML form: ``version`` and ``min_version`` are JSON-only hints for microversion-aware
+    clients, not attributes of the guide's schema."""
+
+    def strip(version: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in version.items() if k not in ("version", "min_version")}
+
+    if "versions" in body:
+        return {"versions": [strip(v) for v in body["versions"]]}
+    return {"version": strip(body["version"])}
+
+
+def choices(base: str, path: str) -> dict[str, Any]:
+    """The 300 Multiple Choices document: each version with a link to ``path`` under it."""
+    return {
+        "choices": [
+            {
+                "id": "v2.0",
+                "status": "CURRENT",
+                "links": [{"rel": "self", "href": f"{base}/v2{path}"}],
+                "media-types": MEDIA_TYPES,
+            }
+        ]
+    }

@@ -1,0 +1,74 @@
+"""XML request bodies turned into the JSON shape, so one pydantic schema checks both.
+
+Parsed with defusedxml: DTDs, entity declarations and external references are refused, so
+entity expansion ("billion laughs") and external entity tricks cannot happen. Namespaces are
+ignored, as the reference implementation ignored them.
+
+The mapping follows the guide's samples: the root element names the single top-level member;
+attributes are members; ``<metadata>`` of ``<meta key>`` is an object; ``<personality>`` of
+``<file path>`` a list; a child with only text is a string member (the admin actions put their
+parameters there); an empty element is ``null`` (``<confirmResize/>``).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import defusedxml.ElementTree
+from defusedxml import DefusedXmlException
+
+
+class MalformedXml(ValueError):
+    """The body is not XML we accept; the message says why, for a 400."""
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _metadata(element: ET.Element) -> dict[str, str]:
+    return {meta.get("key", ""): meta.text or "" for meta in element if _local(meta.tag) == "meta"}
+
+
+def _personality(element: ET.Element) -> list[dict[str, str]]:
+    return [
+        {"path": item.get("path", ""), "contents": "".join((item.text or "").split())}
+        for item in element
+        if _local(item.tag) == "file"
+    ]
+
+
+def _value(element: ET.Element) -> Any:
+    children = list(element)
+    text = (element.text or "").strip()
+    if not element.attrib and not children:
+        return text or None
+    value: dict[str, Any] = {_local(name): v for name, v in element.attrib.items()}
+    for child in children:
+        name = _local(child.tag)
+        if name == "metadata":
+            value[name] = _metadata(child)
+        elif name == "personality":
+            value[name] = _personality(child)
+        else:
+            value[name] = _value(child)
+    return value
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """``{root: value}`` for an XML document; raises ``MalformedXml``."""
+    try:
+        root = defusedxml.ElementTree.fromstring(
+            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except DefusedXmlException as exc:
+        raise MalformedXml(f"XML with a DTD or entities is not accepted: {exc}") from None
+    except ET.ParseError as exc:
+        raise MalformedXml(f"Malformed XML request body: {exc}") from None
+    name = _local(root.tag)
+    if name == "metadata":
+        return {name: _metadata(root)}
+    if name == "meta":
+        return {name: {root.get("key", ""): root.text or ""}}
+    return {name: _value(root)}

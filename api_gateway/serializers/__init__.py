@@ -1,0 +1,1 @@
+"""Serializers: the API's dicts (the JSON shape) written as XML or Atom."""

@@ -1,0 +1,165 @@
+"""The v2 XML representation, derived from the JSON shape by the guide's rules (API.md §14).
+
+Scalars become attributes; objects become child elements; ``links`` become ``atom:link``
+children after the others; ``message``, ``details`` and ``description`` are text elements;
+lists become a wrapper element with one child per item (``servers`` -> ``<server>``).
+``metadata`` and ``addresses`` have shapes of their own (``<meta key>``, ``<network id>``),
+as do the absolute and rate limits. Extension members (``OS-EXT-STS:vm_state``) are written in
+their extension's namespace. Documents are built as text so that a collection can be joined
+from items rendered earlier (``item`` writes one without namespace declarations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+COMPUTE_NS = "http://docs.openstack.org/compute/api/v1.1"
+COMMON_NS = "http://docs.openstack.org/common/api/v1.0"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
+
+#: Root elements in the common namespace; every other root is in the compute namespace.
+_COMMON_ROOTS = {"versions", "version", "choices", "extensions", "extension", "limits"}
+
+#: The element each item of a list is written as.
+_ITEM = {
+    "servers": "server",
+    "images": "image",
+    "flavors": "flavor",
+    "extensions": "extension",
+    "versions": "version",
+    "choices": "version",
+    "media-types": "media-type",
+    "rates": "rate",
+}
+
+#: Lists whose items repeat directly inside the parent, with no wrapper element.
+_UNWRAPPED = {"limit", "ip"}
+
+_TEXT_MEMBERS = {"message", "details", "description"}
+
+#: Extension alias -> namespace, filled by the extensions registry.
+EXTENSION_NAMESPACES: dict[str, str] = {}
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _attribute(name: str, value: object) -> str:
+    return f" {name}={quoteattr(_value(value))}"
+
+
+def _links(links: Iterable[Mapping[str, str]]) -> str:
+    return "".join(
+        "<atom:link" + "".join(_attribute(k, v) for k, v in link.items() if v is not None) + "/>"
+        for link in links
+    )
+
+
+def _metadata(tag: str, metadata: Mapping[str, str]) -> str:
+    items = "".join(f"<meta key={quoteattr(k)}>{escape(v)}</meta>" for k, v in metadata.items())
+    return f"<{tag}>{items}</{tag}>" if items else f"<{tag}/>"
+
+
+def addresses(networks: Mapping[str, list[Mapping[str, Any]]]) -> str:
+    return "".join(network(name, ips) for name, ips in networks.items())
+
+
+def network(name: str, ips: list[Mapping[str, Any]]) -> str:
+    body = "".join(
+        f"<ip{_attribute('version', ip['version'])}{_attribute('addr', ip['addr'])}/>" for ip in ips
+    )
+    return f"<network{_attribute('id', name)}>{body}</network>"
+
+
+def _absolute(limits: Mapping[str, object]) -> str:
+    return "".join(
+        f"<limit{_attribute('name', k)}{_attribute('value', v)}/>" for k, v in limits.items()
+    )
+
+
+def item(tag: str, value: Any) -> str:
+    """One element (no namespace declarations) for the member ``tag`` holding ``value``."""
+    if value is None:
+        return f"<{tag}/>"
+    if not isinstance(value, Mapping):
+        return f"<{tag}>{escape(_value(value))}</{tag}>"
+    attributes: list[str] = []
+    children: list[str] = []
+    links = ""
+    for key, member in value.items():
+        if member is None:
+            continue
+        if key == "links":
+            links = _links(member)
+        elif key.endswith("_links"):
+            continue  # a nested collection's links go inside its own element
+        elif key == "metadata" and isinstance(member, Mapping):
+            children.append(_metadata(key, member))
+        elif key == "addresses" and isinstance(member, Mapping):
+            inner = addresses(member)
+            children.append(f"<addresses>{inner}</addresses>" if inner else "<addresses/>")
+        elif key == "absolute" and isinstance(member, Mapping):
+            children.append(f"<absolute>{_absolute(member)}</absolute>")
+        elif key in _TEXT_MEMBERS:
+            children.append(f"<{key}>{escape(_value(member))}</{key}>")
+        elif isinstance(member, Mapping):
+            children.append(item(key, member))
+        elif isinstance(member, list):
+            children.append(_list(key, member))
+        else:
+            attributes.append(_attribute(key, member))
+    body = "".join(children) + links
+    opening = f"<{tag}{''.join(attributes)}"
+    return f"{opening}>{body}</{tag}>" if body else f"{opening}/>"
+
+
+def _list(key: str, items: list[Any]) -> str:
+    if key in _UNWRAPPED:
+        return "".join(item(key, entry) for entry in items)
+    wrapper = "rates" if key == "rate" else key
+    child = _ITEM.get(wrapper, wrapper.removesuffix("s"))
+    inner = "".join(item(child, entry) for entry in items)
+    return f"<{wrapper}>{inner}</{wrapper}>"
+
+
+def _declarations(root: str, body: str) -> str:
+    namespace = COMMON_NS if root in _COMMON_ROOTS else COMPUTE_NS
+    declared = f" xmlns={quoteattr(namespace)}"
+    if "<atom:link" in body:
+        declared += f" xmlns:atom={quoteattr(ATOM_NS)}"
+    for alias, extension_ns in EXTENSION_NAMESPACES.items():
+        if f" {alias}:" in body or f"<{alias}:" in body:
+            declared += f" xmlns:{alias}={quoteattr(extension_ns)}"
+    return declared
+
+
+def _declare(root: str, element: str) -> str:
+    """Put the namespace declarations on ``element``'s opening tag."""
+    at = len(root) + 1
+    return element[:at] + _declarations(root, element) + element[at:]
+
+
+def document(body: Mapping[str, Any]) -> bytes:
+    """A whole XML document for a JSON body of one member (``{"server": {...}}``), or of a
+    collection and its links (``{"servers": [...], "servers_links": [...]}``)."""
+    root = next(k for k in body if not k.endswith("_links"))
+    value = body[root]
+    if isinstance(value, list):
+        child = _ITEM.get(root, root.removesuffix("s"))
+        items = [item(child, entry) for entry in value]
+        return collection(root, [i.encode() for i in items], body.get(f"{root}_links", []))
+    return (DECLARATION + _declare(root, item(root, value))).encode()
+
+
+def collection(root: str, items: list[bytes], links: Sequence[Mapping[str, str]]) -> bytes:
+    """A collection document from items already written with ``item``."""
+    inner = b"".join(items).decode() + _links(links)
+    element = f"<{root}>{inner}</{root}>" if inner else f"<{root}/>"
+    return (DECLARATION + _declare(root, element)).encode()
