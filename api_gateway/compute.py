@@ -25,8 +25,15 @@ from shared.db import actions, flavors, hosts, images, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.errors import Conflict, Invalid, NotFound, ServiceUnavailable
-from shared.messages import BuildServer, DestroyServer, FlavorSpec, ImageSpec, InstanceSpec
-from shared.states import TaskState, allowed
+from shared.messages import (
+    ActionMessage,
+    BuildServer,
+    DestroyServer,
+    FlavorSpec,
+    ImageSpec,
+    InstanceSpec,
+)
+from shared.states import ACTIONS, TaskState, allowed
 
 log = logging.getLogger(__name__)
 
@@ -172,26 +179,84 @@ class ComputeAPI:
 
     # --- delete --------------------------------------------------------------------------
 
+    async def start_action(
+        self, ctx: RequestContext, server_id: str, action: str
+    ) -> tuple[asyncpg.Record, uuid.UUID]:
+        """Begin ``action`` on a server in one transaction: lock the row, check the action is
+        legal in its state now (else 409), record the action and set its task state.
+
+        Returns the row as it was (for its host and previous task) and the action's id; the
+        caller sends the command with ``send_or_undo``.
+        """
+        sid = parse_uuid(server_id, "Instance")
+        action_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, ctx, sid)
+            _check_allowed(row, action)
+            await self._record(conn, ctx, sid, action, action_id)
+            await servers.set_task(conn, sid, ACTIONS[action].task)
+        return row, action_id
+
+    async def _locked(
+        self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID
+    ) -> asyncpg.Record:
+        row = await servers.lock(conn, server_id, ctx.project_id)
+        if row is None:
+            raise NotFound("Instance could not be found.")
+        return row
+
+    async def _record(
+        self,
+        conn: Conn,
+        ctx: RequestContext,
+        server_id: uuid.UUID,
+        action: str,
+        action_id: uuid.UUID,
+    ) -> None:
+        await actions.record(
+            conn,
+            action_id=action_id,
+            request_id=ctx.request_id,
+            server_id=server_id,
+            action=action,
+            tenant_id=ctx.project_id,
+            user_id=ctx.user_id,
+        )
+
+    async def send_or_undo(
+        self,
+        routing_key: str,
+        command: ActionMessage,
+        *,
+        task: str | None,
+        previous_task: str | None,
+    ) -> None:
+        """Publish ``command``; if the broker does not take it, put the task state back and
+        close the action as failed, so the server is not left in a task nobody runs."""
+        try:
+            await self.bus.publish(routing_key, command)
+        except PublishFailed as exc:
+            assert command.server_id is not None
+            log.error("could not send %s to %s: %s", command.type, routing_key, exc)
+            async with self.pool.acquire() as conn, conn.transaction():
+                if task is not None:
+                    await servers.restore_task(
+                        conn, command.server_id, task=task, previous=previous_task
+                    )
+                await actions.finish(conn, command.action_id, success=False, message=str(exc))
+            raise ServiceUnavailable("The request could not be queued; try again later.") from exc
+
+    # --- delete --------------------------------------------------------------------------
+
     async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
         sid = parse_uuid(server_id, "Instance")
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await servers.lock(conn, sid, ctx.project_id)
-            if row is None:
-                raise NotFound("Instance could not be found.")
+            row = await self._locked(conn, ctx, sid)
             if row["task_state"] == TaskState.DELETING:
                 return  # a delete is already on its way
-            if not allowed("delete", row["vm_state"], row["task_state"]):
-                raise Conflict(f"Cannot 'delete' while instance is in vm_state {row['vm_state']}")
-            await actions.record(
-                conn,
-                action_id=action_id,
-                request_id=ctx.request_id,
-                server_id=sid,
-                action="delete",
-                tenant_id=ctx.project_id,
-                user_id=ctx.user_id,
-            )
+            _check_allowed(row, "delete")
+            await self._record(conn, ctx, sid, "delete", action_id)
             host = row["host"]
             if host is None or not await hosts.is_alive(
                 conn, host, self.settings.host_down_after_s
@@ -199,14 +264,15 @@ class ComputeAPI:
                 await self._delete_locally(conn, row, action_id)
                 return
             await servers.set_task(conn, sid, TaskState.DELETING.value)
-        await self._send_or_undo(
-            host,
+        await self.send_or_undo(
+            bus_mod.compute_queue(host),
             DestroyServer(
                 request_id=ctx.request_id,
                 server_id=sid,
                 action_id=action_id,
                 domain_name=f"instance-{sid}",
             ),
+            task=TaskState.DELETING.value,
             previous_task=row["task_state"],
         )
 
@@ -221,23 +287,16 @@ class ComputeAPI:
         await servers.mark_deleted(conn, row["id"])
         await actions.finish(conn, action_id, success=True)
 
-    async def _send_or_undo(
-        self, host: str, command: DestroyServer, *, previous_task: str | None
-    ) -> None:
-        try:
-            await self.bus.publish(bus_mod.compute_queue(host), command)
-        except PublishFailed as exc:
-            assert command.server_id is not None
-            log.error("could not send %s to %s: %s", command.type, host, exc)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await servers.restore_task(
-                    conn,
-                    command.server_id,
-                    task=TaskState.DELETING.value,
-                    previous=previous_task,
-                )
-                await actions.finish(conn, command.action_id, success=False, message=str(exc))
-            raise ServiceUnavailable("The request could not be queued; try again later.") from exc
+
+def _check_allowed(row: asyncpg.Record, action: str) -> None:
+    """409 unless ``action`` may start in the server's current state (shared/states.py)."""
+    if not allowed(action, row["vm_state"], row["task_state"]):
+        blocker = (
+            f"task_state {row['task_state']}"
+            if row["task_state"] is not None
+            else f"vm_state {row['vm_state']}"
+        )
+        raise Conflict(f"Cannot '{action}' while instance is in {blocker}")
 
 
 def _marker_uuid(marker: str) -> uuid.UUID:

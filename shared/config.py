@@ -66,6 +66,18 @@ class Settings(BaseSettings):
         description="Rendered server representations each gateway keeps (0 turns it off).",
     )
 
+    # --- absolute limits (quotas per project) ------------------------------------------
+    quota_instances: int = Field(default=10, description="maxTotalInstances per project.")
+    quota_cores: int = Field(default=20, description="maxTotalCores (vCPUs) per project.")
+    quota_ram_mb: int = Field(default=51200, description="maxTotalRAMSize (MB) per project.")
+    quota_metadata_items: int = Field(
+        default=128, description="maxServerMeta and maxImageMeta: metadata items per resource."
+    )
+    quota_personality: int = Field(default=5, description="maxPersonality: files per build.")
+    quota_personality_size: int = Field(
+        default=10240, description="maxPersonalitySize: bytes per personality file (decoded)."
+    )
+
     # --- conductor ---------------------------------------------------------------------
     host_down_after_s: float = Field(
         default=30.0, description="A host whose last heartbeat is older than this is down."

@@ -78,14 +78,19 @@ class Fault(BaseModel):
     details: str = ""
 
 
+class ActionMessage(Message):
+    """A message that serves one user action (its row in ``actions``)."""
+
+    action_id: uuid.UUID
+
+
 # --- gateway -> conductor -------------------------------------------------------------
 
 
-class BuildServer(Message):
+class BuildServer(ActionMessage):
     """A new server needs a host: schedule it, claim the resources, send it to the agent."""
 
     type: Literal["build_server"] = "build_server"
-    action_id: uuid.UUID
     instance: InstanceSpec
     admin_pass: str
 
@@ -93,27 +98,24 @@ class BuildServer(Message):
 # --- conductor/gateway -> compute.<host> ----------------------------------------------
 
 
-class SpawnServer(Message):
+class SpawnServer(ActionMessage):
     type: Literal["spawn_server"] = "spawn_server"
-    action_id: uuid.UUID
     instance: InstanceSpec
     admin_pass: str
 
 
-class DestroyServer(Message):
+class DestroyServer(ActionMessage):
     type: Literal["destroy_server"] = "destroy_server"
-    action_id: uuid.UUID
     domain_name: str
 
 
 # --- compute agent -> conductor -------------------------------------------------------
 
 
-class TaskReport(Message):
+class TaskReport(ActionMessage):
     """An agent finished (or failed) the task ``task_state`` on ``server_id``."""
 
     type: Literal["task_report"] = "task_report"
-    action_id: uuid.UUID
     host: str
     task_state: str
     success: bool
