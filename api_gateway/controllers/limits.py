@@ -1,0 +1,35 @@
+"""``GET /limits``: the account's rate and absolute limits, as they stand now (API.md §9.3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from api_gateway import keys, quotas
+from api_gateway.ratelimit import limiter_for
+from api_gateway.responses import render
+from api_gateway.routing import collection
+from api_gateway.views import limits as view
+from shared.db import ratelimits
+
+routes = web.RouteTableDef()
+
+
+@routes.get(collection("/limits"))
+async def show(request: web.Request) -> web.Response:
+    ctx = keys.context(request)
+    settings = request.app[keys.SETTINGS]
+    pool = request.app[keys.POOL]
+    limiter = limiter_for(settings.rate_limits)
+    now = datetime.now(UTC)
+    levels: dict[str, float] = {}
+    if limiter.limits:
+        now, levels = await ratelimits.levels(
+            pool, ctx.user_id, [limit.key for limit in limiter.limits]
+        )
+    used = await quotas.usage(pool, ctx.project_id)
+    return render(
+        request,
+        view.limits(view.rate(limiter.limits, levels, now), view.absolute(settings, used)),
+    )

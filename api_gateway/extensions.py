@@ -1,0 +1,70 @@
+"""The extensions Stratus implements (API.md §11): what ``GET /extensions`` lists.
+
+To add one, append an ``Extension`` to ``EXTENSIONS`` when its feature is in place. Its
+``alias`` is also the prefix of the members it adds (``OS-EXT-STS:vm_state``): the XML
+serializer writes those in the extension's ``namespace``, and learns the pair from this
+registry (``EXTENSION_NAMESPACES`` is filled when this module is imported, which the
+application factory does through the extensions controller).
+
+Names, namespaces, dates and descriptions are the reference implementation's (nova 2013.1,
+``samples/nova-2013.1/all_extensions``), so clients that look an extension up by alias or
+namespace find what they expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from api_gateway.serializers import xml
+
+
+@dataclass(frozen=True)
+class Extension:
+    alias: str
+    name: str
+    namespace: str
+    updated: str
+    description: str
+    #: Documentation links (``rel="describedby"``); nova 2013.1 published none.
+    links: tuple[Mapping[str, str], ...] = ()
+
+
+EXTENSIONS: tuple[Extension, ...] = (
+    Extension(
+        alias="os-admin-actions",
+        name="AdminActions",
+        namespace="http://docs.openstack.org/compute/ext/admin-actions/api/v1.1",
+        updated="2011-09-20T00:00:00+00:00",
+        description=(
+            "Enable admin-only server actions\n\n"
+            "    Actions include: pause, unpause, suspend, resume, migrate,\n"
+            "    resetNetwork, injectNetworkInfo, lock, unlock, createBackup\n"
+            "    "
+        ),
+    ),
+    Extension(
+        # the total*Used members of GET /limits' absolute limits
+        alias="os-used-limits",
+        name="UsedLimits",
+        namespace="http://docs.openstack.org/compute/ext/used_limits/api/v1.1",
+        updated="2012-07-13T00:00:00+00:00",
+        description="Provide data on limited resources that are being used.",
+    ),
+)
+
+_BY_ALIAS = {extension.alias: extension for extension in EXTENSIONS}
+if len(_BY_ALIAS) != len(EXTENSIONS):
+    raise RuntimeError("two extensions share an alias")
+
+
+def all_extensions() -> list[Extension]:
+    """Every extension, by alias (the reference implementation's order)."""
+    return sorted(EXTENSIONS, key=lambda extension: extension.alias)
+
+
+def find(alias: str) -> Extension | None:
+    return _BY_ALIAS.get(alias)
+
+
+xml.EXTENSION_NAMESPACES.update({e.alias: e.namespace for e in EXTENSIONS})

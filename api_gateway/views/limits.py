@@ -1,0 +1,60 @@
+"""The limits document (Ex 1.20/1.21, §9.3): rate limits grouped by URI, absolute limits.
+
+``remaining`` and ``next-available`` are the calling user's, from the drained levels of their
+buckets; ``absolute`` holds the quotas and, as nova's ``os-used-limits`` extension added, what
+the project uses of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from api_gateway.views.links import isotime
+from shared.config import Settings
+from shared.db.quotas import Usage
+from shared.rate_limits import RateLimit
+
+
+def _limit(limit: RateLimit, level: float, now: datetime) -> dict[str, Any]:
+    return {
+        "value": limit.value,
+        "verb": limit.verb,
+        "remaining": limit.remaining(level),
+        "unit": limit.unit,
+        "next-available": isotime(now + timedelta(seconds=limit.delay(level))),
+    }
+
+
+def rate(
+    limits: Sequence[RateLimit], levels: Mapping[str, float], now: datetime
+) -> list[dict[str, Any]]:
+    """One entry per (uri, regex), in the order the limits were configured, each listing its
+    limits in that order."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for limit in limits:
+        group = groups.setdefault(
+            (limit.uri, limit.regex), {"uri": limit.uri, "regex": limit.regex, "limit": []}
+        )
+        group["limit"].append(_limit(limit, levels.get(limit.key, 0.0), now))
+    return list(groups.values())
+
+
+def absolute(settings: Settings, used: Usage) -> dict[str, int]:
+    return {
+        "maxTotalRAMSize": settings.quota_ram_mb,
+        "maxServerMeta": settings.quota_metadata_items,
+        "maxImageMeta": settings.quota_metadata_items,
+        "maxPersonality": settings.quota_personality,
+        "maxPersonalitySize": settings.quota_personality_size,
+        "maxTotalInstances": settings.quota_instances,
+        "maxTotalCores": settings.quota_cores,
+        "totalRAMUsed": used.ram_mb,
+        "totalInstancesUsed": used.instances,
+        "totalCoresUsed": used.cores,
+    }
+
+
+def limits(rates: list[dict[str, Any]], absolute_limits: dict[str, int]) -> dict[str, Any]:
+    return {"limits": {"rate": rates, "absolute": absolute_limits}}
