@@ -1,0 +1,63 @@
+"""Raw requests in either format, and XML answers parsed, for tests of the XML forms."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.client import ComputeClient
+
+COMPUTE = "{http://docs.openstack.org/compute/api/v1.1}"
+ATOM = "{http://www.w3.org/2005/Atom}"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "samples"
+if not SAMPLES.exists():  # the repository may sit elsewhere than next to ../shared
+    SAMPLES = Path("/work/shared/spec/samples")
+
+XML = "application/xml"
+JSON = "application/json"
+
+
+@dataclass
+class RawReply:
+    status: int
+    content_type: str
+    text: str
+    headers: Any
+
+    @property
+    def xml(self) -> ET.Element:
+        assert self.content_type == XML, (self.status, self.content_type, self.text)
+        return ET.fromstring(self.text)
+
+
+def sample(name: str) -> str:
+    """A sample body of the guide (or of ``nova-2013.1/``), verbatim."""
+    return (SAMPLES / name).read_text()
+
+
+async def send(
+    client: ComputeClient,
+    method: str,
+    path: str,
+    body: str | None = None,
+    *,
+    content_type: str = XML,
+    accept: str = XML,
+) -> RawReply:
+    """``method path`` with ``body`` sent as is (``content_type``), asking for ``accept``."""
+    headers = {"X-Auth-Token": client.token, "Accept": accept}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    url = path if path.startswith("http") else f"{client.url}/v2/{client.tenant}{path}"
+    data = body.encode() if body is not None else None
+    async with client.session.request(method, url, data=data, headers=headers) as response:
+        return RawReply(
+            response.status, response.content_type, await response.text(), response.headers
+        )
+
+
+def metas(element: ET.Element) -> dict[str, str]:
+    """``{key: text}`` of the ``<meta>`` children of a ``<metadata>`` element."""
+    return {m.attrib["key"]: m.text or "" for m in element.findall(f"{COMPUTE}meta")}
