@@ -1,0 +1,90 @@
+"""Request bodies of the server actions (Tables 2.4–2.8): the value under the action's key.
+
+XML bodies arrive in the same shape (``schemas/xml_body.py``): attributes are members,
+``<metadata>`` an object, ``<personality>`` a list, an empty element ``null``. Members the
+guide does not define are ignored, as the reference implementation ignored them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from api_gateway.schemas.servers import MetaKey, MetaValue, Name, PersonalityFile, Ref
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ChangePassword(_Action):
+    """Table 2.4."""
+
+    admin_pass: str = Field(alias="adminPass")
+
+
+class RebootType(StrEnum):
+    SOFT = "SOFT"
+    HARD = "HARD"
+
+
+class Reboot(_Action):
+    """Table 2.5: ``type`` is compared case-insensitively; absent means SOFT (the guide's
+    rule; the XSD and the reference implementation required it)."""
+
+    type: Annotated[RebootType, BeforeValidator(_upper)] = RebootType.SOFT
+
+
+class Rebuild(_Action):
+    """Table 2.6. Only ``imageRef`` is required (the XSD's rule, a superset of the guide's);
+    members given replace the server's, members absent keep them; an empty access address
+    clears it."""
+
+    image_ref: Ref = Field(alias="imageRef")
+    name: Name | None = None
+    metadata: dict[MetaKey, MetaValue] | None = None
+    personality: list[PersonalityFile] = []
+    admin_pass: str | None = Field(default=None, alias="adminPass")
+    access_ipv4: Annotated[IPv4Address | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None, alias="accessIPv4"
+    )
+    access_ipv6: Annotated[IPv6Address | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None, alias="accessIPv6"
+    )
+
+    def access_changes(self) -> dict[str, str]:
+        """The access-address columns the rebuild sets (given ones; cleared = empty)."""
+        return {
+            column: str(getattr(self, column) or "")
+            for column in ("access_ipv4", "access_ipv6")
+            if column in self.model_fields_set
+        }
+
+
+class Resize(_Action):
+    """Table 2.7: only ``flavorRef`` (the samples', the XSD's); a ``name`` is ignored."""
+
+    flavor_ref: Ref = Field(alias="flavorRef")
+
+
+class CreateImage(_Action):
+    """Table 2.8."""
+
+    name: Name
+    metadata: dict[MetaKey, MetaValue] = {}
+
+
+def members(value: Any) -> Any:
+    """An action's value as members: ``null`` (``{"reboot": null}``, ``<reboot/>``) has none."""
+    return {} if value is None else value
