@@ -9,9 +9,25 @@ from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.compute import ComputeAPI
-from api_gateway.controllers import flavors, images, servers, versions
-from api_gateway.middlewares import auth_middleware, fault_middleware, request_id_middleware
+from api_gateway.controllers import (
+    extensions,
+    flavors,
+    images,
+    ips,
+    limits,
+    metadata,
+    server_actions,
+    servers,
+    versions,
+)
+from api_gateway.middlewares import (
+    auth_middleware,
+    fault_middleware,
+    request_id_middleware,
+    storable_input_middleware,
+)
 from api_gateway.negotiation import requested_version
+from api_gateway.ratelimit import rate_limit_middleware
 from api_gateway.routing import MultipleChoices, add_routes
 from api_gateway.views.cache import RenderCache
 from shared import bus as bus_mod
@@ -30,7 +46,13 @@ def create_app(
     otherwise the application opens its own on startup and closes them on cleanup.
     """
     app = web.Application(
-        middlewares=[request_id_middleware, fault_middleware, auth_middleware],
+        middlewares=[
+            request_id_middleware,
+            fault_middleware,
+            storable_input_middleware,
+            auth_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=settings.max_request_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -57,7 +79,8 @@ def create_app(
             await app[keys.POOL].close()
 
     app.cleanup_ctx.append(resources)
-    add_routes(app, [m.routes for m in (versions, flavors, images, servers)])
+    controllers = (versions, flavors, images, servers, limits, extensions, metadata, ips)
+    add_routes(app, [m.routes for m in (*controllers, server_actions)])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
 

@@ -12,19 +12,32 @@ import logging
 import secrets
 import string
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
+from api_gateway import quotas
 from api_gateway.context import RequestContext
-from api_gateway.schemas.servers import ServerCreate
+from api_gateway.metadata import MetadataEdit, edited
+from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed
 from shared.config import Settings
-from shared.db import actions, flavors, hosts, images, servers
-from shared.db.hosts import Resources
+from shared.db import actions, flavors, hosts, images, ipam, servers
+from shared.db import metadata as metadata_db
+from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
-from shared.errors import Conflict, Invalid, NotFound, ServiceUnavailable
+from shared.db.servers import ServerFilters
+from shared.errors import (
+    BackupOrResizeInProgress,
+    BuildInProgress,
+    CapacityUnavailable,
+    Conflict,
+    Invalid,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.messages import (
     ActionMessage,
     BuildServer,
@@ -33,7 +46,7 @@ from shared.messages import (
     ImageSpec,
     InstanceSpec,
 )
-from shared.states import ACTIONS, TaskState, allowed
+from shared.states import ACTIONS, TaskState, VmState, allowed
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +85,28 @@ class ComputeAPI:
         return row
 
     async def list_servers(
-        self, ctx: RequestContext, *, limit: int, marker: str | None
+        self,
+        ctx: RequestContext,
+        *,
+        limit: int,
+        marker: str | None,
+        filters: ServerFilters | None,
     ) -> list[asyncpg.Record]:
+        """One page of the project's servers matching ``filters`` (None: nothing can match,
+        the page is empty; the marker is still checked)."""
         marker_id = None
         if marker is not None:
             marker_id = _marker_uuid(marker)
             if not await servers.exists(self.pool, marker_id, ctx.project_id):
                 raise Invalid(f"marker [{marker}] not found")
-        return await servers.list_page(self.pool, ctx.project_id, marker=marker_id, limit=limit)
+        if filters is None:
+            return []
+        try:
+            return await servers.list_page(
+                self.pool, ctx.project_id, marker=marker_id, limit=limit, filters=filters
+            )
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
 
     async def load_servers(
         self, ctx: RequestContext, server_ids: list[uuid.UUID]
@@ -88,15 +115,57 @@ class ComputeAPI:
         rows = await servers.get_many(self.pool, server_ids)
         return [r for r in rows if r["tenant_id"] == ctx.project_id]
 
+    # --- update --------------------------------------------------------------------------
+
+    async def update_server(
+        self, ctx: RequestContext, server_id: str, update: ServerUpdate
+    ) -> asyncpg.Record:
+        """Rename the server or change its access addresses (Table 2.2), in any state: these
+        are the user's labels, no host is involved. Returns the updated server."""
+        sid = parse_uuid(server_id, "Instance")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await servers.update_fields(conn, sid, ctx.project_id, update.changes()):
+                raise NotFound("Instance could not be found.")
+            row = await servers.get(conn, sid, ctx.project_id)
+        assert row is not None  # updated in this transaction
+        return row
+
+    # --- metadata ------------------------------------------------------------------------
+
+    async def server_metadata(self, ctx: RequestContext, server_id: str) -> dict[str, str]:
+        """The server's metadata, in key order."""
+        row = await self.get_server(ctx, server_id)
+        return dict(sorted(row["metadata"].items()))
+
+    async def edit_server_metadata(
+        self, ctx: RequestContext, server_id: str, edit: MetadataEdit
+    ) -> dict[str, str]:
+        """Apply ``edit`` to the server's metadata under its row lock; returns the new set.
+
+        Only in the states the reference implementation allowed (any task may run), and not
+        on a locked server unless the caller is an administrator (409 otherwise).
+        """
+        sid = parse_uuid(server_id, "Instance")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, ctx, sid)
+            _check_metadata_writable(ctx, row, edit)
+            current = await metadata_db.read(conn, metadata_db.Table.SERVER, sid)
+            new = edited(self.settings, edit, current)
+            await metadata_db.write(conn, metadata_db.Table.SERVER, sid, current, new)
+        return new
+
     # --- create --------------------------------------------------------------------------
 
-    async def _resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:
+    async def resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:
+        """The flavor a request names, else 400 (nova's answer for a bad flavorRef)."""
         flavor = await flavors.get(self.pool, flavor_ref)
         if flavor is None:
             raise Invalid("Invalid flavorRef provided.")
         return flavor
 
-    async def _resolve_image(self, ctx: RequestContext, image_ref: str) -> asyncpg.Record:
+    async def resolve_image(self, ctx: RequestContext, image_ref: str) -> asyncpg.Record:
+        """An active image the project may build from, else 400 (as the reference
+        implementation answered for a missing image, rather than 404)."""
         try:
             image_id = uuid.UUID(image_ref)
         except ValueError:
@@ -109,8 +178,9 @@ class ComputeAPI:
         return image
 
     async def create_server(self, ctx: RequestContext, request: ServerCreate) -> CreatedServer:
-        flavor = await self._resolve_flavor(request.flavor_ref)
-        image = await self._resolve_image(ctx, request.image_ref)
+        quotas.check_create_request(self.settings, request)
+        flavor = await self.resolve_flavor(request.flavor_ref)
+        image = await self.resolve_image(ctx, request.image_ref)
         if flavor["ram_mb"] < image["min_ram_mb"]:
             raise Invalid("Flavor's memory is too small for requested image.")
         if flavor["disk_gb"] < image["min_disk_gb"]:
@@ -132,6 +202,15 @@ class ComputeAPI:
         admin_pass = request.admin_pass or generate_password()
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
+            await quotas.check_instances(
+                conn, self.settings, ctx.project_id, vcpus=server.vcpus, ram_mb=server.ram_mb
+            )
+            await check_capacity(
+                conn,
+                self.settings,
+                Resources(server.vcpus, server.ram_mb, server.disk_gb),
+                server.flavor_id,
+            )
             await servers.insert(conn, server)
             await actions.record(
                 conn,
@@ -180,10 +259,19 @@ class ComputeAPI:
     # --- delete --------------------------------------------------------------------------
 
     async def start_action(
-        self, ctx: RequestContext, server_id: str, action: str
+        self,
+        ctx: RequestContext,
+        server_id: str,
+        action: str,
+        *,
+        prepare: Callable[[Conn, asyncpg.Record, uuid.UUID], Awaitable[None]] | None = None,
     ) -> tuple[asyncpg.Record, uuid.UUID]:
         """Begin ``action`` on a server in one transaction: lock the row, check the action is
         legal in its state now (else 409), record the action and set its task state.
+
+        ``prepare`` runs last in the same transaction, with the locked row (as it was) and the
+        action's id: it may refuse the action (raise, and nothing is written) or write what
+        the action changes at once (a rebuild's new name, a snapshot's image row).
 
         Returns the row as it was (for its host and previous task) and the action's id; the
         caller sends the command with ``send_or_undo``.
@@ -195,6 +283,8 @@ class ComputeAPI:
             _check_allowed(row, action)
             await self._record(conn, ctx, sid, action, action_id)
             await servers.set_task(conn, sid, ACTIONS[action].task)
+            if prepare is not None:
+                await prepare(conn, row, action_id)
         return row, action_id
 
     async def _locked(
@@ -230,15 +320,21 @@ class ComputeAPI:
         *,
         task: str | None,
         previous_task: str | None,
+        undo: Callable[[Conn], Awaitable[None]] | None = None,
     ) -> None:
         """Publish ``command``; if the broker does not take it, put the task state back and
-        close the action as failed, so the server is not left in a task nobody runs."""
+        close the action as failed, so the server is not left in a task nobody runs.
+
+        ``undo`` takes back, in the same transaction and before the task state, what the
+        action's ``prepare`` wrote."""
         try:
             await self.bus.publish(routing_key, command)
         except PublishFailed as exc:
             assert command.server_id is not None
             log.error("could not send %s to %s: %s", command.type, routing_key, exc)
             async with self.pool.acquire() as conn, conn.transaction():
+                if undo is not None:
+                    await undo(conn)
                 if task is not None:
                     await servers.restore_task(
                         conn, command.server_id, task=task, previous=previous_task
@@ -285,18 +381,69 @@ class ComputeAPI:
                 conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
             )
         await servers.mark_deleted(conn, row["id"])
+        await ipam.release(conn, row["id"])
         await actions.finish(conn, action_id, success=True)
 
 
+_BUSY_WITH_IMAGE_OR_RESIZE = {
+    TaskState.IMAGE_SNAPSHOT,
+    TaskState.IMAGE_BACKUP,
+    TaskState.RESIZE_PREP,
+    TaskState.RESIZE_MIGRATING,
+    TaskState.RESIZE_MIGRATED,
+    TaskState.RESIZE_FINISH,
+    TaskState.RESIZE_REVERTING,
+    TaskState.RESIZE_CONFIRMING,
+}
+
+
+async def check_capacity(conn: Conn, settings: Settings, need: Resources, flavor_id: str) -> None:
+    """503 serverCapacityUnavailable when no live host could hold ``flavor`` even empty
+    (the guide's answer to a build that can never be placed); a cloud that is merely full
+    now still accepts it, and the build fails later with a fault if it stays full. Checked
+    after the quotas: what the project may have comes before what the cloud can give."""
+    ratios = Ratios(
+        settings.cpu_allocation_ratio,
+        settings.ram_allocation_ratio,
+        settings.disk_allocation_ratio,
+    )
+    if not await hosts.could_ever_fit(conn, need, ratios, settings.host_down_after_s):
+        raise CapacityUnavailable(f"No compute host can take flavor {flavor_id} now.")
+
+
 def _check_allowed(row: asyncpg.Record, action: str) -> None:
-    """409 unless ``action`` may start in the server's current state (shared/states.py)."""
-    if not allowed(action, row["vm_state"], row["task_state"]):
-        blocker = (
-            f"task_state {row['task_state']}"
-            if row["task_state"] is not None
-            else f"vm_state {row['vm_state']}"
-        )
-        raise Conflict(f"Cannot '{action}' while instance is in {blocker}")
+    """409 unless ``action`` may start in the server's current state (shared/states.py),
+    named as the guide names it: buildInProgress while building, backupOrResizeInProgress
+    while an image or a resize is under way, conflictingRequest otherwise."""
+    if allowed(action, row["vm_state"], row["task_state"]):
+        return
+    blocker = (
+        f"task_state {row['task_state']}"
+        if row["task_state"] is not None
+        else f"vm_state {row['vm_state']}"
+    )
+    message = f"Cannot '{action}' while instance is in {blocker}"
+    if row["vm_state"] == VmState.BUILDING:
+        raise BuildInProgress(message)
+    if row["task_state"] in _BUSY_WITH_IMAGE_OR_RESIZE or row["vm_state"] == VmState.RESIZED:
+        raise BackupOrResizeInProgress(message)
+    raise Conflict(message)
+
+
+#: vm_states in which a server's metadata may change (API.md §13.2); any task may run.
+_METADATA_WRITABLE = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})
+
+
+def _check_metadata_writable(ctx: RequestContext, row: asyncpg.Record, edit: MetadataEdit) -> None:
+    """409 when the server's state or its lock forbids changing its metadata now."""
+    verb = "delete metadata" if not edit.grows else "update metadata"
+    if row["locked"] and not ctx.is_admin:
+        raise Conflict(f"Instance {row['id']} is locked")
+    if row["vm_state"] not in _METADATA_WRITABLE:
+        message = f"Cannot '{verb}' while instance is in vm_state {row['vm_state']}"
+        if row["vm_state"] == VmState.BUILDING:
+            raise BuildInProgress(message)
+        raise Conflict(message)
 
 
 def _marker_uuid(marker: str) -> uuid.UUID:

@@ -7,6 +7,7 @@ gateway builds an error response.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from shared import errors
@@ -72,8 +73,19 @@ class ConflictingRequest(Fault):
 
 
 class OverLimit(Fault):
+    """With a ``Retry-After`` header (whole seconds), the body repeats it as ``retryAfter``:
+    the moment the client may retry, as an XML-Schema dateTime (Ex 1.46/1.47, §12.2)."""
+
     name = "overLimit"
     code = 413
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        retry = self.headers.get("Retry-After", "")
+        if retry.isdigit():
+            moment = datetime.now(UTC) + timedelta(seconds=int(retry))
+            body[self.name]["retryAfter"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return body
 
 
 class BadMediaType(Fault):
@@ -88,6 +100,26 @@ class NotImplementedFault(Fault):
 
 class ServiceUnavailable(Fault):
     name = "serviceUnavailable"
+    code = 503
+
+
+class BuildInProgress(Fault):
+    name = "buildInProgress"
+    code = 409
+
+
+class BackupOrResizeInProgress(Fault):
+    name = "backupOrResizeInProgress"
+    code = 409
+
+
+class ResizeNotAllowed(Fault):
+    name = "resizeNotAllowed"
+    code = 403
+
+
+class ServerCapacityUnavailable(Fault):
+    name = "serverCapacityUnavailable"
     code = 503
 
 
@@ -114,7 +146,18 @@ def for_status(status: int, message: str) -> Fault:
 
 
 def from_domain(error: errors.StratusError) -> Fault:
-    """Translate a domain error into the fault the API answers with."""
+    """Translate a domain error into the fault the API answers with (the guide's specific
+    fault elements where it names one, else the reference implementation's by status)."""
+    if isinstance(error, errors.BuildInProgress):
+        return BuildInProgress(str(error))
+    if isinstance(error, errors.BackupOrResizeInProgress):
+        return BackupOrResizeInProgress(str(error))
+    if isinstance(error, errors.CapacityUnavailable):
+        return ServerCapacityUnavailable(str(error), headers={"Retry-After": "30"})
+    if isinstance(error, errors.ResizeNotAllowed):
+        return ResizeNotAllowed(str(error))
+    if isinstance(error, errors.NotPermitted):
+        return Forbidden(str(error))
     if isinstance(error, errors.NotFound):
         return ItemNotFound(str(error))
     if isinstance(error, errors.Invalid):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -15,16 +14,12 @@ from api_gateway.controllers.versions import multiple_choices
 from api_gateway.keys import CONTEXT, REQUEST_ID
 from api_gateway.responses import render
 from api_gateway.routing import MultipleChoices
+from api_gateway.schemas.common import storable
 from shared import errors
+from shared.db.pool import UNAVAILABLE as DATABASE_UNAVAILABLE
 from shared.logging import request_context
 
 log = logging.getLogger(__name__)
-
-_DATABASE_DOWN = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-)
 
 
 @web.middleware
@@ -73,7 +68,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return fault_response(request, _http_fault(request, exc))
-    except _DATABASE_DOWN:
+    except DATABASE_UNAVAILABLE:
         log.exception("database unavailable")
         return fault_response(
             request,
@@ -90,6 +85,16 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "The server has either erred or is incapable of performing the requested operation."
             ),
         )
+
+
+@web.middleware
+async def storable_input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for a path or query string the database could not store (a NUL, invalid Unicode):
+    such a value must never reach a query as, say, a metadata key or a name filter."""
+    values = [request.path, *request.query.keys(), *request.query.values()]
+    if not all(storable(value) for value in values):
+        raise faults.BadRequest("The request contains a NUL character or invalid Unicode.")
+    return await handler(request)
 
 
 @web.middleware

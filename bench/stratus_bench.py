@@ -100,6 +100,11 @@ class Deployment:
             "STRATUS_HOST_DISK_GB": "1000000",
             "STRATUS_LOG_LEVEL": "WARNING",
             "STRATUS_DB_POOL_MAX": "20",
+            # measure the system, not its limits: hundreds of servers in one project
+            "STRATUS_RATE_LIMITS": "",
+            "STRATUS_QUOTA_INSTANCES": "-1",
+            "STRATUS_QUOTA_CORES": "-1",
+            "STRATUS_QUOTA_RAM_MB": "-1",
         }
         if mode == "distributed":
             self.env["STRATUS_AMQP_URL"] = amqp_url

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from compute_agent.locks import KeyedLocks
 from compute_agent.virt.driver import ComputeDriver, DriverError
@@ -18,16 +21,29 @@ from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed, Subscription
 from shared.logging import request_context
 from shared.messages import (
+    ActionMessage,
+    ChangePassword,
+    ConfirmResize,
     DestroyServer,
     Fault,
+    FinishResize,
+    FinishRevertResize,
     Heartbeat,
     Message,
+    MigrateDisk,
+    RebootServer,
+    RebuildServer,
+    RevertResize,
+    SnapshotResult,
+    SnapshotServer,
     SpawnServer,
     TaskReport,
 )
 from shared.states import PowerState, TaskState
 
 log = logging.getLogger(__name__)
+
+Work = Callable[[], Awaitable[PowerState]]
 
 
 class AgentService:
@@ -39,15 +55,32 @@ class AgentService:
         *,
         heartbeat_interval_s: float = 10.0,
         concurrency: int = 16,
+        image_store: Path | None = None,
     ) -> None:
+        """``image_store``: where snapshots are written (STRATUS_IMAGE_STORE_DIR); an agent
+        without one refuses createImage."""
         self.host = host
         self.bus = bus
         self.driver = driver
         self.heartbeat_interval_s = heartbeat_interval_s
         self.concurrency = concurrency
+        self.image_store = image_store
         self._locks = KeyedLocks()
         self._subscription: Subscription | None = None
         self._heartbeats: asyncio.Task[None] | None = None
+        self._commands: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
+            SpawnServer: self._spawn,
+            DestroyServer: self._destroy,
+            ChangePassword: self._change_password,
+            RebootServer: self._reboot,
+            RebuildServer: self._rebuild,
+            SnapshotServer: self._snapshot,
+            MigrateDisk: self._migrate_disk,
+            FinishResize: self._finish_resize,
+            ConfirmResize: self._confirm_resize,
+            RevertResize: self._revert_resize,
+            FinishRevertResize: self._finish_revert_resize,
+        }
 
     async def start(self) -> None:
         await self.driver.init_host(self.host)
@@ -86,42 +119,155 @@ class AgentService:
         if message.server_id is None:
             log.error("dropping %s without a server id", message.type)
             return
+        run = self._commands.get(type(message))
+        if run is None:
+            log.error("agent got a command it does not handle: %s", message.type)
+            return
         with request_context(message.request_id):
             async with self._locks.hold(message.server_id):
-                if isinstance(message, SpawnServer):
-                    await self._spawn(message)
-                elif isinstance(message, DestroyServer):
-                    await self._destroy(message)
-                else:
-                    log.error("agent got a command it does not handle: %s", message.type)
+                await run(message)
+
+    # --- commands ------------------------------------------------------------------------
 
     async def _spawn(self, command: SpawnServer) -> None:
-        try:
-            power = await self.driver.spawn(command.instance, command.admin_pass)
-        except DriverError as exc:
-            log.warning("spawning %s failed: %s", command.server_id, exc)
-            await self._report(command, TaskState.SPAWNING, error=str(exc))
-            return
-        log.info("server %s is running", command.server_id)
-        await self._report(command, TaskState.SPAWNING, power=power)
+        await self._run(
+            command,
+            TaskState.SPAWNING,
+            lambda: self.driver.spawn(command.instance, command.admin_pass),
+        )
 
     async def _destroy(self, command: DestroyServer) -> None:
-        try:
+        async def destroy() -> PowerState:
             await self.driver.destroy(command.domain_name)
+            return PowerState.NOSTATE
+
+        await self._run(command, TaskState.DELETING, destroy)
+
+    async def _change_password(self, command: ChangePassword) -> None:
+        async def change() -> PowerState:
+            await self.driver.set_admin_password(command.domain_name, command.admin_pass)
+            return await self.driver.power_state(command.domain_name)
+
+        await self._run(command, TaskState.UPDATING_PASSWORD, change)
+
+    async def _reboot(self, command: RebootServer) -> None:
+        task = TaskState.REBOOTING_HARD if command.hard else TaskState.REBOOTING
+        await self._run(
+            command,
+            task,
+            lambda: self.driver.reboot(
+                command.instance, hard=command.hard, action_id=command.action_id
+            ),
+        )
+
+    async def _rebuild(self, command: RebuildServer) -> None:
+        await self._run(
+            command,
+            TaskState.REBUILDING,
+            lambda: self.driver.rebuild(
+                command.instance, command.admin_pass, action_id=command.action_id
+            ),
+        )
+
+    async def _snapshot(self, command: SnapshotServer) -> None:
+        """The image file goes to ``<image store>/<image id>.<format>``; the report tells the
+        conductor where (relative to the store) and how big, or why it failed."""
+        location = f"{command.image_id}.{command.disk_format}"
+        result = SnapshotResult(image_id=command.image_id)
+        try:
+            if self.image_store is None:
+                raise DriverError(f"host {self.host} has no image store to write images to")
+            size = await self.driver.snapshot(
+                command.domain_name, command.image_id, self.image_store / location
+            )
+            power = await self.driver.power_state(command.domain_name)
         except DriverError as exc:
-            log.warning("destroying %s failed: %s", command.server_id, exc)
-            await self._report(command, TaskState.DELETING, error=str(exc))
+            log.warning("snapshot of %s failed: %s", command.server_id, exc)
+            await self._report(
+                command,
+                TaskState.IMAGE_SNAPSHOT,
+                power=await self._power_after_failure(command),
+                error=str(exc),
+                snapshot=result,
+            )
             return
-        log.info("server %s is destroyed", command.server_id)
-        await self._report(command, TaskState.DELETING, power=PowerState.NOSTATE)
+        log.info("image %s of server %s written", command.image_id, command.server_id)
+        await self._report(
+            command,
+            TaskState.IMAGE_SNAPSHOT,
+            power=power,
+            snapshot=SnapshotResult(image_id=command.image_id, location=location, size_bytes=size),
+        )
+
+    async def _migrate_disk(self, command: MigrateDisk) -> None:
+        await self._run(
+            command,
+            TaskState.RESIZE_MIGRATING,
+            lambda: self.driver.migrate_disk_and_power_off(command.instance, command.dest_host),
+        )
+
+    async def _finish_resize(self, command: FinishResize) -> None:
+        same_host = command.source_host == self.host
+        await self._run(
+            command,
+            TaskState.RESIZE_FINISH,
+            lambda: self.driver.finish_migration(command.instance, same_host=same_host),
+        )
+
+    async def _confirm_resize(self, command: ConfirmResize) -> None:
+        async def confirm() -> PowerState:
+            same_host = command.dest_host == self.host
+            await self.driver.confirm_migration(command.domain_name, same_host=same_host)
+            return await self.driver.power_state(command.domain_name)
+
+        await self._run(command, TaskState.RESIZE_CONFIRMING, confirm)
+
+    async def _revert_resize(self, command: RevertResize) -> None:
+        """The destination of a resize to another host removes its copy."""
+
+        async def remove_copy() -> PowerState:
+            await self.driver.destroy(command.domain_name)
+            return PowerState.NOSTATE
+
+        await self._run(command, TaskState.RESIZE_REVERTING, remove_copy)
+
+    async def _finish_revert_resize(self, command: FinishRevertResize) -> None:
+        await self._run(
+            command,
+            TaskState.RESIZE_REVERTING,
+            lambda: self.driver.finish_revert_migration(command.instance),
+        )
+
+    # --- running and reporting -----------------------------------------------------------
+
+    async def _run(self, command: ActionMessage, task: TaskState, work: Work) -> None:
+        """Do ``work`` and report its outcome as the end of ``task``."""
+        try:
+            power = await work()
+        except DriverError as exc:
+            log.warning("%s of %s failed: %s", task.value, command.server_id, exc)
+            power = await self._power_after_failure(command)
+            await self._report(command, task, power=power, error=str(exc))
+            return
+        log.info("%s of %s done", task.value, command.server_id)
+        await self._report(command, task, power=power)
+
+    async def _power_after_failure(self, command: ActionMessage) -> PowerState:
+        """What the hypervisor says of the server after a failed operation (reported with
+        the failure, so the conductor records the truth); NOSTATE if it cannot say."""
+        try:
+            return await self.driver.power_state(f"instance-{command.server_id}")
+        except DriverError:
+            return PowerState.NOSTATE
 
     async def _report(
         self,
-        command: SpawnServer | DestroyServer,
+        command: ActionMessage,
         task: TaskState,
         *,
         power: PowerState = PowerState.NOSTATE,
         error: str | None = None,
+        snapshot: SnapshotResult | None = None,
     ) -> None:
         await self.bus.publish(
             bus_mod.REPORTS,
@@ -134,5 +280,6 @@ class AgentService:
                 success=error is None,
                 power_state=int(power),
                 fault=Fault(code=500, message=error) if error is not None else None,
+                snapshot=snapshot,
             ),
         )

@@ -1,9 +1,15 @@
 """Apply what agents report to PostgreSQL: the only way a server's state follows its host.
 
 A report is applied only if it is legal now: the server is on the reporting host and is still
-running the task the report finishes. Anything else (a redelivered report, a report from the
-wrong host, a task overtaken by a delete) is refused and logged, so state never moves
-backwards and a compromised host can only speak for its own servers.
+running the task the report finishes, for the action the report serves. Anything else (a
+redelivered report, a report from the wrong host, a task overtaken by a delete or by a later
+action of the same kind) is refused and logged, so state never moves backwards and a
+compromised host can only speak for its own servers.
+
+Tasks of one step are finished here (COMPLETIONS); a resize's steps (conductor/resize.py) may
+lead to the next command, published before the transaction commits, and a snapshot's report
+finishes its image too (conductor/snapshots.py). The user's action is closed with the report
+that ends it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ import logging
 
 import asyncpg
 
-from shared.db import actions, hosts, servers
+from conductor import resize, snapshots
+from conductor.outcome import Outcome
+from shared.bus import Bus
+from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.messages import Fault, TaskReport
@@ -21,8 +30,9 @@ from shared.states import COMPLETIONS, TaskState
 log = logging.getLogger(__name__)
 
 
-async def apply_task_report(pool: asyncpg.Pool, report: TaskReport) -> bool:
-    """Apply ``report``; False when it was refused as illegal or stale."""
+async def apply_task_report(pool: asyncpg.Pool, report: TaskReport, bus: Bus) -> bool:
+    """Apply ``report``; False when it was refused as illegal or stale. ``bus`` carries the
+    command of a task's next step, if any."""
     assert report.server_id is not None
     try:
         task = TaskState(report.task_state)
@@ -31,27 +41,61 @@ async def apply_task_report(pool: asyncpg.Pool, report: TaskReport) -> bool:
         return False
     async with pool.acquire() as conn, conn.transaction():
         row = await servers.lock(conn, report.server_id, None)
-        if row is None or row["host"] != report.host or row["task_state"] != task.value:
+        refusal = await _refusal(conn, row, report, task)
+        if row is None or refusal is not None:
             log.warning(
-                "refusing %s report for server %s from %s: server is %s",
+                "refusing %s report for server %s from %s: %s",
                 task.value,
                 report.server_id,
                 report.host,
-                "gone" if row is None else f"on {row['host']} doing {row['task_state']}",
+                refusal,
             )
             return False
-        held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
-        if report.success:
-            await _complete(conn, report, task, held)
-        else:
-            await _fail(conn, report, task, held)
-        await actions.finish(
-            conn,
-            report.action_id,
-            success=report.success,
-            message=report.fault.message if report.fault else None,
-        )
+        outcome = await _apply(conn, bus, row, report, task)
+        if outcome is not None:
+            await actions.finish(
+                conn, report.action_id, success=outcome.success, message=outcome.message
+            )
     return True
+
+
+async def _refusal(
+    conn: Conn, row: asyncpg.Record | None, report: TaskReport, task: TaskState
+) -> str | None:
+    """Why the report is not legal now; None when it is."""
+    if row is None:
+        return "server is gone"
+    if row["task_state"] != task.value or report.host != await _reporting_host(conn, row, task):
+        return f"server is on {row['host']} doing {row['task_state']}"
+    if not await actions.is_pending(conn, report.action_id):
+        return f"its action {report.action_id} is over"
+    return None
+
+
+async def _reporting_host(conn: Conn, row: asyncpg.Record, task: TaskState) -> str | None:
+    if task in resize.TASKS:
+        return await resize.reporting_host(conn, row, task)
+    host: str | None = row["host"]
+    return host
+
+
+async def _apply(
+    conn: Conn, bus: Bus, row: asyncpg.Record, report: TaskReport, task: TaskState
+) -> Outcome | None:
+    """Apply a legal report; the outcome of the user's action when the report ends it."""
+    if task in resize.TASKS:
+        return await resize.apply_report(conn, bus, row, report, task)
+    if task is TaskState.IMAGE_SNAPSHOT:
+        await snapshots.apply_report(conn, row, report)
+        return Outcome.of(report)
+    held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+    if not report.success:
+        await _fail(conn, report, task, held)
+        return Outcome.of(report)
+    leftovers = await resize.leftover_originals(conn, row) if task is TaskState.DELETING else []
+    await _complete(conn, report, task, held)
+    await resize.destroy_leftovers(bus, report, leftovers)
+    return Outcome.of(report)
 
 
 async def _complete(conn: Conn, report: TaskReport, task: TaskState, held: Resources) -> None:
@@ -59,6 +103,7 @@ async def _complete(conn: Conn, report: TaskReport, task: TaskState, held: Resou
     if task is TaskState.DELETING:
         await servers.mark_deleted(conn, report.server_id)  # type: ignore[arg-type]
         await hosts.release(conn, report.host, held)
+        await ipam.release(conn, report.server_id)  # type: ignore[arg-type]
         return
     await conn.execute(
         """UPDATE servers SET vm_state = $2, task_state = NULL, power_state = $3, progress = 100,

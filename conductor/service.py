@@ -12,7 +12,9 @@ import logging
 
 import asyncpg
 
+from conductor import ipam
 from conductor.reports import apply_task_report
+from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
 from shared import bus as bus_mod
 from shared.bus import Bus, Subscription
@@ -21,7 +23,15 @@ from shared.db import actions, hosts, servers
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
 from shared.logging import request_context
-from shared.messages import BuildServer, Fault, Heartbeat, Message, SpawnServer, TaskReport
+from shared.messages import (
+    BuildServer,
+    Fault,
+    Heartbeat,
+    Message,
+    ResizeServer,
+    SpawnServer,
+    TaskReport,
+)
 from shared.states import TaskState
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,9 @@ class ConductorService:
             ),
             down_after_s=settings.host_down_after_s,
             subset_size=settings.scheduler_host_subset_size,
+        )
+        self.resizes = ResizeScheduler(
+            pool, bus, self.scheduler, allow_same_host=settings.allow_resize_to_same_host
         )
         self._subscriptions: list[Subscription] = []
         self._periodic: asyncio.Task[None] | None = None
@@ -69,6 +82,8 @@ class ConductorService:
         with request_context(message.request_id):
             if isinstance(message, BuildServer):
                 await self.build(message)
+            elif isinstance(message, ResizeServer):
+                await self.resizes.schedule(message)
             else:
                 log.error("conductor got a command it does not handle: %s", message.type)
 
@@ -95,6 +110,8 @@ class ConductorService:
                 host = claimed
             else:
                 log.info("server %s is past scheduling; dropping its build", spec.server_id)
+                return
+            if not await ipam.allocate_for_build(conn, request, host, self.settings):
                 return
         log.info("scheduled server %s on %s", spec.server_id, host)
         await self.bus.publish(
@@ -124,7 +141,7 @@ class ConductorService:
     async def handle_report(self, message: Message) -> None:
         with request_context(message.request_id):
             if isinstance(message, TaskReport):
-                await apply_task_report(self.pool, message)
+                await apply_task_report(self.pool, message, self.bus)
             else:
                 log.error("unexpected message on the reports queue: %s", message.type)
 

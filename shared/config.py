@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.networks import DEFAULT_NETWORKS, parse_networks
+from shared.rate_limits import DEFAULT_RATE_LIMITS, parse_rate_limits
 
 
 def _default_data_dir() -> Path:
@@ -121,3 +124,48 @@ class Settings(BaseSettings):
     @property
     def instances_dir(self) -> Path:
         return self.data_dir / "instances"
+
+    # --- rate limits (gateway) ---------------------------------------------------------
+    rate_limits: str = Field(
+        default=DEFAULT_RATE_LIMITS,
+        description="Rate limits per user: `(VERB, URI, REGEX, VALUE, UNIT);...`; "
+        "empty turns rate limiting off.",
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        """Refuse a malformed rule at startup rather than at the first request."""
+        parse_rate_limits(value)
+        return value
+
+    # --- fixed addresses (conductor) ---------------------------------------------------
+    networks: str = Field(
+        default=DEFAULT_NETWORKS,
+        description="Networks servers get a fixed address on: `label=cidr;...` "
+        "(IPv4 and IPv6); empty gives servers no addresses.",
+    )
+
+    @field_validator("networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        """Refuse a malformed network list at startup rather than at the first build."""
+        parse_networks(value)
+        return value
+
+    # --- server actions (conductor, compute agent) -------------------------------------
+    allow_resize_to_same_host: bool = Field(
+        default=True,
+        description="A resize may stay on the server's host (the only choice of a one-host "
+        "setup); other hosts with room are still preferred.",
+    )
+    image_store_dir: Path | None = Field(
+        default=None,
+        description="Where image files (snapshots of servers) are written; unset: "
+        "`<data_dir>/images`. Agents write it, so hosts share it in a distributed setup.",
+    )
+
+    @property
+    def image_store(self) -> Path:
+        """The image store directory, ``image_store_dir`` or its default under ``data_dir``."""
+        return self.image_store_dir or self.data_dir / "images"

@@ -21,3 +21,23 @@ class Conflict(StratusError):
 
 class ServiceUnavailable(StratusError):
     """A dependency (the bus, the database) could not take the request; nothing was changed."""
+
+
+class BuildInProgress(Conflict):
+    """The server is still being built."""
+
+
+class BackupOrResizeInProgress(Conflict):
+    """A snapshot, backup or resize of the server is under way."""
+
+
+class CapacityUnavailable(ServiceUnavailable):
+    """No host could ever take the request's flavor."""
+
+
+class NotPermitted(StratusError):
+    """The caller may not do this (policy), whatever the resource's state."""
+
+
+class ResizeNotAllowed(NotPermitted):
+    """This resize can never be done (a disk cannot shrink)."""

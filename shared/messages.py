@@ -109,7 +109,109 @@ class DestroyServer(ActionMessage):
     domain_name: str
 
 
+# --- server actions (API.md §15.9-15.15) ----------------------------------------------
+# Host-local actions go from the gateway straight to ``compute.<host>``; a resize goes to the
+# conductor first, which places it and then drives the agents step by step, each step's
+# report triggering the next command.
+
+
+class ChangePassword(ActionMessage):
+    type: Literal["change_password"] = "change_password"
+    domain_name: str
+    admin_pass: str
+
+
+class RebootServer(ActionMessage):
+    """SOFT (``hard`` False) or HARD; the spec lets a hard reboot recreate a lost domain."""
+
+    type: Literal["reboot_server"] = "reboot_server"
+    instance: InstanceSpec
+    hard: bool
+
+
+class RebuildServer(ActionMessage):
+    """Wipe the server and build it again from ``instance.image``, same id and addresses."""
+
+    type: Literal["rebuild_server"] = "rebuild_server"
+    instance: InstanceSpec
+    admin_pass: str
+
+
+class SnapshotServer(ActionMessage):
+    """Write an image of the server into the image store as ``image_id``."""
+
+    type: Literal["snapshot_server"] = "snapshot_server"
+    domain_name: str
+    image_id: uuid.UUID
+    disk_format: str = "qcow2"
+
+
+class ResizeServer(ActionMessage):
+    """A resize (or, with the same flavor, a migration) needs a destination host.
+
+    The migration record ``migration_id`` holds the server's spec and both flavors.
+    """
+
+    type: Literal["resize_server"] = "resize_server"
+    migration_id: uuid.UUID
+
+
+class MigrateDisk(ActionMessage):
+    """Source host, first step of a resize: power off, make the disk available on
+    ``dest_host``, keep the domain for a revert."""
+
+    type: Literal["migrate_disk"] = "migrate_disk"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    dest_host: str
+
+
+class FinishResize(ActionMessage):
+    """Destination host: run the server with ``instance.flavor`` (the new one)."""
+
+    type: Literal["finish_resize"] = "finish_resize"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    source_host: str
+
+
+class ConfirmResize(ActionMessage):
+    """Source host: the resize is confirmed, discard the original."""
+
+    type: Literal["confirm_resize"] = "confirm_resize"
+    migration_id: uuid.UUID
+    domain_name: str
+    dest_host: str
+
+
+class RevertResize(ActionMessage):
+    """Destination host of a resize to another host: remove the resized copy."""
+
+    type: Literal["revert_resize"] = "revert_resize"
+    migration_id: uuid.UUID
+    domain_name: str
+
+
+class FinishRevertResize(ActionMessage):
+    """Source host: run the original again with ``instance.flavor`` (the old one); ends a
+    revert, or rolls back a resize that failed on its destination."""
+
+    type: Literal["finish_revert_resize"] = "finish_revert_resize"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+
+
 # --- compute agent -> conductor -------------------------------------------------------
+
+
+class SnapshotResult(BaseModel):
+    """What a snapshot produced: the image file, relative to the image store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_id: uuid.UUID
+    location: str | None = None
+    size_bytes: int | None = None
 
 
 class TaskReport(ActionMessage):
@@ -121,6 +223,8 @@ class TaskReport(ActionMessage):
     success: bool
     power_state: int
     fault: Fault | None = None
+    #: set by the image_snapshot task, whatever its outcome (the conductor updates the image)
+    snapshot: SnapshotResult | None = None
 
 
 class HostCapacity(BaseModel):
@@ -142,7 +246,21 @@ class Heartbeat(Message):
 
 
 AnyMessage = Annotated[
-    BuildServer | SpawnServer | DestroyServer | TaskReport | Heartbeat,
+    BuildServer
+    | SpawnServer
+    | DestroyServer
+    | ChangePassword
+    | RebootServer
+    | RebuildServer
+    | SnapshotServer
+    | ResizeServer
+    | MigrateDisk
+    | FinishResize
+    | ConfirmResize
+    | RevertResize
+    | FinishRevertResize
+    | TaskReport
+    | Heartbeat,
     Field(discriminator="type"),
 ]
 

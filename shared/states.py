@@ -107,6 +107,10 @@ _TASK_OVERRIDES: dict[VmState, dict[TaskState, Status]] = {
         TaskState.RESIZE_MIGRATING: Status.RESIZE,
         TaskState.RESIZE_MIGRATED: Status.RESIZE,
         TaskState.RESIZE_FINISH: Status.RESIZE,
+        # a resize that failed on its destination is rolled back to the source while the
+        # server is still active: §13.1 names that REVERT_RESIZE ("resize or migration
+        # failed ...: the destination is cleaned up and the original restarted")
+        TaskState.RESIZE_REVERTING: Status.REVERT_RESIZE,
     },
     VmState.STOPPED: {
         TaskState.REBOOTING: Status.REBOOT,
@@ -158,9 +162,28 @@ class Transition:
 _IDLE: frozenset[TaskState | None] = frozenset({None})
 _ANY_TASK: frozenset[TaskState | None] = frozenset({None, *TaskState})
 
-#: Actions a user may start, and the states they may start from (API.md §13.2).
+#: vm_states in which the hypervisor holds the server's domain (running or not).
+_ON_A_HOST = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED})
+
+#: Actions a user may start, and the states they may start from (API.md §13.2). The keys are
+#: the names recorded in ``actions``; a reboot's two kinds set different tasks, so each has
+#: its own entry.
 ACTIONS: dict[str, Transition] = {
     "delete": Transition(frozenset(VmState) - {VmState.DELETED}, _ANY_TASK, TaskState.DELETING),
+    # a failed password change may simply be sent again (ERROR -> PASSWORD -> ACTIVE)
+    "changePassword": Transition(
+        frozenset({VmState.ACTIVE, VmState.ERROR}), _IDLE, TaskState.UPDATING_PASSWORD
+    ),
+    "reboot": Transition(_ON_A_HOST, _IDLE, TaskState.REBOOTING),
+    "reboot_hard": Transition(_ON_A_HOST, _IDLE, TaskState.REBOOTING_HARD),
+    "rebuild": Transition(
+        frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.REBUILDING
+    ),
+    # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE (§13.2)
+    "resize": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.RESIZE_PREP),
+    "confirmResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_CONFIRMING),
+    "revertResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_REVERTING),
+    "createImage": Transition(_ON_A_HOST, _IDLE, TaskState.IMAGE_SNAPSHOT),
 }
 
 
@@ -183,9 +206,27 @@ class Completion:
     power_state: PowerState
 
 
-#: For each task an agent may finish, the state a successful run leaves the server in.
-#: A report for a task the server is not running is refused by the conductor.
+#: For each task an agent finishes in one step, the state a successful run leaves the server
+#: in (a failed one leaves it in ERROR). A report for a task the server is not running is
+#: refused by the conductor. Tasks of several steps, or whose outcome is not a fixed state
+#: (a resize's, a snapshot's), are applied by their own conductor modules (``STEPPED_TASKS``).
 COMPLETIONS: dict[TaskState, Completion] = {
     TaskState.SPAWNING: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.DELETING: Completion(VmState.DELETED, PowerState.NOSTATE),
+    TaskState.UPDATING_PASSWORD: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    TaskState.REBOOTING: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    TaskState.REBOOTING_HARD: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    TaskState.REBUILDING: Completion(VmState.ACTIVE, PowerState.RUNNING),
 }
+
+#: Tasks whose reports move the server through several steps (conductor/resize.py) or keep
+#: its vm_state (conductor/snapshots.py): they have no single completion.
+STEPPED_TASKS: frozenset[TaskState] = frozenset(
+    {
+        TaskState.RESIZE_MIGRATING,
+        TaskState.RESIZE_FINISH,
+        TaskState.RESIZE_CONFIRMING,
+        TaskState.RESIZE_REVERTING,
+        TaskState.IMAGE_SNAPSHOT,
+    }
+)

@@ -61,6 +61,7 @@ async def agent(settings: Settings) -> None:
         create_driver(settings),
         heartbeat_interval_s=settings.heartbeat_interval_s,
         concurrency=settings.agent_concurrency,
+        image_store=settings.image_store,
     )
     await service.start()
     try:

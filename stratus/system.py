@@ -53,6 +53,7 @@ class System:
                 driver,
                 heartbeat_interval_s=settings.heartbeat_interval_s,
                 concurrency=settings.agent_concurrency,
+                image_store=settings.image_store,
             )
             await agent.start()
             self.agents.append(agent)

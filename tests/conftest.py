@@ -31,6 +31,12 @@ def test_settings(tmp: Path, **overrides: object) -> Settings:
         "host_down_after_s": 30.0,
         "amqp_url": None,
         "database_url": None,
+        "rate_limits": "",  # tests of rate limiting use an application of their own
+        # the shared system's tests build many or huge servers in one project; quota tests
+        # use an application of their own
+        "quota_instances": -1,
+        "quota_cores": -1,
+        "quota_ram_mb": -1,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -10,7 +10,7 @@ from api_gateway.responses import render
 from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params
 from api_gateway.views import flavors as view
-from api_gateway.views.links import base_url, collection_links
+from api_gateway.views.links import base_url, split_page
 from shared.db import flavors
 
 routes = web.RouteTableDef()
@@ -29,7 +29,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def _page(request: web.Request, detailed: bool) -> web.Response:
     ctx = keys.context(request)
     settings = request.app[keys.SETTINGS]
-    limit, asked, marker = page_params(request, settings.max_page_size)
+    limit, marker = page_params(request, settings.max_page_size)
     pool = request.app[keys.POOL]
     if marker is not None and not await flavors.exists(pool, marker):
         raise BadRequest(f"marker [{marker}] not found")
@@ -38,12 +38,12 @@ async def _page(request: web.Request, detailed: bool) -> web.Response:
         min_ram_mb=_int_param(request, "minRam"),
         min_disk_gb=_int_param(request, "minDisk"),
         marker=marker,
-        limit=limit,
+        limit=limit + 1,
     )
+    rows, links = split_page(request, rows, limit)
     base = base_url(request)
     build = view.detail if detailed else view.basic
     body: dict[str, object] = {"flavors": [build(r, base, ctx.project_id) for r in rows]}
-    links = collection_links(request, rows, asked)
     if links:
         body["flavors_links"] = links
     return render(request, body)

@@ -1,4 +1,4 @@
-"""Servers: create, list, detail, show, delete (API.md §15.1–15.5)."""
+"""Servers: create, list and detail (with filters), show, update, delete (API.md §15.1–15.5)."""
 
 from __future__ import annotations
 
@@ -13,21 +13,31 @@ from api_gateway.negotiation import response_format
 from api_gateway.responses import render, render_collection, render_item
 from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params, read_body, validate
-from api_gateway.schemas.servers import CreateServerBody
+from api_gateway.schemas.filters import server_filters
+from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
-from api_gateway.views.links import base_url, collection_links
+from api_gateway.views.links import Link, base_url, split_page
 
 routes = web.RouteTableDef()
+
+
+async def _page(request: web.Request) -> tuple[list[asyncpg.Record], list[Link]]:
+    """One page of the project's servers, filtered by the query, and its ``next`` link if
+    more follow (one row more than the page is fetched to know)."""
+    ctx = keys.context(request)
+    limit, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
+    rows = await keys.compute(request).list_servers(
+        ctx, limit=limit + 1, marker=marker, filters=server_filters(request.query)
+    )
+    return split_page(request, rows, limit)
 
 
 @routes.get(collection("/servers"))
 async def index(request: web.Request) -> web.Response:
     ctx = keys.context(request)
-    limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
-    rows = await keys.compute(request).list_servers(ctx, limit=limit, marker=marker)
+    rows, links = await _page(request)
     base = base_url(request)
     body: dict[str, object] = {"servers": [view.basic(r, base, ctx.project_id) for r in rows]}
-    links = collection_links(request, rows, asked)
     if links:
         body["servers_links"] = links
     return render(request, body)
@@ -36,10 +46,9 @@ async def index(request: web.Request) -> web.Response:
 @routes.get(collection("/servers/detail"))
 async def detail(request: web.Request) -> web.Response:
     ctx = keys.context(request)
-    limit, asked, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
-    rows = await keys.compute(request).list_servers(ctx, limit=limit, marker=marker)
+    rows, links = await _page(request)
     items = await _detailed(request, ctx, rows)
-    return render_collection(request, "servers", items, collection_links(request, rows, asked))
+    return render_collection(request, "servers", items, links)
 
 
 async def _detailed(
@@ -85,6 +94,16 @@ async def create(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     row = await keys.compute(request).get_server(ctx, request.match_info["server_id"])
+    return render(request, {"server": view.detail(row, base_url(request), ctx.project_id)})
+
+
+@routes.put(member("/servers/{server_id}"))
+async def update(request: web.Request) -> web.Response:
+    ctx = keys.context(request)
+    body = validate(UpdateServerBody, await read_body(request))
+    row = await keys.compute(request).update_server(
+        ctx, request.match_info["server_id"], body.server
+    )
     return render(request, {"server": view.detail(row, base_url(request), ctx.project_id)})
 
 

@@ -28,9 +28,38 @@ async def read_body(request: web.Request) -> Any:
         except xml_body.MalformedXml as exc:
             raise BadRequest(str(exc)) from exc
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("Malformed request body.") from exc
+    _check_storable(data)
+    return data
+
+
+def storable(text: str) -> bool:
+    """Can PostgreSQL keep ``text``? Not with a NUL or an unpaired surrogate, both of which a
+    JSON string (``\\u0000``, ``\\ud800``) can carry."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_storable(data: Any) -> None:
+    """400 for a body with a string the database could not store, anywhere in it."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not storable(item):
+                raise BadRequest("The request contains a NUL character or invalid Unicode.")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def validate(model: type[M], data: Any) -> M:
@@ -47,8 +76,8 @@ def describe(exc: pydantic.ValidationError) -> str:
     return f"Invalid input for field/attribute {where}: {error['msg']}."
 
 
-def page_params(request: web.Request, max_limit: int) -> tuple[int, int | None, str | None]:
-    """(effective limit, limit the client asked for, marker) from the query string.
+def page_params(request: web.Request, max_limit: int) -> tuple[int, str | None]:
+    """(page size, marker) from the query string.
 
     A limit above the maximum is reduced to it; a negative or non-integer one is a 400, as in
     the reference implementation.
@@ -62,5 +91,4 @@ def page_params(request: web.Request, max_limit: int) -> tuple[int, int | None, 
             raise BadRequest("limit param must be an integer") from None
         if asked < 0:
             raise BadRequest("limit param must be positive")
-    limit = min(max_limit, asked or max_limit)
-    return limit, (limit if asked else None), request.query.get("marker")
+    return min(max_limit, asked or max_limit), request.query.get("marker")

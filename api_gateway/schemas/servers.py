@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from ipaddress import IPv4Address, IPv6Address
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -22,20 +23,46 @@ MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MetaValue = Annotated[str, StringConstraints(max_length=255)]
 
 
+#: The longest reference taken; a longer one is refused whole rather than cut to its last
+#: segment (no id or URL of ours is anywhere near that long).
+_MAX_REF = 255
+
+
 def ref_id(value: object) -> object:
     """An image or flavor reference may be an id or a URL whose last segment is the id."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str) and "/" in value:
+    if isinstance(value, str) and "/" in value and len(value) <= _MAX_REF:
         return urlparse(value).path.rstrip("/").rsplit("/", 1)[-1]
     return value
 
 
-Ref = Annotated[str, BeforeValidator(ref_id), StringConstraints(min_length=1, max_length=255)]
+Ref = Annotated[str, BeforeValidator(ref_id), StringConstraints(min_length=1, max_length=_MAX_REF)]
 
 
-def _empty_is_none(value: object) -> object:
-    return None if value == "" else value
+def _access_address(value: object, family: type[IPv4Address | IPv6Address]) -> str | None:
+    """An access address: a string holding an address of ``family``, kept as the client
+    wrote it (the guide's samples show ``::babe:67.23.10.132`` back as sent); null or ""
+    means none. A number or a boolean is refused, though ``ipaddress`` would take one."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("an IP address must be a string")
+    text = value.strip()
+    family(text)  # raises ValueError (AddressValueError) for anything else
+    return text
+
+
+def _access_ipv4(value: object) -> str | None:
+    return _access_address(value, IPv4Address)
+
+
+def _access_ipv6(value: object) -> str | None:
+    return _access_address(value, IPv6Address)
+
+
+AccessIPv4 = Annotated[str | None, BeforeValidator(_access_ipv4)]
+AccessIPv6 = Annotated[str | None, BeforeValidator(_access_ipv6)]
 
 
 class PersonalityFile(BaseModel):
@@ -69,15 +96,63 @@ class ServerCreate(BaseModel):
     metadata: dict[MetaKey, MetaValue] = {}
     personality: list[PersonalityFile] = []
     admin_pass: str | None = Field(default=None, alias="adminPass")
-    access_ipv4: Annotated[IPv4Address | None, BeforeValidator(_empty_is_none)] = Field(
-        default=None, alias="accessIPv4"
-    )
-    access_ipv6: Annotated[IPv6Address | None, BeforeValidator(_empty_is_none)] = Field(
-        default=None, alias="accessIPv6"
-    )
+    access_ipv4: AccessIPv4 = Field(default=None, alias="accessIPv4")
+    access_ipv6: AccessIPv6 = Field(default=None, alias="accessIPv6")
 
 
 class CreateServerBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     server: ServerCreate
+
+
+#: Members of a server that exist but may not be changed by Update Server.
+_NOT_UPDATABLE = ("hostId", "personality")
+
+
+class ServerUpdate(BaseModel):
+    """The ``server`` object of an update (Table 2.2): at least one of ``name``,
+    ``accessIPv4``, ``accessIPv6``. ``null`` or ``""`` clears an access address; a name
+    cannot be cleared. Other members (``metadata``, extensions') are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: Name | None = None
+    access_ipv4: AccessIPv4 = Field(default=None, alias="accessIPv4")
+    access_ipv6: AccessIPv6 = Field(default=None, alias="accessIPv6")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_updatable(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for member in _NOT_UPDATABLE:
+                if member in data:
+                    raise ValueError(f"{member} cannot be updated")
+        return data
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ServerUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of name, accessIPv4 and accessIPv6")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null")
+        return self
+
+    def changes(self) -> dict[str, str]:
+        """The columns to set (an access address cleared is the empty string)."""
+        columns = {
+            "name": self.name,
+            "access_ipv4": self.access_ipv4,
+            "access_ipv6": self.access_ipv6,
+        }
+        return {
+            column: "" if value is None else value
+            for column, value in columns.items()
+            if column in self.model_fields_set
+        }
+
+
+class UpdateServerBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    server: ServerUpdate

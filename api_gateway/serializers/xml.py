@@ -11,7 +11,8 @@ from items rendered earlier (``item`` writes one without namespace declarations)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -45,6 +46,20 @@ _TEXT_MEMBERS = {"message", "details", "description"}
 EXTENSION_NAMESPACES: dict[str, str] = {}
 
 
+#: characters XML 1.0 cannot carry at all (control characters, lone surrogates, U+FFFE/F)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(value: str) -> str:
+    """Element text: escaped, and characters XML cannot carry (which JSON can, so a user may
+    have stored them) replaced by U+FFFD rather than producing a document no parser reads."""
+    return escape(_NOT_XML.sub("\ufffd", value))
+
+
+def _quoted(value: str) -> str:
+    return quoteattr(_NOT_XML.sub("\ufffd", value))
+
+
 def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -52,7 +67,7 @@ def _value(value: object) -> str:
 
 
 def _attribute(name: str, value: object) -> str:
-    return f" {name}={quoteattr(_value(value))}"
+    return f" {name}={_quoted(_value(value))}"
 
 
 def _links(links: Iterable[Mapping[str, str]]) -> str:
@@ -63,7 +78,7 @@ def _links(links: Iterable[Mapping[str, str]]) -> str:
 
 
 def _metadata(tag: str, metadata: Mapping[str, str]) -> str:
-    items = "".join(f"<meta key={quoteattr(k)}>{escape(v)}</meta>" for k, v in metadata.items())
+    items = "".join(f"<meta key={_quoted(k)}>{_text(v)}</meta>" for k, v in metadata.items())
     return f"<{tag}>{items}</{tag}>" if items else f"<{tag}/>"
 
 
@@ -89,7 +104,7 @@ def item(tag: str, value: Any) -> str:
     if value is None:
         return f"<{tag}/>"
     if not isinstance(value, Mapping):
-        return f"<{tag}>{escape(_value(value))}</{tag}>"
+        return f"<{tag}>{_text(_value(value))}</{tag}>"
     attributes: list[str] = []
     children: list[str] = []
     links = ""
@@ -108,7 +123,7 @@ def item(tag: str, value: Any) -> str:
         elif key == "absolute" and isinstance(member, Mapping):
             children.append(f"<absolute>{_absolute(member)}</absolute>")
         elif key in _TEXT_MEMBERS:
-            children.append(f"<{key}>{escape(_value(member))}</{key}>")
+            children.append(f"<{key}>{_text(_value(member))}</{key}>")
         elif isinstance(member, Mapping):
             children.append(item(key, member))
         elif isinstance(member, list):
@@ -155,7 +170,28 @@ def document(body: Mapping[str, Any]) -> bytes:
         child = _ITEM.get(root, root.removesuffix("s"))
         items = [item(child, entry) for entry in value]
         return collection(root, [i.encode() for i in items], body.get(f"{root}_links", []))
+    if root in _SHAPED_ROOTS and isinstance(value, Mapping):
+        return (DECLARATION + _declare(root, _SHAPED_ROOTS[root](value))).encode()
     return (DECLARATION + _declare(root, item(root, value))).encode()
+
+
+def _meta(pair: Mapping[str, str]) -> str:
+    """One metadata item as a document root: ``<meta key="k">v</meta>`` (Ex 2.59)."""
+    return "".join(f"<meta key={_quoted(k)}>{_text(v)}</meta>" for k, v in pair.items())
+
+
+def _addresses_root(networks: Mapping[str, list[Mapping[str, Any]]]) -> str:
+    inner = addresses(networks)
+    return f"<addresses>{inner}</addresses>" if inner else "<addresses/>"
+
+
+#: Roots whose documents have shapes of their own (API.md §14.3): a metadata set (Ex 2.49),
+#: one metadata item (Ex 2.59) and a server's addresses (Ex 2.21).
+_SHAPED_ROOTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "metadata": lambda value: _metadata("metadata", value),
+    "meta": _meta,
+    "addresses": _addresses_root,
+}
 
 
 def collection(root: str, items: list[bytes], links: Sequence[Mapping[str, str]]) -> bytes:

@@ -1,4 +1,4 @@
-"""Image representations (Ex 2.45–2.48).
+"""Image representations (Ex 2.45–2.48, 1.50/1.51).
 
 ``tenant_id`` and ``user_id`` of the guide's image samples are left out: the reference
 implementation never sent them and today's clients' schemas reject them (docs/compatibility.md).
@@ -20,9 +20,18 @@ _STATUS = {
     "killed": ("ERROR", 0),
 }
 
+#: Image-service statuses with a v2 status of their own; any other shows as UNKNOWN.
+KNOWN_SERVICE_STATUSES = frozenset(_STATUS)
+
 
 def status_of(row: Any) -> tuple[str, int]:
     return _STATUS.get(row["status"], ("UNKNOWN", 0))
+
+
+def service_statuses(status: str) -> frozenset[str]:
+    """The image-service statuses shown as the v2 ``status`` (the ``status`` list filter);
+    empty for UNKNOWN and for anything that is not a v2 image status."""
+    return frozenset(service for service, (v2, _) in _STATUS.items() if v2 == status)
 
 
 def basic(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
@@ -54,4 +63,17 @@ def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
             "id": str(row["server_id"]),
             "links": resource_links(base, tenant_id, "servers", row["server_id"]),
         }
+    if status == "ERROR" and row["fault"] is not None:
+        image["fault"] = _fault(row["fault"])
     return image
+
+
+def _fault(fault: dict[str, Any]) -> dict[str, Any]:
+    """The asynchronous fault of an image in ERROR (API.md §12.3): ``details`` only when
+    there are some, ``created`` only when known."""
+    shown = {"code": fault["code"], "message": fault["message"]}
+    if fault.get("details"):
+        shown["details"] = fault["details"]
+    if fault.get("created"):
+        shown["created"] = fault["created"]
+    return shown

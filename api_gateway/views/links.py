@@ -36,15 +36,16 @@ def next_link(base: str, path: str, query: Mapping[str, str], last_id: object) -
     return {"rel": "next", "href": f"{base}{path}?{urlencode(params)}"}
 
 
-def collection_links(
-    request: web.Request, items: list[Any], limit: int | None, id_key: str = "id"
-) -> list[Link]:
-    """``[next]`` when the client asked for a page size and this page is full, else ``[]``
-    (the reference implementation's rule: a last page that happens to be full costs the
-    client one empty request)."""
-    if limit is None or not items or len(items) < limit:
-        return []
-    return [next_link(base_url(request), request.path, request.query, items[-1][id_key])]
+def split_page(
+    request: web.Request, rows: list[Any], limit: int, id_key: str = "id"
+) -> tuple[list[Any], list[Link]]:
+    """A page and its links from ``rows`` fetched with ``limit + 1``: the guide's rule, a
+    ``next`` link exactly when items follow the page (API.md §7.2), so the last page has
+    none even when it is full."""
+    page = rows[:limit]
+    if len(rows) <= limit or not page:
+        return page, []
+    return page, [next_link(base_url(request), request.path, request.query, page[-1][id_key])]
 
 
 def isotime(value: datetime | None) -> str:

@@ -66,7 +66,8 @@ def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
     if status in _WITH_PROGRESS:
         server["progress"] = row["progress"]
     if status is Status.ERROR and row["fault"] is not None:
-        server["fault"] = row["fault"]
+        # ``details`` is optional; an empty one would be an empty element in XML
+        server["fault"] = {k: v for k, v in row["fault"].items() if k != "details" or v}
     return server
 
 

@@ -2,15 +2,38 @@
 
 ``stratus up`` falls back to it when the libvirt binding is not installed, and simulated
 clusters run hundreds of these in one process. It keeps the same rules as a real host:
-names are unique, spawning twice is a no-op, destroying an absent server succeeds.
+names are unique, spawning twice is a no-op, destroying an absent server succeeds, a guest
+that is not running cannot have its password set.
+
+Tests (and simulations) can also make it behave like a troubled host: ``fail_next`` makes an
+operation fail once, as a hypervisor error would; ``hold`` makes an operation wait until
+released, like a slow hypervisor, so the states of a running action can be watched.
 """
 
 from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 from shared.messages import HostCapacity, InstanceSpec
 from shared.states import PowerState
 
 from .driver import ComputeDriver, DriverError
+
+
+@dataclass
+class FakeDomain:
+    """A server on the fake hypervisor: what it was defined as, and what it went through."""
+
+    instance: InstanceSpec
+    power: PowerState = PowerState.RUNNING
+    #: how many times it was started (created, rebooted, rebuilt, resized)
+    boots: int = 1
+    admin_pass: str = ""
+    last_action: uuid.UUID | None = None
 
 
 class FakeDriver(ComputeDriver):
@@ -22,8 +45,63 @@ class FakeDriver(ComputeDriver):
             ram_mb=ram_mb,
             disk_gb=disk_gb,
         )
-        self.domains: dict[str, PowerState] = {}
+        self.domains: dict[str, FakeDomain] = {}
         self._host: str | None = None
+        self._failures: dict[str, str] = {}
+        self._holds: dict[str, asyncio.Event] = {}
+
+    # --- behaving like a troubled host ---------------------------------------------------
+
+    def fail_next(self, operation: str, message: str) -> None:
+        """The next call of ``operation`` (a method name, e.g. ``"reboot"``) raises
+        ``DriverError(message)`` before doing anything."""
+        self._failures[operation] = message
+
+    def hold(self, operation: str) -> asyncio.Event:
+        """Calls of ``operation`` wait until the returned event is set (then it is gone)."""
+        event = asyncio.Event()
+        self._holds[operation] = event
+        return event
+
+    async def _enter(self, operation: str) -> None:
+        if self._host is None:
+            raise DriverError("the fake hypervisor is not initialised")
+        event = self._holds.get(operation)
+        if event is not None:
+            await event.wait()
+            self._holds.pop(operation, None)
+        message = self._failures.pop(operation, None)
+        if message is not None:
+            raise DriverError(message)
+
+    def _domain(self, domain_name: str) -> FakeDomain:
+        domain = self.domains.get(domain_name)
+        if domain is None:
+            raise DriverError(f"server {domain_name} is not on this host")
+        return domain
+
+    def _start(
+        self,
+        instance: InstanceSpec,
+        *,
+        admin_pass: str | None = None,
+        last_action: uuid.UUID | None = None,
+    ) -> FakeDomain:
+        """Define ``instance`` (again) and start it, keeping its history where not given."""
+        previous = self.domains.get(instance.domain_name)
+        domain = FakeDomain(instance)
+        if previous is not None:
+            domain.boots = previous.boots + 1
+            domain.admin_pass = previous.admin_pass
+            domain.last_action = previous.last_action
+        if admin_pass is not None:
+            domain.admin_pass = admin_pass
+        if last_action is not None:
+            domain.last_action = last_action
+        self.domains[instance.domain_name] = domain
+        return domain
+
+    # --- the driver interface ------------------------------------------------------------
 
     async def init_host(self, host: str) -> None:
         self._host = host
@@ -38,13 +116,98 @@ class FakeDriver(ComputeDriver):
         return sorted(self.domains)
 
     async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
-        if self._host is None:
-            raise DriverError("the fake hypervisor is not initialised")
-        self.domains[instance.domain_name] = PowerState.RUNNING
-        return PowerState.RUNNING
+        await self._enter("spawn")
+        domain = self.domains.get(instance.domain_name)
+        if domain is None:
+            domain = self._start(instance, admin_pass=admin_pass)
+        return domain.power
 
     async def destroy(self, domain_name: str) -> None:
+        await self._enter("destroy")
         self.domains.pop(domain_name, None)
 
     async def power_state(self, domain_name: str) -> PowerState:
-        return self.domains.get(domain_name, PowerState.NOSTATE)
+        domain = self.domains.get(domain_name)
+        return domain.power if domain is not None else PowerState.NOSTATE
+
+    async def set_admin_password(self, domain_name: str, password: str) -> None:
+        await self._enter("set_admin_password")
+        domain = self._domain(domain_name)
+        if domain.power is not PowerState.RUNNING:
+            raise DriverError(f"cannot set the password of {domain_name}: it is not running")
+        domain.admin_pass = password
+
+    async def reboot(
+        self, instance: InstanceSpec, *, hard: bool, action_id: uuid.UUID
+    ) -> PowerState:
+        await self._enter("reboot")
+        domain = self.domains.get(instance.domain_name)
+        if domain is not None and domain.last_action == action_id:
+            return domain.power
+        if domain is None:
+            domain = self._start(instance)
+        else:
+            domain.boots += 1
+            domain.power = PowerState.RUNNING
+        domain.last_action = action_id
+        return domain.power
+
+    async def rebuild(
+        self, instance: InstanceSpec, admin_pass: str, *, action_id: uuid.UUID
+    ) -> PowerState:
+        await self._enter("rebuild")
+        domain = self.domains.get(instance.domain_name)
+        if domain is not None and domain.last_action == action_id:
+            return domain.power
+        return self._start(instance, admin_pass=admin_pass, last_action=action_id).power
+
+    async def snapshot(self, domain_name: str, image_id: uuid.UUID, dest: Path) -> int:
+        await self._enter("snapshot")
+        domain = self._domain(domain_name)
+        return await asyncio.to_thread(_write_image, domain, dest)
+
+    async def migrate_disk_and_power_off(
+        self, instance: InstanceSpec, dest_host: str
+    ) -> PowerState:
+        await self._enter("migrate_disk_and_power_off")
+        domain = self._domain(instance.domain_name)
+        domain.power = PowerState.SHUTDOWN
+        return domain.power
+
+    async def finish_migration(self, instance: InstanceSpec, *, same_host: bool) -> PowerState:
+        try:
+            await self._enter("finish_migration")
+        except DriverError:
+            if not same_host:
+                self.domains.pop(instance.domain_name, None)
+            raise
+        return self._run_with_flavor(instance)
+
+    async def confirm_migration(self, domain_name: str, *, same_host: bool) -> None:
+        await self._enter("confirm_migration")
+        if not same_host:
+            self.domains.pop(domain_name, None)
+
+    async def finish_revert_migration(self, instance: InstanceSpec) -> PowerState:
+        await self._enter("finish_revert_migration")
+        return self._run_with_flavor(instance)
+
+    def _run_with_flavor(self, instance: InstanceSpec) -> PowerState:
+        domain = self.domains.get(instance.domain_name)
+        if (
+            domain is not None
+            and domain.instance.flavor == instance.flavor
+            and domain.power is PowerState.RUNNING
+        ):
+            return domain.power
+        return self._start(instance).power
+
+
+def _write_image(domain: FakeDomain, dest: Path) -> int:
+    """The fake image of a domain is its definition; written aside, then renamed."""
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(f".{dest.name}.partial")
+        partial.write_text(domain.instance.model_dump_json())
+        os.replace(partial, dest)
+    return dest.stat().st_size

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.sql import Params
 
@@ -39,14 +40,7 @@ class CapacityFilter:
     ratios: Ratios
 
     def predicate(self, params: Params) -> str:
-        return (
-            f"vcpus_used + {params.add(self.need.vcpus)}"
-            f" <= vcpus * {params.add(self.ratios.cpu)}::float8"
-            f" AND ram_mb_used + {params.add(self.need.ram_mb)}"
-            f" <= ram_mb * {params.add(self.ratios.ram)}::float8"
-            f" AND disk_gb_used + {params.add(self.need.disk_gb)}"
-            f" <= disk_gb * {params.add(self.ratios.disk)}::float8"
-        )
+        return hosts.fits(params, self.need, self.ratios)
 
 
 @dataclass(frozen=True)

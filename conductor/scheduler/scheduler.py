@@ -93,6 +93,15 @@ class Scheduler:
                 return None
         raise NoValidHost
 
+    async def claim(self, conn: Conn, need: Resources, *, exclude: Sequence[str] = ()) -> str:
+        """Claim ``need`` on the best host that still has room, without placing anything
+        there: the caller records what the claim is for in its own transaction (a resize's
+        destination). Raises ``NoValidHost``."""
+        for host in await self.candidates(conn, need, exclude):
+            if await self._claim(conn, host, need):
+                return host
+        raise NoValidHost
+
     async def _claim(self, conn: Conn, host: str, need: Resources) -> bool:
         """Add ``need`` to ``host``'s usage if it still fits: one conditional UPDATE, so two
         conductors deciding at once cannot overcommit a host (the second matches no row)."""

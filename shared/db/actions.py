@@ -40,3 +40,10 @@ async def finish(
         "success" if success else "error",
         message,
     )
+
+
+async def is_pending(conn: Executor, action_id: uuid.UUID) -> bool:
+    """Is the action still under way (recorded, not closed)?"""
+    return bool(
+        await conn.fetchval("SELECT 1 FROM actions WHERE id = $1 AND result = 'pending'", action_id)
+    )

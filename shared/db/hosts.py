@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.db.pool import Executor
+from shared.db.sql import Params
 from shared.messages import HostCapacity
 
 
@@ -24,6 +25,39 @@ class Ratios:
     cpu: float
     ram: float
     disk: float
+
+
+def fits(params: Params, need: Resources, ratios: Ratios, *, empty: bool = False) -> str:
+    """SQL predicate on ``compute_hosts``: ``need`` fits under the allocation ratios, on top
+    of the host's current usage (or on the empty host, ``empty``: could it *ever* fit)."""
+    used = (
+        {"vcpus": "0", "ram_mb": "0", "disk_gb": "0"}
+        if empty
+        else {"vcpus": "vcpus_used", "ram_mb": "ram_mb_used", "disk_gb": "disk_gb_used"}
+    )
+    return (
+        f"{used['vcpus']} + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8"
+        f" AND {used['ram_mb']} + {params.add(need.ram_mb)}"
+        f" <= ram_mb * {params.add(ratios.ram)}::float8"
+        f" AND {used['disk_gb']} + {params.add(need.disk_gb)}"
+        f" <= disk_gb * {params.add(ratios.disk)}::float8"
+    )
+
+
+async def could_ever_fit(
+    conn: Executor, need: Resources, ratios: Ratios, down_after_s: float
+) -> bool:
+    """Is there a live, enabled host big enough for ``need`` when empty? When not, asking
+    is pointless: the build could only end in ERROR."""
+    params = Params()
+    alive = f"last_heartbeat >= now() - make_interval(secs => {params.add(down_after_s)})"
+    return bool(
+        await conn.fetchval(
+            f"SELECT 1 FROM compute_hosts WHERE enabled AND up AND {alive}"
+            f" AND {fits(params, need, ratios, empty=True)} LIMIT 1",
+            *params.values,
+        )
+    )
 
 
 async def heartbeat(conn: Executor, host: str, capacity: HostCapacity) -> bool:

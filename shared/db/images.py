@@ -1,19 +1,34 @@
-"""Queries on ``images`` and ``image_metadata``."""
+"""Queries on ``images`` and ``image_metadata``.
+
+Deleting an image is a soft delete (status ``deleted``, ``deleted_at`` set), so a list with
+``changes-since`` still shows it as DELETED. ``updated_at`` follows every change of the row
+and of its metadata (a trigger), which is what ``changes-since`` compares with.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
-from shared.db.pool import Executor
+from shared.db.pool import Conn, Executor
+from shared.db.sql import Params
+from shared.messages import Fault
 
 _SELECT = """
 SELECT i.id, i.name, i.status, i.progress, i.owner, i.user_id, i.min_disk_gb, i.min_ram_mb,
        i.disk_format, i.location, i.server_id, i.image_type, i.created_at, i.updated_at,
        i.deleted_at,
        COALESCE((SELECT jsonb_object_agg(m.key, m.value) FROM image_metadata m
-                  WHERE m.image_id = i.id), '{}'::jsonb) AS metadata
+                  WHERE m.image_id = i.id), '{}'::jsonb) AS metadata,
+       CASE WHEN i.fault_code IS NOT NULL THEN
+           jsonb_build_object('code', i.fault_code, 'message', i.fault_message,
+                              'details', i.fault_details,
+                              'created', to_char(i.fault_created_at AT TIME ZONE 'UTC',
+                                                 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+       END AS fault
   FROM images i
 """
 
@@ -30,26 +45,71 @@ async def get(conn: Executor, image_id: uuid.UUID, project_id: str) -> asyncpg.R
     return row
 
 
+@dataclass(frozen=True)
+class ImageFilters:
+    """What an image list is narrowed to (API.md §15.18); None means "not filtered on"."""
+
+    server_id: uuid.UUID | None = None
+    name: str | None = None
+    #: image-service statuses (``active``, ``saving``...) the image must have, or must not
+    status_in: frozenset[str] | None = None
+    status_not_in: frozenset[str] | None = None
+    #: True: base images only; False: images made from servers (snapshots, backups) only
+    base: bool | None = None
+    #: an exact ``image_type`` (``snapshot``, ``backup``), as the reference implementation
+    image_type: str | None = None
+    min_disk_gb: int | None = None
+    min_ram_mb: int | None = None
+    #: only images changed at or after this instant, deleted ones included (API.md §8)
+    changes_since: datetime | None = None
+
+    def predicates(self, params: Params) -> list[str]:
+        """SQL conditions on ``images i`` (visibility to the project comes first)."""
+        where = []
+        if self.changes_since is None:
+            where.append("i.deleted_at IS NULL")
+        else:
+            where.append(f"i.updated_at >= {params.add(self.changes_since)}")
+        if self.server_id is not None:
+            where.append(f"i.server_id = {params.add(self.server_id)}")
+        if self.name is not None:
+            where.append(f"i.name = {params.add(self.name)}")
+        if self.status_in is not None:
+            where.append(f"i.status = ANY({params.add(sorted(self.status_in))}::text[])")
+        if self.status_not_in is not None:
+            where.append(f"i.status <> ALL({params.add(sorted(self.status_not_in))}::text[])")
+        if self.base is not None:
+            where.append("i.image_type = 'base'" if self.base else "i.image_type <> 'base'")
+        if self.image_type is not None:
+            where.append(f"i.image_type = {params.add(self.image_type)}")
+        if self.min_disk_gb is not None:
+            where.append(f"i.min_disk_gb >= {params.add(self.min_disk_gb)}")
+        if self.min_ram_mb is not None:
+            where.append(f"i.min_ram_mb >= {params.add(self.min_ram_mb)}")
+        return where
+
+
 async def list_page(
     conn: Executor,
     project_id: str,
     *,
     marker: uuid.UUID | None,
     limit: int,
+    filters: ImageFilters | None = None,
 ) -> list[asyncpg.Record]:
-    """Visible images, newest first (the guide's order), one page after ``marker``."""
-    args: list[object] = [project_id]
-    where = [_VISIBLE, "i.deleted_at IS NULL"]
+    """Visible images matching ``filters``, newest first (the guide's order), one page after
+    ``marker``. Deleted images only with ``changes_since``."""
+    params = Params(project_id)
+    where = [_VISIBLE, *(filters or ImageFilters()).predicates(params)]
     if marker is not None:
-        args.append(marker)
         where.append(
-            f"(i.created_at, i.id) < (SELECT created_at, id FROM images WHERE id = ${len(args)})"
+            "(i.created_at, i.id) < (SELECT created_at, id FROM images"
+            f" WHERE id = {params.add(marker)})"
         )
-    args.append(limit)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"{_SELECT} WHERE {' AND '.join(where)}"
-        f" ORDER BY i.created_at DESC, i.id DESC LIMIT ${len(args)}",
-        *args,
+        f" ORDER BY i.created_at DESC, i.id DESC LIMIT {params.add(limit)}",
+        *params.values,
     )
     return rows
 
@@ -62,3 +122,121 @@ async def is_visible(conn: Executor, image_id: uuid.UUID, project_id: str) -> bo
             image_id,
         )
     )
+
+
+async def was_visible(conn: Executor, image_id: uuid.UUID, project_id: str) -> bool:
+    """Visible to the project, deleted or not (a marker of a changes-since page may name a
+    deleted image)."""
+    return bool(
+        await conn.fetchval(
+            f"SELECT 1 FROM images i WHERE i.id = $2 AND {_VISIBLE}", project_id, image_id
+        )
+    )
+
+
+async def lock(conn: Conn, image_id: uuid.UUID, project_id: str) -> asyncpg.Record | None:
+    """A live image the project may see, locked until the transaction ends, with what
+    deciding who may change it needs."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""SELECT i.id, i.owner, i.is_public, i.status FROM images i
+             WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL
+               FOR UPDATE""",
+        project_id,
+        image_id,
+    )
+    return row
+
+
+async def mark_deleted(conn: Executor, image_id: uuid.UUID) -> bool:
+    """Soft-delete the image (it stays visible to changes-since as DELETED)."""
+    status = await conn.execute(
+        """UPDATE images SET status = 'deleted', deleted_at = now()
+            WHERE id = $1 AND deleted_at IS NULL""",
+        image_id,
+    )
+    return bool(status != "UPDATE 0")
+
+
+async def set_fault(conn: Executor, image_id: uuid.UUID, fault: Fault) -> bool:
+    """Put an image whose creation failed in ERROR (``killed``) with ``fault``, which its
+    representation then shows (Ex 1.50/1.51); False when the image is gone."""
+    status = await conn.execute(
+        """UPDATE images SET status = 'killed', fault_code = $2, fault_message = $3,
+                             fault_details = $4, fault_created_at = now()
+            WHERE id = $1 AND deleted_at IS NULL""",
+        image_id,
+        fault.code,
+        fault.message,
+        fault.details,
+    )
+    return bool(status != "UPDATE 0")
+
+
+# --- snapshots of servers (createImage) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewSnapshot:
+    """An image about to be made from a server (``image_type`` snapshot, private to its
+    project)."""
+
+    id: uuid.UUID
+    name: str
+    owner: str
+    user_id: str
+    server_id: uuid.UUID
+    min_disk_gb: int
+    min_ram_mb: int
+    disk_format: str
+    metadata: dict[str, str]
+
+
+async def insert_snapshot(conn: Executor, image: NewSnapshot) -> None:
+    """Record the image as being saved (SAVING) until its server's host has written it."""
+    await conn.execute(
+        """INSERT INTO images (id, name, status, progress, owner, user_id, is_public,
+                               min_disk_gb, min_ram_mb, disk_format, server_id, image_type)
+           VALUES ($1, $2, 'saving', 0, $3, $4, false, $5, $6, $7, $8, 'snapshot')""",
+        image.id,
+        image.name,
+        image.owner,
+        image.user_id,
+        image.min_disk_gb,
+        image.min_ram_mb,
+        image.disk_format,
+        image.server_id,
+    )
+    if image.metadata:
+        await conn.executemany(
+            "INSERT INTO image_metadata (image_id, key, value) VALUES ($1, $2, $3)",
+            [(image.id, k, v) for k, v in image.metadata.items()],
+        )
+
+
+async def finish_snapshot(
+    conn: Executor, image_id: uuid.UUID, *, location: str, size_bytes: int
+) -> bool:
+    """The image file is written: the image is ACTIVE. False unless it was still saving."""
+    status = await conn.execute(
+        """UPDATE images SET status = 'active', progress = 100, location = $2, size_bytes = $3
+            WHERE id = $1 AND status = 'saving' AND deleted_at IS NULL""",
+        image_id,
+        location,
+        size_bytes,
+    )
+    return bool(status != "UPDATE 0")
+
+
+async def discard_snapshot(conn: Executor, image_id: uuid.UUID) -> None:
+    """Forget an image whose snapshot was never asked for (its command could not be queued);
+    the client was told so and never saw its id."""
+    await conn.execute(
+        "DELETE FROM images WHERE id = $1 AND status = 'saving' AND location IS NULL", image_id
+    )
+
+
+async def get_any(conn: Executor, image_id: uuid.UUID) -> asyncpg.Record | None:
+    """An image whatever its owner or state: the one a server was built from, which may have
+    been deleted or made private since."""
+    row: asyncpg.Record | None = await conn.fetchrow(f"{_SELECT} WHERE i.id = $1", image_id)
+    return row

@@ -32,3 +32,14 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 def row_dict(record: Any) -> dict[str, Any]:
     return dict(record.items())
+
+
+#: Errors that mean "the database cannot serve us now" rather than "this query is wrong":
+#: unreachable or restarting server, connection lost, out of connections, shutting down.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)

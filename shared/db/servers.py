@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from shared.db.pool import Conn, Executor
+from shared.db.sql import Params
 from shared.messages import Fault
 from shared.states import TaskState, VmState
 
@@ -108,30 +110,62 @@ async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> async
     return row
 
 
+@dataclass(frozen=True)
+class ServerFilters:
+    """What a server list is narrowed to (API.md §15.1); None means "not filtered on"."""
+
+    image_id: uuid.UUID | None = None
+    flavor_id: str | None = None
+    #: a PostgreSQL regular expression the name must match (anywhere in it)
+    name_regex: str | None = None
+    vm_states: frozenset[str] | None = None
+    #: only servers changed at or after this instant, deleted ones included (API.md §8)
+    changes_since: datetime | None = None
+
+    def predicates(self, params: Params) -> list[str]:
+        """SQL conditions on ``servers s`` (the tenant's own condition comes first)."""
+        where = []
+        if self.changes_since is None:
+            where.append("s.deleted_at IS NULL")
+        else:
+            where.append(f"s.updated_at >= {params.add(self.changes_since)}")
+        if self.image_id is not None:
+            where.append(f"s.image_id = {params.add(self.image_id)}")
+        if self.flavor_id is not None:
+            where.append(f"s.flavor_id = {params.add(self.flavor_id)}")
+        if self.vm_states is not None:
+            where.append(f"s.vm_state = ANY({params.add(sorted(self.vm_states))}::text[])")
+        if self.name_regex is not None:
+            where.append(f"s.name ~ {params.add(self.name_regex)}")
+        return where
+
+
 async def list_page(
     conn: Executor,
     tenant_id: str,
     *,
     marker: uuid.UUID | None,
     limit: int,
+    filters: ServerFilters | None = None,
 ) -> list[asyncpg.Record]:
-    """One page of ``tenant_id``'s live servers, newest first, after ``marker`` (keyset).
+    """One page of ``tenant_id``'s servers matching ``filters``, newest first, after
+    ``marker`` (keyset). Deleted servers only with ``changes_since``.
 
     Only ``id``, ``name`` and ``version``: enough for the plain list, and for the detailed
-    one to tell which representations it already has rendered (see ``get_many``).
+    one to tell which representations it already has rendered (see ``get_many``). An invalid
+    ``name_regex`` raises ``asyncpg.InvalidRegularExpressionError``.
     """
-    args: list[object] = [tenant_id]
-    where = ["s.tenant_id = $1", "s.deleted_at IS NULL"]
+    params = Params(tenant_id)
+    where = ["s.tenant_id = $1", *(filters or ServerFilters()).predicates(params)]
     if marker is not None:
-        args.append(marker)
         where.append(
-            f"(s.created_at, s.id) < (SELECT created_at, id FROM servers WHERE id = ${len(args)})"
+            "(s.created_at, s.id) < (SELECT created_at, id FROM servers"
+            f" WHERE id = {params.add(marker)})"
         )
-    args.append(limit)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT s.id, s.name, s.version FROM servers s WHERE {' AND '.join(where)}"
-        f" ORDER BY s.created_at DESC, s.id DESC LIMIT ${len(args)}",
-        *args,
+        f" ORDER BY s.created_at DESC, s.id DESC LIMIT {params.add(limit)}",
+        *params.values,
     )
     return rows
 
@@ -150,6 +184,31 @@ async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str) -> bool:
             "SELECT 1 FROM servers WHERE id = $1 AND tenant_id = $2", server_id, tenant_id
         )
     )
+
+
+#: Columns a user may change with Update Server (Table 2.2).
+_UPDATABLE = frozenset({"name", "access_ipv4", "access_ipv6"})
+
+
+async def update_fields(
+    conn: Executor, server_id: uuid.UUID, tenant_id: str, changes: Mapping[str, str]
+) -> bool:
+    """Set the user-editable ``changes`` (column -> value) of a live server of ``tenant_id``;
+    False when there is no such server."""
+    if not changes or not set(changes) <= _UPDATABLE:
+        raise ValueError(f"not updatable: {sorted(set(changes) - _UPDATABLE) or 'nothing'}")
+    params = Params(server_id, tenant_id)
+    sets = ", ".join(f"{column} = {params.add(value)}" for column, value in changes.items())
+    status = await conn.execute(
+        f"UPDATE servers SET {sets} WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+        *params.values,
+    )
+    return bool(status != "UPDATE 0")
+
+
+async def unassign_host(conn: Executor, server_id: uuid.UUID) -> None:
+    """The server no longer holds anything on a host (its build failed there)."""
+    await conn.execute("UPDATE servers SET host = NULL WHERE id = $1", server_id)
 
 
 async def set_task(conn: Executor, server_id: uuid.UUID, task: str | None) -> None:
@@ -203,3 +262,60 @@ async def set_error(
         return False
     await add_fault(conn, server_id, fault)
     return True
+
+
+# --- server actions (rebuild, resize, snapshot) -------------------------------------------
+
+
+async def set_image(
+    conn: Executor, server_id: uuid.UUID, image_id: uuid.UUID, *, progress: int
+) -> None:
+    """The image the server is (re)built from, and how far that build is."""
+    await conn.execute(
+        "UPDATE servers SET image_id = $2, progress = $3 WHERE id = $1",
+        server_id,
+        image_id,
+        progress,
+    )
+
+
+async def move(
+    conn: Executor, server_id: uuid.UUID, host: str, *, vcpus: int, ram_mb: int, disk_gb: int
+) -> None:
+    """Account the server on ``host`` with these resources (a resize's claim it now holds)."""
+    await conn.execute(
+        "UPDATE servers SET host = $2, vcpus = $3, ram_mb = $4, disk_gb = $5 WHERE id = $1",
+        server_id,
+        host,
+        vcpus,
+        ram_mb,
+        disk_gb,
+    )
+
+
+async def advance(
+    conn: Executor,
+    server_id: uuid.UUID,
+    *,
+    task: str | None,
+    vm_state: str | None = None,
+    power_state: int | None = None,
+    flavor_id: str | None = None,
+) -> None:
+    """Move the server to its next ``task`` (None: the task is over, progress 100), changing
+    ``vm_state``, ``power_state`` and ``flavor_id`` where given. Callers hold the row lock
+    and have checked the task that ends."""
+    await conn.execute(
+        """UPDATE servers
+              SET task_state = $2,
+                  vm_state = COALESCE($3, vm_state),
+                  power_state = COALESCE($4, power_state),
+                  flavor_id = COALESCE($5, flavor_id),
+                  progress = CASE WHEN $2::text IS NULL THEN 100 ELSE progress END
+            WHERE id = $1""",
+        server_id,
+        task,
+        vm_state,
+        power_state,
+        flavor_id,
+    )

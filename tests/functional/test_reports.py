@@ -25,7 +25,7 @@ def _report(server_id: str, host: str, task: str, success: bool = True) -> TaskR
 async def test_reports_that_are_stale_or_from_another_host_change_nothing(
     api: ComputeClient, system: System
 ) -> None:
-    assert system.pool is not None
+    assert system.pool is not None and system.bus is not None
     server_id = (await api.create_server("guarded", IMAGE)).body["server"]["id"]
     before = await api.wait_for_status(server_id, "ACTIVE")
 
@@ -37,7 +37,7 @@ async def test_reports_that_are_stale_or_from_another_host_change_nothing(
         _report(server_id, "functional-host", "not-a-task"),
         _report(str(uuid.uuid4()), "functional-host", "spawning"),
     ):
-        assert await apply_task_report(system.pool, report) is False
+        assert await apply_task_report(system.pool, report, system.bus) is False
 
     after = (await api.get(f"/servers/{server_id}")).body["server"]
     assert after == before

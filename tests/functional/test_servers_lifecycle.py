@@ -63,7 +63,7 @@ async def test_many_servers_built_concurrently_all_become_active(api: ComputeCli
     await asyncio.gather(*(api.wait_for_status(i, "DELETED") for i in ids))
 
 
-async def test_server_too_big_for_every_host_ends_in_error_with_a_fault(
+async def test_a_flavor_no_host_could_ever_hold_is_refused_at_once(
     api: ComputeClient, system: System
 ) -> None:
     assert system.pool is not None
@@ -71,16 +71,39 @@ async def test_server_too_big_for_every_host_ends_in_error_with_a_fault(
         "INSERT INTO flavors (id, name, ram_mb, disk_gb, vcpus)"
         " VALUES ('huge', 'huge', 10000000, 1, 1) ON CONFLICT DO NOTHING"
     )
-    reply = await api.create_server("too-big", IMAGE, "huge")
-    assert reply.status == 202
-    server = await api.wait_for_status(reply.body["server"]["id"], "ERROR")
-    assert server["fault"]["code"] == 500
-    assert "No valid host" in server["fault"]["message"]
-    assert server["fault"]["created"].endswith("Z")
-    # a server in ERROR can still be deleted
-    assert (await api.delete(f"/servers/{server['id']}")).status == 204
-    await api.wait_for_status(server["id"], "DELETED")
-    await system.pool.execute("DELETE FROM flavors WHERE id = 'huge'")
+    try:
+        reply = await api.create_server("too-big", IMAGE, "huge")
+        assert reply.status == 503
+        assert reply.body["serverCapacityUnavailable"]["code"] == 503
+        assert "Retry-After" in reply.headers
+        assert (await api.get("/servers")).body["servers"] == []
+    finally:
+        await system.pool.execute("DELETE FROM flavors WHERE id = 'huge'")
+
+
+async def test_a_server_no_host_has_room_for_now_ends_in_error_with_a_fault(
+    api: ComputeClient, system: System
+) -> None:
+    assert system.pool is not None
+    # the functional host has 64 GB (96 GB with the RAM overcommit): this fits once
+    await system.pool.execute(
+        "INSERT INTO flavors (id, name, ram_mb, disk_gb, vcpus)"
+        " VALUES ('big', 'big', 60000, 1, 1) ON CONFLICT DO NOTHING"
+    )
+    try:
+        first = (await api.create_server("first", IMAGE, "big")).body["server"]["id"]
+        await api.wait_for_status(first, "ACTIVE")
+        reply = await api.create_server("second", IMAGE, "big")
+        assert reply.status == 202
+        server = await api.wait_for_status(reply.body["server"]["id"], "ERROR")
+        assert server["fault"]["code"] == 500
+        assert "No valid host" in server["fault"]["message"]
+        assert server["fault"]["created"].endswith("Z")
+        # a server in ERROR can still be deleted
+        await api.delete_and_wait(server["id"])
+        await api.delete_and_wait(first)
+    finally:
+        await system.pool.execute("DELETE FROM flavors WHERE id = 'big'")
 
 
 async def test_deleting_twice_is_harmless_and_a_third_time_is_not_found(

@@ -73,6 +73,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 "STRATUS_DATA_DIR": str(tmp_path / "data"),
                 "STRATUS_HEARTBEAT_INTERVAL_S": "1",
                 "STRATUS_LIBVIRT_URI": "test:///default",
+                "STRATUS_RATE_LIMITS": "",
             },
         )
         processes.run("db", "upgrade")

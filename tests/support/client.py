@@ -28,11 +28,22 @@ class ComputeClient:
         return path if path.startswith("http") else f"{self.url}/v2/{self.tenant}{path}"
 
     async def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        data: bytes | None = None,
     ) -> Reply:
+        """``body`` goes as JSON; ``data`` (with its Content-Type in ``headers``) as is."""
         all_headers = {"X-Auth-Token": self.token, **(headers or {})}
         async with self.session.request(
-            method, self._url(path), json=body, headers=all_headers
+            method,
+            self._url(path),
+            json=body if data is None else None,
+            data=data,
+            headers=all_headers,
         ) as response:
             data: Any = None
             if response.content_type == "application/json":

@@ -59,3 +59,18 @@ def _root_disk(devices: ET.Element, disk_path: Path) -> None:
 
 
 ET.register_namespace("stratus", METADATA_NS)
+
+
+def flavor_id(xml: str) -> str | None:
+    """The flavor a domain document was built with (from its Stratus metadata), if any."""
+    flavor = ET.fromstring(xml).find(f"metadata/{{{METADATA_NS}}}instance/{{{METADATA_NS}}}flavor")
+    return flavor.get("id") if flavor is not None else None
+
+
+def disk_paths(xml: str) -> list[Path]:
+    """The files behind a domain's disks, in device order."""
+    return [
+        Path(source.get("file", ""))
+        for source in ET.fromstring(xml).findall("devices/disk[@device='disk']/source")
+        if source.get("file")
+    ]
