@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from api_gateway import keys
+from api_gateway import keys, policy
 from api_gateway.compute import ComputeAPI
 from api_gateway.controllers import (
+    admin_actions,
     extensions,
     flavors,
     images,
+    instance_actions,
     ips,
     limits,
+    live_migration,
     metadata,
     server_actions,
     servers,
@@ -56,6 +59,7 @@ def create_app(
         client_max_size=settings.max_request_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    policy.configured(settings.policy)  # a malformed STRATUS_POLICY stops the gateway here
     app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -79,8 +83,19 @@ def create_app(
             await app[keys.POOL].close()
 
     app.cleanup_ctx.append(resources)
-    controllers = (versions, flavors, images, servers, limits, extensions, metadata, ips)
-    add_routes(app, [m.routes for m in (*controllers, server_actions)])
+    controllers = (
+        versions,
+        flavors,
+        images,
+        servers,
+        limits,
+        extensions,
+        metadata,
+        ips,
+        instance_actions,
+    )
+    actions = (server_actions, admin_actions, live_migration)
+    add_routes(app, [m.routes for m in (*controllers, *actions)])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
 

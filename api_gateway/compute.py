@@ -20,6 +20,7 @@ import asyncpg
 from api_gateway import quotas
 from api_gateway.context import RequestContext
 from api_gateway.metadata import MetadataEdit, edited
+from api_gateway.policy import Policy, check_unlocked, configured, operation_of
 from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed
@@ -76,6 +77,11 @@ class ComputeAPI:
         self.pool = pool
         self.bus = bus
 
+    @property
+    def policy(self) -> Policy:
+        """Who may do what (api_gateway/policy.py, with STRATUS_POLICY's overrides)."""
+        return configured(self.settings.policy)
+
     # --- reads ---------------------------------------------------------------------------
 
     async def get_server(self, ctx: RequestContext, server_id: str) -> asyncpg.Record:
@@ -121,11 +127,13 @@ class ComputeAPI:
         self, ctx: RequestContext, server_id: str, update: ServerUpdate
     ) -> asyncpg.Record:
         """Rename the server or change its access addresses (Table 2.2), in any state: these
-        are the user's labels, no host is involved. Returns the updated server."""
+        are the user's labels, no host is involved; but not on a locked server, unless the
+        caller is an administrator. Returns the updated server."""
+        self.policy.enforce(ctx, "servers:update")
         sid = parse_uuid(server_id, "Instance")
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await servers.update_fields(conn, sid, ctx.project_id, update.changes()):
-                raise NotFound("Instance could not be found.")
+            check_unlocked(ctx, "servers:update", await self._locked(conn, ctx, sid))
+            await servers.update_fields(conn, sid, ctx.project_id, update.changes())
             row = await servers.get(conn, sid, ctx.project_id)
         assert row is not None  # updated in this transaction
         return row
@@ -145,10 +153,12 @@ class ComputeAPI:
         Only in the states the reference implementation allowed (any task may run), and not
         on a locked server unless the caller is an administrator (409 otherwise).
         """
+        self.policy.enforce(ctx, "servers:metadata")
         sid = parse_uuid(server_id, "Instance")
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._locked(conn, ctx, sid)
-            _check_metadata_writable(ctx, row, edit)
+            check_unlocked(ctx, "servers:metadata", row)
+            _check_metadata_writable(row, edit)
             current = await metadata_db.read(conn, metadata_db.Table.SERVER, sid)
             new = edited(self.settings, edit, current)
             await metadata_db.write(conn, metadata_db.Table.SERVER, sid, current, new)
@@ -178,6 +188,7 @@ class ComputeAPI:
         return image
 
     async def create_server(self, ctx: RequestContext, request: ServerCreate) -> CreatedServer:
+        self.policy.enforce(ctx, "servers:create")
         quotas.check_create_request(self.settings, request)
         flavor = await self.resolve_flavor(request.flavor_ref)
         image = await self.resolve_image(ctx, request.image_ref)
@@ -267,7 +278,8 @@ class ComputeAPI:
         prepare: Callable[[Conn, asyncpg.Record, uuid.UUID], Awaitable[None]] | None = None,
     ) -> tuple[asyncpg.Record, uuid.UUID]:
         """Begin ``action`` on a server in one transaction: lock the row, check the action is
-        legal in its state now (else 409), record the action and set its task state.
+        legal in its state now and that the server's lock does not refuse it to the caller
+        (else 409), record the action and set its task state (if it has one).
 
         ``prepare`` runs last in the same transaction, with the locked row (as it was) and the
         action's id: it may refuse the action (raise, and nothing is written) or write what
@@ -280,9 +292,12 @@ class ComputeAPI:
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._locked(conn, ctx, sid)
+            check_unlocked(ctx, operation_of(action), row)
             _check_allowed(row, action)
             await self._record(conn, ctx, sid, action, action_id)
-            await servers.set_task(conn, sid, ACTIONS[action].task)
+            task = ACTIONS[action].task
+            if task is not None:
+                await servers.set_task(conn, sid, task.value)
             if prepare is not None:
                 await prepare(conn, row, action_id)
         return row, action_id
@@ -345,10 +360,12 @@ class ComputeAPI:
     # --- delete --------------------------------------------------------------------------
 
     async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
+        self.policy.enforce(ctx, "servers:delete")
         sid = parse_uuid(server_id, "Instance")
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._locked(conn, ctx, sid)
+            check_unlocked(ctx, "servers:delete", row)
             if row["task_state"] == TaskState.DELETING:
                 return  # a delete is already on its way
             _check_allowed(row, "delete")
@@ -434,11 +451,9 @@ def _check_allowed(row: asyncpg.Record, action: str) -> None:
 _METADATA_WRITABLE = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})
 
 
-def _check_metadata_writable(ctx: RequestContext, row: asyncpg.Record, edit: MetadataEdit) -> None:
-    """409 when the server's state or its lock forbids changing its metadata now."""
+def _check_metadata_writable(row: asyncpg.Record, edit: MetadataEdit) -> None:
+    """409 when the server's state forbids changing its metadata now."""
     verb = "delete metadata" if not edit.grows else "update metadata"
-    if row["locked"] and not ctx.is_admin:
-        raise Conflict(f"Instance {row['id']} is locked")
     if row["vm_state"] not in _METADATA_WRITABLE:
         message = f"Cannot '{verb}' while instance is in vm_state {row['vm_state']}"
         if row["vm_state"] == VmState.BUILDING:

@@ -44,6 +44,32 @@ EXTENSIONS: tuple[Extension, ...] = (
         ),
     ),
     Extension(
+        # OS-EXT-STS:vm_state, task_state, power_state in server representations
+        alias="OS-EXT-STS",
+        name="ExtendedStatus",
+        namespace="http://docs.openstack.org/compute/ext/extended_status/api/v1.1",
+        updated="2011-11-03T00:00:00+00:00",
+        description="Extended Status support.",
+    ),
+    Extension(
+        # OS-EXT-SRV-ATTR:host, hypervisor_hostname, instance_name (administrators). nova
+        # 2013.1 gave it extended_status's namespace; namespaces are unique per extension
+        # (API.md §11.1) and a server shows both, so it has one of its own here
+        alias="OS-EXT-SRV-ATTR",
+        name="ExtendedServerAttributes",
+        namespace="http://docs.openstack.org/compute/ext/extended_server_attributes/api/v2",
+        updated="2011-11-03T00:00:00+00:00",
+        description="Extended Server Attributes support.",
+    ),
+    Extension(
+        # GET /servers/{id}/os-instance-actions[/{request_id}]: the audit trail
+        alias="os-instance-actions",
+        name="InstanceActions",
+        namespace="http://docs.openstack.org/compute/ext/instance-actions/api/v1.1",
+        updated="2013-02-08T00:00:00+00:00",
+        description="View a log of actions and events taken on an instance.",
+    ),
+    Extension(
         # the total*Used members of GET /limits' absolute limits
         alias="os-used-limits",
         name="UsedLimits",

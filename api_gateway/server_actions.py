@@ -13,7 +13,7 @@ its destination first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -124,7 +124,7 @@ class ServerActions:
         """A new image (SAVING -> ACTIVE) from the server, which keeps its status; returns
         the image's id."""
         quotas.check_metadata_items(self.settings, len(request.metadata))
-        plan = _SnapshotPlan(ctx, request)
+        plan = SnapshotPlan(ctx, request.name, request.metadata)
         row, action_id = await self.compute.start_action(
             ctx, server_id, "createImage", prepare=plan.prepare
         )
@@ -235,9 +235,9 @@ class ServerActions:
 
 
 class _HostCommand:
-    """A command for the server's host: refused for a server on no host (never built) and,
-    for users who are not administrators, for a locked server. Gathers the server's spec
-    when the command carries it."""
+    """A command for the server's host: refused for a server on no host (never built).
+    Gathers the server's spec when the command carries it. (A locked server's refusal is
+    ``start_action``'s, for every action alike.)"""
 
     def __init__(self, ctx: RequestContext, action: str, *, with_spec: bool = False) -> None:
         self.ctx = ctx
@@ -246,7 +246,6 @@ class _HostCommand:
         self._spec: InstanceSpec | None = None
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
-        _check_unlocked(self.ctx, row)
         _check_on_a_host(row, self.action)
         if self.with_spec:
             self._spec = await instance_spec(conn, await _server(conn, row))
@@ -280,7 +279,6 @@ class _RebuildPlan:
         self._previous: _Labels | None = None
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
-        _check_unlocked(self.ctx, row)
         _check_on_a_host(row, "rebuild")
         _check_fits(row, self.image)
         before = await _server(conn, row)
@@ -333,18 +331,28 @@ class _RebuildPlan:
         return self._spec
 
 
-class _SnapshotPlan:
+class SnapshotPlan:
     """Records the new image (SAVING, owned by the project, made from this server). Its
-    minimum disk and RAM are the base image's, as the reference implementation set them."""
+    minimum disk and RAM are the base image's, as the reference implementation set them.
+    With ``backup`` the image is a backup (createBackup), else a snapshot (createImage)."""
 
-    def __init__(self, ctx: RequestContext, request: CreateImage) -> None:
+    def __init__(
+        self,
+        ctx: RequestContext,
+        name: str,
+        metadata: Mapping[str, str],
+        *,
+        backup: images.Backup | None = None,
+    ) -> None:
         self.ctx = ctx
-        self.request = request
+        self.name = name
+        self.metadata = dict(metadata)
+        self.backup = backup
         self.image_id = uuid.uuid4()
         self.disk_format = "qcow2"
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
-        _check_on_a_host(row, "createImage")
+        _check_on_a_host(row, "createImage" if self.backup is None else "createBackup")
         server = await _server(conn, row)
         base = await images.get_any(conn, server["image_id"])
         if base is not None:
@@ -353,15 +361,16 @@ class _SnapshotPlan:
             conn,
             images.NewSnapshot(
                 id=self.image_id,
-                name=self.request.name,
+                name=self.name,
                 owner=row["tenant_id"],
                 user_id=self.ctx.user_id,
                 server_id=row["id"],
                 min_disk_gb=base["min_disk_gb"] if base is not None else 0,
                 min_ram_mb=base["min_ram_mb"] if base is not None else 0,
                 disk_format=self.disk_format,
-                metadata=dict(self.request.metadata),
+                metadata=self.metadata,
             ),
+            self.backup,
         )
 
     async def undo(self, conn: Conn) -> None:
@@ -379,7 +388,6 @@ class _ResizePlan:
         self.migration_id = uuid.uuid4()
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
-        _check_unlocked(self.ctx, row)
         _check_on_a_host(row, "resize")
         server = await _server(conn, row)
         if server["flavor_id"] == self.flavor.id:
@@ -420,7 +428,6 @@ class _FinishedResize:
         self._migration: asyncpg.Record | None = None
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
-        _check_unlocked(self.ctx, row)
         migration = await migrations.open_for(conn, row["id"])
         if migration is None or migration["status"] != migrations.Status.FINISHED:
             raise Invalid("Instance has not been resized.")
@@ -433,12 +440,6 @@ class _FinishedResize:
 
 
 # --- shared checks and specs ----------------------------------------------------------------
-
-
-def _check_unlocked(ctx: RequestContext, row: asyncpg.Record) -> None:
-    """A locked server refuses state changes from anyone but an administrator (§13.2)."""
-    if row["locked"] and not ctx.is_admin:
-        raise Conflict(f"Instance {row['id']} is locked")
 
 
 def _check_on_a_host(row: asyncpg.Record, action: str) -> None:

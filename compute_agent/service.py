@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from compute_agent.live_migration import LiveMigrationAgent
 from compute_agent.locks import KeyedLocks
 from compute_agent.virt.driver import ComputeDriver, DriverError
 from shared import bus as bus_mod
@@ -22,22 +23,36 @@ from shared.bus import Bus, PublishFailed, Subscription
 from shared.logging import request_context
 from shared.messages import (
     ActionMessage,
+    ActionReport,
+    BackupServer,
     ChangePassword,
+    CleanUpLiveMigration,
     ConfirmResize,
     DestroyServer,
     Fault,
+    FinishLiveMigration,
     FinishResize,
     FinishRevertResize,
     Heartbeat,
+    InjectNetworkInfo,
+    LiveMigrate,
     Message,
     MigrateDisk,
+    PauseServer,
+    PrepareLiveMigration,
     RebootServer,
     RebuildServer,
+    RecoverLiveMigration,
+    ResetNetwork,
+    ResumeServer,
     RevertResize,
+    RollBackLiveMigration,
     SnapshotResult,
     SnapshotServer,
     SpawnServer,
+    SuspendServer,
     TaskReport,
+    UnpauseServer,
 )
 from shared.states import PowerState, TaskState
 
@@ -68,6 +83,7 @@ class AgentService:
         self._locks = KeyedLocks()
         self._subscription: Subscription | None = None
         self._heartbeats: asyncio.Task[None] | None = None
+        self.live_migrations = LiveMigrationAgent(host, bus, driver)
         self._commands: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
             SpawnServer: self._spawn,
             DestroyServer: self._destroy,
@@ -80,6 +96,19 @@ class AgentService:
             ConfirmResize: self._confirm_resize,
             RevertResize: self._revert_resize,
             FinishRevertResize: self._finish_revert_resize,
+            PauseServer: self._pause,
+            UnpauseServer: self._unpause,
+            SuspendServer: self._suspend,
+            ResumeServer: self._resume,
+            BackupServer: self._backup,
+            InjectNetworkInfo: self._inject_network_info,
+            ResetNetwork: self._reset_network,
+            PrepareLiveMigration: self.live_migrations.prepare,
+            LiveMigrate: self.live_migrations.migrate,
+            FinishLiveMigration: self.live_migrations.finish,
+            CleanUpLiveMigration: self.live_migrations.clean_up,
+            RecoverLiveMigration: self.live_migrations.recover,
+            RollBackLiveMigration: self.live_migrations.roll_back,
         }
 
     async def start(self) -> None:
@@ -170,6 +199,13 @@ class AgentService:
         )
 
     async def _snapshot(self, command: SnapshotServer) -> None:
+        await self._write_image(command, TaskState.IMAGE_SNAPSHOT)
+
+    async def _backup(self, command: BackupServer) -> None:
+        """A backup is written as a snapshot is; the conductor rotates the backups."""
+        await self._write_image(command, TaskState.IMAGE_BACKUP)
+
+    async def _write_image(self, command: SnapshotServer | BackupServer, task: TaskState) -> None:
         """The image file goes to ``<image store>/<image id>.<format>``; the report tells the
         conductor where (relative to the store) and how big, or why it failed."""
         location = f"{command.image_id}.{command.disk_format}"
@@ -185,7 +221,7 @@ class AgentService:
             log.warning("snapshot of %s failed: %s", command.server_id, exc)
             await self._report(
                 command,
-                TaskState.IMAGE_SNAPSHOT,
+                task,
                 power=await self._power_after_failure(command),
                 error=str(exc),
                 snapshot=result,
@@ -194,7 +230,7 @@ class AgentService:
         log.info("image %s of server %s written", command.image_id, command.server_id)
         await self._report(
             command,
-            TaskState.IMAGE_SNAPSHOT,
+            task,
             power=power,
             snapshot=SnapshotResult(image_id=command.image_id, location=location, size_bytes=size),
         )
@@ -236,6 +272,65 @@ class AgentService:
             command,
             TaskState.RESIZE_REVERTING,
             lambda: self.driver.finish_revert_migration(command.instance),
+        )
+
+    # --- admin actions -------------------------------------------------------------------
+
+    async def _pause(self, command: PauseServer) -> None:
+        await self._run(command, TaskState.PAUSING, lambda: self.driver.pause(command.domain_name))
+
+    async def _unpause(self, command: UnpauseServer) -> None:
+        await self._run(
+            command, TaskState.UNPAUSING, lambda: self.driver.unpause(command.domain_name)
+        )
+
+    async def _suspend(self, command: SuspendServer) -> None:
+        await self._run(
+            command, TaskState.SUSPENDING, lambda: self.driver.suspend(command.domain_name)
+        )
+
+    async def _resume(self, command: ResumeServer) -> None:
+        await self._run(
+            command, TaskState.RESUMING, lambda: self.driver.resume(command.domain_name)
+        )
+
+    async def _inject_network_info(self, command: InjectNetworkInfo) -> None:
+        await self._run_untasked(
+            command,
+            "injectNetworkInfo",
+            lambda: self.driver.inject_network_info(command.domain_name, command.addresses),
+        )
+
+    async def _reset_network(self, command: ResetNetwork) -> None:
+        await self._run_untasked(
+            command,
+            "resetNetwork",
+            lambda: self.driver.reset_network(command.domain_name, command.addresses),
+        )
+
+    async def _run_untasked(
+        self, command: ActionMessage, action: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Do ``work`` for an action that sets no task state and report its outcome."""
+        error: str | None = None
+        try:
+            await work()
+        except DriverError as exc:
+            log.warning("%s of %s failed: %s", action, command.server_id, exc)
+            error = str(exc)
+        else:
+            log.info("%s of %s done", action, command.server_id)
+        await self.bus.publish(
+            bus_mod.REPORTS,
+            ActionReport(
+                request_id=command.request_id,
+                server_id=command.server_id,
+                action_id=command.action_id,
+                host=self.host,
+                action=action,
+                success=error is None,
+                fault=Fault(code=500, message=error) if error is not None else None,
+            ),
         )
 
     # --- running and reporting -----------------------------------------------------------

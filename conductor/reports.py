@@ -8,8 +8,12 @@ compromised host can only speak for its own servers.
 
 Tasks of one step are finished here (COMPLETIONS); a resize's steps (conductor/resize.py) may
 lead to the next command, published before the transaction commits, and a snapshot's report
-finishes its image too (conductor/snapshots.py). The user's action is closed with the report
-that ends it.
+finishes its image too (conductor/snapshots.py; a backup's also rotates the server's backups,
+conductor/backups.py). The user's action is closed with the report that ends it.
+
+Actions that set no task (resetNetwork, injectNetworkInfo) end with an ActionReport instead:
+legal when the server is on the reporting host and the action is still pending; it closes the
+action, and a failure is recorded as a fault of the server, whose state does not change.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import logging
 
 import asyncpg
 
-from conductor import resize, snapshots
+from conductor import backups, live_migration, resize, snapshots
 from conductor.outcome import Outcome
 from shared.bus import Bus
 from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.messages import Fault, TaskReport
+from shared.messages import ActionReport, Fault, TaskReport
 from shared.states import COMPLETIONS, TaskState
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,8 @@ async def _refusal(
     """Why the report is not legal now; None when it is."""
     if row is None:
         return "server is gone"
+    if task in live_migration.TASKS:
+        return "a live migration's steps have reports of their own"
     if row["task_state"] != task.value or report.host != await _reporting_host(conn, row, task):
         return f"server is on {row['host']} doing {row['task_state']}"
     if not await actions.is_pending(conn, report.action_id):
@@ -87,6 +93,9 @@ async def _apply(
         return await resize.apply_report(conn, bus, row, report, task)
     if task is TaskState.IMAGE_SNAPSHOT:
         await snapshots.apply_report(conn, row, report)
+        return Outcome.of(report)
+    if task is TaskState.IMAGE_BACKUP:
+        await backups.apply_report(conn, row, report)
         return Outcome.of(report)
     held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
     if not report.success:
@@ -117,8 +126,43 @@ async def _complete(conn: Conn, report: TaskReport, task: TaskState, held: Resou
 
 async def _fail(conn: Conn, report: TaskReport, task: TaskState, held: Resources) -> None:
     fault = report.fault or Fault(message=f"{task.value} failed on {report.host}")
+    done = COMPLETIONS.get(task)
+    if done is not None and done.failure_keeps_state:
+        # the guest is as it was (a pause, suspend... that did not happen): the task ends
+        assert report.server_id is not None
+        await servers.advance(conn, report.server_id, task=None, power_state=report.power_state)
+        await servers.add_fault(conn, report.server_id, fault)
+        return
     await servers.set_error(conn, report.server_id, fault, expected_task=task.value)  # type: ignore[arg-type]
     if task is TaskState.SPAWNING:
         # the agent cleaned up what it had built: the host no longer holds the server
         await hosts.release(conn, report.host, held)
         await conn.execute("UPDATE servers SET host = NULL WHERE id = $1", report.server_id)
+
+
+async def apply_action_report(pool: asyncpg.Pool, report: ActionReport) -> bool:
+    """Close the action an ActionReport ends; False when the report was refused (the server
+    is gone or on another host, or the action is already over)."""
+    assert report.server_id is not None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await servers.lock(conn, report.server_id, None)
+        if row is None or row["host"] != report.host:
+            refusal = "server is gone" if row is None else f"server is on {row['host']}"
+        elif not await actions.is_pending(conn, report.action_id):
+            refusal = f"its action {report.action_id} is over"
+        else:
+            refusal = None
+        if refusal is not None:
+            log.warning(
+                "refusing %s report for server %s from %s: %s",
+                report.action,
+                report.server_id,
+                report.host,
+                refusal,
+            )
+            return False
+        message = report.fault.message if report.fault is not None else None
+        if report.fault is not None:
+            await servers.add_fault(conn, report.server_id, report.fault)
+        await actions.finish(conn, report.action_id, success=report.success, message=message)
+    return True

@@ -13,7 +13,8 @@ import logging
 import asyncpg
 
 from conductor import ipam
-from conductor.reports import apply_task_report
+from conductor.live_migration import LiveMigrationConductor
+from conductor.reports import apply_action_report, apply_task_report
 from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
 from shared import bus as bus_mod
@@ -24,9 +25,12 @@ from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
 from shared.logging import request_context
 from shared.messages import (
+    ActionReport,
     BuildServer,
     Fault,
     Heartbeat,
+    LiveMigrateServer,
+    LiveMigrationReport,
     Message,
     ResizeServer,
     SpawnServer,
@@ -53,6 +57,9 @@ class ConductorService:
         )
         self.resizes = ResizeScheduler(
             pool, bus, self.scheduler, allow_same_host=settings.allow_resize_to_same_host
+        )
+        self.live_migrations = LiveMigrationConductor(
+            pool, bus, ratios=self.scheduler.ratios, down_after_s=settings.host_down_after_s
         )
         self._subscriptions: list[Subscription] = []
         self._periodic: asyncio.Task[None] | None = None
@@ -84,6 +91,8 @@ class ConductorService:
                 await self.build(message)
             elif isinstance(message, ResizeServer):
                 await self.resizes.schedule(message)
+            elif isinstance(message, LiveMigrateServer):
+                await self.live_migrations.start(message)
             else:
                 log.error("conductor got a command it does not handle: %s", message.type)
 
@@ -142,6 +151,10 @@ class ConductorService:
         with request_context(message.request_id):
             if isinstance(message, TaskReport):
                 await apply_task_report(self.pool, message, self.bus)
+            elif isinstance(message, ActionReport):
+                await apply_action_report(self.pool, message)
+            elif isinstance(message, LiveMigrationReport):
+                await self.live_migrations.apply_report(message)
             else:
                 log.error("unexpected message on the reports queue: %s", message.type)
 

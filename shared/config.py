@@ -169,3 +169,27 @@ class Settings(BaseSettings):
     def image_store(self) -> Path:
         """The image store directory, ``image_store_dir`` or its default under ``data_dir``."""
         return self.image_store_dir or self.data_dir / "images"
+
+    # --- policy (gateway) --------------------------------------------------------------
+    policy: str = Field(
+        default="",
+        description="Who may do what: a JSON object of operation -> rule (`admin`, "
+        "`admin_or_owner`, `nobody`), inline or the path of a file holding it; empty: the "
+        "defaults of api_gateway/policy.py (nova 2013.1's).",
+    )
+
+    # --- live migration (compute agent) ------------------------------------------------
+    live_migration_p2p: bool = Field(
+        default=True,
+        description="Live migrations are peer to peer (the source's libvirt reaches the "
+        "destination's itself); false: the agent opens the destination's libvirt and "
+        "drives the migration between the two (managed direct).",
+    )
+
+    # --- stratus up --------------------------------------------------------------------
+    up_agents: int = Field(
+        default=2,
+        ge=1,
+        description="Compute agents `stratus up` runs, hosts `<host>-1` ... `<host>-N` (just "
+        "`<host>` for one), each on a hypervisor of its own.",
+    )

@@ -201,6 +201,74 @@ class FinishRevertResize(ActionMessage):
     instance: InstanceSpec
 
 
+# --- admin actions (API.md §16) ----------------------------------------------------------
+# The power actions and createBackup go from the gateway to ``compute.<host>`` and end with a
+# TaskReport of their task; the network actions set no task and end with an ActionReport.
+
+
+class PauseServer(ActionMessage):
+    """Freeze the running guest in memory (PAUSED)."""
+
+    type: Literal["pause_server"] = "pause_server"
+    domain_name: str
+
+
+class UnpauseServer(ActionMessage):
+    type: Literal["unpause_server"] = "unpause_server"
+    domain_name: str
+
+
+class SuspendServer(ActionMessage):
+    """Save the guest's memory to the host's disk and stop it (SUSPENDED)."""
+
+    type: Literal["suspend_server"] = "suspend_server"
+    domain_name: str
+
+
+class ResumeServer(ActionMessage):
+    """Run a suspended guest again from its saved memory."""
+
+    type: Literal["resume_server"] = "resume_server"
+    domain_name: str
+
+
+class BackupServer(ActionMessage):
+    """createBackup: write an image of the server as ``image_id``, exactly as a snapshot; the
+    conductor, not the host, then rotates the server's backups (it knows how many to keep)."""
+
+    type: Literal["backup_server"] = "backup_server"
+    domain_name: str
+    image_id: uuid.UUID
+    disk_format: str = "qcow2"
+
+
+class NetworkAddress(BaseModel):
+    """A fixed address of a server, as its representation shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    network: str
+    version: int
+    addr: str
+
+
+class InjectNetworkInfo(ActionMessage):
+    """Put the server's current network configuration where the guest can read it."""
+
+    type: Literal["inject_network_info"] = "inject_network_info"
+    domain_name: str
+    addresses: list[NetworkAddress]
+
+
+class ResetNetwork(ActionMessage):
+    """Re-apply the server's network configuration: inject it, and have the guest take it up
+    again."""
+
+    type: Literal["reset_network"] = "reset_network"
+    domain_name: str
+    addresses: list[NetworkAddress]
+
+
 # --- compute agent -> conductor -------------------------------------------------------
 
 
@@ -227,6 +295,17 @@ class TaskReport(ActionMessage):
     snapshot: SnapshotResult | None = None
 
 
+class ActionReport(ActionMessage):
+    """An agent finished (or failed) an action that sets no task state (resetNetwork,
+    injectNetworkInfo): the conductor closes its record, and records a failure as a fault."""
+
+    type: Literal["action_report"] = "action_report"
+    host: str
+    action: str
+    success: bool
+    fault: Fault | None = None
+
+
 class HostCapacity(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -245,6 +324,104 @@ class Heartbeat(Message):
     capacity: HostCapacity
 
 
+# --- live migration (API.md §16.11) ---------------------------------------------------------
+# The gateway records the live migration and asks the conductor (``LiveMigrateServer``),
+# which checks the destination, claims room there and then drives the two hosts one step at
+# a time, each step's ``LiveMigrationReport`` triggering the next (conductor/live_migration.py):
+# the destination prepares, the source migrates the running server, the destination confirms
+# it runs there, the source cleans up. After a failure the source makes sure the server runs
+# there (``RecoverLiveMigration``), then the destination removes what it holds.
+
+#: The steps of a live migration, each one command to one host and one report back.
+LiveMigrationStep = Literal["prepare", "migrate", "finish", "clean_up", "recover", "roll_back"]
+
+
+class LiveMigrateServer(ActionMessage):
+    """Gateway -> conductor: the live migration ``migration_id`` (its record holds the
+    destination and the request's options) needs its destination checked and claimed."""
+
+    type: Literal["live_migrate_server"] = "live_migrate_server"
+    migration_id: uuid.UUID
+
+
+class PrepareLiveMigration(ActionMessage):
+    """Destination: check the server can run here and make what receiving it needs."""
+
+    type: Literal["prepare_live_migration"] = "prepare_live_migration"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    block_migration: bool
+
+
+class LiveMigrate(ActionMessage):
+    """Source: move the running server to the hypervisor at ``dest_uri`` (what ``dest_host``
+    reports in its heartbeats), its local disks too when ``block_migration``."""
+
+    type: Literal["live_migrate"] = "live_migrate"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    dest_host: str
+    dest_uri: str
+    block_migration: bool
+
+
+class FinishLiveMigration(ActionMessage):
+    """Destination: confirm the server runs here. ``handover`` is the server's definition
+    when the source's hypervisor could not move it itself (libvirt's test hypervisor): the
+    destination then defines and starts it."""
+
+    type: Literal["finish_live_migration"] = "finish_live_migration"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    handover: str | None = None
+
+
+class CleanUpLiveMigration(ActionMessage):
+    """Source: the server runs on the destination; remove what is left of it here (its
+    local disks only when they went along, ``block_migration``)."""
+
+    type: Literal["clean_up_live_migration"] = "clean_up_live_migration"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    block_migration: bool
+
+
+class RecoverLiveMigration(ActionMessage):
+    """Source, after a failed migration: make sure the server runs here."""
+
+    type: Literal["recover_live_migration"] = "recover_live_migration"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+
+
+class RollBackLiveMigration(ActionMessage):
+    """Destination, after a failed migration (the source runs the server): remove what was
+    prepared or received here (local disks only when they were to come, ``block_migration``)."""
+
+    type: Literal["roll_back_live_migration"] = "roll_back_live_migration"
+    migration_id: uuid.UUID
+    instance: InstanceSpec
+    block_migration: bool
+
+
+class LiveMigrationReport(ActionMessage):
+    """A host finished (or failed) one ``step`` of the live migration ``migration_id``.
+
+    ``power_state`` is the server's on the reporting host afterwards; ``handover`` is set by
+    the ``migrate`` step when the destination must define the server itself (see
+    ``FinishLiveMigration``).
+    """
+
+    type: Literal["live_migration_report"] = "live_migration_report"
+    migration_id: uuid.UUID
+    step: LiveMigrationStep
+    host: str
+    success: bool
+    power_state: int
+    fault: Fault | None = None
+    handover: str | None = None
+
+
 AnyMessage = Annotated[
     BuildServer
     | SpawnServer
@@ -259,8 +436,24 @@ AnyMessage = Annotated[
     | ConfirmResize
     | RevertResize
     | FinishRevertResize
+    | LiveMigrateServer
+    | PrepareLiveMigration
+    | LiveMigrate
+    | FinishLiveMigration
+    | CleanUpLiveMigration
+    | RecoverLiveMigration
+    | RollBackLiveMigration
+    | LiveMigrationReport
     | TaskReport
-    | Heartbeat,
+    | Heartbeat
+    | PauseServer
+    | UnpauseServer
+    | SuspendServer
+    | ResumeServer
+    | BackupServer
+    | InjectNetworkInfo
+    | ResetNetwork
+    | ActionReport,
     Field(discriminator="type"),
 ]
 

@@ -165,6 +165,9 @@ _ANY_TASK: frozenset[TaskState | None] = frozenset({None, *TaskState})
 #: vm_states in which the hypervisor holds the server's domain (running or not).
 _ON_A_HOST = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED})
 
+#: vm_states of a server that exists (not deleted).
+_LIVE = frozenset(VmState) - {VmState.DELETED, VmState.SOFT_DELETED}
+
 #: Actions a user may start, and the states they may start from (API.md §13.2). The keys are
 #: the names recorded in ``actions``; a reboot's two kinds set different tasks, so each has
 #: its own entry.
@@ -184,6 +187,28 @@ ACTIONS: dict[str, Transition] = {
     "confirmResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_CONFIRMING),
     "revertResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_REVERTING),
     "createImage": Transition(_ON_A_HOST, _IDLE, TaskState.IMAGE_SNAPSHOT),
+    # --- chapter 3, the admin actions (API.md §16; nova 2013.1's preconditions, §13.2) ---
+    "pause": Transition(frozenset({VmState.ACTIVE, VmState.RESCUED}), _IDLE, TaskState.PAUSING),
+    "unpause": Transition(frozenset({VmState.PAUSED}), _IDLE, TaskState.UNPAUSING),
+    "suspend": Transition(
+        frozenset({VmState.ACTIVE, VmState.RESCUED}), _IDLE, TaskState.SUSPENDING
+    ),
+    "resume": Transition(frozenset({VmState.SUSPENDED}), _IDLE, TaskState.RESUMING),
+    # a resize to the same flavor on another host: like a resize, from a running server only
+    # (its steps restart the server; nova also took SHUTOFF, which Stratus never reaches)
+    "migrate": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.RESIZE_PREP),
+    "createBackup": Transition(
+        frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.IMAGE_BACKUP
+    ),
+    # no task of their own: they may run beside any other and change no status (§13.2: any
+    # state); lock, unlock and os-resetState are done in the database at once
+    "resetNetwork": Transition(_LIVE, _ANY_TASK, None),
+    "injectNetworkInfo": Transition(_LIVE, _ANY_TASK, None),
+    "lock": Transition(_LIVE, _ANY_TASK, None),
+    "unlock": Transition(_LIVE, _ANY_TASK, None),
+    "os-resetState": Transition(_LIVE, _ANY_TASK, None),
+    # a running server with nothing else under way; it keeps running, MIGRATING (§16.11)
+    "os-migrateLive": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.MIGRATING),
 }
 
 
@@ -200,10 +225,16 @@ def allowed(action: str, vm_state: str, task_state: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Completion:
-    """What a successful report of an agent's task does to the server."""
+    """What a successful report of an agent's task does to the server.
+
+    A failed run leaves the server in ERROR, unless ``failure_keeps_state``: then the task
+    just ends, the server keeps its vm_state and the failure is recorded as a fault (the
+    power actions, whose failure leaves the guest as it was; nova reverted their task too).
+    """
 
     vm_state: VmState
     power_state: PowerState
+    failure_keeps_state: bool = False
 
 
 #: For each task an agent finishes in one step, the state a successful run leaves the server
@@ -217,10 +248,16 @@ COMPLETIONS: dict[TaskState, Completion] = {
     TaskState.REBOOTING: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.REBOOTING_HARD: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.REBUILDING: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    TaskState.PAUSING: Completion(VmState.PAUSED, PowerState.PAUSED, failure_keeps_state=True),
+    TaskState.UNPAUSING: Completion(VmState.ACTIVE, PowerState.RUNNING, failure_keeps_state=True),
+    TaskState.SUSPENDING: Completion(
+        VmState.SUSPENDED, PowerState.SUSPENDED, failure_keeps_state=True
+    ),
+    TaskState.RESUMING: Completion(VmState.ACTIVE, PowerState.RUNNING, failure_keeps_state=True),
 }
 
 #: Tasks whose reports move the server through several steps (conductor/resize.py) or keep
-#: its vm_state (conductor/snapshots.py): they have no single completion.
+#: its vm_state (conductor/snapshots.py, conductor/backups.py): they have no single completion.
 STEPPED_TASKS: frozenset[TaskState] = frozenset(
     {
         TaskState.RESIZE_MIGRATING,
@@ -228,5 +265,8 @@ STEPPED_TASKS: frozenset[TaskState] = frozenset(
         TaskState.RESIZE_CONFIRMING,
         TaskState.RESIZE_REVERTING,
         TaskState.IMAGE_SNAPSHOT,
+        TaskState.IMAGE_BACKUP,
+        # a live migration's steps have reports of their own (conductor/live_migration.py)
+        TaskState.MIGRATING,
     }
 )

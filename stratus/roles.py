@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
 
 from api_gateway.app import create_app
 from compute_agent.service import AgentService
-from compute_agent.virt.factory import create_driver, libvirt_available
+from compute_agent.virt.factory import create_driver, driver_kind, up_drivers
 from conductor.service import ConductorService
 from shared.bus.factory import create_bus
 from shared.config import Settings
@@ -80,10 +81,10 @@ async def up(settings: Settings) -> None:
         url = await embedded.start()
     try:
         await upgrade_database(url)
-        system = System(settings, url, {settings.host: create_driver(settings)})
+        system = System(settings, url, up_drivers(settings))
         await system.start()
         try:
-            _print_welcome(settings, system)
+            _print_welcome(settings, system, await system.hypervisors())
             await wait_for_shutdown()
             print("\nstopping…", flush=True)
         finally:
@@ -93,11 +94,13 @@ async def up(settings: Settings) -> None:
             await embedded.close()
 
 
-def _print_welcome(settings: Settings, system: System) -> None:
-    driver: str = settings.virt_driver
-    if driver == "auto":
-        driver = "libvirt" if libvirt_available() else "fake (libvirt binding not installed)"
+def _print_welcome(settings: Settings, system: System, hypervisors: dict[str, str]) -> None:
+    driver: str = driver_kind(settings)
+    if driver == "fake" and settings.virt_driver == "auto":
+        driver = "fake (libvirt binding not installed)"
     image = seed.image_id(seed.DEFAULT_IMAGES[0][0])
+    hosts = "\n             ".join(f"{host}  {uri}" for host, uri in hypervisors.items())
+    move = _live_migration_example(system.url, list(hypervisors)) if len(hypervisors) > 1 else ""
     database = (
         "STRATUS_DATABASE_URL"
         if settings.database_url
@@ -108,14 +111,27 @@ def _print_welcome(settings: Settings, system: System) -> None:
 Stratus is up: OpenStack Compute API v2 at {system.url}/v2/
   database   {database}
   bus        {"RabbitMQ (STRATUS_AMQP_URL)" if settings.amqp_url else "in-process"}
-  hypervisor {driver} {settings.libvirt_uri if driver == "libvirt" else ""}  host {settings.host}
+  hypervisor {driver}
+  hosts      {hosts}
 
 Try:
   curl -H 'X-Auth-Token: admin:demo' {system.url}/v2/demo/flavors
   curl -H 'X-Auth-Token: admin:demo' -H 'Content-Type: application/json' \\
        -d '{{"server": {{"name": "web1", "imageRef": "{image}", "flavorRef": "1"}}}}' \\
-       {system.url}/v2/demo/servers
+       {system.url}/v2/demo/servers{move}
 
 Press Ctrl-C to stop.""",
         flush=True,
     )
+
+
+def _live_migration_example(url: str, hosts: list[str]) -> str:
+    """The curl line that moves a running server to another of the hosts."""
+    body = json.dumps(
+        {"os-migrateLive": {"host": hosts[-1], "block_migration": False, "disk_over_commit": False}}
+    )
+    return f"""
+  # move it, running, to another host ({" or ".join(hosts)}, not its own):
+  curl -H 'X-Auth-Token: admin:demo' -H 'Content-Type: application/json' \\
+       -d '{body}' \\
+       {url}/v2/demo/servers/<server id>/action"""

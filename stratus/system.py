@@ -1,7 +1,8 @@
 """Everything in one process: gateway, conductor and compute agents on one pool and one bus.
 
 ``stratus up`` runs this, and so do the functional tests: the same composition a user gets,
-in one event loop.
+in one event loop. Each compute host is one agent with a driver of its own (``drivers``, by
+host name); ``stratus up`` runs two by default, so that servers can move between hosts.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class System:
         await site.start()
         host, port = self.runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
+
+    async def hypervisors(self) -> dict[str, str]:
+        """Each host's hypervisor, as its agent reports it (host name -> URI)."""
+        return {host: (await d.capacity()).hypervisor_uri for host, d in self.drivers.items()}
 
     async def wait_for_hosts(self, names: list[str], timeout_s: float = 15.0) -> None:
         """Wait until the conductor has registered every agent's host from its heartbeat."""

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.context import RequestContext
+from api_gateway.controllers.servers import extended_view
 from api_gateway.faults import BadRequest
 from api_gateway.responses import render
 from api_gateway.routing import member
@@ -97,6 +98,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if handler is None:
         raise BadRequest(f"There is no such action: {name}")
     call = ActionCall(request, keys.context(request), request.match_info["server_id"], value)
+    keys.compute(request).policy.enforce(call.ctx, name)  # 403 before anything is looked at
     return await handler(call)
 
 
@@ -123,7 +125,9 @@ async def rebuild(call: ActionCall) -> web.StreamResponse:
     password (Ex 2.31/2.32); ``Location`` is the server's URL."""
     args = validate(Rebuild, call.body)
     rebuilt = await call.actions.rebuild(call.ctx, call.server_id, args)
-    server = view.detail(rebuilt.server, base_url(call.request), call.ctx.project_id)
+    server = view.detail(
+        rebuilt.server, base_url(call.request), call.ctx.project_id, extended_view(call.request)
+    )
     server["adminPass"] = rebuilt.admin_pass
     return render(
         call.request,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiohttp import web
 
-from api_gateway import keys
+from api_gateway import keys, policy
 from api_gateway.context import RequestContext
 from api_gateway.negotiation import response_format
 from api_gateway.responses import render, render_collection, render_item
@@ -19,6 +19,16 @@ from api_gateway.views import servers as view
 from api_gateway.views.links import Link, base_url, split_page
 
 routes = web.RouteTableDef()
+
+
+def extended_view(request: web.Request) -> view.Extended:
+    """The extension members the caller may see in a server (api_gateway/policy.py)."""
+    rules = policy.configured(request.app[keys.SETTINGS].policy)
+    ctx = keys.context(request)
+    return view.Extended(
+        status=rules.allows(ctx, "OS-EXT-STS"),
+        server_attributes=rules.allows(ctx, "OS-EXT-SRV-ATTR"),
+    )
 
 
 async def _page(request: web.Request) -> tuple[list[asyncpg.Record], list[Link]]:
@@ -55,13 +65,15 @@ async def _detailed(
     request: web.Request, ctx: RequestContext, page: Sequence[asyncpg.Record]
 ) -> list[bytes]:
     """Serialized detailed representations of a page, from the render cache where the
-    server is unchanged (same version), else fetched and rendered now."""
+    server is unchanged (same version), else fetched and rendered now. Callers who may see
+    different extension members (an administrator, a member) have entries of their own."""
     cache = request.app[keys.RENDER_CACHE]
     base = base_url(request)
     fmt = response_format(request)
+    extended = extended_view(request)
 
     def key(server_id: object, version: int) -> tuple[object, ...]:
-        return ("server", fmt, base, ctx.project_id, server_id, version)
+        return ("server", fmt, base, ctx.project_id, extended, server_id, version)
 
     items = [cache.get(key(r["id"], r["version"])) for r in page]
     missing = [r["id"] for r, item in zip(page, items, strict=True) if item is None]
@@ -70,7 +82,8 @@ async def _detailed(
         for i, summary in enumerate(page):
             row = fresh.get(summary["id"])
             if items[i] is None and row is not None:
-                items[i] = render_item(fmt, "server", view.detail(row, base, ctx.project_id))
+                server = view.detail(row, base, ctx.project_id, extended)
+                items[i] = render_item(fmt, "server", server)
                 cache.put(key(row["id"], row["version"]), items[i])  # type: ignore[arg-type]
     return [item for item in items if item is not None]
 
@@ -94,7 +107,8 @@ async def create(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     row = await keys.compute(request).get_server(ctx, request.match_info["server_id"])
-    return render(request, {"server": view.detail(row, base_url(request), ctx.project_id)})
+    server = view.detail(row, base_url(request), ctx.project_id, extended_view(request))
+    return render(request, {"server": server})
 
 
 @routes.put(member("/servers/{server_id}"))
@@ -104,7 +118,8 @@ async def update(request: web.Request) -> web.Response:
     row = await keys.compute(request).update_server(
         ctx, request.match_info["server_id"], body.server
     )
-    return render(request, {"server": view.detail(row, base_url(request), ctx.project_id)})
+    server = view.detail(row, base_url(request), ctx.project_id, extended_view(request))
+    return render(request, {"server": server})
 
 
 @routes.delete(member("/servers/{server_id}"))

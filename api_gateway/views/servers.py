@@ -1,9 +1,11 @@
-"""Server representations (Ex 2.1–2.12, 1.48/1.49)."""
+"""Server representations (Ex 2.1–2.12, 1.48/1.49), with the members of the extended status
+and extended server attributes extensions where the caller may see them."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from api_gateway.views.links import isotime, resource_links
@@ -38,7 +40,38 @@ def addresses(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return networks
 
 
-def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Extended:
+    """Which extensions' members a detailed representation carries (the policy decides,
+    per caller); also part of the render cache's key, as the representations differ."""
+
+    #: ``OS-EXT-STS``: vm_state, task_state, power_state
+    status: bool = True
+    #: ``OS-EXT-SRV-ATTR``: host, hypervisor_hostname, instance_name (administrators)
+    server_attributes: bool = False
+
+
+def extended_status(row: Any) -> dict[str, Any]:
+    """The three states of a server (nova's extended_status): ``task_state`` is null when no
+    task runs, ``power_state`` the hypervisor's number."""
+    return {
+        "OS-EXT-STS:vm_state": row["vm_state"],
+        "OS-EXT-STS:task_state": row["task_state"],
+        "OS-EXT-STS:power_state": row["power_state"],
+    }
+
+
+def extended_server_attributes(row: Any) -> dict[str, Any]:
+    """Where the server runs: its host (also the hypervisor's name: one hypervisor per
+    host) and the name of its domain there."""
+    return {
+        "OS-EXT-SRV-ATTR:host": row["host"],
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": row["host"],
+        "OS-EXT-SRV-ATTR:instance_name": f"instance-{row['id']}",
+    }
+
+
+def detail(row: Any, base: str, tenant_id: str, extended: Extended = Extended()) -> dict[str, Any]:
     status = v2_status(row["vm_state"], row["task_state"])
     server: dict[str, Any] = {
         "id": str(row["id"]),
@@ -68,6 +101,10 @@ def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
     if status is Status.ERROR and row["fault"] is not None:
         # ``details`` is optional; an empty one would be an empty element in XML
         server["fault"] = {k: v for k, v in row["fault"].items() if k != "details" or v}
+    if extended.status:
+        server.update(extended_status(row))
+    if extended.server_attributes:
+        server.update(extended_server_attributes(row))
     return server
 
 

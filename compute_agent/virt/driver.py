@@ -19,7 +19,7 @@ import abc
 import uuid
 from pathlib import Path
 
-from shared.messages import HostCapacity, InstanceSpec
+from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
 
@@ -119,3 +119,99 @@ class ComputeDriver(abc.ABC):
     async def finish_revert_migration(self, instance: InstanceSpec) -> PowerState:
         """Source side of a revert (or of the rollback of a failed resize): run the original
         again with ``instance.flavor``, the old one, redefining it if needed."""
+
+    # --- admin actions (API.md §16) ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def pause(self, domain_name: str) -> PowerState:
+        """Freeze the running server in memory; return its power state (PAUSED). A server
+        already paused is fine; one that is not running raises ``DriverError``."""
+
+    @abc.abstractmethod
+    async def unpause(self, domain_name: str) -> PowerState:
+        """Let a paused server run on; one already running is fine, one that is not running
+        at all raises ``DriverError``."""
+
+    @abc.abstractmethod
+    async def suspend(self, domain_name: str) -> PowerState:
+        """Save the server's memory to the host's disk and stop it; return its power state
+        (SUSPENDED). A server already suspended is fine; one that is not running (nor
+        paused) raises ``DriverError``."""
+
+    @abc.abstractmethod
+    async def resume(self, domain_name: str) -> PowerState:
+        """Run a suspended server again from its saved memory; one already running is fine.
+        A server with no saved memory raises ``DriverError`` (starting it afresh would lose
+        what the guest had in memory: that is a reboot, not a resume)."""
+
+    @abc.abstractmethod
+    async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        """Put the server's network configuration (its fixed ``addresses``) where the guest
+        can read it, replacing what was there. Raises ``DriverError``."""
+
+    @abc.abstractmethod
+    async def reset_network(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        """Re-apply the server's network configuration: inject ``addresses`` as
+        ``inject_network_info`` does, then have a running guest take its network up again.
+        Raises ``DriverError``."""
+
+    # --- live migration ------------------------------------------------------------------
+    # Two hosts, one running server that keeps running: the destination prepares
+    # (``prepare_live_migration``), the source moves the server (``live_migrate``), the
+    # destination confirms it runs there (``finish_live_migration``) and the source removes
+    # what is left of it (``clean_up_live_migration``). After a failure the source makes sure
+    # the server runs there (``recover_live_migration``) before the destination removes what
+    # it prepared or received (``roll_back_live_migration``): nothing ever removes the only
+    # running copy. ``block_migration`` says the server's local disks go along; without it
+    # they are on storage both hosts share, which neither may remove.
+
+    @abc.abstractmethod
+    async def prepare_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        """Destination: check that this host can run ``instance`` (nothing of that name is
+        here already, the flavor fits the host) and make what receiving it needs. Doing it
+        again before the server arrives is fine. Raises ``DriverError``, leaving nothing
+        behind (a repeated command once the server is here is refused, and changes
+        nothing)."""
+
+    @abc.abstractmethod
+    async def live_migrate(
+        self, instance: InstanceSpec, dest_host: str, dest_uri: str, *, block_migration: bool
+    ) -> str | None:
+        """Source: move the running server to the hypervisor of ``dest_host``, which its
+        agent reports at ``dest_uri``, without stopping it. Returns None when the hypervisor
+        moved it (it is gone from here); a hypervisor that cannot migrate (libvirt's test
+        one) returns the server's definition instead, a *handover* for
+        ``finish_live_migration``, and keeps the server until ``clean_up_live_migration``.
+        A server no longer here has left already (a repeated command): None. On failure
+        (``DriverError``) the server still runs here."""
+
+    @abc.abstractmethod
+    async def finish_live_migration(
+        self, instance: InstanceSpec, *, handover: str | None
+    ) -> PowerState:
+        """Destination: with a ``handover``, define and start the server from it (once);
+        then confirm it runs here and return its power state. Raises ``DriverError`` when
+        it does not run here."""
+
+    @abc.abstractmethod
+    async def clean_up_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        """Source, once the server runs on the destination: remove whatever is left of it
+        here (a definition, its local disks when they went along); nothing left is fine."""
+
+    @abc.abstractmethod
+    async def recover_live_migration(self, instance: InstanceSpec) -> PowerState:
+        """Source, after a failed migration: make sure the server runs here (resuming or
+        starting it) and return its power state. Raises ``DriverError`` when it is not here
+        any more."""
+
+    @abc.abstractmethod
+    async def roll_back_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        """Destination, after a failed migration, once the source runs the server again:
+        remove what was prepared or received here (a definition, running or not; the local
+        disks only with ``block_migration``); nothing there is fine."""

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.messages import HostCapacity, InstanceSpec
+from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
 from .driver import ComputeDriver, DriverError
@@ -34,6 +34,16 @@ class FakeDomain:
     boots: int = 1
     admin_pass: str = ""
     last_action: uuid.UUID | None = None
+    #: the network configuration last injected, and how often the guest was told to take
+    #: its network up again
+    network: tuple[NetworkAddress, ...] = ()
+    network_resets: int = 0
+
+
+#: The fake hypervisors of this process by URI (``fake://<host>``), so that one can hand a
+#: live-migrating server to another, as libvirt daemons reach each other: a driver is here
+#: from its ``init_host`` to its ``close``; a host initialised again takes its URI over.
+_HYPERVISORS: dict[str, FakeDriver] = {}
 
 
 class FakeDriver(ComputeDriver):
@@ -49,6 +59,8 @@ class FakeDriver(ComputeDriver):
         self._host: str | None = None
         self._failures: dict[str, str] = {}
         self._holds: dict[str, asyncio.Event] = {}
+        #: servers this host prepared to receive by live migration
+        self.arriving: set[str] = set()
 
     # --- behaving like a troubled host ---------------------------------------------------
 
@@ -94,6 +106,8 @@ class FakeDriver(ComputeDriver):
             domain.boots = previous.boots + 1
             domain.admin_pass = previous.admin_pass
             domain.last_action = previous.last_action
+            domain.network = previous.network
+            domain.network_resets = previous.network_resets
         if admin_pass is not None:
             domain.admin_pass = admin_pass
         if last_action is not None:
@@ -105,8 +119,12 @@ class FakeDriver(ComputeDriver):
 
     async def init_host(self, host: str) -> None:
         self._host = host
+        self._capacity = self._capacity.model_copy(update={"hypervisor_uri": f"fake://{host}"})
+        _HYPERVISORS[self._capacity.hypervisor_uri] = self
 
     async def close(self) -> None:
+        if _HYPERVISORS.get(self._capacity.hypervisor_uri) is self:
+            del _HYPERVISORS[self._capacity.hypervisor_uri]
         self._host = None
 
     async def capacity(self) -> HostCapacity:
@@ -192,6 +210,110 @@ class FakeDriver(ComputeDriver):
         await self._enter("finish_revert_migration")
         return self._run_with_flavor(instance)
 
+    # --- live migration: the fake hypervisor moves a server itself, as a real one does ---
+
+    async def prepare_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        await self._enter("prepare_live_migration")
+        if instance.domain_name in self.domains:
+            raise DriverError(f"server {instance.domain_name} is on this host already")
+        self.arriving.add(instance.domain_name)
+
+    async def live_migrate(
+        self, instance: InstanceSpec, dest_host: str, dest_uri: str, *, block_migration: bool
+    ) -> str | None:
+        await self._enter("live_migrate")
+        name = instance.domain_name
+        domain = self.domains.get(name)
+        if domain is None:
+            return None  # it has left already
+        if domain.power is not PowerState.RUNNING:
+            raise DriverError(f"cannot live-migrate {name}: it is not running")
+        target = _HYPERVISORS.get(dest_uri)
+        if target is None or target is self:
+            raise DriverError(f"cannot reach the hypervisor of {dest_host} at {dest_uri}")
+        if name not in target.arriving:
+            raise DriverError(f"{dest_host} has not prepared to receive {name}")
+        target.domains[name] = self.domains.pop(name)
+        return None
+
+    async def finish_live_migration(
+        self, instance: InstanceSpec, *, handover: str | None
+    ) -> PowerState:
+        # a fake hypervisor never hands a server over (``live_migrate`` returns None)
+        await self._enter("finish_live_migration")
+        self.arriving.discard(instance.domain_name)
+        domain = self.domains.get(instance.domain_name)
+        if domain is None or domain.power is not PowerState.RUNNING:
+            raise DriverError(f"server {instance.domain_name} does not run on this host")
+        return domain.power
+
+    async def clean_up_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        await self._enter("clean_up_live_migration")
+        self.domains.pop(instance.domain_name, None)
+
+    async def recover_live_migration(self, instance: InstanceSpec) -> PowerState:
+        await self._enter("recover_live_migration")
+        domain = self._domain(instance.domain_name)
+        domain.power = PowerState.RUNNING
+        return domain.power
+
+    async def roll_back_live_migration(
+        self, instance: InstanceSpec, *, block_migration: bool
+    ) -> None:
+        await self._enter("roll_back_live_migration")
+        self.arriving.discard(instance.domain_name)
+        self.domains.pop(instance.domain_name, None)
+
+    # --- admin actions -------------------------------------------------------------------
+
+    async def pause(self, domain_name: str) -> PowerState:
+        await self._enter("pause")
+        domain = self._domain(domain_name)
+        if domain.power is not PowerState.PAUSED:
+            _require(domain, domain_name, PowerState.RUNNING, "pause")
+            domain.power = PowerState.PAUSED
+        return domain.power
+
+    async def unpause(self, domain_name: str) -> PowerState:
+        await self._enter("unpause")
+        domain = self._domain(domain_name)
+        if domain.power is not PowerState.RUNNING:
+            _require(domain, domain_name, PowerState.PAUSED, "unpause")
+            domain.power = PowerState.RUNNING
+        return domain.power
+
+    async def suspend(self, domain_name: str) -> PowerState:
+        await self._enter("suspend")
+        domain = self._domain(domain_name)
+        if domain.power is not PowerState.SUSPENDED:
+            if domain.power not in (PowerState.RUNNING, PowerState.PAUSED):
+                raise DriverError(f"cannot suspend {domain_name}: it is not running")
+            domain.power = PowerState.SUSPENDED
+        return domain.power
+
+    async def resume(self, domain_name: str) -> PowerState:
+        await self._enter("resume")
+        domain = self._domain(domain_name)
+        if domain.power is not PowerState.RUNNING:
+            _require(domain, domain_name, PowerState.SUSPENDED, "resume")
+            domain.power = PowerState.RUNNING
+        return domain.power
+
+    async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        await self._enter("inject_network_info")
+        self._domain(domain_name).network = tuple(addresses)
+
+    async def reset_network(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        await self._enter("reset_network")
+        domain = self._domain(domain_name)
+        domain.network = tuple(addresses)
+        if domain.power is PowerState.RUNNING:
+            domain.network_resets += 1
+
     def _run_with_flavor(self, instance: InstanceSpec) -> PowerState:
         domain = self.domains.get(instance.domain_name)
         if (
@@ -201,6 +323,13 @@ class FakeDriver(ComputeDriver):
         ):
             return domain.power
         return self._start(instance).power
+
+
+def _require(domain: FakeDomain, name: str, power: PowerState, operation: str) -> None:
+    """``DriverError`` unless the domain is in ``power`` (what ``operation`` starts from)."""
+    if domain.power is not power:
+        state = domain.power.name.lower()
+        raise DriverError(f"cannot {operation} {name}: it is {state}, not {power.name.lower()}")
 
 
 def _write_image(domain: FakeDomain, dest: Path) -> int:

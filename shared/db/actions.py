@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
+
 from shared.db.pool import Executor
 
 
@@ -47,3 +49,56 @@ async def is_pending(conn: Executor, action_id: uuid.UUID) -> bool:
     return bool(
         await conn.fetchval("SELECT 1 FROM actions WHERE id = $1 AND result = 'pending'", action_id)
     )
+
+
+# --- the audit trail as os-instance-actions shows it ----------------------------------------
+
+_COLUMNS = """id, request_id, server_id, action, tenant_id, user_id, started_at, finished_at,
+              result, message"""
+
+
+async def list_for_server(conn: Executor, server_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every action recorded for the server, newest first (as nova listed them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM actions WHERE server_id = $1
+             ORDER BY started_at DESC, id DESC""",
+        server_id,
+    )
+    return rows
+
+
+async def get_by_request(
+    conn: Executor, server_id: uuid.UUID, request_id: str
+) -> asyncpg.Record | None:
+    """The server's action started by the request ``request_id`` (the first, should one
+    request have started several)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""SELECT {_COLUMNS} FROM actions WHERE server_id = $1 AND request_id = $2
+             ORDER BY started_at, id LIMIT 1""",
+        server_id,
+        request_id,
+    )
+    return row
+
+
+async def abandon_pending(
+    conn: Executor,
+    server_id: uuid.UUID,
+    *,
+    keep: uuid.UUID,
+    untasked: list[str],
+    message: str,
+) -> int:
+    """Close as failed the server's pending actions that run a task, but ``keep`` and the
+    actions named in ``untasked`` (which run beside any task): os-resetState ended their task,
+    so no report may finish them any more. Returns how many were closed."""
+    closed: str = await conn.execute(
+        """UPDATE actions SET result = 'error', message = $4, finished_at = now()
+            WHERE server_id = $1 AND result = 'pending' AND id <> $2
+              AND action <> ALL($3::text[])""",
+        server_id,
+        keep,
+        untasked,
+        message,
+    )
+    return int(closed.rsplit(" ", 1)[-1])

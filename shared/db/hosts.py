@@ -6,6 +6,7 @@ what fits; this module only gives resources back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.db.pool import Executor
@@ -45,15 +46,21 @@ def fits(params: Params, need: Resources, ratios: Ratios, *, empty: bool = False
 
 
 async def could_ever_fit(
-    conn: Executor, need: Resources, ratios: Ratios, down_after_s: float
+    conn: Executor,
+    need: Resources,
+    ratios: Ratios,
+    down_after_s: float,
+    *,
+    exclude: Sequence[str] = (),
 ) -> bool:
-    """Is there a live, enabled host big enough for ``need`` when empty? When not, asking
-    is pointless: the build could only end in ERROR."""
+    """Is there a live, enabled host big enough for ``need`` when empty (other than those in
+    ``exclude``)? When not, asking is pointless: the build could only end in ERROR."""
     params = Params()
     alive = f"last_heartbeat >= now() - make_interval(secs => {params.add(down_after_s)})"
+    others = f" AND name <> ALL({params.add(list(exclude))}::text[])" if exclude else ""
     return bool(
         await conn.fetchval(
-            f"SELECT 1 FROM compute_hosts WHERE enabled AND up AND {alive}"
+            f"SELECT 1 FROM compute_hosts WHERE enabled AND up AND {alive}{others}"
             f" AND {fits(params, need, ratios, empty=True)} LIMIT 1",
             *params.values,
         )

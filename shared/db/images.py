@@ -191,12 +191,23 @@ class NewSnapshot:
     metadata: dict[str, str]
 
 
-async def insert_snapshot(conn: Executor, image: NewSnapshot) -> None:
-    """Record the image as being saved (SAVING) until its server's host has written it."""
+@dataclass(frozen=True)
+class Backup:
+    """What makes a snapshot a backup (createBackup): its type and how many of that type
+    the server keeps."""
+
+    backup_type: str
+    rotation: int
+
+
+async def insert_snapshot(conn: Executor, image: NewSnapshot, backup: Backup | None = None) -> None:
+    """Record the image as being saved (SAVING) until its server's host has written it; a
+    ``backup`` is recorded with ``image_type`` backup."""
     await conn.execute(
         """INSERT INTO images (id, name, status, progress, owner, user_id, is_public,
-                               min_disk_gb, min_ram_mb, disk_format, server_id, image_type)
-           VALUES ($1, $2, 'saving', 0, $3, $4, false, $5, $6, $7, $8, 'snapshot')""",
+                               min_disk_gb, min_ram_mb, disk_format, server_id, image_type,
+                               backup_type, backup_rotation)
+           VALUES ($1, $2, 'saving', 0, $3, $4, false, $5, $6, $7, $8, $9, $10, $11)""",
         image.id,
         image.name,
         image.owner,
@@ -205,6 +216,9 @@ async def insert_snapshot(conn: Executor, image: NewSnapshot) -> None:
         image.min_ram_mb,
         image.disk_format,
         image.server_id,
+        "snapshot" if backup is None else "backup",
+        backup.backup_type if backup is not None else None,
+        backup.rotation if backup is not None else None,
     )
     if image.metadata:
         await conn.executemany(
@@ -240,3 +254,45 @@ async def get_any(conn: Executor, image_id: uuid.UUID) -> asyncpg.Record | None:
     been deleted or made private since."""
     row: asyncpg.Record | None = await conn.fetchrow(f"{_SELECT} WHERE i.id = $1", image_id)
     return row
+
+
+# --- backups (createBackup) and abandoned snapshots -----------------------------------------
+
+
+async def rotate_backups(conn: Executor, backup_id: uuid.UUID) -> list[uuid.UUID]:
+    """After the backup ``backup_id`` is saved: of its server's active backups of the same
+    type, keep the newest ``rotation`` (the backup's own) and delete the others, the oldest
+    ones; returns their ids. A rotation of 0 keeps none, this one included (nova's rule)."""
+    rows = await conn.fetch(
+        """WITH made AS (
+               SELECT server_id, backup_type, backup_rotation FROM images
+                WHERE id = $1 AND image_type = 'backup' AND backup_rotation IS NOT NULL),
+                excess AS (
+               SELECT i.id FROM images i, made m
+                WHERE i.image_type = 'backup' AND i.server_id = m.server_id
+                  AND i.backup_type = m.backup_type AND i.status = 'active'
+                  AND i.deleted_at IS NULL
+                ORDER BY i.created_at DESC, i.id DESC
+               OFFSET (SELECT backup_rotation FROM made))
+           UPDATE images SET status = 'deleted', deleted_at = now()
+            WHERE id IN (SELECT id FROM excess)
+        RETURNING id""",
+        backup_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def kill_saving(conn: Executor, server_id: uuid.UUID, fault: Fault) -> list[uuid.UUID]:
+    """Put the images of ``server_id`` still being saved in ERROR with ``fault``: their
+    snapshot was abandoned and no report will finish them. Returns their ids."""
+    rows = await conn.fetch(
+        """UPDATE images SET status = 'killed', fault_code = $2, fault_message = $3,
+                             fault_details = $4, fault_created_at = now()
+            WHERE server_id = $1 AND status IN ('queued', 'saving') AND deleted_at IS NULL
+        RETURNING id""",
+        server_id,
+        fault.code,
+        fault.message,
+        fault.details,
+    )
+    return [r["id"] for r in rows]

@@ -319,3 +319,26 @@ async def advance(
         power_state,
         flavor_id,
     )
+
+
+# --- admin actions (lock, unlock, os-resetState) ------------------------------------------
+
+
+async def set_locked(conn: Executor, server_id: uuid.UUID, *, locked_by: str | None) -> None:
+    """Lock the server for ``locked_by`` (a user id), or unlock it (None)."""
+    await conn.execute(
+        "UPDATE servers SET locked = $2, locked_by = $3 WHERE id = $1",
+        server_id,
+        locked_by is not None,
+        locked_by,
+    )
+
+
+async def reset_state(conn: Executor, server_id: uuid.UUID, vm_state: VmState) -> None:
+    """Force the server into ``vm_state`` with no task (os-resetState); the caller holds the
+    row lock and has dealt with what the ended task left behind."""
+    await conn.execute(
+        "UPDATE servers SET vm_state = $2, task_state = NULL WHERE id = $1",
+        server_id,
+        vm_state.value,
+    )

@@ -19,6 +19,9 @@ from novaclient.v2.client import Client as NovaClient
 
 from tests.support.processes import STRATUS, free_port
 
+HOST = "stratus-clients"
+HOSTS = (f"{HOST}-1", f"{HOST}-2")
+
 
 @pytest.fixture(scope="session")
 def stratus_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -31,8 +34,10 @@ def stratus_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "STRATUS_API_PORT": str(port),
         # many requests in a few seconds: the default rate limits would refuse them
         "STRATUS_RATE_LIMITS": "",
+        # known host names (<host>-1 and <host>-2, the two hosts `up` starts by default)
+        "STRATUS_HOST": HOST,
     }
-    for name in ("STRATUS_DATABASE_URL", "STRATUS_AMQP_URL"):
+    for name in ("STRATUS_DATABASE_URL", "STRATUS_AMQP_URL", "STRATUS_UP_AGENTS"):
         env.pop(name, None)
     log = (Path(data) / "up.log").open("wb")
     process = subprocess.Popen([STRATUS, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -10,6 +10,7 @@ written down in docs/compatibility.md.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ MAPS = {"metadata", "addresses", "absolute", "meta"}
 def _permitted(names: frozenset[str], parent: str, key: str) -> bool:
     """``key`` of ``parent`` is named in ``names``, plainly or as ``parent.key``."""
     return key in names or f"{parent}.{key}" in names
+
+
+_EXTENSION_MEMBER = re.compile(r"[A-Za-z][\w-]*:\w+")
+
+
+def _extension(key: str) -> bool:
+    """A member an extension adds (``alias:name`` in JSON, an attribute in the extension's
+    namespace in XML): clients ignore what they do not know (API.md §11.3)."""
+    return key.startswith("{") or _EXTENSION_MEMBER.fullmatch(key) is not None
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,11 @@ def _compare_members(
 ) -> None:
     parent = _parent(where)
     missing = {k for k in required - set(actual) if not _permitted(allow.missing, parent, k)}
-    extra = {k for k in set(actual) - set(union) if not _permitted(allow.extra, parent, k)}
+    extra = {
+        k
+        for k in set(actual) - set(union)
+        if not _permitted(allow.extra, parent, k) and not _extension(k)
+    }
     if missing or extra:
         raise Mismatch(f"{where or 'body'}: missing {sorted(missing)}, extra {sorted(extra)}")
     for key, value in actual.items():
@@ -167,7 +181,11 @@ def _compare_element(
     missing = {
         a for a in common_attrs - set(element.attrib) if not _permitted(allow.missing, parent, a)
     }
-    extra = {a for a in set(element.attrib) - union_attrs if not _permitted(allow.extra, parent, a)}
+    extra = {
+        a
+        for a in set(element.attrib) - union_attrs
+        if not _permitted(allow.extra, parent, a) and not _extension(a)
+    }
     if missing or extra:
         raise Mismatch(f"{where}: attributes missing {sorted(missing)}, extra {sorted(extra)}")
     _compare_children(samples, element, allow, where)

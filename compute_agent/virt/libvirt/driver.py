@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 import libvirt
 
 from compute_agent.virt.driver import ComputeDriver, DriverError
-from compute_agent.virt.libvirt import domain_xml, marks, snapshots
-from shared.messages import HostCapacity, InstanceSpec
+from compute_agent.virt.libvirt import domain_xml, marks, network, snapshots
+from compute_agent.virt.libvirt.migration import LibvirtLiveMigration
+from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,17 @@ def _is_missing(exc: libvirt.libvirtError) -> bool:
 
 
 def _power(dom: Any) -> PowerState:
-    return _POWER_STATES.get(dom.state()[0], PowerState.NOSTATE)
+    state = dom.state()[0]
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage(0):
+        return PowerState.SUSPENDED  # off, with its memory saved (suspend)
+    return _POWER_STATES.get(state, PowerState.NOSTATE)
 
 
 #: whose password ``changePassword`` sets in the guest
 _ADMIN_USER = "root"
 
 
-class LibvirtDriver(ComputeDriver):
+class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
     #: how long a guest may take to shut down on request before it is powered off
     shutdown_timeout_s = 60.0
 
@@ -79,10 +83,12 @@ class LibvirtDriver(ComputeDriver):
         vcpus: int | None = None,
         ram_mb: int | None = None,
         disk_gb: int | None = None,
+        live_migration_p2p: bool = True,
     ) -> None:
         self.uri = uri
         self.instances_dir = instances_dir
         self._overrides = (vcpus, ram_mb, disk_gb)
+        self.live_migration_p2p = live_migration_p2p
         self._conn: Any = None
 
     @property
@@ -196,12 +202,11 @@ class LibvirtDriver(ComputeDriver):
 
     def _power_state(self, domain_name: str) -> PowerState:
         try:
-            state = self._conn.lookupByName(domain_name).state()[0]
+            return _power(self._conn.lookupByName(domain_name))
         except libvirt.libvirtError as exc:
             if _is_missing(exc):
                 return PowerState.NOSTATE
             raise DriverError(str(exc)) from exc
-        return _POWER_STATES.get(state, PowerState.NOSTATE)
 
     # --- server actions ------------------------------------------------------------------
 
@@ -329,3 +334,70 @@ class LibvirtDriver(ComputeDriver):
         dom = self._define(instance)
         dom.create()
         return _power(dom)
+
+    # --- admin actions -------------------------------------------------------------------
+
+    async def pause(self, domain_name: str) -> PowerState:
+        return await self._blocking("pause the server", self._pause, domain_name)
+
+    def _pause(self, domain_name: str) -> PowerState:
+        dom = self._lookup(domain_name)
+        if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+            if not dom.isActive():
+                raise DriverError(f"cannot pause {domain_name}: it is not running")
+            dom.suspend()  # libvirt's "suspend" freezes the vCPUs: the API's pause
+        return _power(dom)
+
+    async def unpause(self, domain_name: str) -> PowerState:
+        return await self._blocking("unpause the server", self._unpause, domain_name)
+
+    def _unpause(self, domain_name: str) -> PowerState:
+        dom = self._lookup(domain_name)
+        if not dom.isActive():
+            raise DriverError(f"cannot unpause {domain_name}: it is not running")
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()
+        return _power(dom)
+
+    async def suspend(self, domain_name: str) -> PowerState:
+        return await self._blocking("suspend the server", self._suspend, domain_name)
+
+    def _suspend(self, domain_name: str) -> PowerState:
+        """The memory goes to a managed save image; the domain stops."""
+        dom = self._lookup(domain_name)
+        if dom.isActive():
+            dom.managedSave(0)
+        elif not dom.hasManagedSaveImage(0):
+            raise DriverError(f"cannot suspend {domain_name}: it is not running")
+        return _power(dom)
+
+    async def resume(self, domain_name: str) -> PowerState:
+        return await self._blocking("resume the server", self._resume, domain_name)
+
+    def _resume(self, domain_name: str) -> PowerState:
+        """Starting a domain with a managed save image restores it from that image."""
+        dom = self._lookup(domain_name)
+        if not dom.isActive():
+            if not dom.hasManagedSaveImage(0):
+                raise DriverError(f"cannot resume {domain_name}: it has no saved memory")
+            dom.create()
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:  # saved while paused
+            dom.resume()
+        return _power(dom)
+
+    async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        await self._blocking(
+            "inject the network information", self._inject_network_info, domain_name, addresses
+        )
+
+    def _inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        network.inject(self._lookup(domain_name), addresses)
+
+    async def reset_network(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        await self._blocking("reset the network", self._reset_network, domain_name, addresses)
+
+    def _reset_network(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
+        dom = self._lookup(domain_name)
+        network.inject(dom, addresses)
+        bounced = network.bounce_links(dom)
+        log.info("network of %s re-applied (%d interface(s) restarted)", domain_name, bounced)

@@ -1,0 +1,72 @@
+"""Request bodies of the admin actions of chapter 3 (API.md §16, Tables 3.1 and 3.3).
+
+The XML samples put parameters in child elements, which arrive as text (``"1"``,
+``"active"``): ``rotation`` is turned into an integer here, as the JSON form gives it. The
+actions without parameters (pause, lock, ...) take any value, ``null`` or ``<pause/>`` alike,
+as the reference implementation ignored it. Faults carry nova 2013.1's messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from api_gateway.faults import BadRequest
+from api_gateway.schemas.common import validate
+from api_gateway.schemas.servers import MetaKey, MetaValue, Name
+from shared.states import VmState
+
+#: Members createBackup requires, in the order they are checked (Table 3.1).
+_BACKUP_MEMBERS = ("name", "backup_type", "rotation")
+#: The largest rotation the database keeps (an integer column).
+_MAX_ROTATION = 2**31 - 1
+
+
+class CreateBackup(BaseModel):
+    """Table 3.1, plus the optional ``metadata`` (image properties, as createImage's)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: Name
+    backup_type: Name
+    rotation: int
+    metadata: dict[MetaKey, MetaValue] = {}
+
+
+def create_backup(value: Any) -> CreateBackup:
+    """``value`` (the object under ``createBackup``) as a CreateBackup, or 400."""
+    if not isinstance(value, dict):
+        raise BadRequest("Malformed createBackup entity")
+    for member in _BACKUP_MEMBERS:
+        if member not in value:
+            raise BadRequest(f"createBackup entity requires {member} attribute")
+    return validate(CreateBackup, {**value, "rotation": _rotation(value["rotation"])})
+
+
+def _rotation(value: object) -> int:
+    """An integer of at least 0, given as a JSON integer or as text (XML)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadRequest("createBackup attribute 'rotation' must be an integer")
+    try:
+        rotation = int(value)
+    except ValueError:
+        raise BadRequest("createBackup attribute 'rotation' must be an integer") from None
+    if rotation < 0:
+        raise BadRequest("createBackup attribute 'rotation' must be greater than or equal to zero")
+    if rotation > _MAX_ROTATION:
+        raise BadRequest(f"createBackup attribute 'rotation' must be at most {_MAX_ROTATION}")
+    return rotation
+
+
+#: The states os-resetState may force (Table 3.3), by the value a request names.
+_RESET_STATES = {"active": VmState.ACTIVE, "error": VmState.ERROR}
+
+
+def reset_state(value: Any) -> VmState:
+    """The vm_state ``{"state": ...}`` asks for, or 400 (lower case only, as nova)."""
+    state = value.get("state") if isinstance(value, dict) else None
+    if not isinstance(state, str) or state not in _RESET_STATES:
+        valid = ", ".join(sorted(_RESET_STATES))
+        raise BadRequest(f"Desired state must be specified.  Valid states are: {valid}")
+    return _RESET_STATES[state]
