@@ -205,7 +205,8 @@ def invalid_bodies(draw: st.DrawFn, top: str, members: dict[str, bool]) -> Any:
             bad = {"nested": bad}
         return {top: {key: bad}}
     if kind == "unknown":
-        return {draw(st.text(min_size=1, max_size=20).filter(lambda t: t != top)): {}}
+        # a prefix no action or resource key has, so a drawn "pause" cannot be a valid request
+        return {"unknown:" + draw(st.text(max_size=20)): {}}
     return {top: {k: "x" for k in members}, "notAnAction": {}}
 
 
