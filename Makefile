@@ -1,6 +1,8 @@
-# `make run` starts everything on embedded defaults; `make test` runs the test suite.
+# `make run` starts everything on embedded defaults; `make test` runs the test suite (with the
+# realvm suite of real QEMU guests where QEMU, libvirt's daemons and root are there).
 # Both create .venv on first use. The libvirt binding is installed when the system's libvirt
 # headers are there (pkg-config finds libvirt); without it `make run` uses the fake hypervisor.
+# `make guest` builds the tiny test guest (deploy/guest/), `make realvm` runs only that suite.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,7 @@ BIN := $(VENV)/bin
 LIBVIRT_EXTRA := $(shell pkg-config --exists libvirt 2>/dev/null && echo ,libvirt)
 STAMP := $(VENV)/.installed$(LIBVIRT_EXTRA)
 
-.PHONY: run test lint bench clean
+.PHONY: run test realvm guest lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+realvm: $(STAMP) guest
+	$(BIN)/python -m pytest -q -m realvm tests/realvm $(PYTEST_ARGS)
+
+guest:
+	deploy/guest/build.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,6 +37,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/stratus_bench.py
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,8 @@ It never touches the database. It hears commands on ``compute.<host>``, runs the
 virt driver one at a time per server (in arrival order), and reports every outcome to the
 conductors. A command is acknowledged only after its report is confirmed by the broker, so a
 crash in between means the command runs again, and the driver's operations are idempotent.
+What the hypervisor tells on its own (a guest that shut itself down...) is reported too
+(compute_agent/power_states.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from compute_agent.live_migration import LiveMigrationAgent
 from compute_agent.locks import KeyedLocks
+from compute_agent.power_states import PowerStateWatch
 from compute_agent.virt.driver import ComputeDriver, DriverError
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed, Subscription
@@ -50,6 +53,8 @@ from shared.messages import (
     SnapshotResult,
     SnapshotServer,
     SpawnServer,
+    StartServer,
+    StopServer,
     SuspendServer,
     TaskReport,
     UnpauseServer,
@@ -71,9 +76,11 @@ class AgentService:
         heartbeat_interval_s: float = 10.0,
         concurrency: int = 16,
         image_store: Path | None = None,
+        power_sync_interval_s: float = 60.0,
     ) -> None:
         """``image_store``: where snapshots are written (STRATUS_IMAGE_STORE_DIR); an agent
-        without one refuses createImage."""
+        without one refuses createImage. ``power_sync_interval_s``: how often the power
+        state of every server is reported (0: only when the hypervisor tells of a change)."""
         self.host = host
         self.bus = bus
         self.driver = driver
@@ -84,6 +91,9 @@ class AgentService:
         self._subscription: Subscription | None = None
         self._heartbeats: asyncio.Task[None] | None = None
         self.live_migrations = LiveMigrationAgent(host, bus, driver)
+        self.power_states = PowerStateWatch(
+            host, bus, driver, self._locks, interval_s=power_sync_interval_s
+        )
         self._commands: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
             SpawnServer: self._spawn,
             DestroyServer: self._destroy,
@@ -103,6 +113,8 @@ class AgentService:
             BackupServer: self._backup,
             InjectNetworkInfo: self._inject_network_info,
             ResetNetwork: self._reset_network,
+            StopServer: self._power_off,
+            StartServer: self._power_on,
             PrepareLiveMigration: self.live_migrations.prepare,
             LiveMigrate: self.live_migrations.migrate,
             FinishLiveMigration: self.live_migrations.finish,
@@ -117,6 +129,7 @@ class AgentService:
         await self.bus.declare(bus_mod.HEARTBEATS)
         await self.heartbeat()
         self._heartbeats = asyncio.create_task(self._heartbeat_forever())
+        self.power_states.start()
         self._subscription = await self.bus.consume(
             bus_mod.compute_queue(self.host), self.handle, prefetch=self.concurrency
         )
@@ -130,6 +143,7 @@ class AgentService:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeats
+        await self.power_states.stop()
         await self.driver.close()
 
     async def heartbeat(self) -> None:
@@ -292,6 +306,16 @@ class AgentService:
     async def _resume(self, command: ResumeServer) -> None:
         await self._run(
             command, TaskState.RESUMING, lambda: self.driver.resume(command.domain_name)
+        )
+
+    async def _power_off(self, command: StopServer) -> None:
+        await self._run(
+            command, TaskState.POWERING_OFF, lambda: self.driver.power_off(command.domain_name)
+        )
+
+    async def _power_on(self, command: StartServer) -> None:
+        await self._run(
+            command, TaskState.POWERING_ON, lambda: self.driver.power_on(command.instance)
         )
 
     async def _inject_network_info(self, command: InjectNetworkInfo) -> None:

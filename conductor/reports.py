@@ -14,11 +14,19 @@ conductor/backups.py). The user's action is closed with the report that ends it.
 Actions that set no task (resetNetwork, injectNetworkInfo) end with an ActionReport instead:
 legal when the server is on the reporting host and the action is still pending; it closes the
 action, and a failure is recorded as a fault of the server, whose state does not change.
+
+Power states a hypervisor reports on its own (PowerStateReport: a guest that shut itself
+down, crashed or was paused) follow the same rule, strictly: a server's power and vm_state
+(``vm_state_for_power``) change only if it is on the reporting host, runs no task, and has
+not changed since the host observed it, so such a report never overtakes an action, nor an
+earlier observation a later one.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime
 
 import asyncpg
 
@@ -28,8 +36,8 @@ from shared.bus import Bus
 from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.messages import ActionReport, Fault, TaskReport
-from shared.states import COMPLETIONS, TaskState
+from shared.messages import ActionReport, Fault, PowerStateReport, ServerPower, TaskReport
+from shared.states import COMPLETIONS, PowerState, TaskState, VmState, vm_state_for_power
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +174,74 @@ async def apply_action_report(pool: asyncpg.Pool, report: ActionReport) -> bool:
             await servers.add_fault(conn, report.server_id, report.fault)
         await actions.finish(conn, report.action_id, success=report.success, message=message)
     return True
+
+
+# --- power states reported by the hypervisor ---------------------------------------------------
+
+
+async def apply_power_report(pool: asyncpg.Pool, report: PowerStateReport) -> int:
+    """Apply each server's power state of ``report`` where it is legal; returns how many
+    servers changed. Each server is decided alone, in a transaction of its own."""
+    changed = 0
+    for observed in report.servers:
+        async with pool.acquire() as conn, conn.transaction():
+            if await _apply_power(conn, report.host, report.observed_at, observed):
+                changed += 1
+    return changed
+
+
+async def _apply_power(conn: Conn, host: str, observed_at: datetime, observed: ServerPower) -> bool:
+    row = await conn.fetchrow(
+        """SELECT host, vm_state, task_state, power_state, updated_at FROM servers
+            WHERE id = $1 AND deleted_at IS NULL
+              FOR UPDATE""",
+        observed.server_id,
+    )
+    refusal = _power_refusal(row, host, observed_at)
+    if refusal is not None:
+        # routine: the agent reports what it sees whatever the server is doing
+        log.debug("ignoring power state of %s from %s: %s", observed.server_id, host, refusal)
+        return False
+    assert row is not None
+    try:
+        power = PowerState(observed.power_state)
+        vm_state = vm_state_for_power(VmState(row["vm_state"]), power)
+    except ValueError:
+        log.warning("ignoring power state %r of %s", observed.power_state, observed.server_id)
+        return False
+    if (power, vm_state) == (row["power_state"], row["vm_state"]):
+        return False  # nothing new: the row (and its updated_at) stays as it is
+    await _record_power(conn, observed.server_id, power, vm_state, row)
+    return True
+
+
+def _power_refusal(row: asyncpg.Record | None, host: str, observed_at: datetime) -> str | None:
+    """Why a hypervisor's observation may not change the server now; None when it may."""
+    if row is None:
+        return "server is gone"
+    if row["host"] != host:
+        return f"server is on {row['host']}"
+    if row["task_state"] is not None:
+        return f"server is doing {row['task_state']}"
+    if observed_at < row["updated_at"]:
+        return "server changed after the observation"
+    return None
+
+
+async def _record_power(
+    conn: Conn, server_id: uuid.UUID, power: PowerState, vm_state: VmState, row: asyncpg.Record
+) -> None:
+    await conn.execute(
+        "UPDATE servers SET power_state = $2, vm_state = $3 WHERE id = $1",
+        server_id,
+        int(power),
+        vm_state.value,
+    )
+    if vm_state != row["vm_state"]:
+        log.info(
+            "server %s is %s on %s (its hypervisor says %s)",
+            server_id,
+            vm_state.value,
+            row["host"],
+            power.name.lower(),
+        )

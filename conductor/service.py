@@ -1,4 +1,5 @@
-"""The conductor's consumers: build requests, task reports, heartbeats; and its periodic work.
+"""The conductor's consumers: build requests, reports (of tasks, actions, live migrations and
+hypervisors' power states), heartbeats; and its periodic work.
 
 Conductors are competing consumers on shared durable queues: run as many as you like. Every
 handler is idempotent, because the bus delivers at least once.
@@ -14,7 +15,7 @@ import asyncpg
 
 from conductor import ipam
 from conductor.live_migration import LiveMigrationConductor
-from conductor.reports import apply_action_report, apply_task_report
+from conductor.reports import apply_action_report, apply_power_report, apply_task_report
 from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
 from shared import bus as bus_mod
@@ -32,6 +33,7 @@ from shared.messages import (
     LiveMigrateServer,
     LiveMigrationReport,
     Message,
+    PowerStateReport,
     ResizeServer,
     SpawnServer,
     TaskReport,
@@ -155,6 +157,8 @@ class ConductorService:
                 await apply_action_report(self.pool, message)
             elif isinstance(message, LiveMigrationReport):
                 await self.live_migrations.apply_report(message)
+            elif isinstance(message, PowerStateReport):
+                await apply_power_report(self.pool, message)
             else:
                 log.error("unexpected message on the reports queue: %s", message.type)
 

@@ -3,7 +3,8 @@
 The agent never writes the database; it reports where in the image store it wrote the
 snapshot and how big it is. The image becomes ACTIVE (or ERROR, ``killed``, with the fault),
 and the server ends its task in the vm_state it had (a snapshot changes nothing about it; a
-failure is recorded as a fault but the server keeps running).
+failure is recorded as a fault but the server keeps running). An active image boots as the
+server's image did: it inherits that image's ``kernel``, ``initrd`` and ``cmdline`` metadata.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ async def apply_report(conn: Conn, row: asyncpg.Record, report: TaskReport) -> N
         if await images.finish_snapshot(
             conn, result.image_id, location=result.location, size_bytes=result.size_bytes or 0
         ):
+            await images.inherit_boot_metadata(conn, result.image_id, row["id"])
             log.info("image %s of server %s is active", result.image_id, row["id"])
         else:
             log.info("image %s was deleted while it was being saved", result.image_id)

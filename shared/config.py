@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.networks import DEFAULT_NETWORKS, parse_networks
@@ -61,7 +61,11 @@ class Settings(BaseSettings):
         description="Base URL used in links when the gateway sits behind a proxy; "
         "by default links are built from the request's Host header.",
     )
-    auth_strategy: Literal["noauth"] = "noauth"
+    auth_strategy: Literal["noauth", "keystone"] = Field(
+        default="noauth",
+        description="`noauth` (development: the token is `user:project`) or `keystone` "
+        "(tokens validated by Keystone v3; see the keystone_* settings).",
+    )
     max_request_body_bytes: int = 114688
     max_page_size: int = 1000
     render_cache_entries: int = Field(
@@ -192,4 +196,80 @@ class Settings(BaseSettings):
         ge=1,
         description="Compute agents `stratus up` runs, hosts `<host>-1` ... `<host>-N` (just "
         "`<host>` for one), each on a hypervisor of its own.",
+    )
+
+    # --- Keystone authentication (gateway, STRATUS_AUTH_STRATEGY=keystone) ------------
+    keystone_url: str | None = Field(
+        default=None,
+        description="Keystone's v3 identity endpoint, e.g. `http://127.0.0.1:5000/v3`.",
+    )
+    keystone_username: str | None = Field(
+        default=None, description="The gateway's own (service) user in Keystone."
+    )
+    keystone_password: SecretStr | None = Field(
+        default=None, description="The service user's password."
+    )
+    keystone_project: str | None = Field(
+        default=None, description="The project the service user's token is scoped to."
+    )
+    keystone_domain: str = Field(
+        default="Default",
+        description="Domain (name) of the service user and of its project.",
+    )
+    keystone_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long one request to Keystone may take."
+    )
+    keystone_cache_entries: int = Field(
+        default=10000, ge=1, description="Validated tokens each gateway keeps (LRU)."
+    )
+    keystone_revalidate_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a validated token is trusted before Keystone is asked again "
+        "(so a revoked token stops working within this time); while Keystone cannot be "
+        "reached, cached tokens are served until they expire.",
+    )
+
+    @model_validator(mode="after")
+    def _keystone_complete(self) -> Settings:
+        """A gateway told to use Keystone but not how to reach it stops at startup."""
+        if self.auth_strategy == "keystone":
+            missing = [
+                f"STRATUS_{name.upper()}"
+                for name in (
+                    "keystone_url",
+                    "keystone_username",
+                    "keystone_password",
+                    "keystone_project",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError("STRATUS_AUTH_STRATEGY=keystone needs " + ", ".join(missing))
+        return self
+
+    # --- real virtual machines (compute agent, libvirt on QEMU/KVM) -------------------
+    libvirt_virt_type: Literal["auto", "kvm", "qemu"] = Field(
+        default="auto",
+        description="The domain type of servers on QEMU: `kvm` (hardware virtualization), "
+        "`qemu` (emulation, TCG) or `auto` (kvm where the hypervisor reports a usable KVM, "
+        "else qemu).",
+    )
+    libvirt_network: str = Field(
+        default="",
+        description="The libvirt network servers' NICs join; empty: QEMU's user-mode "
+        "networking (no bridge needed, no inbound connections).",
+    )
+    libvirt_shutdown_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a guest may take to shut down or reboot on an ACPI request "
+        "(soft reboot, resize, os-stop) before it is powered off.",
+    )
+    power_sync_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often an agent checks the power state of every server on its "
+        "hypervisor and reports it (a safety net behind the hypervisor's lifecycle events, "
+        "which are reported at once); 0 turns the check off.",
     )

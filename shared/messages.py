@@ -50,6 +50,9 @@ class ImageSpec(BaseModel):
     disk_format: str = "qcow2"
     location: str | None = None
     min_disk_gb: int = 0
+    #: the image's metadata: the libvirt driver boots the kernel, initrd and command line
+    #: its ``kernel``, ``initrd`` and ``cmdline`` keys name (compute_agent/virt/libvirt/images.py)
+    properties: dict[str, str] = {}
 
 
 class InstanceSpec(BaseModel):
@@ -230,6 +233,21 @@ class ResumeServer(ActionMessage):
 
     type: Literal["resume_server"] = "resume_server"
     domain_name: str
+
+
+class StopServer(ActionMessage):
+    """os-stop: shut the guest down (gracefully, then by force) and keep it defined."""
+
+    type: Literal["stop_server"] = "stop_server"
+    domain_name: str
+
+
+class StartServer(ActionMessage):
+    """os-start: power a stopped server on again (defined again from ``instance`` if its
+    hypervisor lost it)."""
+
+    type: Literal["start_server"] = "start_server"
+    instance: InstanceSpec
 
 
 class BackupServer(ActionMessage):
@@ -422,6 +440,32 @@ class LiveMigrationReport(ActionMessage):
     handover: str | None = None
 
 
+# --- power states the hypervisor reports on its own (agent -> conductor) -------------------
+# A guest can change its power by itself (shut down, crash, be paused by its hypervisor):
+# the agent hears of it from the hypervisor's lifecycle events, and checks every server's
+# power now and then as a safety net, and reports what it observed.
+
+
+class ServerPower(BaseModel):
+    """The power state of one server, as its host's hypervisor says."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server_id: uuid.UUID
+    power_state: int
+
+
+class PowerStateReport(Message):
+    """What ``host``'s hypervisor said of these servers at ``observed_at`` (the agent's
+    clock). The conductor applies each one only to a server on that host that runs no task
+    and has not changed since (conductor/reports.py): a report never overtakes an action."""
+
+    type: Literal["power_state_report"] = "power_state_report"
+    host: str
+    observed_at: datetime
+    servers: list[ServerPower]
+
+
 AnyMessage = Annotated[
     BuildServer
     | SpawnServer
@@ -453,7 +497,10 @@ AnyMessage = Annotated[
     | BackupServer
     | InjectNetworkInfo
     | ResetNetwork
-    | ActionReport,
+    | StopServer
+    | StartServer
+    | ActionReport
+    | PowerStateReport,
     Field(discriminator="type"),
 ]
 

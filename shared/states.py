@@ -48,6 +48,8 @@ class TaskState(StrEnum):
     IMAGE_SNAPSHOT = "image_snapshot"
     IMAGE_BACKUP = "image_backup"
     DELETING = "deleting"
+    POWERING_OFF = "powering-off"
+    POWERING_ON = "powering-on"
 
 
 class PowerState(IntEnum):
@@ -209,6 +211,11 @@ ACTIONS: dict[str, Transition] = {
     "os-resetState": Transition(_LIVE, _ANY_TASK, None),
     # a running server with nothing else under way; it keeps running, MIGRATING (§16.11)
     "os-migrateLive": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.MIGRATING),
+    # nova's os-server-start-stop extension: stop (ACTIVE or ERROR -> SHUTOFF), start
+    "os-stop": Transition(
+        frozenset({VmState.ACTIVE, VmState.ERROR}), _IDLE, TaskState.POWERING_OFF
+    ),
+    "os-start": Transition(frozenset({VmState.STOPPED}), _IDLE, TaskState.POWERING_ON),
 }
 
 
@@ -244,7 +251,11 @@ class Completion:
 COMPLETIONS: dict[TaskState, Completion] = {
     TaskState.SPAWNING: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.DELETING: Completion(VmState.DELETED, PowerState.NOSTATE),
-    TaskState.UPDATING_PASSWORD: Completion(VmState.ACTIVE, PowerState.RUNNING),
+    # a guest that cannot take the password (not running, no guest agent) is unchanged:
+    # the failure is a fault, the server stays as it was (ACTIVE, or ERROR if it was)
+    TaskState.UPDATING_PASSWORD: Completion(
+        VmState.ACTIVE, PowerState.RUNNING, failure_keeps_state=True
+    ),
     TaskState.REBOOTING: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.REBOOTING_HARD: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.REBUILDING: Completion(VmState.ACTIVE, PowerState.RUNNING),
@@ -254,6 +265,10 @@ COMPLETIONS: dict[TaskState, Completion] = {
         VmState.SUSPENDED, PowerState.SUSPENDED, failure_keeps_state=True
     ),
     TaskState.RESUMING: Completion(VmState.ACTIVE, PowerState.RUNNING, failure_keeps_state=True),
+    TaskState.POWERING_OFF: Completion(
+        VmState.STOPPED, PowerState.SHUTDOWN, failure_keeps_state=True
+    ),
+    TaskState.POWERING_ON: Completion(VmState.ACTIVE, PowerState.RUNNING, failure_keeps_state=True),
 }
 
 #: Tasks whose reports move the server through several steps (conductor/resize.py) or keep
@@ -270,3 +285,31 @@ STEPPED_TASKS: frozenset[TaskState] = frozenset(
         TaskState.MIGRATING,
     }
 )
+
+
+# --- power states reported by the hypervisor on its own --------------------------------------
+
+#: The vm_state a server on a host takes when its hypervisor reports it in a power state that
+#: the server did not reach through an action: a guest that shut itself down (or crashed) is
+#: stopped, one its hypervisor paused is paused, and so on. The hypervisor is the truth:
+#: Stratus never forces a guest back to what the database says (nova stopped a guest found
+#: running while STOPPED; here it simply becomes ACTIVE again).
+_POWER_VM_STATES: dict[PowerState, VmState] = {
+    PowerState.RUNNING: VmState.ACTIVE,
+    PowerState.PAUSED: VmState.PAUSED,
+    PowerState.SUSPENDED: VmState.SUSPENDED,
+    PowerState.SHUTDOWN: VmState.STOPPED,
+    PowerState.CRASHED: VmState.STOPPED,
+}
+
+
+def vm_state_for_power(vm_state: VmState, power: PowerState) -> VmState:
+    """The vm_state of an idle server in ``vm_state`` whose hypervisor reports ``power``.
+
+    Only the states of a server whose domain its host holds follow the hypervisor (ACTIVE,
+    STOPPED, PAUSED, SUSPENDED); any other (building, resized, error...) is kept, and so is
+    every state when the hypervisor does not know the server (NOSTATE).
+    """
+    if vm_state not in _ON_A_HOST:
+        return vm_state
+    return _POWER_VM_STATES.get(power, vm_state)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from shared.config import Settings
 from shared.logging import setup_logging
-from stratus import roles
+from stratus import images, roles
+from stratus.runtime import require
 
 Role = Callable[[Settings], Coroutine[Any, Any, None]]
 
@@ -29,7 +34,101 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations and seed the default data")
+    _image_parser(sub)
     return parser
+
+
+def _image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    image = sub.add_parser(
+        "image", help="base images in the image store (STRATUS_DATABASE_URL, image store)"
+    )
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    load = image_sub.add_parser("import", help="copy an image file into the store and register it")
+    load.add_argument("--name", required=True, help="the image's name")
+    load.add_argument("--file", required=True, type=Path, help="the disk image file")
+    load.add_argument("--disk-format", choices=images.DISK_FORMATS, default="qcow2")
+    load.add_argument("--min-disk", type=int, default=0, metavar="GB", help="minDisk")
+    load.add_argument("--min-ram", type=int, default=0, metavar="MB", help="minRam")
+    load.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="image metadata (repeatable)",
+    )
+    load.add_argument("--owner", help="the project the image is private to (default: public)")
+    load.add_argument("--id", type=uuid.UUID, help="the image id (default: a new one)")
+    load.add_argument("--kernel", type=Path, help="a kernel for direct kernel boot")
+    load.add_argument("--initrd", type=Path, help="its initramfs")
+    load.add_argument("--cmdline", help="its kernel command line")
+    guest = image_sub.add_parser(
+        "import-guest", help="register the guest deploy/guest/build.sh built"
+    )
+    guest.add_argument(
+        "--dir", type=Path, help="the built guest's directory (default: the last one built)"
+    )
+
+
+def _properties(pairs: list[str]) -> dict[str, str]:
+    metadata = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"stratus: --property {pair!r} is not KEY=VALUE")
+        metadata[key] = value
+    return metadata
+
+
+ToImport = tuple[images.ImageFile | images.Guest, uuid.UUID | None]
+
+
+def _to_import(args: argparse.Namespace) -> ToImport:
+    """What ``stratus image`` was asked to import (and as which id), before anything is
+    connected to: the built guest, or a file."""
+    if args.image_command == "import-guest":
+        directory = args.dir or images.built_guest()
+        if directory is None:
+            raise SystemExit("stratus: no guest built yet: run deploy/guest/build.sh")
+        try:
+            return images.read_guest(directory), None
+        except images.ImageImportError as exc:
+            raise SystemExit(f"stratus: {exc}") from exc
+    image = images.ImageFile(
+        name=args.name,
+        path=args.file,
+        disk_format=args.disk_format,
+        min_disk_gb=args.min_disk,
+        min_ram_mb=args.min_ram,
+        metadata=_properties(args.property),
+        kernel=args.kernel,
+        initrd=args.initrd,
+        cmdline=args.cmdline,
+    )
+    return image, args.id
+
+
+async def _image(settings: Settings, args: argparse.Namespace) -> None:
+    """``stratus image import`` / ``import-guest``: the file goes into the image store, the
+    row into the database."""
+    url = require(settings.database_url, "STRATUS_DATABASE_URL")
+    what, image_id = _to_import(args)
+    conn = await asyncpg.connect(url)
+    try:
+        if isinstance(what, images.Guest):
+            imported = await images.import_guest(conn, settings.image_store, what)
+        else:
+            imported = await images.import_image(
+                conn, settings.image_store, what, image_id=image_id, owner=args.owner
+            )
+    except images.ImageImportError as exc:
+        raise SystemExit(f"stratus: {exc}") from exc
+    finally:
+        await conn.close()
+    state = "imported" if imported.created else "already registered"
+    print(
+        f"image {imported.id} ({imported.name}) {state}: "
+        f"{settings.image_store / imported.location} ({imported.size_bytes} bytes)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings(**overrides)
     role_name = "db" if args.command == "db" else args.command
     setup_logging(settings.log_level, as_json=settings.log_json, role=role_name)
+    if args.command == "image":
+        asyncio.run(_image(settings, args))
+        return
     commands: dict[str, Role] = {
         "up": roles.up,
         "api": roles.api,

@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.db import seed
 from shared.db.embedded import EmbeddedPostgres
 from shared.db.pool import create_pool
+from stratus import images
 from stratus.runtime import require, upgrade_database, wait_for_shutdown
 from stratus.system import System
 
@@ -63,6 +64,7 @@ async def agent(settings: Settings) -> None:
         heartbeat_interval_s=settings.heartbeat_interval_s,
         concurrency=settings.agent_concurrency,
         image_store=settings.image_store,
+        power_sync_interval_s=settings.power_sync_interval_s,
     )
     await service.start()
     try:
@@ -81,6 +83,7 @@ async def up(settings: Settings) -> None:
         url = await embedded.start()
     try:
         await upgrade_database(url)
+        await images.register_built_guest(url, settings)  # deploy/guest's, when built
         system = System(settings, url, up_drivers(settings))
         await system.start()
         try:

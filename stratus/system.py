@@ -55,6 +55,7 @@ class System:
                 heartbeat_interval_s=settings.heartbeat_interval_s,
                 concurrency=settings.agent_concurrency,
                 image_store=settings.image_store,
+                power_sync_interval_s=settings.power_sync_interval_s,
             )
             await agent.start()
             self.agents.append(agent)

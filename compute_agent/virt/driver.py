@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
@@ -25,6 +26,20 @@ from shared.states import PowerState
 
 class DriverError(Exception):
     """The hypervisor refused or failed an operation; the message is fit for a server fault."""
+
+
+#: a server's domain is ``instance-<server id>`` (``InstanceSpec.domain_name``)
+DOMAIN_PREFIX = "instance-"
+
+
+def server_id_of(domain_name: str) -> uuid.UUID | None:
+    """The server a domain name belongs to; None for a domain that is not a server's."""
+    if not domain_name.startswith(DOMAIN_PREFIX):
+        return None
+    try:
+        return uuid.UUID(domain_name[len(DOMAIN_PREFIX) :])
+    except ValueError:
+        return None
 
 
 class ComputeDriver(abc.ABC):
@@ -58,6 +73,20 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     async def power_state(self, domain_name: str) -> PowerState:
         """The hypervisor's view of the server; ``NOSTATE`` when it does not exist."""
+
+    # --- what the hypervisor tells on its own --------------------------------------------
+
+    @abc.abstractmethod
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """From now on (after ``init_host``), call ``listener(domain_name)`` in the caller's
+        event loop whenever the hypervisor tells that a server's power changed: it started,
+        stopped, was paused or resumed, crashed; whoever caused it, a command or the guest
+        itself. What a hypervisor does not tell, the agent's periodic look at
+        ``power_states`` finds."""
+
+    async def power_states(self) -> dict[str, PowerState]:
+        """The power state of every server this driver manages on the host, by domain name."""
+        return {name: await self.power_state(name) for name in await self.list_instances()}
 
     # --- server actions ------------------------------------------------------------------
 
@@ -143,6 +172,20 @@ class ComputeDriver(abc.ABC):
         """Run a suspended server again from its saved memory; one already running is fine.
         A server with no saved memory raises ``DriverError`` (starting it afresh would lose
         what the guest had in memory: that is a reboot, not a resume)."""
+
+    # --- os-stop / os-start ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def power_off(self, domain_name: str) -> PowerState:
+        """Shut the server down, asking the guest first and pulling the plug if it has not
+        stopped in time; it stays defined. Return its power state (SHUTDOWN). A server
+        already off is fine; one not on this host raises ``DriverError``."""
+
+    @abc.abstractmethod
+    async def power_on(self, instance: InstanceSpec) -> PowerState:
+        """Start a stopped server (defining it again from ``instance`` if the hypervisor lost
+        it) and return its power state (RUNNING); one already running is fine. Raises
+        ``DriverError``."""
 
     @abc.abstractmethod
     async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:

@@ -51,6 +51,10 @@ def create_driver(
         libvirt_uri or settings.libvirt_uri,
         settings.instances_dir,
         live_migration_p2p=settings.live_migration_p2p,
+        image_store=settings.image_store,
+        virt_type=settings.libvirt_virt_type,
+        network=settings.libvirt_network,
+        shutdown_timeout_s=settings.libvirt_shutdown_timeout_s,
         **overrides,
     )
 

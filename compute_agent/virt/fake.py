@@ -7,7 +7,9 @@ that is not running cannot have its password set.
 
 Tests (and simulations) can also make it behave like a troubled host: ``fail_next`` makes an
 operation fail once, as a hypervisor error would; ``hold`` makes an operation wait until
-released, like a slow hypervisor, so the states of a running action can be watched.
+released, like a slow hypervisor, so the states of a running action can be watched; and
+``guest_power`` makes a guest change its power by itself (shut down, crash...), which the
+driver tells its listener, as a hypervisor's lifecycle event would.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +64,7 @@ class FakeDriver(ComputeDriver):
         self._holds: dict[str, asyncio.Event] = {}
         #: servers this host prepared to receive by live migration
         self.arriving: set[str] = set()
+        self._listener: Callable[[str], None] | None = None
 
     # --- behaving like a troubled host ---------------------------------------------------
 
@@ -74,6 +78,13 @@ class FakeDriver(ComputeDriver):
         event = asyncio.Event()
         self._holds[operation] = event
         return event
+
+    def guest_power(self, domain_name: str, power: PowerState) -> None:
+        """The guest changes its power by itself (``SHUTDOWN``: it shut down; ``CRASHED``...):
+        the listener hears of it, as from a hypervisor's lifecycle event."""
+        self._domain(domain_name).power = power
+        if self._listener is not None:
+            self._listener(domain_name)
 
     async def _enter(self, operation: str) -> None:
         if self._host is None:
@@ -126,6 +137,9 @@ class FakeDriver(ComputeDriver):
         if _HYPERVISORS.get(self._capacity.hypervisor_uri) is self:
             del _HYPERVISORS[self._capacity.hypervisor_uri]
         self._host = None
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        self._listener = listener
 
     async def capacity(self) -> HostCapacity:
         return self._capacity
@@ -300,6 +314,23 @@ class FakeDriver(ComputeDriver):
         domain = self._domain(domain_name)
         if domain.power is not PowerState.RUNNING:
             _require(domain, domain_name, PowerState.SUSPENDED, "resume")
+            domain.power = PowerState.RUNNING
+        return domain.power
+
+    async def power_off(self, domain_name: str) -> PowerState:
+        await self._enter("power_off")
+        domain = self._domain(domain_name)
+        domain.power = PowerState.SHUTDOWN
+        return domain.power
+
+    async def power_on(self, instance: InstanceSpec) -> PowerState:
+        await self._enter("power_on")
+        domain = self.domains.get(instance.domain_name)
+        if domain is None:
+            return self._start(instance).power
+        if domain.power is not PowerState.RUNNING:
+            _require(domain, instance.domain_name, PowerState.SHUTDOWN, "power on")
+            domain.boots += 1
             domain.power = PowerState.RUNNING
         return domain.power
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from shared.db.pool import Executor
 from shared.db.sql import Params
 from shared.messages import HostCapacity
@@ -125,3 +127,43 @@ async def release(conn: Executor, host: str, held: Resources) -> None:
         held.ram_mb,
         held.disk_gb,
     )
+
+
+# --- the os-hosts extension (administrators) ------------------------------------------------
+
+
+async def list_all(conn: Executor) -> list[asyncpg.Record]:
+    """Every compute host, by name."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT name, enabled, up, vcpus, ram_mb, disk_gb, vcpus_used, ram_mb_used,"
+        " disk_gb_used FROM compute_hosts ORDER BY name"
+    )
+    return rows
+
+
+async def get(conn: Executor, host: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT name, enabled, up, vcpus, ram_mb, disk_gb, vcpus_used, ram_mb_used,"
+        " disk_gb_used FROM compute_hosts WHERE name = $1",
+        host,
+    )
+    return row
+
+
+async def set_enabled(conn: Executor, host: str, enabled: bool) -> bool:
+    """Let the scheduler place servers on ``host`` or not; False when there is no such host."""
+    done = await conn.execute(
+        "UPDATE compute_hosts SET enabled = $2 WHERE name = $1", host, enabled
+    )
+    return bool(done != "UPDATE 0")
+
+
+async def usage_by_project(conn: Executor, host: str) -> list[asyncpg.Record]:
+    """What each project's (live) servers on ``host`` hold: project, vcpus, ram_mb, disk_gb."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT tenant_id, sum(vcpus)::int AS vcpus, sum(ram_mb)::int AS ram_mb,"
+        " sum(disk_gb)::int AS disk_gb FROM servers"
+        " WHERE host = $1 AND deleted_at IS NULL GROUP BY tenant_id ORDER BY tenant_id",
+        host,
+    )
+    return rows

@@ -296,3 +296,32 @@ async def kill_saving(conn: Executor, server_id: uuid.UUID, fault: Fault) -> lis
         fault.details,
     )
     return [r["id"] for r in rows]
+
+
+async def sharing(conn: Executor, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    """``is_public`` and ``size_bytes`` of images, by id (the image service API shows them;
+    the compute API does not)."""
+    rows = await conn.fetch(
+        "SELECT id, is_public, size_bytes FROM images WHERE id = ANY($1::uuid[])", image_ids
+    )
+    return {row["id"]: row for row in rows}
+
+
+#: the metadata keys that say how an image boots (compute_agent/virt/libvirt/images.py)
+BOOT_KEYS = ("kernel", "initrd", "cmdline")
+
+
+async def inherit_boot_metadata(conn: Executor, image_id: uuid.UUID, server_id: uuid.UUID) -> None:
+    """Give the image made of ``server_id`` the boot keys of the server's image (a server
+    booted from a kernel of its image's boots the same way from an image of it), unless the
+    new image sets them itself."""
+    await conn.execute(
+        """INSERT INTO image_metadata (image_id, key, value)
+           SELECT $1, m.key, m.value FROM image_metadata m
+             JOIN servers s ON s.image_id = m.image_id
+            WHERE s.id = $2 AND m.key = ANY($3::text[])
+           ON CONFLICT (image_id, key) DO NOTHING""",
+        image_id,
+        server_id,
+        list(BOOT_KEYS),
+    )

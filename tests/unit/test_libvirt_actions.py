@@ -153,20 +153,25 @@ async def test_snapshot_writes_the_image_once_and_leaves_no_snapshot_behind(
         await driver.snapshot("instance-nobody", uuid.uuid4(), tmp_path / "images" / "x")
 
 
-async def test_a_snapshot_of_real_disks_needs_qemu_img_and_fails_cleanly(
+async def test_a_snapshot_of_real_disks_that_cannot_be_taken_fails_cleanly(
     driver: LibvirtDriver, tmp_path: Path
 ) -> None:
-    """The export of a real host's disk, run here where there is no disk (and maybe no
-    qemu-img): it fails as a DriverError, and leaves neither a file nor a snapshot."""
+    """The real-disk path, run on the test hypervisor, which has no disks: a running guest's
+    disk cannot be frozen (no external snapshots), a stopped one's cannot be read (no
+    file); either way it fails, and leaves neither an image file nor a snapshot."""
     from compute_agent.virt.libvirt import snapshots
 
     instance = _instance()
     await driver.spawn(instance, "pw")
     dom = _dom(driver, instance)
     dest = tmp_path / "images" / "img.qcow2"
-    with pytest.raises(DriverError):
-        snapshots.write_image(dom, uuid.uuid4(), dest, has_disks=True)
-    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    disk = tmp_path / "no-such-disk"
+    with pytest.raises(libvirt.libvirtError):
+        snapshots.write_image(dom, uuid.uuid4(), dest, disk=disk)
+    dom.destroy()  # type: ignore[attr-defined]
+    with pytest.raises(DriverError, match="qemu-img"):
+        snapshots.write_image(dom, uuid.uuid4(), dest, disk=disk)
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
     assert dom.snapshotListNames() == []  # type: ignore[attr-defined]
 
 

@@ -8,6 +8,9 @@ defines and starts it. Each host of the libvirt tests is a hypervisor of its own
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -232,23 +235,43 @@ async def test_a_server_that_has_left_is_not_migrated_again(
     assert await source.live_migrate(_instance(), "dst", dest.uri, block_migration=False) is None
 
 
-async def test_a_block_migration_removes_only_its_own_disk_copies(tmp_path: Path) -> None:
-    """On a real host the instance directory is the server's disk: the destination makes it
-    when preparing; the rollback removes it only when the disks were to be copied (without a
-    block migration it is on storage the source still uses)."""
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="makes disks with qemu-img")
+async def test_a_destination_removes_only_the_disk_it_made_for_an_arrival(tmp_path: Path) -> None:
+    """On a real host the destination of a block migration makes the server's disk (an empty
+    overlay on its image, marked as arriving) and a rollback removes it; nothing else is
+    ever removed. A disk that is there already (an instances directory shared with the
+    source) is refused to a block migration, not taken over; a migration without one needs
+    that shared disk, and is refused without it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    base = ["qemu-img", "create", "-q", "-f", "qcow2", str(store / "base.qcow2"), "64M"]
+    await asyncio.to_thread(subprocess.run, base, check=True)
     node = mock_nodes.node_uri(tmp_path / "nodes", "real")
-    real = LibvirtDriver(node, tmp_path / "instances")
+    real = LibvirtDriver(node, tmp_path / "instances", image_store=store)
     await real.init_host("real")
     real.uri = "qemu:///system"  # what the driver believes; its connection stays the test one
     try:
-        instance = _instance()
+        instance = _instance().model_copy(
+            update={"image": ImageSpec(id=uuid.uuid4(), name="base", location="base.qcow2")}
+        )
         disk_dir = tmp_path / "instances" / str(instance.server_id)
-        await real.prepare_live_migration(instance, block_migration=False)
-        assert disk_dir.is_dir()
-        await real.roll_back_live_migration(instance, block_migration=False)
-        assert disk_dir.is_dir()
+        with pytest.raises(DriverError, match="migrate with block_migration"):
+            await real.prepare_live_migration(instance, block_migration=False)
+        assert not disk_dir.exists()  # no shared storage: refused, nothing made
+
+        await real.prepare_live_migration(instance, block_migration=True)
+        assert (disk_dir / "disk").is_file()
         await real.roll_back_live_migration(instance, block_migration=True)
         assert not disk_dir.exists()
+
+        disk_dir.mkdir()
+        (disk_dir / "disk").write_bytes(b"the source's disk, on shared storage")
+        with pytest.raises(DriverError, match="shared with the source"):
+            await real.prepare_live_migration(instance, block_migration=True)
+        await real.prepare_live_migration(instance, block_migration=False)  # shared: fine
+        await real.roll_back_live_migration(instance, block_migration=False)
+        await real.roll_back_live_migration(instance, block_migration=True)
+        assert (disk_dir / "disk").read_bytes() == b"the source's disk, on shared storage"
     finally:
         await real.close()
 

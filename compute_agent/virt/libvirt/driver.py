@@ -1,19 +1,23 @@
 """The libvirt driver: real domains on QEMU/KVM, or on libvirt's built-in test hypervisor.
 
 libvirt calls block, so each runs in a worker thread; the event loop never waits on the
-hypervisor. With a ``test://`` URI (libvirt's in-process test hypervisor) the driver runs the
-same code paths; the hypervisor just does not read the disk files, so none are made.
+hypervisor. libvirt's own events (a guest that stopped by itself...) arrive in a thread of
+their own and are handed to the agent (events.py).
 
-Disk work (copying a resized server's disk to another host, growing it) belongs with the
-disk images of a later issue: today a resize redefines the domain with the new flavor, on
-this host or on the destination, and the snapshot export runs ``qemu-img`` on real hosts.
+On QEMU a server is a domain (domain_xml.py) of type kvm or qemu (virt_type.py) on a root
+disk that is a qcow2 overlay on its image's file in the image store (images.py, disks.py).
+Every operation is done for real: reboots through ACPI, snapshots while the guest runs
+(snapshots.py), resizes and cold migrations moving the disk (resize.py), live migrations
+(migration.py), passwords and network files through the guest agent (guest_agent.py).
+
+With a ``test://`` URI (libvirt's in-process test hypervisor) the driver runs the same code
+paths; the hypervisor just does not read the disk files, so none are made (``NoDisks``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -23,9 +27,20 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from compute_agent.virt.driver import ComputeDriver, DriverError
-from compute_agent.virt.libvirt import domain_xml, marks, network, snapshots
+from compute_agent.virt.driver import DOMAIN_PREFIX, ComputeDriver, DriverError, server_id_of
+from compute_agent.virt.libvirt import (
+    domain_xml,
+    events,
+    guest_agent,
+    marks,
+    network,
+    snapshots,
+    virt_type,
+)
+from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks
+from compute_agent.virt.libvirt.images import BootFiles, ImageStore
 from compute_agent.virt.libvirt.migration import LibvirtLiveMigration
+from compute_agent.virt.libvirt.resize import LibvirtResize
 from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
@@ -44,7 +59,7 @@ _POWER_STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.SUSPENDED,
 }
 
-_UNDEFINE_FLAGS = (
+UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
 )
 
@@ -71,10 +86,7 @@ def _power(dom: Any) -> PowerState:
 _ADMIN_USER = "root"
 
 
-class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
-    #: how long a guest may take to shut down on request before it is powered off
-    shutdown_timeout_s = 60.0
-
+class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
     def __init__(
         self,
         uri: str,
@@ -84,33 +96,69 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         ram_mb: int | None = None,
         disk_gb: int | None = None,
         live_migration_p2p: bool = True,
+        image_store: Path | None = None,
+        virt_type: str = "auto",
+        network: str = "",
+        shutdown_timeout_s: float = 60.0,
     ) -> None:
+        """``image_store``: where images' files are (STRATUS_IMAGE_STORE_DIR; a real host
+        without one boots nothing); ``virt_type``: auto, kvm or qemu; ``network``: the
+        libvirt network of servers' NICs (empty: QEMU's user-mode networking);
+        ``shutdown_timeout_s``: how long a guest may take to shut down or reboot when asked."""
         self.uri = uri
         self.instances_dir = instances_dir
         self._overrides = (vcpus, ram_mb, disk_gb)
         self.live_migration_p2p = live_migration_p2p
+        self.store = ImageStore(image_store) if image_store is not None else None
+        self.virt_type_setting = virt_type
+        self.network = network
+        #: how long a guest may take to shut down (or reboot) on request before it is
+        #: powered off
+        self.shutdown_timeout_s = shutdown_timeout_s
         self._conn: Any = None
+        self._host: str | None = None
+        self._domain_type = "test"
+        self._events: events.DomainEvents | None = None
+        self._local_disks = LocalDisks(instances_dir, self.store, host="")
 
     @property
     def _is_test(self) -> bool:
         return self.uri.startswith("test://")
 
     @property
-    def _domain_type(self) -> str:
-        return "test" if self._is_test else "kvm" if os.path.exists("/dev/kvm") else "qemu"
+    def _disks(self) -> Disks:
+        """The host's disks: none on the test hypervisor, which reads no files."""
+        return NoDisks(self.instances_dir) if self._is_test else self._local_disks
 
     async def init_host(self, host: str) -> None:
+        self._host = host
+        self._local_disks.host = host
+        events.ensure_loop()  # before connecting: the connection's events and keepalives
         try:
             self._conn = await asyncio.to_thread(libvirt.open, self.uri)
         except libvirt.libvirtError as exc:
             raise DriverError(f"cannot connect to libvirt at {self.uri}: {exc}") from exc
+        self._events = events.DomainEvents(self._conn)
+        await asyncio.to_thread(self._events.start)
         if not self._is_test:
             self.instances_dir.mkdir(parents=True, exist_ok=True)
+            self._domain_type = await asyncio.to_thread(
+                virt_type.choose, self._conn, self.virt_type_setting
+            )
+            log.info("servers on %s run as %s domains", self.uri, self._domain_type)
 
     async def close(self) -> None:
+        if self._events is not None:
+            await asyncio.to_thread(self._events.stop)
+            self._events = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await asyncio.to_thread(conn.close)
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        if self._events is None:
+            raise DriverError("the libvirt driver is not connected")
+        self._events.listen(asyncio.get_running_loop(), listener)
 
     async def capacity(self) -> HostCapacity:
         info = await asyncio.to_thread(self._conn.getInfo)
@@ -130,29 +178,51 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
 
     async def list_instances(self) -> list[str]:
         domains = await asyncio.to_thread(self._conn.listAllDomains)
-        return sorted(d.name() for d in domains if d.name().startswith("instance-"))
+        return sorted(d.name() for d in domains if d.name().startswith(DOMAIN_PREFIX))
 
-    async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
-        try:
-            return await asyncio.to_thread(self._spawn, instance)
-        except libvirt.libvirtError as exc:
-            await self.destroy(instance.domain_name)
-            raise DriverError(f"libvirt could not start the server: {exc}") from exc
+    async def power_states(self) -> dict[str, PowerState]:
+        return await self._blocking("list the servers' power states", self._power_states)
 
-    def _spawn(self, instance: InstanceSpec) -> PowerState:
-        dom = self._find(instance.domain_name) or self._define(instance)
-        if not dom.isActive():
-            dom.create()
-        return _power(dom)
+    def _power_states(self) -> dict[str, PowerState]:
+        states = {}
+        for dom in self._conn.listAllDomains():
+            name = dom.name()
+            if not name.startswith(DOMAIN_PREFIX):
+                continue
+            try:
+                states[name] = _power(dom)
+            except libvirt.libvirtError as exc:  # undefined meanwhile
+                if not _is_missing(exc):
+                    raise
+        return states
+
+    # --- defining and finding domains ----------------------------------------------------
+
+    def _boot_files(self, instance: InstanceSpec) -> BootFiles | None:
+        """The kernel the server's image boots directly, if any (the test hypervisor
+        loads nothing)."""
+        if self._is_test or self.store is None:
+            return None
+        return self.store.boot_files(instance.image)
 
     def _define(self, instance: InstanceSpec) -> Any:
         """Define (or redefine: same name and uuid) the domain of ``instance``."""
+        files = self._disks.files(instance.server_id)
         xml = domain_xml.build(
             instance,
             domain_type=self._domain_type,
-            disk_path=self.instances_dir / str(instance.server_id) / "disk",
+            disk_path=files.disk,
+            console_log=files.console,
+            boot=self._boot_files(instance),
+            network=self.network,
+            cache=self._disks.cache_mode(),
         )
         return self._conn.defineXML(xml)
+
+    def _define_with_disk(self, instance: InstanceSpec) -> Any:
+        """The server's root disk (made if missing), then its domain defined."""
+        self._disks.ensure_root(instance)
+        return self._define(instance)
 
     def _find(self, domain_name: str) -> Any | None:
         """The domain, or None when this hypervisor has no such domain."""
@@ -169,6 +239,9 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
             raise DriverError(f"server {domain_name} is not on this host")
         return dom
 
+    def _state(self, dom: Any) -> PowerState:
+        return _power(dom)
+
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T:
         """Run ``call`` in a worker thread; a libvirt error becomes a ``DriverError``."""
         try:
@@ -176,26 +249,48 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         except libvirt.libvirtError as exc:
             raise DriverError(f"libvirt could not {what}: {exc}") from exc
 
+    # --- building and removing -----------------------------------------------------------
+
+    async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
+        try:
+            return await asyncio.to_thread(self._spawn, instance)
+        except (libvirt.libvirtError, DriverError) as exc:
+            await self.destroy(instance.domain_name)
+            if isinstance(exc, DriverError):
+                raise
+            raise DriverError(f"libvirt could not start the server: {exc}") from exc
+
+    def _spawn(self, instance: InstanceSpec) -> PowerState:
+        dom = self._find(instance.domain_name) or self._define_with_disk(instance)
+        if not dom.isActive():
+            dom.create()
+        return _power(dom)
+
     async def destroy(self, domain_name: str) -> None:
         await asyncio.to_thread(self._destroy, domain_name)
 
     def _destroy(self, domain_name: str) -> None:
+        """The domain powered off and undefined, and the server's files here removed."""
         try:
             dom = self._conn.lookupByName(domain_name)
         except libvirt.libvirtError as exc:
-            if _is_missing(exc):
-                return
-            raise DriverError(f"libvirt could not find {domain_name}: {exc}") from exc
-        try:
-            uuid = dom.UUIDString()
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(_UNDEFINE_FLAGS)
-        except libvirt.libvirtError as exc:
-            if _is_missing(exc):
-                return
-            raise DriverError(f"libvirt could not remove {domain_name}: {exc}") from exc
-        shutil.rmtree(self.instances_dir / uuid, ignore_errors=True)
+            if not _is_missing(exc):
+                raise DriverError(f"libvirt could not find {domain_name}: {exc}") from exc
+            dom = None
+        if dom is not None:
+            try:
+                self._undefine(dom)
+            except libvirt.libvirtError as exc:
+                if not _is_missing(exc):
+                    raise DriverError(f"libvirt could not remove {domain_name}: {exc}") from exc
+        server_id = server_id_of(domain_name)
+        if server_id is not None:
+            self._disks.remove(server_id)
+
+    def _undefine(self, dom: Any) -> None:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(UNDEFINE_FLAGS)
 
     async def power_state(self, domain_name: str) -> PowerState:
         return await asyncio.to_thread(self._power_state, domain_name)
@@ -214,8 +309,7 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         await self._blocking("set the password", self._set_admin_password, domain_name, password)
 
     def _set_admin_password(self, domain_name: str, password: str) -> None:
-        # through the guest agent: fails for a guest that is not running or has no agent
-        self._lookup(domain_name).setUserPassword(_ADMIN_USER, password, 0)
+        guest_agent.set_password(self._lookup(domain_name), _ADMIN_USER, password)
 
     async def reboot(
         self, instance: InstanceSpec, *, hard: bool, action_id: uuid.UUID
@@ -226,25 +320,58 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         dom = self._find(instance.domain_name)
         if dom is not None and marks.done(dom, action_id):
             return _power(dom)
-        if dom is not None and not hard and dom.isActive():
-            try:
-                dom.reboot(0)  # the guest is told (ACPI) and restarts on its own
-            except libvirt.libvirtError as exc:
-                log.info("soft reboot of %s refused (%s): rebooting hard", dom.name(), exc)
-                hard = True
-        else:
-            hard = True
-        if hard:
+        if dom is None or hard or not dom.isActive() or not self._soft_reboot(dom):
             dom = self._power_cycle(instance, dom)
         marks.record(dom, action_id)
         return _power(dom)
 
+    def _soft_reboot(self, dom: Any) -> bool:
+        """Ask the guest to reboot (its ACPI power button: libvirt restarts it once it has
+        shut down) and wait until it has; False when it would not, or not in time."""
+        assert self._events is not None
+        name = dom.name()
+        waiter = self._events.expect_reboot(name)
+        try:
+            if not self._ask_reboot(dom):
+                return False
+            if self._is_test:
+                return True  # the test hypervisor reboots at once, and says nothing
+            return self._await_reboot(dom, waiter)
+        finally:
+            self._events.forget(name, waiter)
+
+    def _ask_reboot(self, dom: Any) -> bool:
+        for flags in (libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN, 0):
+            try:
+                dom.reboot(flags)
+                return True
+            except libvirt.libvirtError as exc:
+                log.info("soft reboot of %s refused (flags %#x): %s", dom.name(), flags, exc)
+        return False
+
+    def _await_reboot(self, dom: Any, waiter: events.RebootWaiter) -> bool:
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        while time.monotonic() < deadline:
+            if waiter.wait(0.5):
+                return True
+            if not dom.isActive():  # it shut down and was not restarted for us
+                dom.create()
+                return True
+        log.info(
+            "%s did not reboot within %.0f s of its ACPI request: rebooting it hard",
+            dom.name(),
+            self.shutdown_timeout_s,
+        )
+        return False
+
     def _power_cycle(self, instance: InstanceSpec, dom: Any | None) -> Any:
-        """Power off (pull the plug) and on again; a lost domain is defined again first."""
+        """Power off (pull the plug) and on again; a lost domain (or disk) is made again."""
         if dom is not None and dom.isActive():
             dom.destroy()
         if dom is None:
-            dom = self._define(instance)
+            dom = self._define_with_disk(instance)
+        else:
+            self._disks.ensure_root(instance)
         dom.create()
         return dom
 
@@ -254,13 +381,26 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         return await self._blocking("rebuild the server", self._rebuild, instance, action_id)
 
     def _rebuild(self, instance: InstanceSpec, action_id: uuid.UUID) -> PowerState:
+        """A new root disk on the new image, the domain defined again (same uuid, MAC and
+        files), started; all the guest's data goes, as the guide says."""
         dom = self._find(instance.domain_name)
         if dom is not None and marks.done(dom, action_id):
             return _power(dom)
-        self._destroy(instance.domain_name)  # all its data goes, as the guide says
-        power = self._spawn(instance)
-        marks.record(self._lookup(instance.domain_name), action_id)
-        return power
+        self._check_bootable(instance)  # refuse before anything is lost
+        if dom is not None:
+            self._undefine(dom)
+        self._disks.replace_root(instance)
+        dom = self._define(instance)
+        dom.create()
+        marks.record(dom, action_id)
+        return _power(dom)
+
+    def _check_bootable(self, instance: InstanceSpec) -> None:
+        if not self._is_test:
+            if self.store is None:
+                raise DriverError(f"host {self._host} has no image store to boot servers from")
+            self.store.base(instance.image)
+            self.store.boot_files(instance.image)
 
     async def snapshot(self, domain_name: str, image_id: uuid.UUID, dest: Path) -> int:
         return await self._blocking(
@@ -268,22 +408,12 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
         )
 
     def _snapshot(self, domain_name: str, image_id: uuid.UUID, dest: Path) -> int:
-        if dest.exists():
-            return dest.stat().st_size
         dom = self._lookup(domain_name)
-        return snapshots.write_image(dom, image_id, dest, has_disks=not self._is_test)
-
-    async def migrate_disk_and_power_off(
-        self, instance: InstanceSpec, dest_host: str
-    ) -> PowerState:
-        return await self._blocking(
-            "power the server off", self._migrate_disk_and_power_off, instance.domain_name
-        )
-
-    def _migrate_disk_and_power_off(self, domain_name: str) -> PowerState:
-        dom = self._lookup(domain_name)
-        self._power_off(dom)
-        return _power(dom)
+        server_id = server_id_of(domain_name)
+        if server_id is None:
+            raise DriverError(f"{domain_name} is not a server's domain")
+        disk = None if self._is_test else self._disks.files(server_id).disk
+        return snapshots.write_image(dom, image_id, dest, disk=disk)
 
     def _power_off(self, dom: Any) -> None:
         """Ask the guest to shut down; pull the plug if it has not within the timeout."""
@@ -299,41 +429,6 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
                 time.sleep(0.5)
         if dom.isActive():
             dom.destroy()
-
-    async def finish_migration(self, instance: InstanceSpec, *, same_host: bool) -> PowerState:
-        return await self._blocking(
-            "start the resized server", self._finish_migration, instance, same_host
-        )
-
-    def _finish_migration(self, instance: InstanceSpec, same_host: bool) -> PowerState:
-        try:
-            return self._run_with_flavor(instance)
-        except libvirt.libvirtError:
-            if not same_host:  # on the same host the disk in use is the original's
-                self._destroy(instance.domain_name)
-            raise
-
-    async def confirm_migration(self, domain_name: str, *, same_host: bool) -> None:
-        if not same_host:
-            await self._blocking("remove the original", self._destroy, domain_name)
-
-    async def finish_revert_migration(self, instance: InstanceSpec) -> PowerState:
-        return await self._blocking("restart the original server", self._run_with_flavor, instance)
-
-    def _run_with_flavor(self, instance: InstanceSpec) -> PowerState:
-        """Make the domain be defined with ``instance.flavor`` and running."""
-        dom = self._find(instance.domain_name)
-        if dom is not None:
-            defined = domain_xml.flavor_id(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-            if defined == instance.flavor.id:
-                if not dom.isActive():
-                    dom.create()
-                return _power(dom)
-            if dom.isActive():
-                dom.destroy()
-        dom = self._define(instance)
-        dom.create()
-        return _power(dom)
 
     # --- admin actions -------------------------------------------------------------------
 
@@ -381,8 +476,31 @@ class LibvirtDriver(LibvirtLiveMigration, ComputeDriver):
             if not dom.hasManagedSaveImage(0):
                 raise DriverError(f"cannot resume {domain_name}: it has no saved memory")
             dom.create()
-        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:  # saved while paused
+        state = dom.state()[0]
+        if state == libvirt.VIR_DOMAIN_PAUSED:  # saved while paused
             dom.resume()
+        elif state == libvirt.VIR_DOMAIN_PMSUSPENDED:  # the guest suspended itself (S3)
+            dom.pMWakeup(0)
+        return _power(dom)
+
+    # --- os-stop / os-start ----------------------------------------------------------------
+
+    async def power_off(self, domain_name: str) -> PowerState:
+        return await self._blocking("stop the server", self._power_off_named, domain_name)
+
+    def _power_off_named(self, domain_name: str) -> PowerState:
+        dom = self._lookup(domain_name)
+        self._power_off(dom)
+        return _power(dom)
+
+    async def power_on(self, instance: InstanceSpec) -> PowerState:
+        return await self._blocking("start the server", self._power_on, instance)
+
+    def _power_on(self, instance: InstanceSpec) -> PowerState:
+        """Start the domain, defined again if it was lost (as a hard reboot would)."""
+        dom = self._find(instance.domain_name) or self._define_with_disk(instance)
+        if not dom.isActive():
+            dom.create()
         return _power(dom)
 
     async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:

@@ -12,12 +12,29 @@ the conductor hands to the destination; the destination defines and starts it, a
 source's clean-up removes the original. Every other step (the destination's checks and
 preparation, the flags and parameters, the confirmation, the clean-up, the rollback) is the
 same code for both.
+
+Disks. Without a block migration the server's disk is on storage both hosts share (the same
+instances directory, e.g. NFS): nothing is copied, and neither host ever removes it. With
+one, the destination prepares an empty root disk of the same size on the same base image
+(disks.py; refused if the server's disk is there already, which means shared storage) and
+the hypervisor copies the source's overlay into it (``NON_SHARED_INC``: the image's base is
+in the store, on both hosts); the source removes its copy once the server runs on the
+destination, the destination its own only if the migration fails.
+
+The destination's instances directory need not be the source's (two hosts on one machine
+have two): the destination announces it for the arriving server as a transient libvirt
+storage pool, ``stratus-arrival-<server id>``, which the source reads over its connection
+to the destination, and the domain's files are moved there in the definition the
+destination gets (``VIR_MIGRATE_PARAM_DEST_XML``, ``..._PERSIST_XML``). The migration stream
+goes to the address the source reaches the destination's libvirt at
+(``VIR_MIGRATE_PARAM_URI``: ``tcp://<host>``), not to whatever the destination's host name
+resolves to.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +44,8 @@ from urllib.parse import urlsplit, urlunsplit
 import libvirt
 
 from compute_agent.virt.driver import DriverError
+from compute_agent.virt.libvirt import domain_xml
+from compute_agent.virt.libvirt.disks import Disks
 from shared.messages import HostCapacity, InstanceSpec
 from shared.states import PowerState
 
@@ -40,10 +59,6 @@ BASE_FLAGS = (
     libvirt.VIR_MIGRATE_LIVE
     | libvirt.VIR_MIGRATE_PERSIST_DEST
     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-)
-
-_UNDEFINE_FLAGS = (
-    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
 )
 
 #: libvirt's states of a guest that runs
@@ -74,6 +89,25 @@ def disk_targets(domain_xml: str) -> list[str]:
         for target in ET.fromstring(domain_xml).findall("devices/disk[@device='disk']/target")
         if target.get("dev")
     ]
+
+
+def stream_params(dest_uri: str) -> dict[str, Any]:
+    """Where the migration streams (memory, and disks by NBD) go: the host the destination's
+    libvirt is reached at (none for a local URI: libvirt's default then); when that is an
+    address, the destination listens on it (libvirt would listen on every address, and
+    refuses loopback as a host's configured migration address)."""
+    host = urlsplit(dest_uri).hostname
+    if not host:
+        return {}
+    params: dict[str, Any] = {
+        libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{host}" if ":" not in host else f"tcp://[{host}]"
+    }
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return params
+    params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = host
+    return params
 
 
 def peer_uri(uri: str, host: str) -> str:
@@ -183,7 +217,12 @@ class _Driver(Protocol):
     @property
     def _is_test(self) -> bool: ...
 
+    @property
+    def _disks(self) -> Disks: ...
+
     def _find(self, domain_name: str) -> Any | None: ...
+
+    def _undefine(self, dom: Any) -> None: ...
 
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T: ...
 
@@ -197,7 +236,9 @@ class LibvirtLiveMigration:
         self: _Driver, instance: InstanceSpec, *, block_migration: bool
     ) -> None:
         capacity = await self.capacity()
-        await self._blocking("prepare to receive the server", _prepare, self, instance, capacity)
+        await self._blocking(
+            "prepare to receive the server", _prepare, self, instance, capacity, block_migration
+        )
 
     async def live_migrate(
         self: _Driver,
@@ -225,7 +266,7 @@ class LibvirtLiveMigration:
         self: _Driver, instance: InstanceSpec, *, block_migration: bool
     ) -> None:
         await self._blocking(
-            "remove what is left of the server", _remove, self, instance, block_migration
+            "remove what is left of the server", _clean_up, self, instance, block_migration
         )
 
     async def recover_live_migration(self: _Driver, instance: InstanceSpec) -> PowerState:
@@ -234,14 +275,15 @@ class LibvirtLiveMigration:
     async def roll_back_live_migration(
         self: _Driver, instance: InstanceSpec, *, block_migration: bool
     ) -> None:
-        await self._blocking(
-            "remove what was prepared for the server", _remove, self, instance, block_migration
-        )
+        await self._blocking("remove what was prepared for the server", _roll_back, self, instance)
 
 
-def _prepare(host: _Driver, instance: InstanceSpec, capacity: HostCapacity) -> None:
-    """The destination's checks, then its instance directory (unless on the test
-    hypervisor, which reads no files). Checks come first, so a refusal leaves nothing."""
+def _prepare(
+    host: _Driver, instance: InstanceSpec, capacity: HostCapacity, block_migration: bool
+) -> None:
+    """The destination's checks, then what receiving the server needs: its directory (and
+    root disk, for a block migration), announced to the source. Checks come first, so a
+    refusal leaves nothing."""
     if host._find(instance.domain_name) is not None:
         raise DriverError(f"a domain {instance.domain_name} is on this host already")
     flavor = instance.flavor
@@ -250,8 +292,9 @@ def _prepare(host: _Driver, instance: InstanceSpec, capacity: HostCapacity) -> N
             f"this host ({capacity.vcpus} vCPUs, {capacity.ram_mb} MB) is too small for the "
             f"server ({flavor.vcpus} vCPUs, {flavor.ram_mb} MB)"
         )
+    host._disks.prepare_arrival(instance, block_migration=block_migration)
     if not host._is_test:
-        (host.instances_dir / str(instance.server_id)).mkdir(parents=True, exist_ok=True)
+        announce_arrival(host._conn, instance, host._disks.files(instance.server_id).dir)
 
 
 def _migrate(
@@ -265,6 +308,9 @@ def _migrate(
         raise DriverError(f"{instance.domain_name} is not running: a live migration moves a guest")
     flags = migration_flags(p2p=host.live_migration_p2p, block_migration=block_migration)
     params = migration_params(dom.XMLDesc(0), block_migration=block_migration)
+    if not host._is_test:
+        params.update(stream_params(dest_uri))
+        params.update(_placement(host, dom, instance, dest_uri))
     log.info("live-migrating %s to %s (flags %#x)", instance.domain_name, dest_uri, flags)
     return transfer_for(host.uri).send(dom, dest_uri, params, flags)
 
@@ -275,6 +321,9 @@ def _finish(host: _Driver, instance: InstanceSpec, handover: str | None) -> Powe
     dom = host._find(instance.domain_name)
     if dom is None or dom.state()[0] not in _RUNNING:
         raise DriverError(f"{instance.domain_name} does not run on this host")
+    host._disks.arrived(instance.server_id)
+    if not host._is_test:
+        _forget_arrival(host._conn, instance)
     return PowerState.RUNNING
 
 
@@ -292,14 +341,89 @@ def _recover(host: _Driver, instance: InstanceSpec) -> PowerState:
     return PowerState.RUNNING
 
 
-def _remove(host: _Driver, instance: InstanceSpec, block_migration: bool) -> None:
-    """Destroy and undefine the domain if it is here; its local disks go only when they were
-    the server's own copy (a block migration): otherwise they are on shared storage, in use
-    on the other host."""
+def _clean_up(host: _Driver, instance: InstanceSpec, block_migration: bool) -> None:
+    """Source: the domain goes if it is still here; its local disk only when the server's
+    own copy went along (a block migration): otherwise it is on shared storage, in use on
+    the other host."""
     dom = host._find(instance.domain_name)
     if dom is not None:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(_UNDEFINE_FLAGS)
-    if block_migration and not host._is_test:
-        shutil.rmtree(host.instances_dir / str(instance.server_id), ignore_errors=True)
+        host._undefine(dom)
+    if block_migration:
+        host._disks.remove(instance.server_id)
+
+
+def _roll_back(host: _Driver, instance: InstanceSpec) -> None:
+    """Destination: the domain goes if it came, running or not, and the files this host
+    made for it (only those: never a shared disk)."""
+    dom = host._find(instance.domain_name)
+    if dom is not None:
+        host._undefine(dom)
+    host._disks.discard_arrival(instance.server_id)
+    if not host._is_test:
+        _forget_arrival(host._conn, instance)
+
+
+# --- where the arriving server's files go ----------------------------------------------------
+
+
+def arrival_pool(instance: InstanceSpec) -> str:
+    """The name of the transient storage pool announcing the server's directory."""
+    return f"stratus-arrival-{instance.server_id}"
+
+
+def announce_arrival(conn: Any, instance: InstanceSpec, directory: Path) -> None:
+    """Tell the source (through this host's libvirt) where the server's files go here. A
+    libvirt without storage pools cannot: the source then keeps its own paths."""
+    name = arrival_pool(instance)
+    pool = ET.Element("pool", type="dir")
+    ET.SubElement(pool, "name").text = name
+    ET.SubElement(ET.SubElement(pool, "target"), "path").text = str(directory)
+    try:
+        conn.storagePoolLookupByName(name)
+        return
+    except libvirt.libvirtError:
+        pass
+    try:
+        conn.storagePoolCreateXML(ET.tostring(pool, encoding="unicode"), 0)
+    except libvirt.libvirtError as exc:
+        log.warning("cannot announce where %s arrives (%s)", instance.domain_name, exc)
+
+
+def _forget_arrival(conn: Any, instance: InstanceSpec) -> None:
+    try:
+        conn.storagePoolLookupByName(arrival_pool(instance)).destroy()
+    except libvirt.libvirtError as exc:
+        log.debug("no arrival pool of %s to remove (%s)", instance.domain_name, exc)
+
+
+def _arrival_dir(dest_uri: str, instance: InstanceSpec) -> Path | None:
+    """The server's directory on the destination, as it announced it (None if it did not)."""
+    dconn = _open(dest_uri)
+    try:
+        pool = dconn.storagePoolLookupByName(arrival_pool(instance))
+        path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path")
+    except libvirt.libvirtError:
+        return None
+    finally:
+        dconn.close()
+    return Path(path) if path else None
+
+
+def _placement(host: _Driver, dom: Any, instance: InstanceSpec, dest_uri: str) -> dict[str, Any]:
+    """The definitions the destination gets when its directory for the server is not the
+    source's: the same domain, its files there."""
+    here = host._disks.files(instance.server_id).dir
+    there = _arrival_dir(dest_uri, instance)
+    if there is None or there == here:
+        return {}
+    log.info("%s: its files go to %s on the destination", instance.domain_name, there)
+    live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    persistent = dom.XMLDesc(
+        libvirt.VIR_DOMAIN_XML_SECURE
+        | libvirt.VIR_DOMAIN_XML_INACTIVE
+        | libvirt.VIR_DOMAIN_XML_MIGRATABLE
+    )
+    return {
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml.relocate(live, here, there),
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: domain_xml.relocate(persistent, here, there),
+    }

@@ -1,0 +1,126 @@
+"""The agent's reports of what its hypervisor says of its servers' power, unasked.
+
+A guest can change its power by itself: shut down, crash, be paused by its hypervisor (an
+I/O error), be started behind Stratus's back. The hypervisor tells the driver (``listen``:
+libvirt's lifecycle events), and the agent checks that server's power state and reports it
+at once (``PowerStateReport``); every ``interval_s`` it also reports the power state of all its
+servers, a safety net for what no event told. The conductor decides what a report changes:
+only a server on this host that runs no task and has not changed since the observation
+(conductor/reports.py), so the agent may report whatever it sees, whenever.
+
+A server's check waits for the server's lock (commands for it run one at a time, and a
+command's own power changes are reported by the command): it looks once the command is
+over. Events arriving while a check waits for its turn are folded into that check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from compute_agent.locks import KeyedLocks
+from compute_agent.virt.driver import ComputeDriver, DriverError, server_id_of
+from shared import bus as bus_mod
+from shared.bus import Bus, PublishFailed
+from shared.messages import PowerStateReport, ServerPower
+from shared.states import PowerState
+
+log = logging.getLogger(__name__)
+
+
+class PowerStateWatch:
+    def __init__(
+        self, host: str, bus: Bus, driver: ComputeDriver, locks: KeyedLocks, *, interval_s: float
+    ) -> None:
+        """``locks``: the agent's per-server locks; ``interval_s``: how often every server's
+        power state is reported (0: never, events only)."""
+        self.host = host
+        self.bus = bus
+        self.driver = driver
+        self.locks = locks
+        self.interval_s = interval_s
+        self._waiting: set[uuid.UUID] = set()
+        self._checks: set[asyncio.Task[None]] = set()
+        self._periodic: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Listen to the hypervisor (its driver is initialised) and start the periodic check."""
+        self.driver.listen(self.changed)
+        if self.interval_s > 0:
+            self._periodic = asyncio.create_task(self._report_forever())
+
+    async def stop(self) -> None:
+        """No more checks (events arriving from now on are ignored); those under way end."""
+        self._stopped = True
+        tasks = [*self._checks, *([self._periodic] if self._periodic is not None else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._checks.clear()
+        self._periodic = None
+
+    def changed(self, domain_name: str) -> None:
+        """The hypervisor says ``domain_name``'s power changed: check and report it (once for
+        all the events that come while the check waits for its turn)."""
+        server_id = server_id_of(domain_name)
+        if self._stopped or server_id is None or server_id in self._waiting:
+            return
+        self._waiting.add(server_id)
+        task = asyncio.create_task(self._check(server_id, domain_name))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check(self, server_id: uuid.UUID, domain_name: str) -> None:
+        async with self.locks.hold(server_id):
+            self._waiting.discard(server_id)
+            observed_at = datetime.now(UTC)  # before looking: never newer than what is seen
+            try:
+                power = await self.driver.power_state(domain_name)
+            except DriverError as exc:
+                log.warning("cannot tell the power state of %s: %s", domain_name, exc)
+                return
+            await self._publish(observed_at, {server_id: power}, server_id=server_id)
+
+    async def report_all(self) -> None:
+        """Report the power state of every server on the hypervisor, in one message."""
+        observed_at = datetime.now(UTC)
+        states = await self.driver.power_states()
+        found = {
+            server_id: power
+            for name, power in states.items()
+            if (server_id := server_id_of(name)) is not None
+        }
+        if found:
+            await self._publish(observed_at, found)
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.report_all()
+            except (DriverError, PublishFailed):
+                log.exception("could not report the power states of %s's servers", self.host)
+
+    async def _publish(
+        self,
+        observed_at: datetime,
+        states: dict[uuid.UUID, PowerState],
+        *,
+        server_id: uuid.UUID | None = None,
+    ) -> None:
+        report = PowerStateReport(
+            server_id=server_id,
+            host=self.host,
+            observed_at=observed_at,
+            servers=[ServerPower(server_id=s, power_state=int(p)) for s, p in states.items()],
+        )
+        try:
+            await self.bus.publish(bus_mod.REPORTS, report)
+        except PublishFailed as exc:  # the next check (or event) tells again
+            log.warning("could not report power states of %s: %s", self.host, exc)
