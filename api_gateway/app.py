@@ -8,19 +8,26 @@ import asyncpg
 from aiohttp import web
 
 from api_gateway import keys, policy
+from api_gateway.auth import AUTH
+from api_gateway.auth.factory import create_strategy
 from api_gateway.compute import ComputeAPI
 from api_gateway.controllers import (
     admin_actions,
     extensions,
+    flavor_extra_specs,
     flavors,
+    hosts,
+    image_service,
     images,
     instance_actions,
     ips,
     limits,
     live_migration,
     metadata,
+    migrations,
     server_actions,
     servers,
+    start_stop,
     versions,
 )
 from api_gateway.middlewares import (
@@ -61,6 +68,7 @@ def create_app(
     app[keys.SETTINGS] = settings
     policy.configured(settings.policy)  # a malformed STRATUS_POLICY stops the gateway here
     app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
+    app[AUTH] = create_strategy(settings)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None
@@ -76,7 +84,9 @@ def create_app(
         app[keys.BUS] = the_bus
         await the_bus.declare(bus_mod.CONDUCTOR)
         app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
+        await app[AUTH].start()
         yield
+        await app[AUTH].close()
         if own_bus:
             await the_bus.close()
         if own_pool:
@@ -93,8 +103,12 @@ def create_app(
         metadata,
         ips,
         instance_actions,
+        flavor_extra_specs,
+        migrations,
+        hosts,
+        image_service,
     )
-    actions = (server_actions, admin_actions, live_migration)
+    actions = (server_actions, admin_actions, live_migration, start_stop)
     add_routes(app, [m.routes for m in (*controllers, *actions)])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
@@ -102,14 +116,15 @@ def create_app(
 
 async def unknown_path(request: web.Request) -> web.StreamResponse:
     """No route matched. A known path with another method is 405; an unknown version-less
-    path gets the choices (300); anything else is 404."""
+    path gets the choices (300); anything else (the image service's included) is 404."""
     for resource in request.app.router.resources():
         if resource is request.match_info.route.resource:
             continue
         match, methods = await resource.resolve(request)
         if match is None and methods:
             raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
-    if not request.path.startswith("/v2/") and requested_version(request) is None:
+    versioned = request.path.startswith(("/v2/", "/image/"))
+    if not versioned and requested_version(request) is None:
         raise MultipleChoices
     raise web.HTTPNotFound
 

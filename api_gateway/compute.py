@@ -85,7 +85,7 @@ class ComputeAPI:
     # --- reads ---------------------------------------------------------------------------
 
     async def get_server(self, ctx: RequestContext, server_id: str) -> asyncpg.Record:
-        row = await servers.get(self.pool, parse_uuid(server_id, "Instance"), ctx.project_id)
+        row = await servers.get(self.pool, parse_uuid(server_id, "Instance"), ctx.server_scope)
         if row is None:
             raise NotFound("Instance could not be found.")
         return row
@@ -97,19 +97,22 @@ class ComputeAPI:
         limit: int,
         marker: str | None,
         filters: ServerFilters | None,
+        all_projects: bool = False,
     ) -> list[asyncpg.Record]:
         """One page of the project's servers matching ``filters`` (None: nothing can match,
-        the page is empty; the marker is still checked)."""
+        the page is empty; the marker is still checked); every project's for an
+        administrator who asks (``all_tenants``, as in nova)."""
+        tenant = None if all_projects and ctx.is_admin else ctx.project_id
         marker_id = None
         if marker is not None:
             marker_id = _marker_uuid(marker)
-            if not await servers.exists(self.pool, marker_id, ctx.project_id):
+            if not await servers.exists(self.pool, marker_id, tenant):
                 raise Invalid(f"marker [{marker}] not found")
         if filters is None:
             return []
         try:
             return await servers.list_page(
-                self.pool, ctx.project_id, marker=marker_id, limit=limit, filters=filters
+                self.pool, tenant, marker=marker_id, limit=limit, filters=filters
             )
         except asyncpg.InvalidRegularExpressionError as exc:
             raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
@@ -117,9 +120,10 @@ class ComputeAPI:
     async def load_servers(
         self, ctx: RequestContext, server_ids: list[uuid.UUID]
     ) -> list[asyncpg.Record]:
-        """Full rows of servers a list page named (only the caller's project's)."""
+        """Full rows of servers a list page named (only those the caller may reach)."""
         rows = await servers.get_many(self.pool, server_ids)
-        return [r for r in rows if r["tenant_id"] == ctx.project_id]
+        scope = ctx.server_scope
+        return [r for r in rows if scope is None or r["tenant_id"] == scope]
 
     # --- update --------------------------------------------------------------------------
 
@@ -133,8 +137,8 @@ class ComputeAPI:
         sid = parse_uuid(server_id, "Instance")
         async with self.pool.acquire() as conn, conn.transaction():
             check_unlocked(ctx, "servers:update", await self._locked(conn, ctx, sid))
-            await servers.update_fields(conn, sid, ctx.project_id, update.changes())
-            row = await servers.get(conn, sid, ctx.project_id)
+            await servers.update_fields(conn, sid, update.changes())
+            row = await servers.get(conn, sid, ctx.server_scope)
         assert row is not None  # updated in this transaction
         return row
 
@@ -253,6 +257,7 @@ class ComputeAPI:
                     disk_format=image["disk_format"],
                     location=image["location"],
                     min_disk_gb=image["min_disk_gb"],
+                    properties=dict(image["metadata"]),
                 ),
                 metadata=dict(request.metadata),
             ),
@@ -305,7 +310,7 @@ class ComputeAPI:
     async def _locked(
         self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID
     ) -> asyncpg.Record:
-        row = await servers.lock(conn, server_id, ctx.project_id)
+        row = await servers.lock(conn, server_id, ctx.server_scope)
         if row is None:
             raise NotFound("Instance could not be found.")
         return row

@@ -15,3 +15,9 @@ class RequestContext:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+    @property
+    def server_scope(self) -> str | None:
+        """The project whose servers this caller reaches by id: its own, or any (None) for an
+        administrator acting as one (nova's rule: an admin may act on any server by id)."""
+        return None if self.is_admin else self.project_id

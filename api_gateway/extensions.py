@@ -70,6 +70,38 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="View a log of actions and events taken on an instance.",
     ),
     Extension(
+        # GET /flavors/{id}/os-extra_specs[/{key}] for everyone, writes for administrators
+        alias="os-flavor-extra-specs",
+        name="FlavorExtraSpecs",
+        namespace="http://docs.openstack.org/compute/ext/flavor_extra_specs/api/v1.1",
+        updated="2011-06-23T00:00:00+00:00",
+        description="Instance type (flavor) extra specs.",
+    ),
+    Extension(
+        # GET /os-hosts, GET and PUT /os-hosts/{host} (administrators)
+        alias="os-hosts",
+        name="Hosts",
+        namespace="http://docs.openstack.org/compute/ext/hosts/api/v1.1",
+        updated="2011-06-29T00:00:00+00:00",
+        description="Admin-only host administration.",
+    ),
+    Extension(
+        # GET /os-migrations (administrators); nova added it in 2013.2
+        alias="os-migrations",
+        name="Migrations",
+        namespace="http://docs.openstack.org/compute/ext/migrations/api/v2.0",
+        updated="2013-05-30T00:00:00+00:00",
+        description="Provide data on migrations.",
+    ),
+    Extension(
+        # the os-stop and os-start server actions
+        alias="os-server-start-stop",
+        name="ServerStartStop",
+        namespace="http://docs.openstack.org/compute/ext/servers/api/v1.1",
+        updated="2012-01-23T00:00:00+00:00",
+        description="Start/Stop instance compute API support.",
+    ),
+    Extension(
         # the total*Used members of GET /limits' absolute limits
         alias="os-used-limits",
         name="UsedLimits",

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api_gateway import faults
-from api_gateway.auth import noauth_context, noauth_handshake
+from api_gateway.auth import AUTH, context_for, needs_token
 from api_gateway.controllers.versions import multiple_choices
 from api_gateway.keys import CONTEXT, REQUEST_ID
 from api_gateway.responses import render
@@ -99,11 +99,14 @@ async def storable_input_middleware(request: web.Request, handler: Handler) -> w
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate requests to a project's URLs (``/v2/{tenant_id}/...``)."""
-    handshake = noauth_handshake(request)
+    """Authenticate requests to a project's URLs (``/v2/{tenant_id}/...``) and to the routes
+    that ask for a token (api_gateway/auth), with the configured strategy."""
+    strategy = request.app[AUTH]
+    handshake = strategy.handshake(request)
     if handshake is not None:
         return handshake
-    tenant_id = request.match_info.get("tenant_id")
-    if tenant_id is not None:
-        request[CONTEXT] = noauth_context(request, tenant_id, request[REQUEST_ID])
+    if needs_token(request):
+        identity = await strategy.identify(request)
+        tenant_id = request.match_info.get("tenant_id")
+        request[CONTEXT] = context_for(identity, tenant_id, request, request[REQUEST_ID])
     return await handler(request)

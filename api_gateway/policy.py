@@ -86,11 +86,18 @@ OPERATIONS: Mapping[str, Operation] = {
     "unlock": _ADMIN,  # besides the rule, only an administrator or the locker may unlock
     "os-migrateLive": _ADMIN_UNLESS_LOCKED,
     "os-resetState": _ADMIN_UNLESS_LOCKED,
+    # nova's os-server-start-stop extension (compute:stop, compute:start: the owner's)
+    "os-stop": _OWNER_UNLESS_LOCKED,
+    "os-start": _OWNER_UNLESS_LOCKED,
     # extensions: members of the server representation, and the audit trail
     "OS-EXT-STS": _OWNER,
     "OS-EXT-SRV-ATTR": _ADMIN,
     "os-instance-actions": _OWNER,
     "os-instance-actions:events": _ADMIN,
+    # extensions of the cloud rather than of a server (nova 2013.1: rule:admin_api)
+    "os-flavor-extra-specs:write": _ADMIN,  # reads are everyone's
+    "os-hosts": _ADMIN,
+    "os-migrations": _ADMIN,
 }
 
 #: Actions recorded under another name than the operation they are (a HARD reboot).

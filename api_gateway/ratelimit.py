@@ -87,10 +87,10 @@ def target(request: web.Request, tenant_id: str) -> str:
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a project request that exceeds one of its user's rate limits."""
     ctx = request.get(keys.CONTEXT)
-    if ctx is not None:
+    tenant_id = request.match_info.get("tenant_id")
+    if ctx is not None and tenant_id is not None:  # the limits are on a project's URLs
         limiter = limiter_for(request.app[keys.SETTINGS].rate_limits)
         if limiter.candidates(request.method):
-            tenant_id = request.match_info["tenant_id"]
             limits = limiter.matching(request.method, target(request, tenant_id))
             if limits:
                 await limiter.take(request.app[keys.POOL], ctx.user_id, limits)

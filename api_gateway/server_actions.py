@@ -297,7 +297,7 @@ class _RebuildPlan:
         if self.request.name is not None:
             changes["name"] = self.request.name
         if changes:
-            await servers.update_fields(conn, row["id"], row["tenant_id"], changes)
+            await servers.update_fields(conn, row["id"], changes)
         if self.request.metadata is not None:
             await metadata_db.write(
                 conn, metadata_db.Table.SERVER, row["id"], before["metadata"], self.request.metadata
@@ -314,7 +314,7 @@ class _RebuildPlan:
             return
         previous = self._previous
         await servers.set_image(conn, server_id, previous.image_id, progress=previous.progress)
-        await servers.update_fields(conn, server_id, row["tenant_id"], previous.fields)
+        await servers.update_fields(conn, server_id, previous.fields)
         current = await metadata_db.read(conn, metadata_db.Table.SERVER, server_id)
         await metadata_db.write(
             conn, metadata_db.Table.SERVER, server_id, current, previous.metadata
@@ -518,4 +518,5 @@ def _image_spec(image: asyncpg.Record | None, image_id: uuid.UUID) -> ImageSpec:
         disk_format=image["disk_format"],
         location=image["location"],
         min_disk_gb=image["min_disk_gb"],
+        properties=dict(image["metadata"]),
     )

@@ -37,9 +37,18 @@ async def _page(request: web.Request) -> tuple[list[asyncpg.Record], list[Link]]
     ctx = keys.context(request)
     limit, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
     rows = await keys.compute(request).list_servers(
-        ctx, limit=limit + 1, marker=marker, filters=server_filters(request.query)
+        ctx,
+        limit=limit + 1,
+        marker=marker,
+        filters=server_filters(request.query),
+        all_projects=_truthy(request.query.get("all_tenants")),
     )
     return split_page(request, rows, limit)
+
+
+def _truthy(value: str | None) -> bool:
+    """``all_tenants`` as nova read it: present and not an explicit no."""
+    return value is not None and value.strip().lower() not in ("0", "false", "no", "off")
 
 
 @routes.get(collection("/servers"))
@@ -72,8 +81,12 @@ async def _detailed(
     fmt = response_format(request)
     extended = extended_view(request)
 
+    # everything but the server in one string: a string caches its hash, so a page of
+    # lookups hashes only (scope, id, version) tuples of cheap parts
+    scope = f"server|{fmt}|{base}|{ctx.project_id}|{extended!r}"
+
     def key(server_id: object, version: int) -> tuple[object, ...]:
-        return ("server", fmt, base, ctx.project_id, extended, server_id, version)
+        return (scope, server_id, version)
 
     items = [cache.get(key(r["id"], r["version"])) for r in page]
     missing = [r["id"] for r, item in zip(page, items, strict=True) if item is None]

@@ -98,6 +98,10 @@ class ServerCreate(BaseModel):
     admin_pass: str | None = Field(default=None, alias="adminPass")
     access_ipv4: AccessIPv4 = Field(default=None, alias="accessIPv4")
     access_ipv6: AccessIPv6 = Field(default=None, alias="accessIPv6")
+    # the multiple-create extension's members: today's clients send 1 and 1 by default;
+    # more than one server per request is refused rather than silently building one
+    min_count: Annotated[int, Field(ge=1, le=1)] = 1
+    max_count: Annotated[int, Field(ge=1, le=1)] = 1
 
 
 class CreateServerBody(BaseModel):

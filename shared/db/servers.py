@@ -142,7 +142,7 @@ class ServerFilters:
 
 async def list_page(
     conn: Executor,
-    tenant_id: str,
+    tenant_id: str | None,
     *,
     marker: uuid.UUID | None,
     limit: int,
@@ -155,8 +155,11 @@ async def list_page(
     one to tell which representations it already has rendered (see ``get_many``). An invalid
     ``name_regex`` raises ``asyncpg.InvalidRegularExpressionError``.
     """
-    params = Params(tenant_id)
-    where = ["s.tenant_id = $1", *(filters or ServerFilters()).predicates(params)]
+    params = Params()
+    # the tenant is a literal predicate, not "$1 IS NULL OR ...", so the planner can use the
+    # (tenant_id, created_at, id) index with a generic plan too
+    where = [] if tenant_id is None else [f"s.tenant_id = {params.add(tenant_id)}"]
+    where += (filters or ServerFilters()).predicates(params)
     if marker is not None:
         where.append(
             "(s.created_at, s.id) < (SELECT created_at, id FROM servers"
@@ -178,10 +181,13 @@ async def get_many(conn: Executor, server_ids: list[uuid.UUID]) -> list[asyncpg.
     return rows
 
 
-async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str) -> bool:
+async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> bool:
+    """Is there such a server (of ``tenant_id``; of any project when None)?"""
     return bool(
         await conn.fetchval(
-            "SELECT 1 FROM servers WHERE id = $1 AND tenant_id = $2", server_id, tenant_id
+            "SELECT 1 FROM servers WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+            server_id,
+            tenant_id,
         )
     )
 
@@ -190,17 +196,15 @@ async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str) -> bool:
 _UPDATABLE = frozenset({"name", "access_ipv4", "access_ipv6"})
 
 
-async def update_fields(
-    conn: Executor, server_id: uuid.UUID, tenant_id: str, changes: Mapping[str, str]
-) -> bool:
-    """Set the user-editable ``changes`` (column -> value) of a live server of ``tenant_id``;
-    False when there is no such server."""
+async def update_fields(conn: Executor, server_id: uuid.UUID, changes: Mapping[str, str]) -> bool:
+    """Set the user-editable ``changes`` (column -> value) of a live server (the caller has
+    locked the row it may reach); False when there is no such server."""
     if not changes or not set(changes) <= _UPDATABLE:
         raise ValueError(f"not updatable: {sorted(set(changes) - _UPDATABLE) or 'nothing'}")
-    params = Params(server_id, tenant_id)
+    params = Params(server_id)
     sets = ", ".join(f"{column} = {params.add(value)}" for column, value in changes.items())
     status = await conn.execute(
-        f"UPDATE servers SET {sets} WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+        f"UPDATE servers SET {sets} WHERE id = $1 AND deleted_at IS NULL",
         *params.values,
     )
     return bool(status != "UPDATE 0")

@@ -1,23 +1,36 @@
-"""`stratus up` as a user runs it (`make run`: embedded PostgreSQL, in-process bus, the
-default hosts), in its own process, for tests that drive it with real client libraries."""
+"""Stratus as people reach it, for tests that drive it with the real clients.
+
+* ``stratus_up``: `stratus up` as a user runs it (`make run`: embedded PostgreSQL, in-process
+  bus, the default hosts, noauth), in its own process;
+* ``keystone_cloud``: a Keystone-run cloud: a real Keystone (tests/support/keystone.py) whose
+  catalog points at a gateway with the keystone strategy, a conductor and two agents, each a
+  process of its own over the machine's RabbitMQ and PostgreSQL.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from keystoneauth1 import session
 from keystoneauth1.token_endpoint import Token
 from novaclient import client as nova_client
 from novaclient.v2.client import Client as NovaClient
 
-from tests.support.processes import STRATUS, free_port
+from tests.support.databases import fresh_database
+from tests.support.keystone import Keystone, populate, running_keystone
+from tests.support.processes import STRATUS, Processes, free_port
+from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 HOST = "stratus-clients"
 HOSTS = (f"{HOST}-1", f"{HOST}-2")
@@ -72,3 +85,86 @@ def nova(url: str, project: str, user: str) -> NovaClient:
     auth = Token(f"{url}/v2/{project}", f"{user}:{project}")
     client: NovaClient = nova_client.Client("2", session=session.Session(auth=auth))
     return client
+
+
+# --- a Keystone-run cloud: real Keystone, Stratus as separate processes ------------------------
+
+BIN = Path(sys.executable).parent
+KEYSTONE_HOSTS = ("kscloud-a", "kscloud-b")
+
+
+@dataclass
+class KeystoneCloud:
+    """Keystone with the catalog pointing at a Stratus of a gateway (keystone strategy), a
+    conductor and two agents on libvirt's test hypervisor (or the fake one)."""
+
+    keystone: Keystone
+    url: str
+    database_url: str
+    processes: Processes
+
+    def env(self, user: str) -> dict[str, str]:
+        """The environment of a command-line client run as ``user``."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        return {**clean, **self.keystone.environment(user)}
+
+
+@pytest.fixture(scope="session")
+async def keystone_cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KeystoneCloud]:
+    amqp_url = await require_rabbitmq()
+    tmp = tmp_path_factory.mktemp("keystone-cloud")
+    (tmp / "keystone").mkdir()
+    port, keystone_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    prefix = unique_prefix()
+    with running_keystone(tmp / "keystone", keystone_port) as keystone:
+        await asyncio.to_thread(populate, keystone, f"{url}/v2/%(tenant_id)s", f"{url}/image")
+        service = keystone.users["stratus"]
+        async with fresh_database() as database_url:
+            processes = Processes(
+                tmp,
+                {
+                    "STRATUS_DATABASE_URL": database_url,
+                    "STRATUS_AMQP_URL": amqp_url,
+                    "STRATUS_AMQP_PREFIX": prefix,
+                    "STRATUS_API_PORT": str(port),
+                    "STRATUS_DATA_DIR": str(tmp / "data"),
+                    "STRATUS_HEARTBEAT_INTERVAL_S": "1",
+                    "STRATUS_LIBVIRT_URI": "test:///default",
+                    "STRATUS_RATE_LIMITS": "",
+                    "STRATUS_AUTH_STRATEGY": "keystone",
+                    "STRATUS_KEYSTONE_URL": keystone.url,
+                    "STRATUS_KEYSTONE_USERNAME": service.name,
+                    "STRATUS_KEYSTONE_PASSWORD": service.password,
+                    "STRATUS_KEYSTONE_PROJECT": service.project,
+                },
+            )
+            processes.start("conductor", "conductor")
+            for host in KEYSTONE_HOSTS:
+                processes.start(host, "agent", "--host", host)
+            processes.start("api", "api")
+            try:
+                await asyncio.to_thread(
+                    _wait_until_serving, url, processes.running[-1][1], tmp / "api.log"
+                )
+                await _wait_for_hosts(database_url, len(KEYSTONE_HOSTS))
+                yield KeystoneCloud(keystone, url, database_url, processes)
+            except BaseException:
+                print(processes.logs())
+                raise
+            finally:
+                processes.stop_all()
+                queues = [f"compute.{host}" for host in KEYSTONE_HOSTS]
+                await delete_topology(prefix, ["conductor", "reports", "heartbeats", *queues])
+
+
+async def _wait_for_hosts(database_url: str, count: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    conn = await asyncpg.connect(database_url)
+    try:
+        while await conn.fetchval("SELECT count(*) FROM compute_hosts WHERE up") < count:
+            if time.monotonic() > deadline:
+                raise AssertionError("the compute agents never registered")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()

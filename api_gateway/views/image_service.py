@@ -1,0 +1,109 @@
+"""Images as the image service (Glance v2) shows them, for clients that resolve an image
+through the catalog's ``image`` endpoint (``nova boot --image``, ``openstack server create
+--image``, ``openstack server image create``).
+
+The same rows as the compute API's images (api_gateway/views/images.py), in Glance's shape:
+lower-case statuses, ``visibility``, sizes in bytes, metadata as top-level properties, and
+relative ``self``/``file``/``schema`` references.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_gateway.views.links import isotime
+
+#: Glance's own members: metadata keys with these names are not shown over them.
+_CORE = frozenset(
+    {
+        "id",
+        "name",
+        "status",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "checksum",
+        "os_hash_algo",
+        "os_hash_value",
+        "owner",
+        "size",
+        "virtual_size",
+        "min_ram",
+        "min_disk",
+        "disk_format",
+        "container_format",
+        "created_at",
+        "updated_at",
+        "tags",
+        "self",
+        "file",
+        "schema",
+        "locations",
+        "direct_url",
+        "image_type",
+        "instance_uuid",
+    }
+)
+
+
+def versions(base: str) -> dict[str, Any]:
+    """The discovery document of ``GET /image/``: the one API version served."""
+    return {
+        "versions": [
+            {
+                "id": "v2.0",
+                "status": "CURRENT",
+                "links": [{"rel": "self", "href": f"{base}/image/v2/"}],
+            }
+        ]
+    }
+
+
+def image(row: Any, sharing: Any) -> dict[str, Any]:
+    """One image; ``sharing`` holds its ``is_public`` and ``size_bytes``."""
+    image_id = str(row["id"])
+    shown: dict[str, Any] = {
+        key: value for key, value in row["metadata"].items() if key not in _CORE
+    }
+    shown.update(
+        {
+            "id": image_id,
+            "name": row["name"],
+            "status": row["status"],
+            "visibility": "public" if sharing["is_public"] else "private",
+            "protected": False,
+            "os_hidden": False,
+            "checksum": None,
+            "os_hash_algo": None,
+            "os_hash_value": None,
+            "owner": row["owner"],
+            "size": sharing["size_bytes"],
+            "virtual_size": None,
+            "min_ram": row["min_ram_mb"],
+            "min_disk": row["min_disk_gb"],
+            "disk_format": row["disk_format"],
+            "container_format": "bare",
+            "created_at": isotime(row["created_at"]),
+            "updated_at": isotime(row["updated_at"]),
+            "tags": [],
+            "self": f"/v2/images/{image_id}",
+            "file": f"/v2/images/{image_id}/file",
+            "schema": "/v2/schemas/image",
+        }
+    )
+    if row["server_id"] is not None:  # as nova records a snapshot's origin
+        shown["image_type"] = row["image_type"]
+        shown["instance_uuid"] = str(row["server_id"])
+    return shown
+
+
+def page(images: list[dict[str, Any]], next_query: str | None) -> dict[str, Any]:
+    """A list page; ``next`` is the query of the page that follows, when one does."""
+    body: dict[str, Any] = {
+        "images": images,
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    }
+    if next_query is not None:
+        body["next"] = f"/v2/images?{next_query}"
+    return body

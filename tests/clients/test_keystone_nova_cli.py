@@ -1,0 +1,212 @@
+"""The ``nova`` command (python-novaclient) through Keystone: every command a user of the
+compute API runs, resolving images through the catalog's image service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from shared.db import seed
+from tests.clients.cli import CommandFailed, eventually, listing, run, table
+from tests.clients.conftest import KEYSTONE_HOSTS, KeystoneCloud
+
+IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
+pytestmark = pytest.mark.integration
+
+
+def nova(cloud: KeystoneCloud, user: str, *args: str) -> str:
+    return run("nova", cloud.env(user), *args)
+
+
+def status(cloud: KeystoneCloud, user: str, server_id: str) -> dict[str, str]:
+    return table(nova(cloud, user, "show", server_id))
+
+
+def wait_for(cloud: KeystoneCloud, user: str, server_id: str, wanted: str) -> dict[str, str]:
+    shown: dict[str, str] = {}
+
+    def reached() -> bool:
+        nonlocal shown
+        shown = status(cloud, user, server_id)
+        return shown["status"] == wanted
+
+    eventually(reached, f"{server_id} {wanted}")
+    return shown
+
+
+def boot(cloud: KeystoneCloud, user: str, name: str) -> str:
+    shown = table(
+        nova(cloud, user, "boot", "--image", IMAGE_NAME, "--flavor", "m1.tiny", "--poll", name)
+    )
+    return shown["id"]
+
+
+def delete(cloud: KeystoneCloud, user: str, server_id: str) -> None:
+    nova(cloud, user, "delete", server_id)
+
+    def gone() -> bool:
+        try:
+            status(cloud, user, server_id)
+        except CommandFailed:
+            return True
+        return False
+
+    eventually(gone, f"{server_id} deleted")
+
+
+@pytest.fixture
+def server(keystone_cloud: KeystoneCloud) -> Iterator[str]:
+    server_id = boot(keystone_cloud, "demo", f"ks-{uuid.uuid4().hex[:6]}")
+    yield server_id
+    delete(keystone_cloud, "demo", server_id)
+
+
+def test_boot_list_show_rename_and_delete(keystone_cloud: KeystoneCloud, server: str) -> None:
+    shown = status(keystone_cloud, "demo", server)
+    assert (shown["status"], shown["image"].split(" (")[0]) == ("ACTIVE", IMAGE_NAME)
+    assert shown["tenant_id"] == keystone_cloud.keystone.projects["demo"]
+    assert server in [row["ID"] for row in listing(nova(keystone_cloud, "demo", "list"))]
+    nova(keystone_cloud, "demo", "update", "--name", "renamed", server)
+    assert status(keystone_cloud, "demo", server)["name"] == "renamed"
+
+
+def test_reboot_soft_and_hard(keystone_cloud: KeystoneCloud, server: str) -> None:
+    nova(keystone_cloud, "demo", "reboot", "--poll", server)
+    nova(keystone_cloud, "demo", "reboot", "--hard", "--poll", server)
+    assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"
+
+
+def test_rebuild_by_image_name(keystone_cloud: KeystoneCloud, server: str) -> None:
+    nova(keystone_cloud, "demo", "rebuild", "--name", "rebuilt", "--poll", server, IMAGE_NAME)
+    shown = wait_for(keystone_cloud, "demo", server, "ACTIVE")
+    assert shown["name"] == "rebuilt"
+
+
+def test_resize_then_revert_then_confirm(keystone_cloud: KeystoneCloud, server: str) -> None:
+    nova(keystone_cloud, "demo", "resize", "--poll", server, "m1.small")
+    wait_for(keystone_cloud, "demo", server, "VERIFY_RESIZE")
+    nova(keystone_cloud, "demo", "resize-revert", server)
+    assert wait_for(keystone_cloud, "demo", server, "ACTIVE")["flavor"].startswith("m1.tiny")
+    nova(keystone_cloud, "demo", "resize", "--poll", server, "m1.small")
+    wait_for(keystone_cloud, "demo", server, "VERIFY_RESIZE")
+    nova(keystone_cloud, "demo", "resize-confirm", server)
+    assert wait_for(keystone_cloud, "demo", server, "ACTIVE")["flavor"].startswith("m1.small")
+
+
+def test_image_create_waits_through_the_image_service(
+    keystone_cloud: KeystoneCloud, server: str
+) -> None:
+    nova(
+        keystone_cloud, "demo", "image-create", "--poll", "--metadata", "kind=gold", server, "snap"
+    )
+    session = keystone_cloud.keystone.session("demo")
+    images = session.get("/v2/images?name=snap", endpoint_filter={"service_type": "image"}).json()[
+        "images"
+    ]
+    (image,) = images
+    assert (image["status"], image["kind"], image["visibility"]) == ("active", "gold", "private")
+    session.delete(f"/images/{image['id']}", endpoint_filter={"service_type": "compute"})
+
+
+def test_meta_is_set_and_deleted(keystone_cloud: KeystoneCloud, server: str) -> None:
+    nova(keystone_cloud, "demo", "meta", server, "set", "a=1", "b=2")
+    nova(keystone_cloud, "demo", "meta", server, "delete", "a")
+    assert status(keystone_cloud, "demo", server)["metadata"] == '{"b": "2"}'
+
+
+def test_pause_unpause_suspend_resume_stop_start(
+    keystone_cloud: KeystoneCloud, server: str
+) -> None:
+    for command, wanted in (
+        ("pause", "PAUSED"),
+        ("unpause", "ACTIVE"),
+        ("suspend", "SUSPENDED"),
+        ("resume", "ACTIVE"),
+        ("stop", "SHUTOFF"),
+        ("start", "ACTIVE"),
+    ):
+        nova(keystone_cloud, "demo", command, server)
+        wait_for(keystone_cloud, "demo", server, wanted)
+
+
+def test_lock_and_unlock_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
+    with pytest.raises(CommandFailed, match="403"):
+        nova(keystone_cloud, "demo", "lock", server)
+    nova(keystone_cloud, "admin_in_demo", "lock", server)
+    with pytest.raises(CommandFailed, match="409"):
+        nova(keystone_cloud, "demo", "stop", server)
+    nova(keystone_cloud, "admin_in_demo", "unlock", server)
+    nova(keystone_cloud, "demo", "reboot", "--poll", server)
+
+
+def test_backup_keeps_its_rotation(keystone_cloud: KeystoneCloud, server: str) -> None:
+    session = keystone_cloud.keystone.session("demo")
+    compute = {"service_type": "compute"}
+    for i in range(3):
+        nova(keystone_cloud, "demo", "backup", server, f"nightly-{i}", "daily", "2")
+
+        def idle() -> bool:
+            return status(keystone_cloud, "demo", server)["OS-EXT-STS:task_state"] == "-"
+
+        eventually(idle, "the backup is done")
+    images = session.get(
+        f"/images/detail?server={server}&type=backup", endpoint_filter=compute
+    ).json()["images"]
+    assert sorted(i["name"] for i in images) == ["nightly-1", "nightly-2"]
+    for image in images:
+        session.delete(f"/images/{image['id']}", endpoint_filter=compute)
+
+
+def _host(cloud: KeystoneCloud, server: str) -> str:
+    return status(cloud, "admin_in_demo", server)["OS-EXT-SRV-ATTR:host"]
+
+
+def test_migrate_and_live_migration_by_an_administrator(
+    keystone_cloud: KeystoneCloud, server: str
+) -> None:
+    source = _host(keystone_cloud, server)
+    nova(keystone_cloud, "admin_in_demo", "migrate", "--poll", server)
+    wait_for(keystone_cloud, "admin_in_demo", server, "VERIFY_RESIZE")
+    nova(keystone_cloud, "admin_in_demo", "resize-confirm", server)
+    wait_for(keystone_cloud, "admin_in_demo", server, "ACTIVE")
+    moved = _host(keystone_cloud, server)
+    assert moved != source
+    nova(keystone_cloud, "admin_in_demo", "live-migration", server, source)
+
+    def back() -> bool:
+        shown = status(keystone_cloud, "admin_in_demo", server)
+        return (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", source)
+
+    eventually(back, "the server runs on its first host again")
+    migrations = listing(nova(keystone_cloud, "admin", "migration-list"))
+    assert {m["Source Compute"] for m in migrations} >= set(KEYSTONE_HOSTS)
+
+
+def test_reset_state_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
+    with pytest.raises(CommandFailed, match="403"):
+        nova(keystone_cloud, "demo", "reset-state", server)
+    nova(keystone_cloud, "admin_in_demo", "reset-state", server)
+    assert status(keystone_cloud, "demo", server)["status"] == "ERROR"
+    nova(keystone_cloud, "admin_in_demo", "reset-state", "--active", server)
+    assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"
+
+
+def test_limits_and_flavors(keystone_cloud: KeystoneCloud) -> None:
+    limits = listing(nova(keystone_cloud, "demo", "limits"))
+    assert "Instances" in {row["Name"] for row in limits}
+    flavors = {row["Name"]: row for row in listing(nova(keystone_cloud, "demo", "flavor-list"))}
+    assert {"m1.tiny", "m1.small", "m1.medium", "m1.large", "m1.xlarge"} <= set(flavors)
+    shown = table(nova(keystone_cloud, "demo", "flavor-show", "m1.small"))
+    assert (shown["ram"], shown["extra_specs"]) == ("2048", "{}")
+
+
+def test_another_project_cannot_see_or_touch_demos_servers(
+    keystone_cloud: KeystoneCloud, server: str
+) -> None:
+    assert listing(nova(keystone_cloud, "alt_demo", "list")) == []
+    for command in (("show", server), ("delete", server), ("reboot", server)):
+        with pytest.raises(CommandFailed, match="No server with a name or ID"):
+            nova(keystone_cloud, "alt_demo", *command)
+    assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"
