@@ -29,14 +29,13 @@ from shared import bus as bus_mod
 from shared.config import Settings
 from shared.db import actions, hosts, images, servers
 from shared.db import server_migrations as migrations
+from shared.db.abandon import abandon_task
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
-from shared.db.server_migrations import Held, Status
 from shared.errors import Conflict, Invalid, NotPermitted
 from shared.messages import (
     ActionMessage,
     BackupServer,
-    Fault,
     InjectNetworkInfo,
     NetworkAddress,
     PauseServer,
@@ -46,7 +45,7 @@ from shared.messages import (
     SuspendServer,
     UnpauseServer,
 )
-from shared.states import ACTIONS, TaskState, VmState
+from shared.states import ACTIONS, VmState
 
 _POWER_COMMANDS: dict[str, type[PauseServer | UnpauseServer | SuspendServer | ResumeServer]] = {
     "pause": PauseServer,
@@ -275,22 +274,9 @@ class _LockPlan:
         await actions.finish(conn, action_id, success=True)
 
 
-#: Actions that run no task: os-resetState leaves them to finish on their own.
-_UNTASKED = sorted(name for name, transition in ACTIONS.items() if transition.task is None)
-
-_SNAPSHOT_TASKS = frozenset({TaskState.IMAGE_SNAPSHOT, TaskState.IMAGE_BACKUP})
-
-
 class _ResetPlan:
-    """os-resetState: the server's vm_state becomes the one asked for and its task ends.
-
-    What the ended task left half-done is cleared where that can be decided: its action
-    record is closed as failed (so a late report of the host is refused), an image it was
-    saving is put in ERROR, and a resize or migration it was in is ended (status ``error``).
-    A resize's second claim is given back when its destination never received the server;
-    when the source still keeps the original, the claim stays with the record, and deleting
-    the server frees it and destroys the original (as for any failed resize).
-    """
+    """os-resetState: the server's vm_state becomes the one asked for and its task ends;
+    what the ended task left half-done is cleared as shared/db/abandon.py says."""
 
     def __init__(self, ctx: RequestContext, vm_state: VmState) -> None:
         self.ctx = ctx
@@ -298,39 +284,8 @@ class _ResetPlan:
 
     async def prepare(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
         why = f"abandoned: the server's state was reset by {self.ctx.user_id}"
-        done = [f"vm_state {row['vm_state']} -> {self.vm_state.value}"]
-        if row["task_state"] is not None:
-            done.append(f"task {row['task_state']} ended")
-        if row["task_state"] in _SNAPSHOT_TASKS:
-            killed = await images.kill_saving(conn, row["id"], Fault(message=why))
-            done.extend(f"image {image_id} in ERROR" for image_id in killed)
-        resize = await _end_resize(conn, row["id"])
-        if resize is not None:
-            done.append(resize)
-        closed = await actions.abandon_pending(
-            conn, row["id"], keep=action_id, untasked=_UNTASKED, message=why
-        )
-        if closed:
-            done.append(f"{closed} pending action(s) closed")
-        await servers.reset_state(conn, row["id"], self.vm_state)
+        done = await abandon_task(conn, row, self.vm_state, why=why, keep=action_id)
         await actions.finish(conn, action_id, success=True, message="; ".join(done))
-
-
-async def _end_resize(conn: Conn, server_id: uuid.UUID) -> str | None:
-    """End the server's open resize or migration, if any; what was done, for the record."""
-    migration = await migrations.open_for(conn, server_id)
-    if migration is None:
-        return None
-    held = Held(migration["held"]) if migration["held"] is not None else None
-    released = ""
-    if migration["status"] == Status.MIGRATING and held is Held.DEST:
-        # placed, but only the source was told: the destination holds nothing yet
-        dest, claim = migrations.new_claim(migration)
-        await hosts.release(conn, dest, claim)
-        held = None
-        released = f", its claim on {dest} released"
-    await migrations.set_state(conn, migration["id"], Status.ERROR, held)
-    return f"migration {migration['id']} ({migration['status']}) ended{released}"
 
 
 # --- small helpers --------------------------------------------------------------------------

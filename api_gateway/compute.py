@@ -25,8 +25,9 @@ from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed
 from shared.config import Settings
-from shared.db import actions, flavors, hosts, images, ipam, servers
+from shared.db import actions, flavors, hosts, images, servers
 from shared.db import metadata as metadata_db
+from shared.db.abandon import delete_locally
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
 from shared.db.servers import ServerFilters
@@ -399,11 +400,7 @@ class ComputeAPI:
         else could finish the delete, so waiting for an agent would leave it stuck."""
         if row["host"] is not None:
             log.warning("host %s is down: deleting server %s locally", row["host"], row["id"])
-            await hosts.release(
-                conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
-            )
-        await servers.mark_deleted(conn, row["id"])
-        await ipam.release(conn, row["id"])
+        await delete_locally(conn, row)
         await actions.finish(conn, action_id, success=True)
 
 

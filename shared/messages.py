@@ -466,6 +466,27 @@ class PowerStateReport(Message):
     servers: list[ServerPower]
 
 
+# --- reconciliation when an agent starts (agent <-> conductor) --------------------------
+
+
+class HostInventory(Message):
+    """Every server ``host``'s hypervisor had at ``observed_at`` (the agent's clock), sent
+    when its agent starts, before it takes any command (conductor/reconcile.py)."""
+
+    type: Literal["host_inventory"] = "host_inventory"
+    host: str
+    observed_at: datetime
+    servers: list[uuid.UUID]
+
+
+class PurgeServers(Message):
+    """Destroy these servers' domains on ``host``: the database has them deleted."""
+
+    type: Literal["purge_servers"] = "purge_servers"
+    host: str
+    servers: list[uuid.UUID]
+
+
 AnyMessage = Annotated[
     BuildServer
     | SpawnServer
@@ -500,7 +521,9 @@ AnyMessage = Annotated[
     | StopServer
     | StartServer
     | ActionReport
-    | PowerStateReport,
+    | PowerStateReport
+    | HostInventory
+    | PurgeServers,
     Field(discriminator="type"),
 ]
 

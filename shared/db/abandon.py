@@ -1,0 +1,94 @@
+"""Ending a server's task from outside: what the task left half-done is cleared.
+
+Two callers end a task no agent will finish: an operator's os-resetState (the gateway) and
+the conductor's reaper (a task whose host stopped heartbeating or that ran past its
+deadline). Both must leave the same consistent state behind, so the rule lives here, once.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from shared.db import actions, hosts, images, ipam, servers
+from shared.db import live_migrations as live_db
+from shared.db import server_migrations as migrations
+from shared.db.hosts import Resources
+from shared.db.pool import Conn
+from shared.db.server_migrations import Held, Status
+from shared.messages import Fault
+from shared.states import ACTIONS, TaskState, VmState
+
+#: Actions that run no task: ending a task leaves them to finish on their own.
+UNTASKED = sorted(name for name, transition in ACTIONS.items() if transition.task is None)
+
+_SNAPSHOT_TASKS = frozenset({TaskState.IMAGE_SNAPSHOT, TaskState.IMAGE_BACKUP})
+
+
+async def abandon_task(
+    conn: Conn,
+    row: asyncpg.Record,
+    vm_state: VmState,
+    *,
+    why: str,
+    keep: uuid.UUID | None = None,
+) -> list[str]:
+    """End the task of the server ``row`` (locked by the caller) and put it in ``vm_state``.
+
+    Its pending actions (but ``keep``, the caller's own) are closed as failed with ``why``, so
+    a late report of the host is refused; an image it was saving goes to ERROR; a resize or
+    migration it was in is ended (status ``error``), giving back a claim its destination never
+    used; a live migration under way is ended with its claims. A resize's source claim stays
+    with its record while the source still keeps the original: deleting the server frees it.
+    Returns what was done, for the record.
+    """
+    done = [f"vm_state {row['vm_state']} -> {vm_state.value}"]
+    if row["task_state"] is not None:
+        done.append(f"task {row['task_state']} ended")
+    if row["task_state"] in _SNAPSHOT_TASKS:
+        killed = await images.kill_saving(conn, row["id"], Fault(message=why))
+        done.extend(f"image {image_id} in ERROR" for image_id in killed)
+    resize = await _end_resize(conn, row["id"])
+    if resize is not None:
+        done.append(resize)
+    live = await live_db.close_stale(conn, row["id"])
+    if live:
+        done.append(f"{live} live migration(s) ended")
+    closed = await actions.abandon_pending(
+        conn, row["id"], keep=keep, untasked=UNTASKED, message=why
+    )
+    if closed:
+        done.append(f"{closed} pending action(s) closed")
+    await servers.reset_state(conn, row["id"], vm_state)
+    return done
+
+
+async def _end_resize(conn: Conn, server_id: uuid.UUID) -> str | None:
+    """End the server's open resize or migration, if any; what was done, for the record."""
+    migration = await migrations.open_for(conn, server_id)
+    if migration is None:
+        return None
+    held = Held(migration["held"]) if migration["held"] is not None else None
+    released = ""
+    if migration["status"] == Status.MIGRATING and held is Held.DEST:
+        # placed, but only the source was told: the destination holds nothing yet
+        dest, claim = migrations.new_claim(migration)
+        await hosts.release(conn, dest, claim)
+        held = None
+        released = f", its claim on {dest} released"
+    await migrations.set_state(conn, migration["id"], Status.ERROR, held)
+    return f"migration {migration['id']} ({migration['status']}) ended{released}"
+
+
+async def delete_locally(conn: Conn, row: asyncpg.Record) -> None:
+    """Delete the server ``row`` (locked by the caller) in the database alone: it was never
+    placed, or its host is down and nobody else could finish the delete. Its claim and
+    addresses are given back; a domain left on the dead host is destroyed by the agent's
+    reconciliation when it comes back (conductor/reconcile.py)."""
+    if row["host"] is not None:
+        await hosts.release(
+            conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+        )
+    await servers.mark_deleted(conn, row["id"])
+    await ipam.release(conn, row["id"])
