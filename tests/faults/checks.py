@@ -1,0 +1,372 @@
+"""What must hold once the system has settled after a fault.
+
+* every accepted request is accounted for: it finished (the server shows what the request
+  promised, or is deleted), or it failed with a fault (its action closed with an error, or
+  the server is in ERROR with a fault); anything else is *lost*;
+* no server of the fault's project is in a task older than the task deadline (*stuck*);
+* each host's usage columns equal what its live servers hold plus the claims of the
+  migrations under way (DB only; compared with the mismatch before the fault, so one
+  fault's damage is not charged to the next);
+* nothing that matters was dead-lettered: a command or report in ``<prefix>.dead`` is work
+  given up (heartbeats and power state reports are repeated anyway, so they may be);
+* the domains each agent's hypervisor holds match the database: seen through the power
+  state reports every agent sends of all its domains (``PowerStateReport``), the only view
+  into a test:/// hypervisor, which lives inside its agent's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aio_pika
+import aio_pika.abc
+import asyncpg
+
+from shared import messages
+from shared.bus import REPORTS
+from tests.faults.cluster import TASK_DEADLINE_S
+from tests.faults.load import Accepted, Ledger
+
+#: The reaper runs every second: a task may outlive its deadline by about that much.
+STUCK_AFTER_S = TASK_DEADLINE_S + 5.0
+_ON_HYPERVISOR = ("active", "paused", "stopped", "suspended", "resized")
+
+
+@dataclass
+class Outcome:
+    """One row of the suite's table, and the details behind its failures."""
+
+    fault: str
+    accepted: int = 0
+    completed: int = 0
+    failed_with_fault: int = 0
+    lost: int = 0
+    stuck: int = 0
+    refused: int = 0
+    usage: str = "ok"
+    dead: int = 0
+    domains: str = "ok"
+    problems: list[str] = field(default_factory=list)
+    #: what the fault did (which process, what it interrupted), for the log
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost or self.stuck or self.dead or self.usage != "ok" or self.domains != "ok"
+        )
+
+
+# --- settling ----------------------------------------------------------------------------
+
+
+async def settle(conn: asyncpg.Connection, tenant: str, timeout_s: float) -> float:
+    """Wait until no server of ``tenant`` runs a task, except those already past the
+    deadline (waiting for them is pointless): returns how long it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        busy = await conn.fetchval(
+            """SELECT count(*) FROM servers WHERE tenant_id = $1 AND deleted_at IS NULL
+                 AND task_state IS NOT NULL
+                 AND updated_at > now() - make_interval(secs => $2)""",
+            tenant,
+            STUCK_AFTER_S,
+        )
+        if busy == 0:
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - start
+
+
+# --- accounting --------------------------------------------------------------------------
+
+
+async def account(conn: asyncpg.Connection, ledger: Ledger, outcome: Outcome) -> None:
+    """Sort every accepted request into completed, failed with a fault, or lost."""
+    ids = list({uuid.UUID(a.server_id) for a in ledger.accepted})
+    servers = {
+        str(r["id"]): r
+        for r in await conn.fetch(
+            """SELECT s.id, s.vm_state, s.task_state, s.deleted_at,
+                      EXISTS (SELECT 1 FROM server_faults f WHERE f.server_id = s.id) AS faulted
+                 FROM servers s WHERE s.id = ANY($1::uuid[])""",
+            ids,
+        )
+    }
+    results = {
+        r["request_id"]: r["result"]
+        for r in await conn.fetch(
+            "SELECT request_id, result FROM actions WHERE server_id = ANY($1::uuid[])", ids
+        )
+    }
+    last = {a.server_id: a for a in ledger.accepted}
+    outcome.accepted = len(ledger.accepted)
+    outcome.refused = ledger.refused + ledger.unanswered
+    for request in ledger.accepted:
+        verdict = _verdict(request, servers.get(request.server_id), results, last)
+        if verdict == "completed":
+            outcome.completed += 1
+        elif verdict == "failed":
+            outcome.failed_with_fault += 1
+        else:
+            outcome.lost += 1
+            outcome.problems.append(f"lost {request.action} of {request.server_id}: {verdict}")
+
+
+def _verdict(
+    request: Accepted,
+    server: asyncpg.Record | None,
+    results: dict[str, str],
+    last: dict[str, Accepted],
+) -> str:
+    """``completed``, ``failed``, or why the request is lost."""
+    if server is None:
+        return "no such server"
+    result = results.get(request.request_id)
+    if server["deleted_at"] is not None:
+        return "completed"
+    if result == "error" or (server["vm_state"] == "error" and server["faulted"]):
+        return "failed"
+    if server["vm_state"] == "error":
+        return "server in ERROR without a fault"
+    if result is None:
+        return "no action recorded for the request"
+    if result == "pending":
+        return f"action still pending (vm {server['vm_state']}, task {server['task_state']})"
+    if last[request.server_id] is not request:
+        return "completed"  # a later accepted request moved the server on
+    shown = _status(server["vm_state"], server["task_state"])
+    if shown != request.expect:
+        return f"server shows {shown}, the request promised {request.expect}"
+    return "completed"
+
+
+def _status(vm_state: str, task_state: str | None) -> str:
+    from shared.states import v2_status
+
+    return str(v2_status(vm_state, task_state))
+
+
+async def count_stuck(conn: asyncpg.Connection, tenant: str, outcome: Outcome) -> None:
+    rows = await conn.fetch(
+        """SELECT id, vm_state, task_state, host, now() - updated_at AS age FROM servers
+            WHERE tenant_id = $1 AND deleted_at IS NULL AND task_state IS NOT NULL
+              AND updated_at < now() - make_interval(secs => $2)""",
+        tenant,
+        STUCK_AFTER_S,
+    )
+    outcome.stuck = len(rows)
+    outcome.problems += [
+        f"stuck {r['id']} on {r['host']}: {r['vm_state']}/{r['task_state']} for {r['age']}"
+        for r in rows
+    ]
+
+
+# --- host usage --------------------------------------------------------------------------
+
+_USAGE = """
+WITH held AS (
+    SELECT host, vcpus, ram_mb, disk_gb FROM servers
+     WHERE deleted_at IS NULL AND host IS NOT NULL
+    UNION ALL
+    SELECT CASE m.held WHEN 'source' THEN m.source_host ELSE m.dest_host END,
+           (c ->> 'vcpus')::int, (c ->> 'ram_mb')::int, (c ->> 'disk_gb')::int
+      FROM migrations m,
+           LATERAL (SELECT CASE m.held WHEN 'source' THEN m.instance -> 'flavor'
+                                       ELSE m.new_flavor END AS c) claim
+     WHERE m.held IS NOT NULL
+)
+SELECT h.name,
+       h.vcpus_used - coalesce(sum(held.vcpus), 0) AS vcpus,
+       h.ram_mb_used - coalesce(sum(held.ram_mb), 0) AS ram_mb,
+       h.disk_gb_used - coalesce(sum(held.disk_gb), 0) AS disk_gb
+  FROM compute_hosts h LEFT JOIN held ON held.host = h.name
+ GROUP BY h.name, h.vcpus_used, h.ram_mb_used, h.disk_gb_used
+ ORDER BY h.name
+"""
+
+Usage = dict[str, tuple[int, int, int]]
+
+
+async def usage_mismatch(conn: asyncpg.Connection) -> Usage:
+    """Per host: recorded usage minus what servers and migrations hold (0s when exact)."""
+    return {r["name"]: (r["vcpus"], r["ram_mb"], r["disk_gb"]) for r in await conn.fetch(_USAGE)}
+
+
+def compare_usage(before: Usage, after: Usage, outcome: Outcome) -> None:
+    changed = {
+        host: delta
+        for host, delta in after.items()
+        if delta != before.get(host, (0, 0, 0)) and delta != (0, 0, 0)
+    }
+    if changed:
+        outcome.usage = "MISMATCH"
+        outcome.problems += [
+            f"usage of {host} is off by (vcpus, ram_mb, disk_gb) {delta}"
+            for host, delta in changed.items()
+        ]
+
+
+# --- dead letters ------------------------------------------------------------------------
+
+_REPEATED_ANYWAY = ("heartbeat", "power_state_report")
+
+
+async def drain_dead_letters(amqp_url: str, prefix: str, outcome: Outcome) -> None:
+    """Take every message out of the dead-letter queue; count those that were work."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{prefix}.dead", passive=True)
+        while (incoming := await queue.get(no_ack=True, fail=False)) is not None:
+            kind, server_id = _describe_message(incoming.body)
+            if kind not in _REPEATED_ANYWAY:
+                outcome.dead += 1
+                outcome.problems.append(f"dead-lettered {kind} of server {server_id}")
+    finally:
+        await connection.close()
+
+
+def _describe_message(body: bytes) -> tuple[str, str]:
+    try:
+        message = messages.parse(body)
+    except ValueError:
+        return "unparseable message", "?"
+    return message.type, str(message.server_id)
+
+
+# --- domains -----------------------------------------------------------------------------
+
+
+class DomainWatch:
+    """Listens to the reports queue's traffic (a queue of its own bound to the same routing
+    key) and keeps each host's latest report of all its domains."""
+
+    def __init__(self, amqp_url: str, prefix: str) -> None:
+        self.amqp_url = amqp_url
+        self.prefix = prefix
+        self.latest: dict[str, tuple[datetime, set[str]]] = {}
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        channel = await self._connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self.prefix, routing_key=REPORTS)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        with contextlib.suppress(ValueError):
+            report = messages.parse(incoming.body)
+            if isinstance(report, messages.PowerStateReport) and report.server_id is None:
+                ids = {str(s.server_id) for s in report.servers}
+                self.latest[report.host] = (report.observed_at, ids)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def reports_since(self, since: datetime, hosts: set[str], timeout_s: float) -> None:
+        """Wait (bounded) for a report newer than ``since`` from each of ``hosts``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(h in self.latest and self.latest[h][0] > since for h in hosts):
+                return
+            await asyncio.sleep(0.2)
+
+
+#: How long the hypervisors may take to agree with the database once the load has settled:
+#: a server its restarted host lost is found missing by the next periodic report after the
+#: clocks' margin (conductor/reconcile.py), a deleted server's domain purged after the next.
+DOMAINS_AGREE_WITHIN_S = 20.0
+
+
+async def check_domains(
+    conn: asyncpg.Connection, watch: DomainWatch, tenant: str, outcome: Outcome
+) -> None:
+    """Each host's domains of ``tenant``'s servers against the database: a server that
+    should run there and is missing, or a domain of a server that is not there (an orphan).
+    Reconciliation is periodic, so they must agree within ``DOMAINS_AGREE_WITHIN_S``."""
+    deadline = time.monotonic() + DOMAINS_AGREE_WITHIN_S
+    while True:
+        problems = await _domain_problems(conn, watch, tenant)
+        if not problems or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    if problems:
+        outcome.domains = "MISMATCH"
+        outcome.problems += problems
+
+
+async def _domain_problems(conn: asyncpg.Connection, watch: DomainWatch, tenant: str) -> list[str]:
+    required, allowed = await _expected_domains(conn, tenant)
+    since = datetime.now(UTC)
+    await watch.reports_since(since, {h for h, ids in required.items() if ids}, timeout_s=6.0)
+    owned = {str(r["id"]) for r in await conn.fetch(_TENANT_SERVERS, tenant)}
+    problems = []
+    for host in sorted(set(required) | set(watch.latest)):
+        observed_at, seen = watch.latest.get(host, (None, set()))
+        fresh = observed_at is not None and observed_at > since
+        seen = seen & owned if fresh else set()
+        if missing := required.get(host, set()) - seen:
+            problems += [
+                f"{host} lacks the domain of {await _describe(conn, sid)}"
+                for sid in sorted(missing)
+            ]
+        if fresh and (orphans := seen - allowed.get(host, set())):
+            problems += [
+                f"{host} holds a domain the DB does not put there: {await _describe(conn, sid)}"
+                for sid in sorted(orphans)
+            ]
+    return problems
+
+
+_TENANT_SERVERS = "SELECT id FROM servers WHERE tenant_id = $1"
+
+
+async def _describe(conn: asyncpg.Connection, server_id: str) -> str:
+    """A server's row and its actions, to tell how a domain came to be where it is."""
+    row = await conn.fetchrow(
+        "SELECT vm_state, task_state, host, deleted_at FROM servers WHERE id = $1",
+        uuid.UUID(server_id),
+    )
+    acts = await conn.fetch(
+        "SELECT action, result, message FROM actions WHERE server_id = $1 ORDER BY started_at",
+        uuid.UUID(server_id),
+    )
+    history = ", ".join(f"{a['action']}={a['result']}" for a in acts)
+    return f"{server_id} ({dict(row) if row else None}; {history})"
+
+
+_EXPECTED = """
+SELECT s.id, s.host, s.vm_state, s.task_state, m.source_host, m.dest_host
+  FROM servers s
+  LEFT JOIN migrations m ON m.server_id = s.id
+        AND (m.status NOT IN ('confirmed', 'reverted', 'error') OR m.held = 'source')
+ WHERE s.tenant_id = $1 AND s.deleted_at IS NULL
+"""
+
+
+async def _expected_domains(
+    conn: asyncpg.Connection, tenant: str
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(required, allowed) domains per host: a settled server on a hypervisor must have its
+    domain on its host; any live server may have one on its host or a migration's hosts
+    (a failed resize's source keeps the original while its migration holds the source's
+    claim: deleting the server destroys it there)."""
+    required: dict[str, set[str]] = defaultdict(set)
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for r in await conn.fetch(_EXPECTED, tenant):
+        sid = str(r["id"])
+        if r["host"] and r["vm_state"] in _ON_HYPERVISOR and r["task_state"] is None:
+            required[r["host"]].add(sid)
+        for host in (r["host"], r["source_host"], r["dest_host"]):
+            if host:
+                allowed[host].add(sid)
+    return required, allowed
