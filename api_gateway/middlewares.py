@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -110,3 +113,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         tenant_id = request.match_info.get("tenant_id")
         request[CONTEXT] = context_for(identity, tenant_id, request, request[REQUEST_ID])
     return await handler(request)
+
+
+#: Errors PostgreSQL raises to break a cycle of waits or a conflict between concurrent
+#: transactions: the transaction was rolled back whole, so running it again is safe.
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+RETRIES = 3
+
+
+@web.middleware
+async def retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run the handler again when its transaction lost a deadlock (as nova's
+    ``retry_on_deadlock``): whichever of two requests PostgreSQL picks as the victim must not
+    see a 500 for a race it did not cause. Innermost, so authentication and rate limiting
+    count the request once; the body is read once and kept by aiohttp."""
+    attempt = 1
+    while True:
+        try:
+            return await handler(request)
+        except RETRYABLE as exc:
+            if attempt == RETRIES:
+                raise errors.ServiceUnavailable(
+                    "The request kept conflicting with others; try again."
+                ) from exc
+            log.warning("%s on attempt %d; running the request again", type(exc).__name__, attempt)
+            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+            attempt += 1

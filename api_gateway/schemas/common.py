@@ -22,17 +22,30 @@ async def read_body(request: web.Request) -> Any:
     if fmt is None:
         raise BadMediaType(f"Unsupported Content-Type {request.content_type!r}.")
     raw = await request.read()
+    try:
+        data = _parse(fmt, raw)
+    except RecursionError as exc:  # both parsers refuse deep nesting this way, cleanly
+        raise BadRequest(_TOO_DEEP) from exc
+    _check_storable(data)
+    return data
+
+
+#: No v2 body nests deeper than a few levels (server > metadata > key, personality > file);
+#: a deeper one is an attack on the parser or on whatever walks the result.
+MAX_DEPTH = 16
+_TOO_DEEP = f"The request body nests deeper than {MAX_DEPTH} levels."
+
+
+def _parse(fmt: Format, raw: bytes) -> Any:
     if fmt is Format.XML:
         try:
             return xml_body.parse(raw)
         except xml_body.MalformedXml as exc:
             raise BadRequest(str(exc)) from exc
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("Malformed request body.") from exc
-    _check_storable(data)
-    return data
 
 
 def storable(text: str) -> bool:
@@ -48,18 +61,21 @@ def storable(text: str) -> bool:
 
 
 def _check_storable(data: Any) -> None:
-    """400 for a body with a string the database could not store, anywhere in it."""
-    pending = [data]
+    """400 for a body with a string the database could not store, anywhere in it, or that
+    nests deeper than ``MAX_DEPTH``."""
+    pending = [(data, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise BadRequest(_TOO_DEEP)
         if isinstance(item, str):
             if not storable(item):
                 raise BadRequest("The request contains a NUL character or invalid Unicode.")
         elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend((key, depth + 1) for key in item)
+            pending.extend((value, depth + 1) for value in item.values())
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((element, depth + 1) for element in item)
 
 
 def validate(model: type[M], data: Any) -> M:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 
 from stratus.system import System
 from tests.conftest import IMAGE
@@ -181,6 +182,27 @@ async def test_malformed_and_unsupported_bodies(api: ComputeClient) -> None:
     ) as response:
         assert response.status == 413
         assert "overLimit" in await response.json()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"[" * 50_000),
+        ("application/json", b'{"server": ' + b'{"a": ' * 40 + b"1" + b"}" * 41),
+        ("application/xml", b"<server>" + b"<a>" * 10_000 + b"</a>" * 10_000 + b"</server>"),
+    ],
+    ids=["json-unclosed", "json-40-deep", "xml-10000-deep"],
+)
+async def test_deeply_nested_bodies_are_bad_requests(
+    api: ComputeClient, content_type: str, body: bytes
+) -> None:
+    async with api.session.post(
+        f"{api.url}/v2/{api.tenant}/servers",
+        data=body,
+        headers={"X-Auth-Token": api.token, "Content-Type": content_type},
+    ) as response:
+        assert response.status == 400
+        assert "badRequest" in await response.json()
 
 
 async def test_unknown_paths_and_methods_are_faults(api: ComputeClient) -> None:
