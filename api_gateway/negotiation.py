@@ -61,6 +61,11 @@ def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
             q = float(params.pop("q", "1"))
         except ValueError:
             q = 0.0
+        if not 0.0 <= q <= 1.0:
+            # float() also reads "nan", "inf", "-1" and "1e9", none of them a qvalue (RFC 9110
+            # §12.4.2): refused like any other malformed one. Left as they were, a nan made the
+            # outcome depend on the ranges' order and an inf outweighed every valid q.
+            q = 0.0
         ranges.append((media, params, q))
     return ranges
 
@@ -82,11 +87,22 @@ def _from_accept(header: str, allow_atom: bool) -> Format | None:
     return best[2] if best else None
 
 
+def _path_suffix(path: str) -> str:
+    """The format suffix ending a path that no route's ``{_fmt}`` parsed: a path no route
+    matched (its 404 or 405), or a suffix that is a whole segment (``/servers/.json`` on a
+    member route, where the id takes it) still answer in the format the suffix names, as the
+    reference implementation did (it read the extension off the path before routing). Not
+    under ``/image/``: the image service has no format suffixes."""
+    if path.startswith("/image/"):
+        return ""
+    return next((suffix for suffix in (".json", ".xml") if path.endswith(suffix)), "")
+
+
 def response_format(request: web.Request, *, allow_atom: bool = False) -> Format:
     """The format the response to ``request`` takes (decided once, then remembered)."""
     if _FORMAT_KEY in request:
         return request[_FORMAT_KEY]
-    suffix = request.match_info.get("_fmt", "")
+    suffix = request.match_info.get("_fmt") or _path_suffix(request.path)
     fmt = _SUFFIXES.get(suffix)
     if fmt is Format.ATOM and not allow_atom:
         fmt = None

@@ -9,21 +9,12 @@ from api_gateway.faults import BadRequest, ItemNotFound
 from api_gateway.responses import render
 from api_gateway.routing import collection, member
 from api_gateway.schemas.common import page_params
+from api_gateway.schemas.filters import integer
 from api_gateway.views import flavors as view
 from api_gateway.views.links import base_url, split_page
 from shared.db import flavors
 
 routes = web.RouteTableDef()
-
-
-def _int_param(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid {name} filter [{raw}]") from None
 
 
 async def _page(request: web.Request, detailed: bool) -> web.Response:
@@ -35,8 +26,10 @@ async def _page(request: web.Request, detailed: bool) -> web.Response:
         raise BadRequest(f"marker [{marker}] not found")
     rows = await flavors.list_page(
         pool,
-        min_ram_mb=_int_param(request, "minRam"),
-        min_disk_gb=_int_param(request, "minDisk"),
+        # bounded to the columns' range: PostgreSQL refuses to compare an integer column
+        # with a number beyond it, so ?minRam=99999999999 was a 500
+        min_ram_mb=integer(request.query, "minRam"),
+        min_disk_gb=integer(request.query, "minDisk"),
         marker=marker,
         limit=limit + 1,
     )

@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import ItemNotFound, NotImplementedFault
+from api_gateway.faults import BadRequest, ItemNotFound, NotImplementedFault
 from api_gateway.responses import render
 from api_gateway.routing import collection, member
 from api_gateway.schemas.common import read_body, validate
@@ -59,8 +59,8 @@ async def update(request: web.Request) -> web.Response:
     body = validate(HostUpdate, await read_body(request))
     if body.maintenance_mode is not None:
         raise NotImplementedFault("Maintenance mode is not supported by this cloud's hosts.")
-    if body.status is None:
-        raise NotImplementedFault("Give the host's new status: enable or disable.")
+    if body.status is None:  # a request that asks for nothing: the client's error, as in nova
+        raise BadRequest("'status' or 'maintenance_mode' needed for host update")
     name = request.match_info["host"]
     if not await hosts.set_enabled(request.app[keys.POOL], name, body.status == "enable"):
         raise ItemNotFound(f"Compute host {name} could not be found.")

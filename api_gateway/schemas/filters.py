@@ -38,7 +38,11 @@ def reference(query: Mapping[str, str], name: str) -> str | None:
     value = text(query, name)
     if value is None or "/" not in value:
         return value
-    return urlparse(value).path.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        path = urlparse(value).path
+    except ValueError:  # not a URL at all ("http://[", an unclosed IPv6 host): an id of nothing
+        return value
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 #: The range of the integer columns the integer filters compare with.

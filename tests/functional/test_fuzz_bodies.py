@@ -4,6 +4,7 @@ fault in the negotiated format, never a 500, and nothing changes in the database
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from tests.conftest import IMAGE
 from tests.support.client import ComputeClient
 
 FUZZ = settings(
-    max_examples=60,
+    # the nightly run (``make fuzz``) sets STRATUS_FUZZ_EXAMPLES=10000
+    max_examples=int(os.environ.get("STRATUS_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
