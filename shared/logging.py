@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -36,10 +37,19 @@ class _RequestIdFilter(logging.Filter):
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the process's role, so the lines of every process of
+    a deployment can be collected in one place and followed by their request id."""
+
+    def __init__(self, role: str = "") -> None:
+        super().__init__()
+        self.role = role
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # UTC to the millisecond: lines of several processes and machines sort together
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
+            "role": self.role,
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
@@ -53,7 +63,7 @@ def setup_logging(level: str = "INFO", *, as_json: bool = False, role: str = "")
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     if as_json:
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(role))
     else:
         prefix = f"{role} " if role else ""
         handler.setFormatter(

@@ -9,6 +9,8 @@ import asyncpg
 import asyncpg.pool
 import pydantic_core
 
+from shared import metrics
+
 #: A connection: a bare one, or one borrowed from a pool.
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 #: Anything a single query can run on: the pool itself or a connection.
@@ -44,6 +46,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         init=_init_connection,
         connection_class=_Connection,
     )
+    metrics.POOLS.track(pool)  # its use is reported on /metrics
     return pool
 
 
