@@ -70,6 +70,14 @@ def _quotas(settings: Settings) -> dict[str, int]:
     }
 
 
+def _any_limited(settings: Settings, requested: Mapping[str, int]) -> bool:
+    """Is any resource of ``requested`` under a quota? When none is, there is nothing to
+    count: no project lock (which makes a project's creates take turns) and no count of
+    its servers (which grows with the project)."""
+    quotas = _quotas(settings)
+    return any(_limited(quotas[resource]) for resource in requested)
+
+
 def _enforce(settings: Settings, used: Usage, requested: Mapping[str, int]) -> None:
     """413 naming every resource ``requested`` would take past its quota (the message
     details the first, as the reference implementation's does)."""
@@ -97,11 +105,15 @@ async def check_instances(
 
     Call it inside the transaction that inserts the servers, before inserting them: it holds
     the project's quota lock until that transaction ends, so concurrent creates are counted
-    one after the other and cannot together exceed the quota.
+    one after the other and cannot together exceed the quota (when no quota applies, there
+    is nothing to count and no lock is taken).
     """
+    requested = {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
+    if not _any_limited(settings, requested):
+        return
     await db.lock_project(conn, project_id)
     used = await db.usage(conn, project_id)
-    _enforce(settings, used, {"instances": count, "cores": vcpus * count, "ram": ram_mb * count})
+    _enforce(settings, used, requested)
 
 
 async def check_resize(
@@ -115,9 +127,12 @@ async def check_resize(
     whatever the usage count is extended to read) within the same transaction; otherwise a
     second concurrent resize is checked against the old sizes.
     """
+    requested = {"cores": vcpus_delta, "ram": ram_delta}
+    if not _any_limited(settings, requested):
+        return
     await db.lock_project(conn, project_id)
     used = await db.usage(conn, project_id)
-    _enforce(settings, used, {"cores": vcpus_delta, "ram": ram_delta})
+    _enforce(settings, used, requested)
 
 
 async def usage(conn: Executor, project_id: str) -> Usage:

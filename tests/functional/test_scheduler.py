@@ -126,3 +126,46 @@ async def test_four_conductors_racing_never_overcommit_a_host(pool: asyncpg.Pool
     assert all(r["ram_mb_used"] <= r["ram_mb"] for r in rows)
     assert sum(r["ram_mb_used"] for r in rows) == 30 * 512
     assert await pool.fetchval("SELECT count(*) FROM servers WHERE host IS NOT NULL") == 30
+
+
+async def test_contended_claims_fill_every_slot_and_refuse_only_when_the_cluster_is_full(
+    pool: asyncpg.Pool,
+) -> None:
+    # 30 hosts with room for exactly 2 tiny servers each, 70 servers, 8 claims at a time:
+    # each of the 60 slots is taken once, and only the 10 servers past them are refused (a
+    # claim that loses a race to a busy host takes another one, it does not give up)
+    for i in range(30):
+        await _add_host(pool, f"pair-{i}", 2 * 512)
+    waiting = [await _waiting_server(pool) for _ in range(70)]
+    scheduler = _scheduler()
+    outcomes: list[str | None] = []
+
+    async def claimer(share: list[uuid.UUID]) -> None:
+        async with pool.acquire() as conn:
+            for server_id in share:
+                try:
+                    outcomes.append(await scheduler.claim_host(conn, server_id, TINY))
+                except NoValidHost:
+                    outcomes.append(None)
+
+    await asyncio.gather(*(claimer(waiting[i::8]) for i in range(8)))
+    placed = [host for host in outcomes if host is not None]
+    assert len(placed) == 60
+    assert all(placed.count(host) == 2 for host in set(placed))
+    rows = await pool.fetch("SELECT ram_mb, ram_mb_used FROM compute_hosts")
+    assert all(r["ram_mb_used"] == r["ram_mb"] for r in rows)
+
+
+async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_conductor(
+    pool: asyncpg.Pool,
+) -> None:
+    await _add_host(pool, "one", 4096)
+    server_id = await _waiting_server(pool)
+    sql, values = _scheduler().placement_statement(server_id, TINY, (), skip_locked=True)
+    async with pool.acquire() as conn, conn.transaction():
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *values))
+        row = await conn.fetchrow(sql, *values)
+    assert "LockRows" in plan and "Update on compute_hosts" in plan
+    assert dict(row or {}) == {"waiting": True, "host": "one"}
+    placed = await pool.fetchrow("SELECT host, task_state FROM servers WHERE id = $1", server_id)
+    assert dict(placed or {}) == {"host": "one", "task_state": "spawning"}
