@@ -20,7 +20,7 @@ import os
 import shutil
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,11 @@ _QCOW2_MAGIC = b"QFI\xfb"
 
 #: image metadata keys of a direct kernel boot (files relative to the image store)
 KERNEL_KEY, INITRD_KEY, CMDLINE_KEY = "kernel", "initrd", "cmdline"
+
+#: told (file name, bytes copied, bytes in all) as a copy goes on (stratus/progress.py)
+Progress = Callable[[str, int, int], None]
+
+_CHUNK = 1 << 20
 
 
 class ImageImportError(Exception):
@@ -99,14 +104,31 @@ def check_format(path: Path, disk_format: str) -> None:
             )
 
 
-def copy_into_store(source: Path, store: Path, file_name: str) -> int:
+def _copy(source: Path, target: Path, progress: Progress | None) -> None:
+    """Copy in chunks, telling ``progress`` after each: disk images are gigabytes."""
+    if progress is None:
+        shutil.copyfile(source, target)
+        return
+    total = source.stat().st_size
+    done = 0
+    progress(source.name, done, total)
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            writer.write(chunk)
+            done += len(chunk)
+            progress(source.name, done, total)
+
+
+def copy_into_store(
+    source: Path, store: Path, file_name: str, progress: Progress | None = None
+) -> int:
     """Copy ``source`` to ``store/file_name`` so that it appears whole or not at all; its
     size in bytes. A file already there under that name is replaced."""
     store.mkdir(parents=True, exist_ok=True)
     target = store / file_name
     partial = store / f".{file_name}.partial"
     try:
-        shutil.copyfile(source, partial)
+        _copy(source, partial, progress)
         os.replace(partial, target)
     except OSError as exc:
         raise ImageImportError(f"cannot copy {source} into {store}: {exc.strerror}") from exc
@@ -115,17 +137,19 @@ def copy_into_store(source: Path, store: Path, file_name: str) -> int:
     return target.stat().st_size
 
 
-def _boot_files(image: ImageFile, image_id: uuid.UUID, store: Path) -> dict[str, str]:
+def _boot_files(
+    image: ImageFile, image_id: uuid.UUID, store: Path, progress: Progress | None
+) -> dict[str, str]:
     """Copy a direct kernel boot's files into the store; the metadata that names them."""
     if image.kernel is None:
         if image.initrd is not None or image.cmdline is not None:
             raise ImageImportError("an initrd or a kernel command line needs a kernel")
         return {}
     metadata = {KERNEL_KEY: f"{image_id}.kernel"}
-    copy_into_store(image.kernel, store, metadata[KERNEL_KEY])
+    copy_into_store(image.kernel, store, metadata[KERNEL_KEY], progress)
     if image.initrd is not None:
         metadata[INITRD_KEY] = f"{image_id}.initrd"
-        copy_into_store(image.initrd, store, metadata[INITRD_KEY])
+        copy_into_store(image.initrd, store, metadata[INITRD_KEY], progress)
     if image.cmdline is not None:
         metadata[CMDLINE_KEY] = image.cmdline
     return metadata
@@ -141,9 +165,11 @@ async def import_image(
     *,
     image_id: uuid.UUID | None = None,
     owner: str | None = None,
+    progress: Progress | None = None,
 ) -> Imported:
     """Import ``image`` as ``image_id`` (default: a new id): public, or private to ``owner``.
-    An image of that id that exists already is left as it is (``created`` False)."""
+    An image of that id that exists already is left as it is (``created`` False).
+    ``progress`` hears how each file's copy into the store goes."""
     image_id = image_id or uuid.uuid4()
     existing = await conn.fetchrow(
         "SELECT name, location, size_bytes FROM images WHERE id = $1 AND deleted_at IS NULL",
@@ -154,8 +180,8 @@ async def import_image(
         return Imported(image_id, existing["name"], location, size, created=False)
     check_format(image.path, image.disk_format)
     location = f"{image_id}.{image.disk_format}"
-    metadata = {**image.metadata, **_boot_files(image, image_id, store)}
-    size = copy_into_store(image.path, store, location)
+    metadata = {**image.metadata, **_boot_files(image, image_id, store, progress)}
+    size = copy_into_store(image.path, store, location, progress)
     async with conn.transaction():
         await conn.execute(
             """INSERT INTO images (id, name, status, progress, owner, is_public, min_disk_gb,
@@ -231,7 +257,9 @@ def read_guest(directory: Path) -> Guest:
         raise ImageImportError(f"{directory} holds no built guest: {exc}") from exc
 
 
-async def import_guest(conn: Conn, store: Path, guest: Guest) -> Imported:
+async def import_guest(
+    conn: Conn, store: Path, guest: Guest, progress: Progress | None = None
+) -> Imported:
     """Register ``guest`` (public, booting from its disk); again changes nothing."""
     return await import_image(
         conn,
@@ -245,6 +273,7 @@ async def import_guest(conn: Conn, store: Path, guest: Guest) -> Imported:
             metadata={"stratus_guest": "deploy/guest"},
         ),
         image_id=guest.image_id,
+        progress=progress,
     )
 
 

@@ -19,11 +19,12 @@ def require(value: str | None, name: str) -> str:
     return value
 
 
-async def upgrade_database(url: str) -> list[str]:
-    """Apply pending migrations and seed the defaults; retries while PostgreSQL starts."""
+async def upgrade_database(url: str, on_applied: migrate.Applied | None = None) -> list[str]:
+    """Apply pending migrations and seed the defaults; retries while PostgreSQL starts.
+    ``on_applied`` hears of each migration as it is applied."""
     conn = await connect_with_retry(url)
     try:
-        applied = await migrate.upgrade(conn)
+        applied = await migrate.upgrade(conn, on_applied)
         await seed.seed_defaults(conn)
         return applied
     finally:

@@ -85,16 +85,17 @@ async def abandon_pending(
     conn: Executor,
     server_id: uuid.UUID,
     *,
-    keep: uuid.UUID,
+    keep: uuid.UUID | None,
     untasked: list[str],
     message: str,
 ) -> int:
     """Close as failed the server's pending actions that run a task, but ``keep`` and the
-    actions named in ``untasked`` (which run beside any task): os-resetState ended their task,
-    so no report may finish them any more. Returns how many were closed."""
+    actions named in ``untasked`` (which run beside any task): their task was ended from
+    outside (os-resetState, the reaper), so no report may finish them any more. Returns how
+    many were closed."""
     closed: str = await conn.execute(
         """UPDATE actions SET result = 'error', message = $4, finished_at = now()
-            WHERE server_id = $1 AND result = 'pending' AND id <> $2
+            WHERE server_id = $1 AND result = 'pending' AND id IS DISTINCT FROM $2
               AND action <> ALL($3::text[])""",
         server_id,
         keep,
@@ -102,3 +103,14 @@ async def abandon_pending(
         message,
     )
     return int(closed.rsplit(" ", 1)[-1])
+
+
+async def pending_summary(conn: Executor) -> asyncpg.Record:
+    """How many actions are under way (``count``) and how long ago the oldest began
+    (``oldest_age``, None when there is none): what ``stratus status`` shows."""
+    row = await conn.fetchrow(
+        "SELECT count(*)::int AS count, now() - min(started_at) AS oldest_age FROM actions"
+        " WHERE result = 'pending'"
+    )
+    assert row is not None  # an aggregate always returns a row
+    return row

@@ -49,3 +49,59 @@ async def list_page(
         *args,
     )
     return rows
+
+
+# --- the operator's tools (stratus flavor list|create|delete) --------------------------------
+
+
+class FlavorExists(Exception):
+    """A live flavor has that name, or some flavor (live or deleted) that id."""
+
+
+async def list_with_usage(conn: Executor) -> list[asyncpg.Record]:
+    """Every live flavor in id order, with how many live servers were built from it."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {', '.join(f'f.{c}' for c in _COLUMNS.split(', '))},"
+        " (SELECT count(*) FROM servers s"
+        "   WHERE s.flavor_id = f.id AND s.deleted_at IS NULL)::int AS servers"
+        " FROM flavors f WHERE f.deleted_at IS NULL ORDER BY f.id"
+    )
+    return rows
+
+
+async def create(
+    conn: Executor, *, flavor_id: str, name: str, ram_mb: int, disk_gb: int, vcpus: int
+) -> None:
+    """A new flavor. The id of a deleted flavor is never reused: servers built from it still
+    name it. Raises ``FlavorExists``."""
+    try:
+        await conn.execute(
+            "INSERT INTO flavors (id, name, ram_mb, disk_gb, vcpus) VALUES ($1, $2, $3, $4, $5)",
+            flavor_id,
+            name,
+            ram_mb,
+            disk_gb,
+            vcpus,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise FlavorExists(str(exc)) from exc
+
+
+async def find(conn: Executor, ref: str) -> asyncpg.Record | None:
+    """The live flavor whose id is ``ref``, else the one of that name."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM flavors WHERE deleted_at IS NULL AND (id = $1 OR name = $1)"
+        " ORDER BY id = $1 DESC LIMIT 1",
+        ref,
+    )
+    return row
+
+
+async def mark_deleted(conn: Executor, flavor_id: str) -> bool:
+    """Hide the flavor from the API (lists, shows, new servers, resizes) the way the API's
+    reads expect, ``deleted_at``; its servers keep their own copy of its sizes. False when it
+    is not there (or deleted already)."""
+    done = await conn.execute(
+        "UPDATE flavors SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL", flavor_id
+    )
+    return bool(done != "UPDATE 0")

@@ -150,10 +150,17 @@ async def get(conn: Executor, host: str) -> asyncpg.Record | None:
     return row
 
 
-async def set_enabled(conn: Executor, host: str, enabled: bool) -> bool:
-    """Let the scheduler place servers on ``host`` or not; False when there is no such host."""
+async def set_enabled(
+    conn: Executor, host: str, enabled: bool, *, reason: str | None = None
+) -> bool:
+    """Let the scheduler place servers on ``host`` or not, saying why it is disabled
+    (``reason``; enabling forgets it); False when there is no such host."""
     done = await conn.execute(
-        "UPDATE compute_hosts SET enabled = $2 WHERE name = $1", host, enabled
+        "UPDATE compute_hosts SET enabled = $2,"
+        " disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END WHERE name = $1",
+        host,
+        enabled,
+        reason,
     )
     return bool(done != "UPDATE 0")
 
@@ -165,5 +172,22 @@ async def usage_by_project(conn: Executor, host: str) -> list[asyncpg.Record]:
         " sum(disk_gb)::int AS disk_gb FROM servers"
         " WHERE host = $1 AND deleted_at IS NULL GROUP BY tenant_id ORDER BY tenant_id",
         host,
+    )
+    return rows
+
+
+# --- the operator's view (stratus host list, stratus status) ---------------------------------
+
+
+async def overview(conn: Executor, down_after_s: float) -> list[asyncpg.Record]:
+    """Every compute host with its capacity, usage, why it is disabled and how old its last
+    heartbeat is; ``alive`` is the scheduler's own test (up, and a heartbeat within
+    ``down_after_s``)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT name, enabled, disabled_reason, vcpus, ram_mb, disk_gb, vcpus_used,"
+        " ram_mb_used, disk_gb_used, now() - last_heartbeat AS heartbeat_age,"
+        " (up AND last_heartbeat >= now() - make_interval(secs => $1)) AS alive"
+        " FROM compute_hosts ORDER BY name",
+        down_after_s,
     )
     return rows

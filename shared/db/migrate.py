@@ -7,6 +7,8 @@ upgrades (two replicas starting together) wait for each other instead of racing.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from importlib import resources
 
 import asyncpg
@@ -26,8 +28,13 @@ def available_migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def upgrade(conn: asyncpg.Connection) -> list[str]:
-    """Apply the migrations this database lacks; return the names applied."""
+#: told (file name, seconds it took) after each migration is applied
+Applied = Callable[[str, float], None]
+
+
+async def upgrade(conn: asyncpg.Connection, on_applied: Applied | None = None) -> list[str]:
+    """Apply the migrations this database lacks; return the names applied. ``on_applied``
+    hears of each as it is done, so that an operator sees a long upgrade move."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(
@@ -40,6 +47,7 @@ async def upgrade(conn: asyncpg.Connection) -> list[str]:
         for version, name, sql in available_migrations():
             if version in done:
                 continue
+            started = time.monotonic()
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
@@ -47,6 +55,8 @@ async def upgrade(conn: asyncpg.Connection) -> list[str]:
                 )
             log.info("applied migration %s", name)
             applied.append(name)
+            if on_applied is not None:
+                on_applied(name, time.monotonic() - started)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

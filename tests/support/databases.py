@@ -36,8 +36,8 @@ def _with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new, migrated database; dropped afterwards."""
+async def fresh_database(*, migrated: bool = True) -> AsyncIterator[str]:
+    """A new database, migrated unless told otherwise; dropped afterwards."""
     embedded = None
     admin_url = ADMIN_URL
     if not await _reachable(admin_url):
@@ -49,7 +49,8 @@ async def fresh_database() -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(admin_url, name)
     try:
-        await upgrade_database(url)
+        if migrated:
+            await upgrade_database(url)
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

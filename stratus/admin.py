@@ -1,0 +1,416 @@
+"""The operator's commands: ``stratus host``, ``stratus flavor``, ``stratus quota`` and
+``stratus status``.
+
+They work on PostgreSQL directly (STRATUS_DATABASE_URL), like ``stratus db upgrade``: an
+operator repairing a cloud must not depend on its API being up, and these are the questions the
+2013 API cannot answer (flavors could not be created through it, hosts had no disabled reason).
+The queries are shared/db's; where a server would be placed is asked of the conductor's own
+scheduler, imported here because ``stratus/`` is where the services are composed.
+
+Each command returns the text to print; a refusal is an ``AdminError`` whose message says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from conductor.scheduler.scheduler import NoValidHost, Scheduler
+from shared.config import Settings
+from shared.db import actions, flavors, hosts, quotas, servers
+from shared.db.hosts import Ratios, Resources
+from shared.db.pool import Conn
+from shared.states import v2_status
+from stratus.runtime import require
+
+#: the top-level ``stratus`` commands this module serves
+COMMANDS = ("host", "flavor", "quota", "status")
+
+_CONNECT_TIMEOUT_S = 5.0
+
+
+class AdminError(Exception):
+    """The command cannot do what it was asked; the message says why."""
+
+
+# --- presentation ----------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Columns aligned on the widest cell, two spaces apart, no trailing blanks."""
+    cells = [list(headers), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def age(delta: timedelta | None) -> str:
+    """How long ago, to the unit that matters: 42 s, 5 min, 3 h, 2 d."""
+    if delta is None:
+        return "never"
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _used(used: int, total: int) -> str:
+    return f"{used}/{total}"
+
+
+def where(url: str) -> str:
+    """A service URL without its credentials, to say what was reached."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _ratios(settings: Settings) -> Ratios:
+    return Ratios(
+        cpu=settings.cpu_allocation_ratio,
+        ram=settings.ram_allocation_ratio,
+        disk=settings.disk_allocation_ratio,
+    )
+
+
+# --- stratus host ----------------------------------------------------------------------------
+
+
+async def host_list(conn: Conn, settings: Settings) -> str:
+    rows = await hosts.overview(conn, settings.host_down_after_s)
+    if not rows:
+        return "no compute host has reported yet"
+
+    def enabled(row: asyncpg.Record) -> str:
+        if row["enabled"]:
+            return "enabled"
+        return f"disabled ({row['disabled_reason']})" if row["disabled_reason"] else "disabled"
+
+    listed = table(
+        ("HOST", "STATE", "SCHEDULING", "VCPUS", "RAM MB", "DISK GB", "HEARTBEAT"),
+        (
+            (
+                r["name"],
+                "up" if r["alive"] else "down",
+                enabled(r),
+                _used(r["vcpus_used"], r["vcpus"]),
+                _used(r["ram_mb_used"], r["ram_mb"]),
+                _used(r["disk_gb_used"], r["disk_gb"]),
+                f"{age(r['heartbeat_age'])} ago",
+            )
+            for r in rows
+        ),
+    )
+    ratios = _ratios(settings)
+    return (
+        f"{listed}\n(used/capacity; the scheduler allows capacity × cpu {ratios.cpu}, "
+        f"ram {ratios.ram}, disk {ratios.disk})"
+    )
+
+
+async def host_enable(conn: Conn, name: str) -> str:
+    if not await hosts.set_enabled(conn, name, True):
+        raise AdminError(f"no compute host is named {name!r}")
+    return f"host {name} enabled: the scheduler places servers there again"
+
+
+async def host_disable(conn: Conn, name: str, reason: str | None) -> str:
+    if not await hosts.set_enabled(conn, name, False, reason=reason):
+        raise AdminError(f"no compute host is named {name!r}")
+    why = f" ({reason})" if reason else ""
+    return f"host {name} disabled{why}: its servers stay, no new ones are placed there"
+
+
+@dataclass(frozen=True)
+class Move:
+    """Where one server of an evacuated host would go (None: nowhere has room)."""
+
+    server: asyncpg.Record
+    destination: str | None
+
+
+async def _shadow_hosts(conn: Conn) -> None:
+    """Give this transaction a private copy of ``compute_hosts`` under the same name (a
+    temporary table is found before the real one). The scheduler's own queries (its filters,
+    weighers and the claim's conditional update) then run on the copy: the plan follows the
+    scheduler's rules exactly, while the real rows are neither changed nor locked."""
+    await conn.execute(
+        "CREATE TEMPORARY TABLE compute_hosts ON COMMIT DROP AS SELECT * FROM compute_hosts"
+    )
+    shadowed = await conn.fetchval(
+        "SELECT relnamespace = pg_my_temp_schema() FROM pg_class"
+        " WHERE oid = 'compute_hosts'::regclass"
+    )
+    if not shadowed:
+        raise RuntimeError("the copy of compute_hosts does not hide the table (search_path)")
+
+
+async def evacuate_plan(conn: Conn, settings: Settings, name: str) -> list[Move]:
+    """Where each server of host ``name`` would go, largest first, each placement counted
+    against the next as a real evacuation's would be; nothing is claimed. Placement is the
+    best host, not a random one of the best few as the conductor picks: so two plans agree."""
+    if await hosts.get(conn, name) is None:
+        raise AdminError(f"no compute host is named {name!r}")
+    scheduler = Scheduler(
+        ratios=_ratios(settings), down_after_s=settings.host_down_after_s, subset_size=1
+    )
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await _shadow_hosts(conn)
+        moves = []
+        for server in await servers.on_host(conn, name):
+            need = Resources(server["vcpus"], server["ram_mb"], server["disk_gb"])
+            try:
+                destination: str | None = await scheduler.claim(conn, need, exclude=[name])
+            except NoValidHost:
+                destination = None
+            moves.append(Move(server, destination))
+        return moves
+    finally:
+        await transaction.rollback()
+
+
+async def host_evacuate_plan(conn: Conn, settings: Settings, name: str) -> str:
+    moves = await evacuate_plan(conn, settings, name)
+    if not moves:
+        return f"host {name} holds no servers: nothing would move"
+    placed = sum(move.destination is not None for move in moves)
+    listed = table(
+        ("SERVER", "NAME", "PROJECT", "VCPUS", "RAM MB", "DISK GB", "DESTINATION"),
+        (
+            (
+                m.server["id"],
+                m.server["name"],
+                m.server["tenant_id"],
+                m.server["vcpus"],
+                m.server["ram_mb"],
+                m.server["disk_gb"],
+                m.destination or "(no valid host)",
+            )
+            for m in moves
+        ),
+    )
+    return (
+        f"evacuating {name} (a plan: nothing is claimed or moved)\n{listed}\n"
+        f"{placed} of {len(moves)} servers have somewhere to go"
+    )
+
+
+# --- stratus flavor --------------------------------------------------------------------------
+
+
+async def flavor_list(conn: Conn) -> str:
+    rows = await flavors.list_with_usage(conn)
+    return table(
+        ("ID", "NAME", "RAM MB", "DISK GB", "VCPUS", "SERVERS"),
+        ((r["id"], r["name"], r["ram_mb"], r["disk_gb"], r["vcpus"], r["servers"]) for r in rows),
+    )
+
+
+@dataclass(frozen=True)
+class NewFlavor:
+    name: str
+    ram_mb: int
+    disk_gb: int
+    vcpus: int
+    #: default: a new UUID, as nova-manage made them
+    flavor_id: str | None = None
+    public: bool = True
+
+    def check(self) -> None:
+        """Refuse what the flavors table (or the API) cannot hold, with the reason."""
+        if not self.public:
+            raise AdminError(
+                "private flavors need per-project flavor access, which this cloud does not "
+                "offer: every flavor is public"
+            )
+        if not self.name.strip():
+            raise AdminError("a flavor needs a name")
+        if self.ram_mb <= 0 or self.vcpus <= 0 or self.disk_gb < 0:
+            raise AdminError("--ram and --vcpus must be positive, --disk zero or more")
+
+
+async def flavor_create(conn: Conn, flavor: NewFlavor) -> str:
+    flavor.check()
+    flavor_id = flavor.flavor_id or str(uuid.uuid4())
+    try:
+        await flavors.create(
+            conn,
+            flavor_id=flavor_id,
+            name=flavor.name,
+            ram_mb=flavor.ram_mb,
+            disk_gb=flavor.disk_gb,
+            vcpus=flavor.vcpus,
+        )
+    except flavors.FlavorExists:
+        raise AdminError(
+            f"a flavor named {flavor.name!r} exists, or one had the id {flavor_id!r} "
+            "(ids of deleted flavors are not reused)"
+        ) from None
+    return (
+        f"flavor {flavor_id} ({flavor.name}) created: {flavor.ram_mb} MB RAM, "
+        f"{flavor.disk_gb} GB disk, {flavor.vcpus} vCPUs"
+    )
+
+
+async def flavor_delete(conn: Conn, ref: str) -> str:
+    """Delete the flavor ``ref`` (id, or name): new servers and resizes can no longer use it;
+    servers built from it keep running with their own copy of its sizes."""
+    row = await flavors.find(conn, ref)
+    if row is None or not await flavors.mark_deleted(conn, row["id"]):
+        raise AdminError(f"no flavor has the id or name {ref!r}")
+    return f"flavor {row['id']} ({row['name']}) deleted; servers built from it keep running"
+
+
+# --- stratus quota ---------------------------------------------------------------------------
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value < 0 else str(value)
+
+
+async def quota_show(conn: Conn, settings: Settings, project: str) -> str:
+    """The project's absolute limits (``GET /limits``'s) against what it uses now, counted
+    the way the gateway's quota checks count (shared/db/quotas.py)."""
+    usage = await quotas.usage(conn, project)
+    counted = (
+        ("instances", "maxTotalInstances", settings.quota_instances, usage.instances),
+        ("cores", "maxTotalCores", settings.quota_cores, usage.cores),
+        ("ram (MB)", "maxTotalRAMSize", settings.quota_ram_mb, usage.ram_mb),
+    )
+    per_request = (
+        ("metadata items", "maxServerMeta", settings.quota_metadata_items),
+        ("personality files", "maxPersonality", settings.quota_personality),
+        ("personality bytes", "maxPersonalitySize", settings.quota_personality_size),
+    )
+    rows: list[tuple[str, str, str, object, object]] = [
+        (name, api, _limit(limit), used, "-" if limit < 0 else max(limit - used, 0))
+        for name, api, limit, used in counted
+    ]
+    rows += [(name, api, _limit(limit), "-", "-") for name, api, limit in per_request]
+    header = f"project {project} (limits are the same for every project: STRATUS_QUOTA_*)"
+    return header + "\n" + table(("RESOURCE", "LIMIT NAME", "LIMIT", "IN USE", "LEFT"), rows)
+
+
+# --- stratus status --------------------------------------------------------------------------
+
+
+async def _database_summary(conn: Conn, settings: Settings) -> list[str]:
+    host_rows = await hosts.overview(conn, settings.host_down_after_s)
+    down = [r["name"] for r in host_rows if not r["alive"]]
+    disabled = sum(not r["enabled"] for r in host_rows)
+    hosts_line = f"{len(host_rows) - len(down)} up, {len(down)} down, {disabled} disabled"
+    if down:
+        hosts_line += f" (down: {', '.join(down)})"
+    statuses: Counter[str] = Counter()
+    for row in await servers.count_by_state(conn):
+        statuses[v2_status(row["vm_state"], row["task_state"]).value] += row["count"]
+    by_status = ", ".join(f"{status} {count}" for status, count in sorted(statuses.items()))
+    pending = await actions.pending_summary(conn)
+    oldest = f", the oldest {age(pending['oldest_age'])} old" if pending["count"] else ""
+    return [
+        f"hosts      {hosts_line}",
+        f"servers    {sum(statuses.values())}" + (f": {by_status}" if by_status else ""),
+        f"actions    {pending['count']} pending{oldest}",
+    ]
+
+
+async def _database_status(settings: Settings) -> tuple[list[str], bool]:
+    if not settings.database_url:
+        return ["database   not configured (STRATUS_DATABASE_URL)"], False
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=_CONNECT_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return [f"database   unreachable at {where(settings.database_url)}: {exc}"], False
+    try:
+        lines = [f"database   reachable at {where(settings.database_url)}"]
+        return lines + await _database_summary(conn, settings), True
+    finally:
+        await conn.close()
+
+
+async def _broker_status(settings: Settings) -> tuple[list[str], bool]:
+    if not settings.amqp_url:
+        return ["broker     not configured (STRATUS_AMQP_URL; the in-process bus)"], True
+    # only when a broker is configured, as shared/bus/factory.py does: aio-pika is heavy
+    from shared.bus.rabbitmq import BrokerUnreachable, dead_lettered
+
+    try:
+        dead = await dead_lettered(
+            settings.amqp_url, prefix=settings.amqp_prefix, timeout_s=_CONNECT_TIMEOUT_S
+        )
+    except BrokerUnreachable as exc:
+        return [f"broker     unreachable at {where(settings.amqp_url)}: {exc}"], False
+    return [
+        f"broker     reachable at {where(settings.amqp_url)}",
+        f"dead       {dead} dead-lettered messages in {settings.amqp_prefix}.dead",
+    ], True
+
+
+async def status(settings: Settings) -> tuple[str, bool]:
+    """A summary of the deployment, and whether PostgreSQL (and RabbitMQ, when configured)
+    answered: ``stratus status`` exits 1 when one did not, for scripts and probes."""
+    database, database_ok = await _database_status(settings)
+    broker, broker_ok = await _broker_status(settings)
+    return "\n".join(database + broker), database_ok and broker_ok
+
+
+# --- dispatch from the command line ----------------------------------------------------------
+
+Command = Callable[[Conn, Settings, argparse.Namespace], Awaitable[str]]
+
+_COMMANDS: dict[tuple[str, str], Command] = {
+    ("host", "list"): lambda conn, settings, args: host_list(conn, settings),
+    ("host", "enable"): lambda conn, settings, args: host_enable(conn, args.name),
+    ("host", "disable"): lambda conn, settings, args: host_disable(conn, args.name, args.reason),
+    ("host", "evacuate-plan"): lambda conn, settings, args: host_evacuate_plan(
+        conn, settings, args.name
+    ),
+    ("flavor", "list"): lambda conn, settings, args: flavor_list(conn),
+    ("flavor", "create"): lambda conn, settings, args: flavor_create(
+        conn,
+        NewFlavor(
+            args.name,
+            args.flavor_ram_mb,
+            args.flavor_disk_gb,
+            args.flavor_vcpus,
+            args.flavor_id,
+            args.public,
+        ),
+    ),
+    ("flavor", "delete"): lambda conn, settings, args: flavor_delete(conn, args.flavor),
+    ("quota", "show"): lambda conn, settings, args: quota_show(conn, settings, args.project),
+}
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the command ``args`` names; print its result; the exit status."""
+    if args.command == "status":
+        text, healthy = await status(settings)
+        print(text)
+        return 0 if healthy else 1
+    command = _COMMANDS[(args.command, args.admin_command)]
+    url = require(settings.database_url, "STRATUS_DATABASE_URL")
+    try:
+        conn = await asyncpg.connect(url, timeout=_CONNECT_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise SystemExit(f"stratus: PostgreSQL is unreachable at {where(url)}: {exc}") from exc
+    try:
+        print(await command(conn, settings, args))
+    except AdminError as exc:
+        raise SystemExit(f"stratus: {exc}") from exc
+    finally:
+        await conn.close()
+    return 0
