@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 LIBVIRT_EXTRA := $(shell pkg-config --exists libvirt 2>/dev/null && echo ,libvirt)
 STAMP := $(VENV)/.installed$(LIBVIRT_EXTRA)
 
-.PHONY: run test realvm guest lint bench soak clean
+.PHONY: run test realvm guest lint bench soak scale fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# 1,000 simulated hosts, 4 conductors, 2,000 boots (bench/scale.py; SCALE_ARGS="--hosts 50
+# --boots 100 --scaling-boots 20 --page-servers 1000 --seconds 2" for a smoke run)
+scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# the nightly fuzzing: 10,000 requests at every route, and the body fuzzers at the same depth
+fuzz: $(STAMP)
+	STRATUS_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/functional/test_fuzz_routes.py tests/functional/test_fuzz_bodies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -30,10 +30,12 @@ from api_gateway.controllers import (
     start_stop,
     versions,
 )
+from api_gateway.http_metrics import http_metrics_middleware
 from api_gateway.middlewares import (
     auth_middleware,
     fault_middleware,
     request_id_middleware,
+    retry_middleware,
     storable_input_middleware,
 )
 from api_gateway.negotiation import requested_version
@@ -41,6 +43,7 @@ from api_gateway.ratelimit import rate_limit_middleware
 from api_gateway.routing import MultipleChoices, add_routes
 from api_gateway.views.cache import RenderCache
 from shared import bus as bus_mod
+from shared import health, ops_http
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
@@ -57,11 +60,13 @@ def create_app(
     """
     app = web.Application(
         middlewares=[
+            http_metrics_middleware,
             request_id_middleware,
             fault_middleware,
             storable_input_middleware,
             auth_middleware,
             rate_limit_middleware,
+            retry_middleware,
         ],
         client_max_size=settings.max_request_body_bytes,
     )
@@ -69,6 +74,8 @@ def create_app(
     policy.configured(settings.policy)  # a malformed STRATUS_POLICY stops the gateway here
     app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
     app[AUTH] = create_strategy(settings)
+    readiness = health.Readiness()  # its checks are added once the pool and the bus are open
+    ops_http.add_routes(app, readiness)  # first: no project route may shadow them
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None
@@ -84,6 +91,7 @@ def create_app(
         app[keys.BUS] = the_bus
         await the_bus.declare(bus_mod.CONDUCTOR)
         app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
+        readiness.add(health.checks_for(pool=app[keys.POOL], bus=the_bus))
         await app[AUTH].start()
         yield
         await app[AUTH].close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from datetime import UTC, datetime
 
@@ -88,7 +89,9 @@ class PowerStateWatch:
             await self._publish(observed_at, {server_id: power}, server_id=server_id)
 
     async def report_all(self) -> None:
-        """Report the power state of every server on the hypervisor, in one message."""
+        """Report the power state of every server on the hypervisor, in one message, even
+        when there is none: the conductor also learns from it which servers the host lacks
+        (conductor/reconcile.py)."""
         observed_at = datetime.now(UTC)
         states = await self.driver.power_states()
         found = {
@@ -96,12 +99,13 @@ class PowerStateWatch:
             for name, power in states.items()
             if (server_id := server_id_of(name)) is not None
         }
-        if found:
-            await self._publish(observed_at, found)
+        await self._publish(observed_at, found)
 
     async def _report_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
+            # jittered, as heartbeats are: agents started together (a simulated cluster)
+            # would otherwise all report every server at the same moment, every interval
+            await asyncio.sleep(self.interval_s * random.uniform(0.75, 1.0))
             try:
                 await self.report_all()
             except (DriverError, PublishFailed):
@@ -115,6 +119,7 @@ class PowerStateWatch:
         server_id: uuid.UUID | None = None,
     ) -> None:
         report = PowerStateReport(
+            request_id=f"req-{uuid.uuid4()}",  # the conductor's lines about it carry this id
             server_id=server_id,
             host=self.host,
             observed_at=observed_at,

@@ -13,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from compute_agent.action_timing import timed
 from compute_agent.live_migration import LiveMigrationAgent
 from compute_agent.locks import KeyedLocks
 from compute_agent.power_states import PowerStateWatch
-from compute_agent.virt.driver import ComputeDriver, DriverError
+from compute_agent.virt.driver import ComputeDriver, DriverError, server_id_of
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed, Subscription
 from shared.logging import request_context
@@ -37,12 +41,14 @@ from shared.messages import (
     FinishResize,
     FinishRevertResize,
     Heartbeat,
+    HostInventory,
     InjectNetworkInfo,
     LiveMigrate,
     Message,
     MigrateDisk,
     PauseServer,
     PrepareLiveMigration,
+    PurgeServers,
     RebootServer,
     RebuildServer,
     RecoverLiveMigration,
@@ -128,6 +134,7 @@ class AgentService:
         await self.bus.declare(bus_mod.REPORTS)
         await self.bus.declare(bus_mod.HEARTBEATS)
         await self.heartbeat()
+        await self.report_inventory()
         self._heartbeats = asyncio.create_task(self._heartbeat_forever())
         self.power_states.start()
         self._subscription = await self.bus.consume(
@@ -146,19 +153,56 @@ class AgentService:
         await self.power_states.stop()
         await self.driver.close()
 
+    async def report_inventory(self) -> None:
+        """Tell the conductor every server this host has, before taking any command, so it
+        can reconcile what changed while the agent was away (conductor/reconcile.py).
+        It gets a request id of its own, which the purge it may cause carries back."""
+        observed_at = datetime.now(UTC)  # before looking: never newer than what is seen
+        names = await self.driver.list_instances()
+        found = [server_id for name in names if (server_id := server_id_of(name)) is not None]
+        inventory = HostInventory(
+            request_id=f"req-{uuid.uuid4()}", host=self.host, observed_at=observed_at, servers=found
+        )
+        with request_context(inventory.request_id):
+            log.info("reporting the %d server(s) of host %s", len(found), self.host)
+            await self.bus.publish(bus_mod.REPORTS, inventory)
+
+    async def _purge(self, command: PurgeServers) -> None:
+        """Destroy domains of servers the database has deleted (while this host was away)."""
+        if command.host != self.host:
+            log.error("purge for host %s sent to %s; ignored", command.host, self.host)
+            return
+        for server_id in command.servers:
+            async with self._locks.hold(server_id):
+                try:
+                    await self.driver.destroy(f"instance-{server_id}")
+                except DriverError:
+                    log.exception("could not destroy the domain of deleted server %s", server_id)
+                else:
+                    log.warning("destroyed the domain of deleted server %s", server_id)
+
     async def heartbeat(self) -> None:
         capacity = await self.driver.capacity()
         await self.bus.publish(bus_mod.HEARTBEATS, Heartbeat(host=self.host, capacity=capacity))
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_interval_s)
+            # jittered, never later than the interval: agents started together (a simulated
+            # cluster, a fleet back from an outage) drift apart instead of beating in step
+            await asyncio.sleep(self.heartbeat_interval_s * random.uniform(0.75, 1.0))
             try:
                 await self.heartbeat()
             except (PublishFailed, DriverError):
                 log.exception("heartbeat failed")
 
     async def handle(self, message: Message) -> None:
+        with request_context(message.request_id):  # on every line, a dropped command's too
+            await self._dispatch(message)
+
+    async def _dispatch(self, message: Message) -> None:
+        if isinstance(message, PurgeServers):  # the one command about many servers
+            await self._purge(message)
+            return
         if message.server_id is None:
             log.error("dropping %s without a server id", message.type)
             return
@@ -166,9 +210,8 @@ class AgentService:
         if run is None:
             log.error("agent got a command it does not handle: %s", message.type)
             return
-        with request_context(message.request_id):
-            async with self._locks.hold(message.server_id):
-                await run(message)
+        async with self._locks.hold(message.server_id):
+            await run(message)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -227,8 +270,11 @@ class AgentService:
         try:
             if self.image_store is None:
                 raise DriverError(f"host {self.host} has no image store to write images to")
-            size = await self.driver.snapshot(
-                command.domain_name, command.image_id, self.image_store / location
+            size = await timed(
+                command.type,
+                self.driver.snapshot(
+                    command.domain_name, command.image_id, self.image_store / location
+                ),
             )
             power = await self.driver.power_state(command.domain_name)
         except DriverError as exc:
@@ -338,7 +384,7 @@ class AgentService:
         """Do ``work`` for an action that sets no task state and report its outcome."""
         error: str | None = None
         try:
-            await work()
+            await timed(command.type, work())
         except DriverError as exc:
             log.warning("%s of %s failed: %s", action, command.server_id, exc)
             error = str(exc)
@@ -362,7 +408,7 @@ class AgentService:
     async def _run(self, command: ActionMessage, task: TaskState, work: Work) -> None:
         """Do ``work`` and report its outcome as the end of ``task``."""
         try:
-            power = await work()
+            power = await timed(command.type, work())
         except DriverError as exc:
             log.warning("%s of %s failed: %s", task.value, command.server_id, exc)
             power = await self._power_after_failure(command)

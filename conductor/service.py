@@ -1,5 +1,6 @@
-"""The conductor's consumers: build requests, reports (of tasks, actions, live migrations and
-hypervisors' power states), heartbeats; and its periodic work.
+"""The conductor's consumers: build requests, reports (of tasks, actions, live migrations,
+hypervisors' power states and the inventories of starting agents), heartbeats; and its
+periodic work (hosts without heartbeats marked down; the reaper of stuck tasks).
 
 Conductors are competing consumers on shared durable queues: run as many as you like. Every
 handler is idempotent, because the bus delivers at least once.
@@ -14,7 +15,10 @@ import logging
 import asyncpg
 
 from conductor import ipam
+from conductor.cluster_state import ClusterState
 from conductor.live_migration import LiveMigrationConductor
+from conductor.reaper import Reaper
+from conductor.reconcile import mark_missing, purge_deleted, reconcile
 from conductor.reports import apply_action_report, apply_power_report, apply_task_report
 from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
@@ -30,6 +34,7 @@ from shared.messages import (
     BuildServer,
     Fault,
     Heartbeat,
+    HostInventory,
     LiveMigrateServer,
     LiveMigrationReport,
     Message,
@@ -63,6 +68,15 @@ class ConductorService:
         self.live_migrations = LiveMigrationConductor(
             pool, bus, ratios=self.scheduler.ratios, down_after_s=settings.host_down_after_s
         )
+        self.reaper = Reaper(
+            pool,
+            bus,
+            interval_s=settings.reaper_interval_s,
+            default_deadline_s=settings.task_deadline_s,
+            deadlines=settings.task_deadlines,
+            host_down_after_s=settings.host_down_after_s,
+        )
+        self.cluster_state = ClusterState(pool, host_down_after_s=settings.host_down_after_s)
         self._subscriptions: list[Subscription] = []
         self._periodic: asyncio.Task[None] | None = None
 
@@ -74,9 +88,13 @@ class ConductorService:
         ):
             self._subscriptions.append(await self.bus.consume(queue, handler, prefetch=32))
         self._periodic = asyncio.create_task(self._mark_dead_hosts_forever())
+        self.reaper.start()
+        self.cluster_state.start()
         log.info("conductor started")
 
     async def stop(self) -> None:
+        await self.cluster_state.stop()
+        await self.reaper.stop()
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,13 +170,28 @@ class ConductorService:
     async def handle_report(self, message: Message) -> None:
         with request_context(message.request_id):
             if isinstance(message, TaskReport):
-                await apply_task_report(self.pool, message, self.bus)
+                applied = await apply_task_report(self.pool, message, self.bus)
+                if not applied and message.server_id is not None:
+                    # a late or duplicate command may have made a deleted server again
+                    await purge_deleted(self.pool, self.bus, message.host, [message.server_id])
             elif isinstance(message, ActionReport):
                 await apply_action_report(self.pool, message)
             elif isinstance(message, LiveMigrationReport):
                 await self.live_migrations.apply_report(message)
             elif isinstance(message, PowerStateReport):
                 await apply_power_report(self.pool, message)
+                seen = [observed.server_id for observed in message.servers]
+                await purge_deleted(self.pool, self.bus, message.host, seen)
+                if message.server_id is None:  # a report of every server the host has
+                    await mark_missing(
+                        self.pool,
+                        message.host,
+                        message.observed_at,
+                        seen,
+                        found="found missing by a periodic check",
+                    )
+            elif isinstance(message, HostInventory):
+                await reconcile(self.pool, self.bus, message)
             else:
                 log.error("unexpected message on the reports queue: %s", message.type)
 

@@ -92,10 +92,29 @@ class Settings(BaseSettings):
     cpu_allocation_ratio: float = 16.0
     ram_allocation_ratio: float = 1.5
     disk_allocation_ratio: float = 1.0
+    reaper_interval_s: float = Field(
+        default=10.0,
+        description="How often each conductor looks for servers stuck in a task (0: never).",
+    )
+    task_deadline_s: float = Field(
+        default=600.0,
+        description="A task running longer than this is ended by the reaper: the server goes "
+        "to ERROR with a fault (a delete is finished instead).",
+    )
+    task_deadlines: dict[str, float] = Field(
+        default_factory=lambda: {
+            "image_snapshot": 3600.0,
+            "image_backup": 3600.0,
+            "resize_migrating": 3600.0,
+            "migrating": 3600.0,
+        },
+        description="Deadlines of particular tasks (task_state -> seconds), as JSON; "
+        "the others have task_deadline_s.",
+    )
     scheduler_host_subset_size: int = Field(
         default=3,
-        description="The scheduler picks at random among this many best hosts, so that "
-        "conductors deciding at the same time rarely race for one host.",
+        description="The scheduler picks at random among this many best hosts that no other "
+        "conductor is claiming at that moment, so that servers asked for together spread.",
     )
 
     # --- compute agent -----------------------------------------------------------------
@@ -114,6 +133,18 @@ class Settings(BaseSettings):
     host_disk_gb: int | None = Field(
         default=None, description="Override the disk the host reports."
     )
+    simulate_agents: int = Field(
+        default=0,
+        ge=0,
+        description="`stratus agent` runs this many simulated hosts (fake hypervisors, "
+        "`<simulate_prefix>-0001` ...) instead of one real one; 0: one real host.",
+    )
+    simulate_prefix: str = Field(default="sim", description="Name prefix of the simulated hosts.")
+    simulate_agents_per_connection: int = Field(
+        default=200,
+        ge=1,
+        description="Simulated agents sharing one RabbitMQ connection (a channel each).",
+    )
 
     # --- messaging ---------------------------------------------------------------------
     max_redeliveries: int = Field(
@@ -124,6 +155,16 @@ class Settings(BaseSettings):
     # --- logging -----------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = False
+
+    # --- metrics and health checks (conductor, compute agent) --------------------------
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Where conductors and agents serve /metrics, /healthz and /readyz "
+        "(the gateway serves them on its API listener).",
+    )
+    metrics_port: int = Field(
+        default=9180, ge=0, le=65535, description="Port of that listener; 0 turns it off."
+    )
 
     @property
     def instances_dir(self) -> Path:

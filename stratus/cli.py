@@ -14,7 +14,8 @@ import asyncpg
 
 from shared.config import Settings
 from shared.logging import setup_logging
-from stratus import images, roles
+from stratus import admin, images, roles, simulate
+from stratus.progress import CopyProgress
 from stratus.runtime import require
 
 Role = Callable[[Settings], Coroutine[Any, Any, None]]
@@ -31,10 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("conductor", help="run a conductor")
     agent = sub.add_parser("agent", help="run the compute agent of one hypervisor host")
     agent.add_argument("--host", help="this host's name (default: STRATUS_HOST or the hostname)")
+    simulate.add_arguments(agent)
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations and seed the default data")
     _image_parser(sub)
+    _admin_parsers(sub)
     return parser
 
 
@@ -67,6 +70,47 @@ def _image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     guest.add_argument(
         "--dir", type=Path, help="the built guest's directory (default: the last one built)"
     )
+
+
+def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The operator's commands (stratus/admin.py), on STRATUS_DATABASE_URL."""
+    host = sub.add_parser("host", help="compute hosts: list, enable, disable, evacuation plans")
+    host_sub = host.add_subparsers(dest="admin_command", required=True)
+    host_sub.add_parser("list", help="every host: up/down, enabled, usage/capacity")
+    host_sub.add_parser("enable", help="let the scheduler place servers there").add_argument("name")
+    disable = host_sub.add_parser("disable", help="place no new servers there")
+    disable.add_argument("name")
+    disable.add_argument("--reason", help="why (shown by host list until it is enabled)")
+    plan = host_sub.add_parser(
+        "evacuate-plan", help="where each server of the host would go (nothing is moved)"
+    )
+    plan.add_argument("name")
+    _flavor_parser(sub)
+    quota = sub.add_parser("quota", help="a project's absolute limits and usage")
+    quota_sub = quota.add_subparsers(dest="admin_command", required=True)
+    quota_sub.add_parser("show", help="limits against usage").add_argument(
+        "--project", required=True, help="the project (tenant) id"
+    )
+    sub.add_parser("status", help="hosts, servers, pending actions, dead letters, reachability")
+
+
+def _flavor_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    flavor = sub.add_parser("flavor", help="flavors: list, create, delete")
+    flavor_sub = flavor.add_subparsers(dest="admin_command", required=True)
+    flavor_sub.add_parser("list", help="the live flavors and how many servers use each")
+    create = flavor_sub.add_parser("create", help="a new flavor")
+    create.add_argument("--name", required=True)
+    create.add_argument("--ram", dest="flavor_ram_mb", type=int, required=True, metavar="MB")
+    create.add_argument("--disk", dest="flavor_disk_gb", type=int, required=True, metavar="GB")
+    create.add_argument("--vcpus", dest="flavor_vcpus", type=int, required=True)
+    create.add_argument("--id", dest="flavor_id", help="the flavor id (default: a new UUID)")
+    access = create.add_mutually_exclusive_group()
+    access.add_argument("--public", dest="public", action="store_true", default=True)
+    access.add_argument(
+        "--private", dest="public", action="store_false", help="refused: no flavor access here"
+    )
+    delete = flavor_sub.add_parser("delete", help="servers keep running; new ones cannot use it")
+    delete.add_argument("flavor", help="the flavor's id or name")
 
 
 def _properties(pairs: list[str]) -> dict[str, str]:
@@ -115,10 +159,15 @@ async def _image(settings: Settings, args: argparse.Namespace) -> None:
     conn = await asyncpg.connect(url)
     try:
         if isinstance(what, images.Guest):
-            imported = await images.import_guest(conn, settings.image_store, what)
+            imported = await images.import_guest(conn, settings.image_store, what, CopyProgress())
         else:
             imported = await images.import_image(
-                conn, settings.image_store, what, image_id=image_id, owner=args.owner
+                conn,
+                settings.image_store,
+                what,
+                image_id=image_id,
+                owner=args.owner,
+                progress=CopyProgress(),
             )
     except images.ImageImportError as exc:
         raise SystemExit(f"stratus: {exc}") from exc
@@ -136,17 +185,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides: dict[str, Any] = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host
+    overrides.update(simulate.overrides(args))
     settings = Settings(**overrides)
     role_name = "db" if args.command == "db" else args.command
     setup_logging(settings.log_level, as_json=settings.log_json, role=role_name)
     if args.command == "image":
         asyncio.run(_image(settings, args))
         return
+    if args.command in admin.COMMANDS:
+        status = asyncio.run(admin.run(settings, args))
+        if status:
+            raise SystemExit(status)
+        return
     commands: dict[str, Role] = {
         "up": roles.up,
         "api": roles.api,
         "conductor": roles.conductor,
-        "agent": roles.agent,
+        "agent": simulate.run if settings.simulate_agents else roles.agent,
         "db": roles.db_upgrade,
     }
     with contextlib.suppress(KeyboardInterrupt):

@@ -11,11 +11,13 @@ from api_gateway.app import create_app
 from compute_agent.service import AgentService
 from compute_agent.virt.factory import create_driver, driver_kind, up_drivers
 from conductor.service import ConductorService
+from shared import health
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db import seed
 from shared.db.embedded import EmbeddedPostgres
 from shared.db.pool import create_pool
+from shared.ops_http import ops_listener
 from stratus import images
 from stratus.runtime import require, upgrade_database, wait_for_shutdown
 from stratus.system import System
@@ -23,8 +25,13 @@ from stratus.system import System
 log = logging.getLogger(__name__)
 
 
+def _print_applied(name: str, seconds: float) -> None:
+    print(f"applied {name} ({seconds:.2f} s)", flush=True)
+
+
 async def db_upgrade(settings: Settings) -> None:
-    applied = await upgrade_database(require(settings.database_url, "STRATUS_DATABASE_URL"))
+    url = require(settings.database_url, "STRATUS_DATABASE_URL")
+    applied = await upgrade_database(url, on_applied=_print_applied)
     print(f"database is up to date ({len(applied)} migrations applied)")
 
 
@@ -43,35 +50,37 @@ async def conductor(settings: Settings) -> None:
     url = require(settings.database_url, "STRATUS_DATABASE_URL")
     pool = await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     bus = create_bus(settings)
-    await bus.connect()
-    service = ConductorService(settings, pool, bus)
-    await service.start()
-    try:
-        await wait_for_shutdown()
-    finally:
-        await service.stop()
-        await bus.close()
-        await pool.close()
+    async with ops_listener(settings, health.Readiness(health.checks_for(pool=pool, bus=bus))):
+        await bus.connect()
+        service = ConductorService(settings, pool, bus)
+        await service.start()
+        try:
+            await wait_for_shutdown()
+        finally:
+            await service.stop()
+            await bus.close()
+            await pool.close()
 
 
 async def agent(settings: Settings) -> None:
     bus = create_bus(settings)
-    await bus.connect()
-    service = AgentService(
-        settings.host,
-        bus,
-        create_driver(settings),
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        concurrency=settings.agent_concurrency,
-        image_store=settings.image_store,
-        power_sync_interval_s=settings.power_sync_interval_s,
-    )
-    await service.start()
-    try:
-        await wait_for_shutdown()
-    finally:
-        await service.stop()
-        await bus.close()
+    async with ops_listener(settings, health.Readiness(health.checks_for(bus=bus))):
+        await bus.connect()
+        service = AgentService(
+            settings.host,
+            bus,
+            create_driver(settings),
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            concurrency=settings.agent_concurrency,
+            image_store=settings.image_store,
+            power_sync_interval_s=settings.power_sync_interval_s,
+        )
+        await service.start()
+        try:
+            await wait_for_shutdown()
+        finally:
+            await service.stop()
+            await bus.close()
 
 
 async def up(settings: Settings) -> None:

@@ -4,7 +4,8 @@ Nothing outside this package imports aio-pika. Both implementations keep the sam
 ``publish`` returns only once the message is safely queued (a publisher confirm on RabbitMQ)
 and raises ``PublishFailed`` when it cannot be; a handler's message is acknowledged only after
 the handler returns; a handler that raises gets the message again, up to
-``max_redeliveries`` times, after which it is dead-lettered.
+``max_redeliveries`` times, each after a longer wait (``retry_delay_s``), after which it is
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ Handler = Callable[[Message], Awaitable[None]]
 CONDUCTOR = "conductor"
 REPORTS = "reports"
 HEARTBEATS = "heartbeats"
+
+
+def retry_delay_s(attempt: int) -> float:
+    """The wait before a failed handler's message comes back for the ``attempt``-th time
+    (0.5, 1, 2, 4 s...): a handler mostly fails because a dependency is briefly away
+    (PostgreSQL restarting), and retries in quick succession would dead-letter the message
+    before it is back."""
+    return 0.5 * 2.0 ** (attempt - 1)
 
 
 def compute_queue(host: str) -> str:
@@ -40,6 +49,11 @@ class Bus(Protocol):
     async def connect(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    @property
+    def is_connected(self) -> bool:
+        """Is the connection to the broker open now? (readiness, shared/health.py)"""
+        ...
 
     async def declare(self, queue: str) -> None:
         """Make sure ``queue`` exists and receives messages sent to the routing key ``queue``.

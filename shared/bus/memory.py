@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 
-from shared import messages
-from shared.bus import Handler, PublishFailed
+from shared import messages, metrics
+from shared.bus import Handler, PublishFailed, retry_delay_s
+from shared.logging import request_context
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class MemoryBus:
     async def connect(self) -> None:
         return None
 
+    @property
+    def is_connected(self) -> bool:
+        """Always: there is no broker to lose."""
+        return True
+
     async def close(self) -> None:
         for consumer in self._consumers:
             await consumer.cancel()
@@ -54,6 +60,7 @@ class MemoryBus:
         if queue is None:
             raise PublishFailed(f"no queue is bound to {routing_key!r}")
         queue.put_nowait((messages.encode(message), 0))
+        metrics.message_published(message.type)
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> _Consumer:
         await self.declare(queue)
@@ -87,6 +94,7 @@ class MemoryBus:
         except ValueError:
             log.error("dead-lettering a message that does not parse: %.200r", body)
             self.dead.append(body)
+            metrics.message_dead_lettered(metrics.UNPARSABLE)
             return
         try:
             await handler(message)
@@ -94,9 +102,25 @@ class MemoryBus:
             queue.put_nowait((body, attempts))  # not acknowledged: it comes back
             raise
         except Exception:
-            if attempts + 1 >= self.max_redeliveries:
-                log.exception("dead-lettering %s after %d attempts", message.type, attempts + 1)
-                self.dead.append(body)
-            else:
-                log.exception("handler for %s failed; redelivering", message.type)
-                queue.put_nowait((body, attempts + 1))
+            with request_context(message.request_id):  # its log lines carry the request id
+                self._retry_or_dead_letter(queue, message, body, attempts)
+        else:
+            metrics.message_consumed(message.type)
+
+    def _retry_or_dead_letter(
+        self,
+        queue: asyncio.Queue[tuple[bytes, int]],
+        message: messages.Message,
+        body: bytes,
+        attempts: int,
+    ) -> None:
+        if attempts + 1 >= self.max_redeliveries:
+            log.exception("dead-lettering %s after %d attempts", message.type, attempts + 1)
+            self.dead.append(body)
+            metrics.message_dead_lettered(message.type)
+        else:
+            log.exception("handler for %s failed; redelivering", message.type)
+            asyncio.get_running_loop().call_later(
+                retry_delay_s(attempts + 1), queue.put_nowait, (body, attempts + 1)
+            )
+            metrics.message_redelivered(message.type)

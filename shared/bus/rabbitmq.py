@@ -9,7 +9,8 @@ Topology, all names prefixed with the deployment's ``prefix``:
 * heartbeats are neither persisted nor kept longer than a minute: an old one is worthless.
 
 A failed handler's message is re-published with an attempt counter in a header and the
-original acknowledged: classic queues keep no delivery count of their own.
+original acknowledged: classic queues keep no delivery count of their own. Each retry waits
+longer than the last (``retry_delay_s``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import aio_pika.abc
 import aio_pika.exceptions
 import aiormq.exceptions
 
-from shared import messages
-from shared.bus import HEARTBEATS, Handler, PublishFailed
+from shared import messages, metrics
+from shared.bus import HEARTBEATS, Handler, PublishFailed, retry_delay_s
+from shared.logging import request_context
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,14 @@ class RabbitBus:
             await self._connection.close()
             self._connection = None
 
+    @property
+    def is_connected(self) -> bool:
+        """The connection's socket is open now; false while ``connect_robust`` reconnects."""
+        connection = self._connection
+        if connection is None or connection.is_closed or connection.transport is None:
+            return False
+        return not connection.transport.connection.is_closed
+
     async def _declare_on(
         self, channel: aio_pika.abc.AbstractChannel, name: str
     ) -> aio_pika.abc.AbstractQueue:
@@ -109,6 +119,7 @@ class RabbitBus:
 
     async def publish(self, routing_key: str, message: messages.Message) -> None:
         await self._publish(routing_key, messages.encode(message), attempts=0)
+        metrics.message_published(message.type)
 
     async def _publish(self, routing_key: str, body: bytes, *, attempts: int) -> None:
         if self._exchange is None:
@@ -160,13 +171,16 @@ class RabbitBus:
         except ValueError:
             log.error("dead-lettering a message that does not parse: %.200r", incoming.body)
             await incoming.reject(requeue=False)
+            metrics.message_dead_lettered(metrics.UNPARSABLE)
             return
         try:
             await handler(message)
         except Exception:
-            await self._retry_or_dead_letter(queue, incoming, message)
+            with request_context(message.request_id):  # its log lines carry the request id
+                await self._retry_or_dead_letter(queue, incoming, message)
             return
         await incoming.ack()
+        metrics.message_consumed(message.type)
 
     async def _retry_or_dead_letter(
         self,
@@ -179,11 +193,43 @@ class RabbitBus:
         if attempts >= self.max_redeliveries:
             log.exception("dead-lettering %s after %d attempts", message.type, attempts)
             await incoming.reject(requeue=False)
+            metrics.message_dead_lettered(message.type)
             return
         log.exception("handler for %s failed (attempt %d); redelivering", message.type, attempts)
+        await asyncio.sleep(retry_delay_s(attempts))
         try:
             await self._publish(queue, incoming.body, attempts=attempts)
         except PublishFailed:
             await incoming.nack(requeue=True)
+            metrics.message_redelivered(message.type)
             return
         await incoming.ack()
+        metrics.message_redelivered(message.type)
+
+
+# --- what operators ask of the broker (stratus status) ---------------------------------------
+
+
+class BrokerUnreachable(Exception):
+    """The broker could not be reached or did not answer; the message says how."""
+
+
+async def dead_lettered(url: str, *, prefix: str = "stratus", timeout_s: float = 5.0) -> int:
+    """How many messages wait in the deployment's dead-letter queue ``<prefix>.dead``: 0 when
+    no Stratus process has declared it yet. One short connection, no robust reconnects: an
+    operator's question wants a quick answer, not a retry loop."""
+    try:
+        connection = await aio_pika.connect(url, timeout=timeout_s)
+    except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+        raise BrokerUnreachable(f"{exc!r}") from exc
+    try:
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(f"{prefix}.dead", passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0
+        return int(queue.declaration_result.message_count or 0)
+    except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+        raise BrokerUnreachable(f"{exc!r}") from exc
+    finally:
+        await connection.close()
