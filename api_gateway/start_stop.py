@@ -11,6 +11,7 @@ the task state) and goes straight to the server's host; the host's report ends i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -24,43 +25,50 @@ from shared.errors import Conflict
 from shared.messages import ActionMessage, InstanceSpec, StartServer, StopServer
 from shared.states import ACTIONS
 
+#: builds the host's command from the server's locked row, the action's id and its spec
+_Command = Callable[[asyncpg.Record, uuid.UUID, InstanceSpec], ActionMessage]
+
 
 class StartStop:
     def __init__(self, compute: ComputeAPI) -> None:
         self.compute = compute
 
     async def stop(self, ctx: RequestContext, server_id: str) -> None:
-        plan = _OnItsHost("os-stop")
-        row, action_id = await self.compute.start_action(
-            ctx, server_id, "os-stop", prepare=plan.prepare
+        await self._act(
+            ctx,
+            server_id,
+            "os-stop",
+            lambda row, action_id, _: StopServer(
+                request_id=ctx.request_id,
+                server_id=row["id"],
+                action_id=action_id,
+                domain_name=f"instance-{row['id']}",
+            ),
         )
-        command = StopServer(
-            request_id=ctx.request_id,
-            server_id=row["id"],
-            action_id=action_id,
-            domain_name=f"instance-{row['id']}",
-        )
-        await self._send(row, "os-stop", command)
 
     async def start(self, ctx: RequestContext, server_id: str) -> None:
-        plan = _OnItsHost("os-start")
-        row, action_id = await self.compute.start_action(
-            ctx, server_id, "os-start", prepare=plan.prepare
+        await self._act(
+            ctx,
+            server_id,
+            "os-start",
+            lambda row, action_id, spec: StartServer(
+                request_id=ctx.request_id, server_id=row["id"], action_id=action_id, instance=spec
+            ),
         )
-        command = StartServer(
-            request_id=ctx.request_id,
-            server_id=row["id"],
-            action_id=action_id,
-            instance=plan.spec,
-        )
-        await self._send(row, "os-start", command)
 
-    async def _send(self, row: asyncpg.Record, action: str, command: ActionMessage) -> None:
+    async def _act(
+        self, ctx: RequestContext, server_id: str, action: str, command: _Command
+    ) -> None:
+        """Start ``action`` and send the host the command built from the locked row."""
+        plan = _OnItsHost(action)
+        row, action_id = await self.compute.start_action(
+            ctx, server_id, action, prepare=plan.prepare
+        )
         task = ACTIONS[action].task
         assert task is not None
         await self.compute.send_or_undo(
             bus_mod.compute_queue(row["host"]),
-            command,
+            command(row, action_id, plan.spec),
             task=task.value,
             previous_task=row["task_state"],
         )

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from keystoneauth1 import session
 from keystoneauth1.token_endpoint import Token
@@ -29,7 +28,7 @@ from novaclient.v2.client import Client as NovaClient
 
 from tests.support.databases import fresh_database
 from tests.support.keystone import Keystone, populate, running_keystone
-from tests.support.processes import STRATUS, Processes, free_port
+from tests.support.processes import STRATUS, Processes, free_port, wait_for_hosts
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 HOST = "stratus-clients"
@@ -147,7 +146,7 @@ async def keystone_cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
                 await asyncio.to_thread(
                     _wait_until_serving, url, processes.running[-1][1], tmp / "api.log"
                 )
-                await _wait_for_hosts(database_url, len(KEYSTONE_HOSTS))
+                await wait_for_hosts(database_url, len(KEYSTONE_HOSTS))
                 yield KeystoneCloud(keystone, url, database_url, processes)
             except BaseException:
                 print(processes.logs())
@@ -156,15 +155,3 @@ async def keystone_cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
                 processes.stop_all()
                 queues = [f"compute.{host}" for host in KEYSTONE_HOSTS]
                 await delete_topology(prefix, ["conductor", "reports", "heartbeats", *queues])
-
-
-async def _wait_for_hosts(database_url: str, count: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    conn = await asyncpg.connect(database_url)
-    try:
-        while await conn.fetchval("SELECT count(*) FROM compute_hosts WHERE up") < count:
-            if time.monotonic() > deadline:
-                raise AssertionError("the compute agents never registered")
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()

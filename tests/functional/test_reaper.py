@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from compute_agent.service import AgentService
+from compute_agent.virt.fake import FakeDriver
 from conductor.reaper import Reaper
 from conductor.reconcile import CLOCK_MARGIN
 from shared import bus as bus_mod
@@ -287,6 +288,20 @@ async def inventory_later(cluster: Cluster, agent: AgentService) -> None:
     )
 
 
+async def wait_for_error(cluster: Cluster, server_id: str, what: str) -> None:
+    async def in_error() -> bool:
+        return bool((await server_row(cluster.pool, server_id))["vm_state"] == "error")
+
+    await wait_until(in_error, what)
+
+
+async def wait_for_no_domain(driver: FakeDriver, server_id: str, what: str) -> None:
+    async def destroyed() -> bool:
+        return f"instance-{server_id}" not in driver.domains
+
+    await wait_until(destroyed, what)
+
+
 async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
     for _ in range(200):
         if await predicate():
@@ -306,10 +321,7 @@ async def test_a_starting_agent_reports_its_servers_and_missing_ones_go_to_error
     agent = next(a for a in cluster.system.agents if a.host == host)
     await inventory_later(cluster, agent)
 
-    async def lost_is_in_error() -> bool:
-        return bool((await server_row(cluster.pool, lost))["vm_state"] == "error")
-
-    await wait_until(lost_is_in_error, "the missing server never went to ERROR")
+    await wait_for_error(cluster, lost, "the missing server never went to ERROR")
     fault, _ = await fault_and_actions(api, lost)
     assert fault == f"host {host} has no domain for this server (found when its agent started)"
     assert (await server_row(cluster.pool, kept))["vm_state"] == "active"
@@ -328,10 +340,7 @@ async def test_a_starting_agent_destroys_domains_of_servers_deleted_while_it_was
     await agent.heartbeat()
     await agent.report_inventory()
 
-    async def destroyed() -> bool:
-        return f"instance-{server_id}" not in driver.domains
-
-    await wait_until(destroyed, "the deleted server's domain was never destroyed")
+    await wait_for_no_domain(driver, server_id, "the deleted server's domain was never destroyed")
 
 
 async def test_a_starting_agent_missing_a_server_in_an_in_place_task_abandons_it(
@@ -347,10 +356,7 @@ async def test_a_starting_agent_missing_a_server_in_an_in_place_task_abandons_it
     agent = next(a for a in cluster.system.agents if a.host == host)
     await inventory_later(cluster, agent)
 
-    async def in_error() -> bool:
-        return bool((await server_row(cluster.pool, server_id))["vm_state"] == "error")
-
-    await wait_until(in_error, "the server in a task with no domain never went to ERROR")
+    await wait_for_error(cluster, server_id, "the server in a task without its domain stayed")
     row = await server_row(cluster.pool, server_id)
     assert row["task_state"] is None
     _, events = await fault_and_actions(api, server_id)
@@ -370,10 +376,7 @@ async def test_a_power_report_naming_a_deleted_server_has_its_domain_destroyed(
     agent = next(a for a in cluster.system.agents if a.host == host)
     await agent.power_states.report_all()  # the periodic report: the host is alive after all
 
-    async def destroyed() -> bool:
-        return f"instance-{server_id}" not in driver.domains
-
-    await wait_until(destroyed, "the deleted server's domain was never destroyed")
+    await wait_for_no_domain(driver, server_id, "the deleted server's domain was never destroyed")
 
 
 async def test_a_late_duplicate_build_of_a_deleted_server_is_undone(
@@ -425,9 +428,6 @@ async def test_a_periodic_report_without_a_settled_server_puts_it_in_error(
         bus_mod.REPORTS, PowerStateReport(host=host, observed_at=later, servers=[])
     )
 
-    async def in_error() -> bool:
-        return bool((await server_row(cluster.pool, server_id))["vm_state"] == "error")
-
-    await wait_until(in_error, "the server its host lost never went to ERROR")
+    await wait_for_error(cluster, server_id, "the server its host lost never went to ERROR")
     fault, _ = await fault_and_actions(api, server_id)
     assert fault == f"host {host} has no domain for this server (found missing by a periodic check)"

@@ -4,7 +4,6 @@ one gateway, one conductor and two compute agents, each its own ``stratus`` proc
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from tests.conftest import IMAGE
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, wait_for_hosts, wait_until_answering
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 HOSTS = ["host-a", "host-b"]
@@ -28,33 +27,6 @@ class Cluster:
         self.database_url = database_url
         self.prefix = prefix
         self.amqp_url = amqp_url
-
-
-async def _wait_until_serving(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"{url}/") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the gateway at {url} never answered")
-            await asyncio.sleep(0.1)
-
-
-async def _wait_for_hosts(database_url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    conn = await asyncpg.connect(database_url)
-    try:
-        while await conn.fetchval("SELECT count(*) FROM compute_hosts WHERE up") < len(HOSTS):
-            if time.monotonic() > deadline:
-                raise AssertionError("the compute agents never registered")
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -82,8 +54,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             processes.start(host, "agent", "--host", host)
         processes.start("api", "api")
         try:
-            await _wait_until_serving(f"http://127.0.0.1:{port}")
-            await _wait_for_hosts(database_url)
+            await wait_until_answering(f"http://127.0.0.1:{port}")
+            await wait_for_hosts(database_url, len(HOSTS))
             yield Cluster(f"http://127.0.0.1:{port}", database_url, prefix, amqp_url)
         except BaseException:
             print(processes.logs())

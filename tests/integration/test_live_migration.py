@@ -24,7 +24,6 @@ import pytest
 
 from compute_agent.virt.libvirt import mock_nodes
 from tests.conftest import IMAGE
-from tests.integration.test_distributed import _wait_until_serving
 from tests.support.actions import (
     FLAVORS,
     act,
@@ -35,7 +34,7 @@ from tests.support.actions import (
 )
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, wait_until_answering
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 pytest.importorskip("libvirt")
@@ -89,7 +88,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LiveCluster]:
             agent.start(host, "agent", "--host", host)
         roles.start("api", "api")
         try:
-            await _wait_until_serving(f"http://127.0.0.1:{port}")
+            await wait_until_answering(f"http://127.0.0.1:{port}")
             await _wait_for_hosts(database_url)
             yield LiveCluster(f"http://127.0.0.1:{port}", database_url, uris)
         except BaseException:

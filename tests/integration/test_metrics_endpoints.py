@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.databases import fresh_database
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, wait_until_answering
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 pytestmark = pytest.mark.integration
@@ -30,20 +30,6 @@ class Roles:
     api: str
     conductor: str
     agent: str
-
-
-async def _wait_until_ready(http: aiohttp.ClientSession, url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            async with http.get(f"{url}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url}/readyz never answered 200")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -84,7 +70,7 @@ async def roles(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[Ro
         )
         try:
             for url in (found.api, found.conductor, found.agent):
-                await _wait_until_ready(http, url)
+                await wait_until_answering(url, "/readyz")
             yield found
         except BaseException:
             print(processes.logs())

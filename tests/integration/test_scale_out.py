@@ -22,10 +22,9 @@ import pytest
 
 from compute_agent.simulation import host_names
 from tests.conftest import IMAGE
-from tests.integration.test_distributed import _wait_until_serving
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, wait_for_hosts, wait_until_answering
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
 pytestmark = pytest.mark.integration
@@ -43,18 +42,6 @@ NO_VALID_HOST = "No valid host was found"
 class ScaleCluster:
     url: str
     database_url: str
-
-
-async def _wait_for_hosts(database_url: str, count: int, timeout_s: float = 60.0) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while await conn.fetchval("SELECT count(*) FROM compute_hosts WHERE up") < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {count} simulated hosts registered")
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -93,8 +80,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[ScaleCluster]:
         )
         processes.start("api", "api")
         try:
-            await _wait_until_serving(f"http://127.0.0.1:{port}")
-            await _wait_for_hosts(database_url, HOSTS)
+            await wait_until_answering(f"http://127.0.0.1:{port}")
+            await wait_for_hosts(database_url, HOSTS, timeout_s=60.0)
             yield ScaleCluster(f"http://127.0.0.1:{port}", database_url)
         except BaseException:
             print(processes.logs())

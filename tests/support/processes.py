@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import aiohttp
+import asyncpg
 
 STRATUS = str(Path(sys.executable).parent / "stratus")
 
@@ -53,3 +58,32 @@ class Processes:
             f"--- {path.name} ---\n{path.read_text(errors='replace')[-4000:]}"
             for path in sorted(self.log_dir.glob("*.log"))
         )
+
+
+async def wait_until_answering(url: str, path: str = "/", timeout_s: float = 30.0) -> None:
+    """Wait until ``url + path`` answers 200 (a started role is serving, or ready)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"{url}{path}") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url}{path} never answered 200")
+            await asyncio.sleep(0.1)
+
+
+async def wait_for_hosts(database_url: str, count: int, timeout_s: float = 30.0) -> None:
+    """Wait until ``count`` compute hosts are up (their agents' heartbeats registered)."""
+    deadline = time.monotonic() + timeout_s
+    conn = await asyncpg.connect(database_url)
+    try:
+        while await conn.fetchval("SELECT count(*) FROM compute_hosts WHERE up") < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {count} compute hosts registered")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
