@@ -17,6 +17,7 @@ from shared.db import seed
 from stratus.system import System
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
+from tests.support.missing import summarize
 
 IMAGE = str(seed.image_id(seed.DEFAULT_IMAGES[0][0]))
 
@@ -49,6 +50,15 @@ def make_driver(tmp: Path, **capacity: int) -> ComputeDriver:
 
         return LibvirtDriver("test:///default", tmp / "instances", **capacity)  # type: ignore[arg-type]
     return FakeDriver(**capacity)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What did not run on this machine and how to get it, one line per reason."""
+    lines = summarize(terminalreporter.stats.get("skipped", []))
+    if lines:
+        terminalreporter.write_sep("-", "skipped: what this machine lacks")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from tests.support.actions import (
 )
 from tests.support.client import ComputeClient, Reply
 from tests.support.cluster import Cluster, fake_cluster
+from tests.support.missing import LIBVIRT_BINDING
 
 IDLE = (0, 0, 0)
 
@@ -81,7 +82,7 @@ async def wait_for_task(
 def hypervisor() -> Iterator[Any]:
     """libvirt's test hypervisor as the shared system's host sees it (one per process)."""
     if not libvirt_available():
-        pytest.skip("looks at the domains of libvirt's test hypervisor")
+        pytest.skip(LIBVIRT_BINDING)
     import libvirt
 
     conn = libvirt.open("test:///default")

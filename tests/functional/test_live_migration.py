@@ -52,6 +52,7 @@ from tests.support.actions import (
 )
 from tests.support.client import ComputeClient, Reply
 from tests.support.databases import fresh_database
+from tests.support.missing import LIBVIRT_BINDING
 
 #: where servers are built (the scheduler's choice between them)
 HOSTS = ("lm-a", "lm-b")
@@ -711,7 +712,7 @@ def _unreachable(uri: str) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 async def libvirt_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    pytest.importorskip("libvirt")
+    pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
     from compute_agent.virt.libvirt.driver import LibvirtDriver
 
     tmp = tmp_path_factory.mktemp("live-libvirt")

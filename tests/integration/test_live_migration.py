@@ -34,10 +34,11 @@ from tests.support.actions import (
 )
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
+from tests.support.missing import LIBVIRT_BINDING
 from tests.support.processes import Processes, free_port, wait_until_answering
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 
-pytest.importorskip("libvirt")
+pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
 
 HOSTS = ("live-a", "live-b")
 

@@ -36,7 +36,7 @@ from stratus.system import System
 from tests import conftest
 from tests.realvm.cluster import RealCluster
 from tests.realvm.stopwatch import STOPWATCH
-from tests.support import libvirtd
+from tests.support import libvirtd, missing
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
 
@@ -51,15 +51,9 @@ FLAVORS = [
 ]
 
 
-def required() -> bool:
-    return os.environ.get("STRATUS_REQUIRE_REALVM", "") not in ("", "0")
-
-
 def unavailable(reason: str) -> NoReturn:
     """Skip the realvm tests, or fail them where CI requires them."""
-    if required():
-        pytest.fail(f"realvm prerequisites missing (STRATUS_REQUIRE_REALVM is set): {reason}")
-    pytest.skip(f"realvm: {reason}")
+    missing.unavailable(missing.REALVM.format(what=reason), required_by="STRATUS_REQUIRE_REALVM")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -85,28 +79,28 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def missing_prerequisites() -> list[str]:
     """What this machine lacks to run real guests (empty: nothing)."""
-    missing = []
+    lacking: list[str] = []
     if not sys.platform.startswith("linux"):
-        missing.append("not Linux")
+        lacking.append("not Linux")
     if os.geteuid() != 0:
-        missing.append("not root (the libvirt daemons run in namespaces of their own)")
+        lacking.append("not root (the libvirt daemons run in namespaces of their own)")
     if not libvirt_available():
-        missing.append("the libvirt binding (the .[libvirt] extra)")
-    missing += [f"the program {p}" for p in libvirtd.missing_programs()]
+        lacking.append("the libvirt binding")
+    lacking += [f"the program {p}" for p in libvirtd.missing_programs()]
     kvm = Path("/dev/kvm")
     if kvm.exists() and stat.S_IMODE(kvm.stat().st_mode) & 0o060 != 0o060:
-        missing.append(
+        lacking.append(
             "/dev/kvm is not group read-write (libvirtd would probe QEMU again on every "
             "call): chown root:kvm /dev/kvm; chmod 0660 /dev/kvm"
         )
-    return missing
+    return lacking
 
 
 @pytest.fixture(scope="session")
 def realvm_ready() -> None:
-    missing = missing_prerequisites()
-    if missing:
-        unavailable("; ".join(missing))
+    lacking = missing_prerequisites()
+    if lacking:
+        unavailable("; ".join(lacking))
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,8 @@ from typing import Any
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
+from tests.support import missing
+
 KEYSTONE_VERSION = "30.0.0"
 REGION = "RegionOne"
 ADMIN_PASSWORD = "admin-secret"
@@ -145,7 +147,12 @@ class Keystone:
 def running_keystone(state: Path, port: int) -> Iterator[Keystone]:
     """Keystone on ``127.0.0.1:port`` with its data under ``state``, bootstrapped with the
     ``admin`` user (password ``ADMIN_PASSWORD``) of the ``admin`` project."""
-    venv = keystone_venv()
+    try:
+        venv = keystone_venv()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        missing.unavailable(
+            missing.KEYSTONE.format(error=exc), required_by="STRATUS_REQUIRE_KEYSTONE"
+        )
     url = f"http://127.0.0.1:{port}/v3"
     config = state / "keystone.conf"
     config.write_text(_CONFIG.format(state=state))

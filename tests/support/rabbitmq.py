@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 
 import aio_pika
-import pytest
+
+from tests.support.missing import RABBITMQ, unavailable
+
+log = logging.getLogger(__name__)
 
 AMQP_URL = os.environ.get("STRATUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def required() -> bool:
-    return os.environ.get("STRATUS_REQUIRE_RABBITMQ", "") not in ("", "0")
 
 
 async def require_rabbitmq() -> str:
@@ -21,10 +21,8 @@ async def require_rabbitmq() -> str:
     try:
         connection = await aio_pika.connect(AMQP_URL, timeout=5)
     except Exception as exc:
-        message = f"RabbitMQ is not reachable at {AMQP_URL}: {exc!r}"
-        if required():
-            pytest.fail(message)
-        pytest.skip(message)
+        log.info("RabbitMQ at %s: %r", AMQP_URL, exc)
+        unavailable(RABBITMQ.format(url=AMQP_URL), required_by="STRATUS_REQUIRE_RABBITMQ")
     await connection.close()
     return AMQP_URL
 

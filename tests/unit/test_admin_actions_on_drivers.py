@@ -15,6 +15,7 @@ from compute_agent.virt.factory import libvirt_available
 from compute_agent.virt.fake import FakeDriver
 from shared.messages import FlavorSpec, ImageSpec, InstanceSpec, NetworkAddress
 from shared.states import PowerState
+from tests.support.missing import LIBVIRT_BINDING
 
 TINY = FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
 ADDRESSES = [
@@ -45,7 +46,7 @@ async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         the_driver = FakeDriver()
     else:
         if not libvirt_available():
-            pytest.skip("the libvirt binding is not installed")
+            pytest.skip(LIBVIRT_BINDING)
         from compute_agent.virt.libvirt.driver import LibvirtDriver
 
         node = tmp_path / "node.xml"
@@ -143,7 +144,7 @@ async def test_the_fake_host_counts_network_resets_of_running_guests() -> None:
 
 def test_libvirt_link_updates_keep_each_interface_and_set_its_link() -> None:
     if not libvirt_available():
-        pytest.skip("the libvirt binding is not installed")
+        pytest.skip(LIBVIRT_BINDING)
     from compute_agent.virt.libvirt import network
 
     live = """<domain><devices>

@@ -11,8 +11,9 @@ import pytest
 from compute_agent.virt.libvirt import domain_xml
 from shared.messages import FlavorSpec, ImageSpec, InstanceSpec
 from shared.states import PowerState
+from tests.support.missing import LIBVIRT_BINDING
 
-libvirt = pytest.importorskip("libvirt")
+libvirt = pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
 
 from compute_agent.virt.libvirt.driver import LibvirtDriver  # noqa: E402
 

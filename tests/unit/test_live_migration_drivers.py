@@ -23,6 +23,7 @@ from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
 from shared.messages import FlavorSpec, ImageSpec, InstanceSpec
 from shared.states import PowerState
+from tests.support.missing import LIBVIRT_BINDING
 
 TINY = FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
 HUGE = FlavorSpec(id="5", name="m1.xlarge", vcpus=8, ram_mb=16384, disk_gb=160)
@@ -134,7 +135,7 @@ async def test_a_fake_host_initialised_again_takes_its_uri_over() -> None:
 
 # --- libvirt's test hypervisor ---------------------------------------------------------------
 
-libvirt = pytest.importorskip("libvirt")
+libvirt = pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
 
 from compute_agent.virt.libvirt import migration  # noqa: E402
 from compute_agent.virt.libvirt.driver import LibvirtDriver  # noqa: E402

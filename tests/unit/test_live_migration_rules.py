@@ -33,6 +33,7 @@ from shared.messages import (
 )
 from shared.states import ACTIONS, Status, TaskState, allowed, v2_status
 from tests.conformance.support import SAMPLES
+from tests.support.missing import LIBVIRT_BINDING
 
 
 def _xml(host: str, block: str, over_commit: str) -> object:
@@ -255,7 +256,7 @@ async def test_up_gives_each_fake_host_its_own_hypervisor(tmp_path: Path) -> Non
 
 
 def test_up_gives_each_test_hypervisor_host_a_node_file_of_its_own(tmp_path: Path) -> None:
-    pytest.importorskip("libvirt")
+    pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
     from compute_agent.virt.libvirt.driver import LibvirtDriver
 
     drivers = up_drivers(_settings(tmp_path, virt_driver="libvirt"))

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("libvirt")
+from tests.support.missing import LIBVIRT_BINDING
+
+pytest.importorskip("libvirt", reason=LIBVIRT_BINDING)
 
 from tests.realvm.cluster import GuestStatus, Mark, _read_after, statuses
 from tests.realvm.stopwatch import Stopwatch

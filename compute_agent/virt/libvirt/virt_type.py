@@ -14,8 +14,6 @@ import logging
 import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
-import libvirt
-
 log = logging.getLogger(__name__)
 
 VirtType = Literal["kvm", "qemu"]
@@ -28,6 +26,8 @@ def choose(conn: Any, setting: str) -> VirtType:
     """The domain type for this host's servers: ``setting`` unless ``auto``, else probed."""
     if setting in ("kvm", "qemu"):
         return "kvm" if setting == "kvm" else "qemu"
+    import libvirt  # only a probe needs the binding: the domain builders and tests do not
+
     try:
         caps = conn.getDomainCapabilities(None, None, None, "kvm", 0)
     except libvirt.libvirtError as exc:
