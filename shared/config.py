@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="`noauth` (development: the token is `user:project`) or `keystone` "
         "(tokens validated by Keystone v3; see the keystone_* settings).",
     )
+    noauth_allow_remote: bool = Field(
+        default=False,
+        description="Let a `noauth` gateway listen on a non-loopback address (it refuses "
+        "to start otherwise): only where nothing untrusted can reach that address, e.g. "
+        "behind the compose file's proxy on 127.0.0.1. Every start then logs a WARNING.",
+    )
     max_request_body_bytes: int = 114688
     max_page_size: int = 1000
     render_cache_entries: int = Field(

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from api_gateway.auth.exposure import UnsafeExposure
 from shared.config import Settings
 from shared.logging import setup_logging
 from stratus import admin, images, roles, simulate
@@ -204,8 +205,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "agent": simulate.run if settings.simulate_agents else roles.agent,
         "db": roles.db_upgrade,
     }
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(commands[args.command](settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(commands[args.command](settings))
+    except UnsafeExposure as exc:
+        raise SystemExit(f"stratus: {exc}") from None
 
 
 if __name__ == "__main__":

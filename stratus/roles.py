@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from api_gateway.app import create_app
+from api_gateway.auth.exposure import check_exposure
 from compute_agent.service import AgentService
 from compute_agent.virt.factory import create_driver, driver_kind, up_drivers
 from conductor.service import ConductorService
@@ -36,6 +37,7 @@ async def db_upgrade(settings: Settings) -> None:
 
 
 async def api(settings: Settings) -> None:
+    check_exposure(settings)
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.api_host, settings.api_port).start()

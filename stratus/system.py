@@ -15,6 +15,7 @@ import asyncpg
 from aiohttp import web
 
 from api_gateway.app import create_app
+from api_gateway.auth.exposure import check_exposure
 from compute_agent.service import AgentService
 from compute_agent.virt.driver import ComputeDriver
 from conductor.service import ConductorService
@@ -40,6 +41,7 @@ class System:
 
     async def start(self) -> None:
         settings = self.settings
+        check_exposure(settings)  # before anything starts: a refusal leaves nothing running
         self.pool = await create_pool(
             self.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )

@@ -31,12 +31,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from api_gateway.auth.exposure import check_exposure, is_loopback
 from shared.config import Settings
 from stratus import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 HAPROXY = ROOT / "deploy" / "proxy" / "haproxy.cfg"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 
@@ -262,6 +264,49 @@ def test_every_long_running_compose_service_has_a_healthcheck_on_its_health_port
         assert health_url(service) == (port, "/readyz"), name
 
 
+def image_environment() -> dict[str, str]:
+    """The ``ENV`` of the stratus image (deploy/Dockerfile), which every container starts with."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    pairs = re.findall(r"^ENV\s+(.*)$", text, re.MULTILINE)
+    return dict(re.findall(r"(\w+)=(\S+)", " ".join(pairs)))
+
+
+def published_addresses(service: Doc) -> list[str]:
+    """The host address each of ``service``'s published ports binds to, with nothing exported
+    (a port without one binds to every interface: ``0.0.0.0``)."""
+    addresses = []
+    for port in service.get("ports", []):
+        parts = interpolate(str(port)).split(":")
+        addresses.append(parts[0] if len(parts) == 3 else "0.0.0.0")
+    return addresses
+
+
+def test_no_compose_service_is_published_beyond_loopback_by_default() -> None:
+    for name, service in compose()["services"].items():
+        for address in published_addresses(service):
+            assert is_loopback(address), f"{name} is published on {address}"
+
+
+def test_no_compose_gateway_is_a_public_noauth_cloud() -> None:
+    for name, service, role in stratus_services():
+        if role != "api":
+            continue
+        settings = settings_from({**image_environment(), **compose_environment(service)})
+        assert settings.auth_strategy == "noauth", f"{name}: the default is noauth"
+        assert not is_loopback(settings.api_host), f"{name}: the proxy must reach it"
+        assert not service.get("ports"), f"{name}: only the proxy on loopback may publish it"
+        check_exposure(settings)  # it starts: the override is there, and it warns
+
+
+def test_no_kubernetes_gateway_serves_noauth() -> None:
+    for name, _, container, role in containers():
+        if role == "api":
+            settings = settings_from({**image_environment(), **container_environment(container)})
+            assert settings.auth_strategy == "keystone", name
+            assert not settings.noauth_allow_remote, name
+            check_exposure(settings)
+
+
 def test_compose_dependencies_name_real_services_and_wait_for_the_migration() -> None:
     services = compose()["services"]
     for name, service in services.items():
@@ -321,7 +366,7 @@ def test_the_proxy_round_robins_over_exactly_the_gateways_checking_healthz() -> 
     default_server = next(line for line in lines if line.startswith("default-server"))
     assert " check" in f" {default_server} "
     assert re.search(r"^\s*bind :8774$", HAPROXY.read_text(), re.MULTILINE)
-    assert services["proxy"]["ports"] == ["8774:8774"]
+    assert [interpolate(p) for p in services["proxy"]["ports"]] == ["127.0.0.1:8774:8774"]
     assert not any("ports" in services[name] for name in gateways)
 
 
