@@ -80,10 +80,8 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None
         own_bus = bus is None
-        app[keys.POOL] = pool or await create_pool(
-            _require(settings.database_url, "STRATUS_DATABASE_URL"),
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
+        app[keys.POOL] = pool or await open_pool(
+            settings, _require(settings.database_url, "STRATUS_DATABASE_URL")
         )
         the_bus = bus or create_bus(settings)
         if own_bus:
@@ -120,6 +118,17 @@ def create_app(
     add_routes(app, [m.routes for m in (*controllers, *actions)])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
+
+
+async def open_pool(settings: Settings, url: str) -> asyncpg.Pool:
+    """The gateway's pool: every statement bounded by ``api_statement_timeout_s``, so no
+    request holds a connection for minutes (``stratus up`` opens one beside the conductor's)."""
+    return await create_pool(
+        url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        statement_timeout_s=settings.api_statement_timeout_s,
+    )
 
 
 async def unknown_path(request: web.Request) -> web.StreamResponse:

@@ -71,6 +71,15 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return fault_response(request, _http_fault(request, exc))
+    except asyncpg.QueryCanceledError:
+        log.warning("a statement ran past STRATUS_API_STATEMENT_TIMEOUT_S: %s", request.path)
+        return fault_response(
+            request,
+            faults.ServiceUnavailable(
+                "The request took too long and was cancelled; try again later.",
+                headers={"Retry-After": "5"},
+            ),
+        )
     except DATABASE_UNAVAILABLE:
         log.exception("database unavailable")
         return fault_response(

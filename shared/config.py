@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = 2
     db_pool_max: int = 10
+    api_statement_timeout_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long one statement of a gateway may run, lock waits included, before "
+        "PostgreSQL cancels it and the request is answered 503 with Retry-After; 0: no "
+        "limit. Conductors are not bounded.",
+    )
 
     # --- gateway -----------------------------------------------------------------------
     api_host: str = "127.0.0.1"

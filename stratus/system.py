@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import web
 
-from api_gateway.app import create_app
+from api_gateway.app import create_app, open_pool
 from api_gateway.auth.exposure import check_exposure
 from compute_agent.service import AgentService
 from compute_agent.virt.driver import ComputeDriver
@@ -33,6 +33,7 @@ class System:
     database_url: str
     drivers: dict[str, ComputeDriver]
     pool: asyncpg.Pool | None = None
+    api_pool: asyncpg.Pool | None = None  # the gateway's: its statements are bounded
     bus: Bus | None = None
     conductor: ConductorService | None = None
     agents: list[AgentService] = field(default_factory=list)
@@ -62,7 +63,8 @@ class System:
             await agent.start()
             self.agents.append(agent)
         await self.wait_for_hosts(list(self.drivers))
-        self.runner = web.AppRunner(create_app(settings, pool=self.pool, bus=self.bus))
+        self.api_pool = await open_pool(settings, self.database_url)
+        self.runner = web.AppRunner(create_app(settings, pool=self.api_pool, bus=self.bus))
         await self.runner.setup()
         site = web.TCPSite(self.runner, settings.api_host, settings.api_port)
         await site.start()
@@ -96,5 +98,6 @@ class System:
             await self.conductor.stop()
         if self.bus is not None:
             await self.bus.close()
-        if self.pool is not None:
-            await self.pool.close()
+        for pool in (self.api_pool, self.pool):
+            if pool is not None:
+                await pool.close()

@@ -37,14 +37,22 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool on ``url``; statements are prepared once per connection and cached."""
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_s: float = 0
+) -> asyncpg.Pool:
+    """Open a pool on ``url``; statements are prepared once per connection and cached.
+    ``statement_timeout_s`` (0: none) bounds every statement, lock waits included: PostgreSQL
+    cancels one that runs longer (``asyncpg.QueryCanceledError``)."""
+    server_settings = {}
+    if statement_timeout_s > 0:
+        server_settings["statement_timeout"] = str(max(1, round(statement_timeout_s * 1000)))
     pool: asyncpg.Pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         connection_class=_Connection,
+        server_settings=server_settings,
     )
     metrics.POOLS.track(pool)  # its use is reported on /metrics
     return pool

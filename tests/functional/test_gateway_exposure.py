@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from api_gateway.auth.exposure import UnsafeExposure, check_exposure, is_loopback
 from stratus.system import System
 from tests import conftest
+from tests.support.databases import fresh_database
 from tests.support.processes import STRATUS, free_port
 
 
@@ -65,6 +67,13 @@ async def _serves(system: System) -> None:
         http.get(f"http://127.0.0.1:{port}/", headers={"Accept": "application/json"}) as r,
     ):
         assert r.status == 200
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A database of this test's own: its host must never be the shared system's choice."""
+    async with fresh_database() as url:
+        yield url
 
 
 async def test_a_system_on_every_interface_starts_nothing_without_the_override(
