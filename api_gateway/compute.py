@@ -48,6 +48,7 @@ from shared.messages import (
     ImageSpec,
     InstanceSpec,
 )
+from shared.sealing import Keyring
 from shared.states import ACTIONS, TaskState, VmState, allowed
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class ComputeAPI:
         self.settings = settings
         self.pool = pool
         self.bus = bus
+        #: seals the admin passwords of commands (shared/sealing.py); a gateway without
+        #: STRATUS_MESSAGE_KEY stops here rather than at its first build
+        self.keyring = Keyring.from_setting(settings.message_key)
 
     @property
     def policy(self) -> Policy:
@@ -241,7 +245,9 @@ class ComputeAPI:
             request_id=ctx.request_id,
             server_id=server.id,
             action_id=action_id,
-            admin_pass=admin_pass,
+            admin_pass=BuildServer.seal_admin_pass(
+                self.keyring, admin_pass, server_id=server.id, action_id=action_id
+            ),
             instance=InstanceSpec(
                 server_id=server.id,
                 name=server.name,

@@ -80,7 +80,9 @@ class ServerActions:
             ChangePassword(
                 **_envelope(ctx, row, action_id),
                 domain_name=_domain_name(row),
-                admin_pass=password,
+                admin_pass=ChangePassword.seal_admin_pass(
+                    self.compute.keyring, password, server_id=row["id"], action_id=action_id
+                ),
             ),
         )
 
@@ -108,12 +110,13 @@ class ServerActions:
             ctx, server_id, "rebuild", prepare=plan.prepare
         )
         admin_pass = request.admin_pass or generate_password()
+        sealed = RebuildServer.seal_admin_pass(
+            self.compute.keyring, admin_pass, server_id=row["id"], action_id=action_id
+        )
         await self._send(
             row,
             "rebuild",
-            RebuildServer(
-                **_envelope(ctx, row, action_id), instance=plan.spec, admin_pass=admin_pass
-            ),
+            RebuildServer(**_envelope(ctx, row, action_id), instance=plan.spec, admin_pass=sealed),
             undo=plan.undo,
         )
         return Rebuilt(plan.server, admin_pass)

@@ -56,6 +56,7 @@ from stratus_bench import IMAGE, STRATUS, create_database, drop_database, free_p
 
 from compute_agent.simulation import host_names
 from conductor.scheduler.scheduler import Scheduler
+from shared import sealing
 from shared.bus import CONDUCTOR, HEARTBEATS, REPORTS, compute_queue
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
@@ -401,6 +402,8 @@ class Cluster:
             "STRATUS_DATABASE_URL": database_url,
             "STRATUS_AMQP_URL": args.amqp_url,
             "STRATUS_AMQP_PREFIX": self.prefix,
+            # gateways seal admin passwords, agents open them: one key for all the roles
+            "STRATUS_MESSAGE_KEY": sealing.generate_key(),
             "STRATUS_DATA_DIR": str(self.tmp),
             "STRATUS_LOG_LEVEL": "WARNING",
             "STRATUS_DB_POOL_MAX": "8",

@@ -39,6 +39,7 @@ import asyncpg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from shared import sealing  # noqa: E402
 from shared.db import seed  # noqa: E402
 
 IMAGE = str(seed.image_id(seed.DEFAULT_IMAGES[0][0]))
@@ -109,8 +110,11 @@ class Deployment:
         if mode == "distributed":
             self.env["STRATUS_AMQP_URL"] = amqp_url
             self.env["STRATUS_AMQP_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
+            # gateways seal admin passwords, agents open them: one key for all the roles
+            self.env["STRATUS_MESSAGE_KEY"] = sealing.generate_key()
         else:
             self.env.pop("STRATUS_AMQP_URL", None)
+            self.env.pop("STRATUS_MESSAGE_KEY", None)  # `up` makes its own
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:

@@ -4,9 +4,12 @@ A guest can change its power by itself: shut down, crash, be paused by its hyper
 I/O error), be started behind Stratus's back. The hypervisor tells the driver (``listen``:
 libvirt's lifecycle events), and the agent checks that server's power state and reports it
 at once (``PowerStateReport``); every ``interval_s`` it also reports the power state of all its
-servers, a safety net for what no event told. The conductor decides what a report changes:
-only a server on this host that runs no task and has not changed since the observation
-(conductor/reports.py), so the agent may report whatever it sees, whenever.
+servers, a safety net for what no event told. These reports are hints: the agent's clock
+may be minutes off PostgreSQL's, so the conductor cannot tell from it whether an
+observation is older or newer than a change in the database. Where a hint disagrees with
+the database, the conductor asks again (``ProbeServers``, answered by the agent's service),
+and only the answer changes a server (conductor/reports.py). So the agent may report
+whatever it sees, whenever.
 
 A server's check waits for the server's lock (commands for it run one at a time, and a
 command's own power changes are reported by the command): it looks once the command is
@@ -20,6 +23,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from compute_agent.locks import KeyedLocks
@@ -32,13 +36,28 @@ from shared.states import PowerState
 log = logging.getLogger(__name__)
 
 
+def wall_clock() -> datetime:
+    """This host's clock, which stamps what the agent tells for people to read (tests
+    give an agent a clock that is off, as a host's may be)."""
+    return datetime.now(UTC)
+
+
 class PowerStateWatch:
     def __init__(
-        self, host: str, bus: Bus, driver: ComputeDriver, locks: KeyedLocks, *, interval_s: float
+        self,
+        host: str,
+        bus: Bus,
+        driver: ComputeDriver,
+        locks: KeyedLocks,
+        *,
+        interval_s: float,
+        clock: Callable[[], datetime] = wall_clock,
     ) -> None:
         """``locks``: the agent's per-server locks; ``interval_s``: how often every server's
-        power state is reported (0: never, events only)."""
+        power state is reported (0: never, events only); ``clock`` stamps the reports'
+        ``observed_at``."""
         self.host = host
+        self.clock = clock
         self.bus = bus
         self.driver = driver
         self.locks = locks
@@ -80,7 +99,7 @@ class PowerStateWatch:
     async def _check(self, server_id: uuid.UUID, domain_name: str) -> None:
         async with self.locks.hold(server_id):
             self._waiting.discard(server_id)
-            observed_at = datetime.now(UTC)  # before looking: never newer than what is seen
+            observed_at = self.clock()
             try:
                 power = await self.driver.power_state(domain_name)
             except DriverError as exc:
@@ -92,7 +111,7 @@ class PowerStateWatch:
         """Report the power state of every server on the hypervisor, in one message, even
         when there is none: the conductor also learns from it which servers the host lacks
         (conductor/reconcile.py)."""
-        observed_at = datetime.now(UTC)
+        observed_at = self.clock()
         states = await self.driver.power_states()
         found = {
             server_id: power

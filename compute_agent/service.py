@@ -16,14 +16,14 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from compute_agent.action_timing import timed
 from compute_agent.live_migration import LiveMigrationAgent
 from compute_agent.locks import KeyedLocks
-from compute_agent.power_states import PowerStateWatch
+from compute_agent.power_states import PowerStateWatch, wall_clock
 from compute_agent.virt.driver import ComputeDriver, DriverError, server_id_of
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed, Subscription
@@ -48,6 +48,8 @@ from shared.messages import (
     MigrateDisk,
     PauseServer,
     PrepareLiveMigration,
+    ProbeReport,
+    ProbeServers,
     PurgeServers,
     RebootServer,
     RebuildServer,
@@ -56,6 +58,7 @@ from shared.messages import (
     ResumeServer,
     RevertResize,
     RollBackLiveMigration,
+    ServerPower,
     SnapshotResult,
     SnapshotServer,
     SpawnServer,
@@ -64,7 +67,9 @@ from shared.messages import (
     SuspendServer,
     TaskReport,
     UnpauseServer,
+    WithAdminPass,
 )
+from shared.sealing import Keyring, UnsealError
 from shared.states import PowerState, TaskState
 
 log = logging.getLogger(__name__)
@@ -83,11 +88,16 @@ class AgentService:
         concurrency: int = 16,
         image_store: Path | None = None,
         power_sync_interval_s: float = 60.0,
+        keyring: Keyring | None = None,
+        clock: Callable[[], datetime] = wall_clock,
     ) -> None:
         """``image_store``: where snapshots are written (STRATUS_IMAGE_STORE_DIR); an agent
         without one refuses createImage. ``power_sync_interval_s``: how often the power
-        state of every server is reported (0: only when the hypervisor tells of a change)."""
+        state of every server is reported (0: only when the hypervisor tells of a change).
+        ``keyring``: opens the admin passwords of commands (STRATUS_MESSAGE_KEY); an agent
+        without one fails the actions that carry one."""
         self.host = host
+        self.keyring = keyring
         self.bus = bus
         self.driver = driver
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -97,8 +107,10 @@ class AgentService:
         self._subscription: Subscription | None = None
         self._heartbeats: asyncio.Task[None] | None = None
         self.live_migrations = LiveMigrationAgent(host, bus, driver)
+        # ``clock`` stamps what the agent tells for people to read; nothing is judged by it
+        self.clock = clock
         self.power_states = PowerStateWatch(
-            host, bus, driver, self._locks, interval_s=power_sync_interval_s
+            host, bus, driver, self._locks, interval_s=power_sync_interval_s, clock=clock
         )
         self._commands: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
             SpawnServer: self._spawn,
@@ -157,7 +169,7 @@ class AgentService:
         """Tell the conductor every server this host has, before taking any command, so it
         can reconcile what changed while the agent was away (conductor/reconcile.py).
         It gets a request id of its own, which the purge it may cause carries back."""
-        observed_at = datetime.now(UTC)  # before looking: never newer than what is seen
+        observed_at = self.clock()
         names = await self.driver.list_instances()
         found = [server_id for name in names if (server_id := server_id_of(name)) is not None]
         inventory = HostInventory(
@@ -181,6 +193,42 @@ class AgentService:
                 else:
                     log.warning("destroyed the domain of deleted server %s", server_id)
 
+    async def _probe(self, probe: ProbeServers) -> None:
+        """Tell which of the probed servers the hypervisor has, and their power.
+
+        The look happens now, after the probe arrived, hence after its ``probe_at``: that is
+        all the conductor needs to judge the answer, so the answer carries no time of this
+        host's. No server lock is taken: a command running meanwhile has its task set in the
+        database, which the conductor's judgment respects, and a long one (a snapshot)
+        must not hold the answer back. A hypervisor that cannot tell gets no answer: the
+        next periodic report asks again.
+        """
+        if probe.host != self.host:
+            log.error("probe for host %s sent to %s; ignored", probe.host, self.host)
+            return
+        try:
+            states = await self.driver.power_states()
+        except DriverError:
+            log.exception("cannot answer the probe of %d server(s)", len(probe.servers))
+            return
+        powers = {server_id_of(name): power for name, power in states.items()}
+        found = [
+            ServerPower(server_id=server_id, power_state=int(powers[server_id]))
+            for server_id in probe.servers
+            if server_id in powers
+        ]
+        await self.bus.publish(
+            bus_mod.REPORTS,
+            ProbeReport(
+                request_id=probe.request_id,
+                host=self.host,
+                servers=probe.servers,
+                probe_at=probe.probe_at,
+                cause=probe.cause,
+                found=found,
+            ),
+        )
+
     async def heartbeat(self) -> None:
         capacity = await self.driver.capacity()
         await self.bus.publish(bus_mod.HEARTBEATS, Heartbeat(host=self.host, capacity=capacity))
@@ -200,8 +248,11 @@ class AgentService:
             await self._dispatch(message)
 
     async def _dispatch(self, message: Message) -> None:
-        if isinstance(message, PurgeServers):  # the one command about many servers
+        if isinstance(message, PurgeServers):  # the commands about many servers
             await self._purge(message)
+            return
+        if isinstance(message, ProbeServers):
+            await self._probe(message)
             return
         if message.server_id is None:
             log.error("dropping %s without a server id", message.type)
@@ -216,11 +267,10 @@ class AgentService:
     # --- commands ------------------------------------------------------------------------
 
     async def _spawn(self, command: SpawnServer) -> None:
-        await self._run(
-            command,
-            TaskState.SPAWNING,
-            lambda: self.driver.spawn(command.instance, command.admin_pass),
-        )
+        async def spawn() -> PowerState:
+            return await self.driver.spawn(command.instance, self._admin_pass(command))
+
+        await self._run(command, TaskState.SPAWNING, spawn)
 
     async def _destroy(self, command: DestroyServer) -> None:
         async def destroy() -> PowerState:
@@ -231,7 +281,8 @@ class AgentService:
 
     async def _change_password(self, command: ChangePassword) -> None:
         async def change() -> PowerState:
-            await self.driver.set_admin_password(command.domain_name, command.admin_pass)
+            password = self._admin_pass(command)
+            await self.driver.set_admin_password(command.domain_name, password)
             return await self.driver.power_state(command.domain_name)
 
         await self._run(command, TaskState.UPDATING_PASSWORD, change)
@@ -247,13 +298,31 @@ class AgentService:
         )
 
     async def _rebuild(self, command: RebuildServer) -> None:
-        await self._run(
-            command,
-            TaskState.REBUILDING,
-            lambda: self.driver.rebuild(
-                command.instance, command.admin_pass, action_id=command.action_id
-            ),
-        )
+        async def rebuild() -> PowerState:
+            password = self._admin_pass(command)
+            return await self.driver.rebuild(
+                command.instance, password, action_id=command.action_id
+            )
+
+        await self._run(command, TaskState.REBUILDING, rebuild)
+
+    def _admin_pass(self, command: WithAdminPass) -> str:
+        """The command's password in clear, opened only here, where it is used.
+
+        One that does not open (this agent's STRATUS_MESSAGE_KEY is not the gateway's) never
+        will: it fails the action with a fault (a ``DriverError``, as a hypervisor's refusal
+        is reported), rather than the handler, whose retries would only end in the
+        dead-letter queue with the server stuck in its task until the reaper ends it.
+        """
+        if self.keyring is None:
+            raise DriverError(
+                f"host {self.host} has no message key (STRATUS_MESSAGE_KEY) to open the "
+                "admin password with"
+            )
+        try:
+            return command.open_admin_pass(self.keyring)
+        except UnsealError as exc:
+            raise DriverError(f"{exc} (host {self.host})") from exc
 
     async def _snapshot(self, command: SnapshotServer) -> None:
         await self._write_image(command, TaskState.IMAGE_SNAPSHOT)

@@ -27,6 +27,7 @@ from pathlib import Path
 from compute_agent.service import AgentService
 from compute_agent.virt.driver import ComputeDriver
 from shared.bus import Bus
+from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class AgentOptions:
     power_sync_interval_s: float = 60.0
     #: where createImage writes (shared by the simulated hosts, as by real ones)
     image_store: Path | None = None
+    #: opens the admin passwords of builds, rebuilds and password changes
+    keyring: Keyring | None = None
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Simulation:
             concurrency=self.options.concurrency,
             power_sync_interval_s=self.options.power_sync_interval_s,
             image_store=self.options.image_store,
+            keyring=self.options.keyring,
         )
 
     async def _start_agents(self, progress: Progress | None, began: float) -> None:

@@ -4,17 +4,39 @@ While an agent is down, or when a message comes late, the database and a hypervi
 apart: a server deleted while its host looked dead (the gateway's or the reaper's delete in
 the database alone) keeps its domain; a duplicate or late build recreates the domain of a
 server deleted since; a host that was rebuilt or lost its disks no longer has servers the
-database puts there. Two things set them right:
+database puts there; a guest changes its power on its own. Three things set them right:
 
 * every report of a host that names a server the database has deleted (an inventory, a
-  periodic power report, a refused task report) makes the conductor tell that host to
-  destroy the domain (``PurgeServers``), as nova reaped "running deleted instances";
-* the agent reports every server it has (``HostInventory``) when it starts, before it takes
-  any command, and again with every periodic report of all its servers' power: a server on
-  that host that must have a domain there (running no task and not in ERROR or building, or
-  running a task that works on its domain in place), unchanged since a little
-  (``CLOCK_MARGIN``) before the host looked and yet missing, goes to ERROR with a fault that
-  says so (its task, if any, abandoned as shared/db/abandon.py says).
+  power report, a probe's answer, a refused task report) makes the conductor tell that host
+  to destroy the domain (``PurgeServers``), as nova reaped "running deleted instances"; a
+  deleted server stays deleted, so this needs to know nothing of when the host looked;
+* a server on a host that must have a domain there (running no task and not in ERROR or
+  building, or running a task that works on its domain in place), missing when the host
+  looked after the server's last change, goes to ERROR with a fault that says so (its task,
+  if any, abandoned as shared/db/abandon.py says);
+* a server's power follows what its hypervisor saw after its last change
+  (conductor/reports.py).
+
+The last two need to know that the host looked *after* the server last changed, and no
+clock of the host's can tell: PostgreSQL stamps ``updated_at``, and an agent's clock may be
+minutes off. Ahead, a server that reached ACTIVE just after the host looked seems older than
+the look, and goes to ERROR; behind, a look seems older than every recent change, so a lost
+server is not judged and a guest that stopped is not shown SHUTOFF for minutes, while a
+stale power state may undo a newer one. So what an agent reports unasked (its inventory when
+it starts, ``HostInventory``; its power reports, ``PowerStateReport``) is a hint. The servers
+a hint lacks, or whose power it says would change, are probed (``ProbeServers``), stamped
+``probe_at`` with PostgreSQL's clock as the probe is sent. The agent looks once the probe has
+arrived, necessarily later, and answers which of them it has, with their power
+(``ProbeReport``). A server is judged by the answer only if its ``updated_at`` is before
+``probe_at``: both on PostgreSQL's clock, and the message carried the order between them.
+
+``updated_at`` is the start of the transaction that last changed the row, which may commit
+after ``probe_at``; what such a change records happened before it began (a host's report of
+work already done, or a task set before its command is sent, which the judgment respects),
+so the look, after ``probe_at``, cannot predate it. A probe answered twice judges twice: the
+servers put in ERROR by the first no longer must have a domain, and a power already applied
+is nothing new, so the second changes nothing. A hint that cannot be judged costs a probe,
+never a wrong state: its servers are asked about again by the next periodic report.
 
 A domain whose server the database does not know at all is left alone: it may belong to
 another deployment sharing the hypervisor, and destroying what we did not create is not ours
@@ -27,15 +49,24 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
+from conductor.reports import apply_probed_power, disagreements
 from shared import bus as bus_mod
 from shared.bus import Bus
 from shared.db import servers
 from shared.db.abandon import abandon_task
-from shared.messages import Fault, HostInventory, PurgeServers
+from shared.messages import (
+    Fault,
+    HostInventory,
+    PowerStateReport,
+    ProbeCause,
+    ProbeReport,
+    ProbeServers,
+    PurgeServers,
+)
 from shared.states import TaskState, VmState
 
 log = logging.getLogger(__name__)
@@ -62,33 +93,74 @@ _IN_PLACE_TASKS = sorted(
     )
 )
 
-_MISSING = """host = $1 AND deleted_at IS NULL AND updated_at < $2
-              AND ((task_state IS NULL AND vm_state = ANY($3::text[]))
-                   OR task_state = ANY($4::text[]))"""
+_MUST_HAVE_DOMAIN = """host = $1 AND deleted_at IS NULL
+              AND ((task_state IS NULL AND vm_state = ANY($2::text[]))
+                   OR task_state = ANY($3::text[]))"""
 
-#: The agents' clocks and PostgreSQL's differ a little: only a server unchanged for this long
-#: before an observation may be judged by it (a server that reached ACTIVE just after the
-#: host looked must not be found missing because the host's clock runs ahead).
-CLOCK_MARGIN = timedelta(seconds=5)
+#: how a server found missing was found, as its fault says
+_FOUND: dict[str, str] = {
+    "agent_started": "found when its agent started",
+    "periodic_check": "found missing by a periodic check",
+    "power_change": "found missing when its hypervisor told of a change",
+}
 
 
 @dataclass
 class Reconciliation:
+    #: deleted servers whose domains the host was told to destroy
     purged: list[uuid.UUID] = field(default_factory=list)
+    #: servers the host was asked about
+    probed: list[uuid.UUID] = field(default_factory=list)
+    #: servers put in ERROR: the host had no domain for them
     missing: list[uuid.UUID] = field(default_factory=list)
 
 
 async def reconcile(pool: asyncpg.Pool, bus: Bus, inventory: HostInventory) -> Reconciliation:
-    """Apply ``inventory`` (see the module's docstring); what was done."""
+    """Act on a starting agent's inventory (see the module's docstring); what was done."""
     done = Reconciliation()
     done.purged = await purge_deleted(pool, bus, inventory.host, inventory.servers)
-    done.missing = await mark_missing(
+    done.probed = await probe(
         pool,
+        bus,
         inventory.host,
-        inventory.observed_at,
-        inventory.servers,
-        found="found when its agent started",
+        await lacking(pool, inventory.host, inventory.servers),
+        cause="agent_started",
+        request_id=inventory.request_id,
     )
+    return done
+
+
+async def reconcile_power(pool: asyncpg.Pool, bus: Bus, report: PowerStateReport) -> Reconciliation:
+    """Act on a power report as a hint: purge the deleted servers it names, and probe those
+    whose power it says would change and, when it tells of every server, those it lacks."""
+    seen = [observed.server_id for observed in report.servers]
+    done = Reconciliation()
+    done.purged = await purge_deleted(pool, bus, report.host, seen)
+    candidates = await disagreements(pool, report.host, report.servers)
+    if report.server_id is None:  # a report of every server the host has
+        candidates += await lacking(pool, report.host, seen)
+    done.probed = await probe(
+        pool,
+        bus,
+        report.host,
+        candidates,
+        cause="periodic_check" if report.server_id is None else "power_change",
+        request_id=report.request_id,
+    )
+    return done
+
+
+async def apply_probe_report(pool: asyncpg.Pool, bus: Bus, report: ProbeReport) -> Reconciliation:
+    """Judge the probed servers by what the host saw after ``report.probe_at``: the missing
+    ones go to ERROR, the others' power is applied (conductor/reports.py)."""
+    found = {observed.server_id for observed in report.found}
+    done = Reconciliation()
+    done.purged = await purge_deleted(pool, bus, report.host, sorted(found))
+    absent = [server_id for server_id in report.servers if server_id not in found]
+    done.missing = await mark_missing(
+        pool, report.host, report.probe_at, absent, found=_FOUND[report.cause]
+    )
+    await apply_probed_power(pool, report)
     return done
 
 
@@ -115,46 +187,85 @@ async def purge_deleted(
     return deleted
 
 
+async def lacking(pool: asyncpg.Pool, host: str, present: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """The servers that must have a domain on ``host`` and are not among ``present``, the
+    servers a hint says it has. Not judged by the hint: any may have reached its state after
+    the host looked."""
+    rows = await pool.fetch(
+        f"SELECT id FROM servers WHERE {_MUST_HAVE_DOMAIN} AND id <> ALL($4::uuid[])",
+        host,
+        _MUST_EXIST,
+        _IN_PLACE_TASKS,
+        list(present),
+    )
+    return sorted(r["id"] for r in rows)
+
+
+async def probe(
+    pool: asyncpg.Pool,
+    bus: Bus,
+    host: str,
+    server_ids: Sequence[uuid.UUID],
+    *,
+    cause: ProbeCause,
+    request_id: str,
+) -> list[uuid.UUID]:
+    """Ask ``host`` about ``server_ids`` (nothing when there are none); which were asked.
+
+    ``probe_at`` is read from PostgreSQL just before publishing, so the agent's look follows
+    it. The host's queue is declared first: an agent that sent its inventory but does not
+    consume yet gets the probe once it does."""
+    asked = sorted(set(server_ids))
+    if not asked:
+        return []
+    probe_at: datetime = await pool.fetchval("SELECT clock_timestamp()")
+    queue = bus_mod.compute_queue(host)
+    await bus.declare(queue)
+    await bus.publish(
+        queue,
+        ProbeServers(
+            request_id=request_id, host=host, servers=asked, probe_at=probe_at, cause=cause
+        ),
+    )
+    log.info("asking host %s about %d server(s) (%s)", host, len(asked), cause)
+    return asked
+
+
 async def mark_missing(
     pool: asyncpg.Pool,
     host: str,
-    observed_at: datetime,
-    present: Sequence[uuid.UUID],
+    probe_at: datetime,
+    absent: Sequence[uuid.UUID],
     *,
     found: str,
 ) -> list[uuid.UUID]:
-    """Put in ERROR the servers ``host`` should have and did not have at ``observed_at``
-    (``present``: every server it had then): an agent's inventory, or one of its periodic
-    reports of every server's power, which catches a server lost while its agent ran (a
-    command failing on a domain that vanished restores the server's state, it does not
-    know the domain is gone). ``found`` says how, for the fault. Which were put in ERROR."""
-    before = observed_at - CLOCK_MARGIN
-    rows = await pool.fetch(
-        f"SELECT id FROM servers WHERE {_MISSING} AND id <> ALL($5::uuid[])",
-        *_missing_args(host, before),
-        list(present),
-    )
+    """Put in ERROR those of ``absent`` (servers ``host`` had no domain for when it looked,
+    after ``probe_at``) that must have one there and have not changed since before
+    ``probe_at``. This also catches a server lost while its agent ran: a command failing on
+    a domain that vanished restores the server's state, it does not know the domain is gone.
+    ``found`` says how, for the fault. Which were put in ERROR."""
     missing = []
-    for row in rows:
-        if await _set_missing_to_error(pool, row["id"], host, before, found):
-            missing.append(row["id"])
+    for server_id in sorted(set(absent)):
+        if await _set_missing_to_error(pool, server_id, host, probe_at, found):
+            missing.append(server_id)
     return missing
 
 
-def _missing_args(host: str, before: datetime) -> tuple[object, ...]:
-    return (host, before, _MUST_EXIST, _IN_PLACE_TASKS)
-
-
 async def _set_missing_to_error(
-    pool: asyncpg.Pool, server_id: uuid.UUID, host: str, before: datetime, found: str
+    pool: asyncpg.Pool, server_id: uuid.UUID, host: str, probe_at: datetime, found: str
 ) -> bool:
-    """ERROR, if the server is still as it was when found missing (a report may have moved
-    it on since: then it is not ours to judge)."""
+    """ERROR, if the server still must have a domain on ``host`` and is unchanged since
+    before the probe (a report may have moved it on since: then it is not ours to judge)."""
     message = f"host {host} has no domain for this server ({found})"
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"SELECT * FROM servers WHERE id = $5 AND {_MISSING} FOR UPDATE",
-            *_missing_args(host, before),
+            f"""SELECT * FROM servers
+                 WHERE {_MUST_HAVE_DOMAIN} AND updated_at < $4 AND id = $5
+                   FOR UPDATE""",
+            host,
+            _MUST_EXIST,
+            _IN_PLACE_TASKS,
+            probe_at,
             server_id,
         )
         if row is None:

@@ -15,17 +15,22 @@ Actions that set no task (resetNetwork, injectNetworkInfo) end with an ActionRep
 legal when the server is on the reporting host and the action is still pending; it closes the
 action, and a failure is recorded as a fault of the server, whose state does not change.
 
-Power states a hypervisor reports on its own (PowerStateReport: a guest that shut itself
-down, crashed or was paused) follow the same rule, strictly: a server's power and vm_state
-(``vm_state_for_power``) change only if it is on the reporting host, runs no task, and has
-not changed since the host observed it, so such a report never overtakes an action, nor an
-earlier observation a later one.
+Power states a hypervisor reports on its own (a guest that shut itself down, crashed or was
+paused) follow the same rule, strictly: a server's power and vm_state (``vm_state_for_power``)
+change only if it is on the reporting host, runs no task, and has not changed since the host
+looked, so such an observation never overtakes an action, nor an earlier one a later one.
+Whether the host looked after the last change is never read from the host's clock, which
+may be minutes off PostgreSQL's: an agent's PowerStateReport is a hint, whose servers the
+conductor probes where it disagrees with the database (conductor/reconcile.py), and the
+probe's answer (ProbeReport) is applied, the host having looked after the probe's
+``probe_at``, a time of PostgreSQL's.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -36,7 +41,13 @@ from shared.bus import Bus
 from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.messages import ActionReport, Fault, PowerStateReport, ServerPower, TaskReport
+from shared.messages import (
+    ActionReport,
+    Fault,
+    ProbeReport,
+    ServerPower,
+    TaskReport,
+)
 from shared.states import COMPLETIONS, PowerState, TaskState, VmState, vm_state_for_power
 
 log = logging.getLogger(__name__)
@@ -179,53 +190,95 @@ async def apply_action_report(pool: asyncpg.Pool, report: ActionReport) -> bool:
 # --- power states reported by the hypervisor ---------------------------------------------------
 
 
-async def apply_power_report(pool: asyncpg.Pool, report: PowerStateReport) -> int:
-    """Apply each server's power state of ``report`` where it is legal; returns how many
-    servers changed. Each server is decided alone, in a transaction of its own."""
+async def apply_probed_power(pool: asyncpg.Pool, report: ProbeReport) -> int:
+    """Apply the power of each probed server as the host saw it, after ``probe_at``
+    (NOSTATE for one it has no domain for), where it is legal and the server unchanged since
+    before ``probe_at``: then the look is newer than the server's last change, whatever the
+    host's clock says. A duplicate answer finds nothing new. How many servers changed."""
+    powers = {observed.server_id: observed.power_state for observed in report.found}
     changed = 0
-    for observed in report.servers:
+    for server_id in report.servers:
+        observed = ServerPower(
+            server_id=server_id, power_state=powers.get(server_id, int(PowerState.NOSTATE))
+        )
         async with pool.acquire() as conn, conn.transaction():
-            if await _apply_power(conn, report.host, report.observed_at, observed):
+            if await _apply_power(conn, report.host, observed, looked_after=report.probe_at):
                 changed += 1
     return changed
 
 
-async def _apply_power(conn: Conn, host: str, observed_at: datetime, observed: ServerPower) -> bool:
+async def disagreements(
+    pool: asyncpg.Pool, host: str, observed: Sequence[ServerPower]
+) -> list[uuid.UUID]:
+    """The servers a hint's power would change if the host had looked after their last
+    change (on ``host``, running no task, in another power or vm_state): the ones worth a
+    probe. When it agrees with the database, nothing is to be learned by asking."""
+    rows = await pool.fetch(
+        """SELECT id, host, vm_state, task_state, power_state FROM servers
+            WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL""",
+        [o.server_id for o in observed],
+    )
+    by_id = {row["id"]: row for row in rows}
+    return [
+        o.server_id
+        for o in observed
+        if (row := by_id.get(o.server_id)) is not None
+        and _power_refusal(row, host, None) is None
+        and _power_change(row, o) is not None
+    ]
+
+
+async def _apply_power(
+    conn: Conn, host: str, observed: ServerPower, *, looked_after: datetime
+) -> bool:
+    """``looked_after``: a time, on PostgreSQL's clock, the host's look is known to follow."""
     row = await conn.fetchrow(
         """SELECT host, vm_state, task_state, power_state, updated_at FROM servers
             WHERE id = $1 AND deleted_at IS NULL
               FOR UPDATE""",
         observed.server_id,
     )
-    refusal = _power_refusal(row, host, observed_at)
+    refusal = _power_refusal(row, host, looked_after)
     if refusal is not None:
         # routine: the agent reports what it sees whatever the server is doing
         log.debug("ignoring power state of %s from %s: %s", observed.server_id, host, refusal)
         return False
     assert row is not None
-    try:
-        power = PowerState(observed.power_state)
-        vm_state = vm_state_for_power(VmState(row["vm_state"]), power)
-    except ValueError:
-        log.warning("ignoring power state %r of %s", observed.power_state, observed.server_id)
-        return False
-    if (power, vm_state) == (row["power_state"], row["vm_state"]):
+    change = _power_change(row, observed)
+    if change is None:
         return False  # nothing new: the row (and its updated_at) stays as it is
-    await _record_power(conn, observed.server_id, power, vm_state, row)
+    await _record_power(conn, observed.server_id, *change, row)
     return True
 
 
-def _power_refusal(row: asyncpg.Record | None, host: str, observed_at: datetime) -> str | None:
-    """Why a hypervisor's observation may not change the server now; None when it may."""
+def _power_refusal(
+    row: asyncpg.Record | None, host: str, looked_after: datetime | None
+) -> str | None:
+    """Why a hypervisor's observation may not change the server now; None when it may.
+    ``looked_after`` None: the moment of the look is unknown (a hint), so not judged."""
     if row is None:
         return "server is gone"
     if row["host"] != host:
         return f"server is on {row['host']}"
     if row["task_state"] is not None:
         return f"server is doing {row['task_state']}"
-    if observed_at < row["updated_at"]:
-        return "server changed after the observation"
+    if looked_after is not None and row["updated_at"] >= looked_after:
+        return "server changed after the host looked"
     return None
+
+
+def _power_change(row: asyncpg.Record, observed: ServerPower) -> tuple[PowerState, VmState] | None:
+    """The power and vm_state ``observed`` gives the server; None when that is nothing new
+    (or the power is not one we know)."""
+    try:
+        power = PowerState(observed.power_state)
+        vm_state = vm_state_for_power(VmState(row["vm_state"]), power)
+    except ValueError:
+        log.warning("ignoring power state %r of %s", observed.power_state, observed.server_id)
+        return None
+    if (power, vm_state) == (row["power_state"], row["vm_state"]):
+        return None
+    return power, vm_state
 
 
 async def _record_power(

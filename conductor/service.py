@@ -1,6 +1,7 @@
 """The conductor's consumers: build requests, reports (of tasks, actions, live migrations,
-hypervisors' power states and the inventories of starting agents), heartbeats; and its
-periodic work (hosts without heartbeats marked down; the reaper of stuck tasks).
+hypervisors' power states, the inventories of starting agents and the answers to the
+conductor's probes of hosts), heartbeats; and its periodic work (hosts without heartbeats
+marked down; the reaper of stuck tasks).
 
 Conductors are competing consumers on shared durable queues: run as many as you like. Every
 handler is idempotent, because the bus delivers at least once.
@@ -18,8 +19,8 @@ from conductor import ipam
 from conductor.cluster_state import ClusterState
 from conductor.live_migration import LiveMigrationConductor
 from conductor.reaper import Reaper
-from conductor.reconcile import mark_missing, purge_deleted, reconcile
-from conductor.reports import apply_action_report, apply_power_report, apply_task_report
+from conductor.reconcile import apply_probe_report, purge_deleted, reconcile, reconcile_power
+from conductor.reports import apply_action_report, apply_task_report
 from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
 from shared import bus as bus_mod
@@ -39,6 +40,7 @@ from shared.messages import (
     LiveMigrationReport,
     Message,
     PowerStateReport,
+    ProbeReport,
     ResizeServer,
     SpawnServer,
     TaskReport,
@@ -179,17 +181,9 @@ class ConductorService:
             elif isinstance(message, LiveMigrationReport):
                 await self.live_migrations.apply_report(message)
             elif isinstance(message, PowerStateReport):
-                await apply_power_report(self.pool, message)
-                seen = [observed.server_id for observed in message.servers]
-                await purge_deleted(self.pool, self.bus, message.host, seen)
-                if message.server_id is None:  # a report of every server the host has
-                    await mark_missing(
-                        self.pool,
-                        message.host,
-                        message.observed_at,
-                        seen,
-                        found="found missing by a periodic check",
-                    )
+                await reconcile_power(self.pool, self.bus, message)
+            elif isinstance(message, ProbeReport):
+                await apply_probe_report(self.pool, self.bus, message)
             elif isinstance(message, HostInventory):
                 await reconcile(self.pool, self.bus, message)
             else:

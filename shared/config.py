@@ -164,6 +164,15 @@ class Settings(BaseSettings):
         default=5,
         description="A message whose handler fails this many times goes to the dead-letter queue.",
     )
+    # Checked where it is used (shared/sealing.py), not here: a validation error would print
+    # the value, and only gateways and agents need it.
+    message_key: SecretStr | None = Field(
+        default=None,
+        description="The key sealing admin passwords in messages (AES-256-GCM), urlsafe "
+        "base64 of 32 bytes (`stratus message-key` makes one), the same on every gateway and "
+        "agent; several, comma-separated, during a rotation (the first seals). Unset: "
+        "`stratus up` makes one in its data directory.",
+    )
 
     # --- logging -----------------------------------------------------------------------
     log_level: str = "INFO"

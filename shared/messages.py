@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.sealing import Keyring, SealedSecret
 
 
 def _now() -> datetime:
@@ -22,7 +24,8 @@ def _now() -> datetime:
 class Message(BaseModel):
     """The envelope every message shares."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # a refused value is not repeated in the error: it may be a secret (shared/sealing.py)
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     type: str
     version: int = 1
@@ -87,24 +90,55 @@ class ActionMessage(Message):
     action_id: uuid.UUID
 
 
+class WithAdminPass(ActionMessage):
+    """A command carrying the server's admin password, sealed (shared/sealing.py): the
+    broker keeps messages on disk, parks them for retries and dead-letters them, so it never
+    sees the clear text. The gateway seals, the conductor forwards, the agent opens it where
+    it uses it.
+
+    The seal is bound to ``opened_by``, the command that opens it (a build's password goes on
+    unopened into the host's spawn command), to the server and to the action.
+    """
+
+    opened_by: ClassVar[str]
+    admin_pass: SealedSecret
+
+    @classmethod
+    def seal_admin_pass(
+        cls, keyring: Keyring, password: str, *, server_id: uuid.UUID, action_id: uuid.UUID
+    ) -> str:
+        """``password`` sealed for this kind of command of ``action_id`` on ``server_id``."""
+        return keyring.seal(password, _admin_pass_context(cls.opened_by, server_id, action_id))
+
+    def open_admin_pass(self, keyring: Keyring) -> str:
+        """The clear password; ``shared.sealing.UnsealError`` when it does not open here."""
+        context = _admin_pass_context(self.opened_by, self.server_id, self.action_id)
+        return keyring.unseal(self.admin_pass, context)
+
+
+def _admin_pass_context(opened_by: str, server_id: uuid.UUID | None, action_id: uuid.UUID) -> str:
+    return f"admin_pass:{opened_by}:{server_id}:{action_id}"
+
+
 # --- gateway -> conductor -------------------------------------------------------------
 
 
-class BuildServer(ActionMessage):
-    """A new server needs a host: schedule it, claim the resources, send it to the agent."""
+class BuildServer(WithAdminPass):
+    """A new server needs a host: schedule it, claim the resources, send it to the agent
+    (``admin_pass`` is forwarded, still sealed, in its ``SpawnServer``)."""
 
+    opened_by: ClassVar[str] = "spawn_server"
     type: Literal["build_server"] = "build_server"
     instance: InstanceSpec
-    admin_pass: str
 
 
 # --- conductor/gateway -> compute.<host> ----------------------------------------------
 
 
-class SpawnServer(ActionMessage):
+class SpawnServer(WithAdminPass):
+    opened_by: ClassVar[str] = "spawn_server"
     type: Literal["spawn_server"] = "spawn_server"
     instance: InstanceSpec
-    admin_pass: str
 
 
 class DestroyServer(ActionMessage):
@@ -118,10 +152,10 @@ class DestroyServer(ActionMessage):
 # report triggering the next command.
 
 
-class ChangePassword(ActionMessage):
+class ChangePassword(WithAdminPass):
+    opened_by: ClassVar[str] = "change_password"
     type: Literal["change_password"] = "change_password"
     domain_name: str
-    admin_pass: str
 
 
 class RebootServer(ActionMessage):
@@ -132,12 +166,12 @@ class RebootServer(ActionMessage):
     hard: bool
 
 
-class RebuildServer(ActionMessage):
+class RebuildServer(WithAdminPass):
     """Wipe the server and build it again from ``instance.image``, same id and addresses."""
 
+    opened_by: ClassVar[str] = "rebuild_server"
     type: Literal["rebuild_server"] = "rebuild_server"
     instance: InstanceSpec
-    admin_pass: str
 
 
 class SnapshotServer(ActionMessage):
@@ -456,9 +490,13 @@ class ServerPower(BaseModel):
 
 
 class PowerStateReport(Message):
-    """What ``host``'s hypervisor said of these servers at ``observed_at`` (the agent's
-    clock). The conductor applies each one only to a server on that host that runs no task
-    and has not changed since (conductor/reports.py): a report never overtakes an action."""
+    """What ``host``'s hypervisor said of these servers, unasked: of one server after a
+    lifecycle event (``server_id`` set), or of every server it has (``server_id`` None).
+
+    ``observed_at`` is the agent's clock, which may be minutes off PostgreSQL's: it is for
+    people and logs. So the report is a hint: where it disagrees with the database the
+    conductor asks the host again (``ProbeServers``) and judges by the answer, whose moment it
+    knows on PostgreSQL's clock (conductor/reports.py, conductor/reconcile.py)."""
 
     type: Literal["power_state_report"] = "power_state_report"
     host: str
@@ -470,13 +508,46 @@ class PowerStateReport(Message):
 
 
 class HostInventory(Message):
-    """Every server ``host``'s hypervisor had at ``observed_at`` (the agent's clock), sent
-    when its agent starts, before it takes any command (conductor/reconcile.py)."""
+    """Every server ``host``'s hypervisor had when its agent started, sent before it takes any
+    command (conductor/reconcile.py). ``observed_at`` is the agent's clock, for people and
+    logs: the servers it lacks are judged by a probe's answer, never by that clock."""
 
     type: Literal["host_inventory"] = "host_inventory"
     host: str
     observed_at: datetime
     servers: list[uuid.UUID]
+
+
+#: Why the conductor probes a host: what the fault of a server found missing says.
+ProbeCause = Literal["agent_started", "periodic_check", "power_change"]
+
+
+class ProbeServers(Message):
+    """Look at these servers on ``host``'s hypervisor now, and answer (``ProbeReport``).
+
+    ``probe_at`` is PostgreSQL's clock when the conductor sent the probe. The agent looks
+    only once the probe has arrived, so what it sees is newer than every change the database
+    stamped before ``probe_at``: the conductor judges the answer by that alone, and never
+    needs to read the agent's clock (conductor/reconcile.py)."""
+
+    type: Literal["probe_servers"] = "probe_servers"
+    host: str
+    servers: list[uuid.UUID]
+    probe_at: datetime
+    cause: ProbeCause
+
+
+class ProbeReport(Message):
+    """The answer to a ``ProbeServers``, whose ``servers``, ``probe_at`` and ``cause`` it
+    echoes: ``found`` are those of ``servers`` the hypervisor has, with their power; it has
+    none of the others."""
+
+    type: Literal["probe_report"] = "probe_report"
+    host: str
+    servers: list[uuid.UUID]
+    probe_at: datetime
+    cause: ProbeCause
+    found: list[ServerPower]
 
 
 class PurgeServers(Message):
@@ -523,11 +594,15 @@ AnyMessage = Annotated[
     | ActionReport
     | PowerStateReport
     | HostInventory
+    | ProbeServers
+    | ProbeReport
     | PurgeServers,
     Field(discriminator="type"),
 ]
 
-_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(
+    AnyMessage, config=ConfigDict(hide_input_in_errors=True)
+)
 
 
 def parse(body: bytes | str) -> Message:

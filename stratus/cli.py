@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from api_gateway.auth.exposure import UnsafeExposure
+from shared import sealing
 from shared.config import Settings
 from shared.logging import setup_logging
 from stratus import admin, images, roles, simulate
@@ -37,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations and seed the default data")
+    sub.add_parser(
+        "message-key",
+        help="print a new random STRATUS_MESSAGE_KEY (the same on every gateway and agent)",
+    )
     _image_parser(sub)
     _admin_parsers(sub)
     return parser
@@ -183,6 +188,9 @@ async def _image(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "message-key":  # needs no settings: it is how one makes the first
+        print(sealing.generate_key())
+        return
     overrides: dict[str, Any] = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host

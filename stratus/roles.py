@@ -20,7 +20,13 @@ from shared.db.embedded import EmbeddedPostgres
 from shared.db.pool import create_pool
 from shared.ops_http import ops_listener
 from stratus import images
-from stratus.runtime import require, upgrade_database, wait_for_shutdown
+from stratus.runtime import (
+    require,
+    require_keyring,
+    upgrade_database,
+    wait_for_shutdown,
+    with_local_message_key,
+)
 from stratus.system import System
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,7 @@ async def db_upgrade(settings: Settings) -> None:
 
 async def api(settings: Settings) -> None:
     check_exposure(settings)
+    require_keyring(settings)  # a one-line refusal, before the app would raise it
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.api_host, settings.api_port).start()
@@ -65,6 +72,7 @@ async def conductor(settings: Settings) -> None:
 
 
 async def agent(settings: Settings) -> None:
+    keyring = require_keyring(settings)
     bus = create_bus(settings)
     async with ops_listener(settings, health.Readiness(health.checks_for(bus=bus))):
         await bus.connect()
@@ -76,6 +84,7 @@ async def agent(settings: Settings) -> None:
             concurrency=settings.agent_concurrency,
             image_store=settings.image_store,
             power_sync_interval_s=settings.power_sync_interval_s,
+            keyring=keyring,
         )
         await service.start()
         try:
@@ -87,6 +96,7 @@ async def agent(settings: Settings) -> None:
 
 async def up(settings: Settings) -> None:
     """The whole system in this process, on embedded defaults unless told otherwise."""
+    settings = with_local_message_key(settings)
     embedded = None
     url = settings.database_url
     if not url:

@@ -8,7 +8,9 @@ import signal
 
 import asyncpg
 
+from shared.config import Settings
 from shared.db import migrate, seed
+from shared.sealing import Keyring, SealingError, local_key
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +19,28 @@ def require(value: str | None, name: str) -> str:
     if not value:
         raise SystemExit(f"stratus: {name} must be set for this command")
     return value
+
+
+def require_keyring(settings: Settings) -> Keyring:
+    """The message keyring of a role that seals or opens admin passwords (gateway, agent):
+    without a usable STRATUS_MESSAGE_KEY it would fail every build, so it does not start."""
+    try:
+        return Keyring.from_setting(settings.message_key)
+    except SealingError as exc:
+        raise SystemExit(f"stratus: {exc}") from None
+
+
+def with_local_message_key(settings: Settings) -> Settings:
+    """``stratus up``'s settings with a message key: STRATUS_MESSAGE_KEY when set, else the
+    one kept in the data directory (made on the first start)."""
+    if settings.message_key is not None:
+        require_keyring(settings)
+        return settings
+    try:
+        key = local_key(settings.data_dir / "message.key")
+    except SealingError as exc:
+        raise SystemExit(f"stratus: {exc}") from None
+    return settings.model_copy(update={"message_key": key})
 
 
 async def upgrade_database(url: str, on_applied: migrate.Applied | None = None) -> list[str]:

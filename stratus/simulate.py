@@ -21,7 +21,7 @@ from compute_agent.virt.factory import create_driver
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
-from stratus.runtime import require, wait_for_shutdown
+from stratus.runtime import require, require_keyring, wait_for_shutdown
 
 #: ``stratus agent`` option (argparse dest) -> the setting it overrides
 _SETTINGS = {
@@ -79,6 +79,7 @@ def simulation(settings: Settings) -> Simulation:
             concurrency=settings.agent_concurrency,
             power_sync_interval_s=settings.power_sync_interval_s,
             image_store=settings.image_store,
+            keyring=require_keyring(settings),
         ),
         per_connection=settings.simulate_agents_per_connection,
     )

@@ -23,6 +23,7 @@ from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db.pool import create_pool
+from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class System:
     async def start(self) -> None:
         settings = self.settings
         check_exposure(settings)  # before anything starts: a refusal leaves nothing running
+        # gateway and agents share the process, so the key too (``stratus up`` made or loaded
+        # it: stratus/runtime.py); a missing one stops the start here, like a refusal above
+        keyring = Keyring.from_setting(settings.message_key)
         self.pool = await create_pool(
             self.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
@@ -59,6 +63,7 @@ class System:
                 concurrency=settings.agent_concurrency,
                 image_store=settings.image_store,
                 power_sync_interval_s=settings.power_sync_interval_s,
+                keyring=keyring,
             )
             await agent.start()
             self.agents.append(agent)

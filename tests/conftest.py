@@ -18,6 +18,7 @@ from stratus.system import System
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
 from tests.support.missing import summarize
+from tests.support.sealing import MESSAGE_KEY
 
 IMAGE = str(seed.image_id(seed.DEFAULT_IMAGES[0][0]))
 
@@ -38,6 +39,7 @@ def test_settings(tmp: Path, **overrides: object) -> Settings:
         "quota_instances": -1,
         "quota_cores": -1,
         "quota_ram_mb": -1,
+        "message_key": MESSAGE_KEY,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -49,7 +49,13 @@ def stratus_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # known host names (<host>-1 and <host>-2, the two hosts `up` starts by default)
         "STRATUS_HOST": HOST,
     }
-    for name in ("STRATUS_DATABASE_URL", "STRATUS_AMQP_URL", "STRATUS_UP_AGENTS"):
+    # all its own: database, bus and message key (made in its data directory)
+    for name in (
+        "STRATUS_DATABASE_URL",
+        "STRATUS_AMQP_URL",
+        "STRATUS_UP_AGENTS",
+        "STRATUS_MESSAGE_KEY",
+    ):
         env.pop(name, None)
     log = (Path(data) / "up.log").open("wb")
     process = subprocess.Popen([STRATUS, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -24,6 +24,7 @@ import asyncpg
 from tests.support.postgres_node import PostgresNode
 from tests.support.processes import STRATUS, free_port
 from tests.support.rabbitmq_node import RabbitNode
+from tests.support.sealing import MESSAGE_KEY
 
 HOSTS = ("h1", "h2", "h3")
 GATEWAYS = ("api-1", "api-2")
@@ -39,6 +40,7 @@ def role_env(database_url: str, amqp_url: str, prefix: str, data_dir: Path) -> d
         "STRATUS_DATABASE_URL": database_url,
         "STRATUS_AMQP_URL": amqp_url,
         "STRATUS_AMQP_PREFIX": prefix,
+        "STRATUS_MESSAGE_KEY": MESSAGE_KEY,
         "STRATUS_LIBVIRT_URI": "test:///default",
         "STRATUS_RATE_LIMITS": "",
         "STRATUS_HEARTBEAT_INTERVAL_S": "1",

@@ -23,6 +23,7 @@ from stratus.system import System
 from tests.conftest import IMAGE
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
+from tests.support.sealing import sealed
 from tests.support.xml import COMPUTE, send
 
 PRIVATE = ip_network("10.0.0.0/16")  # the default STRATUS_NETWORKS
@@ -209,10 +210,11 @@ async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
 
 
 def _build(server_id: uuid.UUID) -> BuildServer:
+    action_id = uuid.uuid4()
     return BuildServer(
         server_id=server_id,
-        action_id=uuid.uuid4(),
-        admin_pass="secret",
+        action_id=action_id,
+        admin_pass=sealed(BuildServer, "secret", server_id=server_id, action_id=action_id),
         instance=InstanceSpec(
             server_id=server_id,
             name="x",

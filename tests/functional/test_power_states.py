@@ -3,7 +3,9 @@
 A guest may stop, crash, be paused or be started without any action of Stratus: the
 hypervisor tells its agent (libvirt's lifecycle events), the agent reports the power state,
 and the server follows (SHUTOFF, PAUSED, ACTIVE...) when it is on that host, runs no task,
-and has not changed since the observation. The agent also reports every server now and then,
+and has not changed since the host looked. An agent's report is a hint: the conductor asks
+the host again where it disagrees, and judges by the answer, whose moment it knows on
+PostgreSQL's clock (never the agent's). The agent also reports every server now and then,
 which catches what no event told.
 
 The first tests run on the shared system (libvirt's test hypervisor, whose domains can be
@@ -32,10 +34,9 @@ from tests.conftest import IMAGE
 from tests.support.actions import act, actions_of, active_server, server_row
 from tests.support.client import ComputeClient
 from tests.support.cluster import Cluster, fake_cluster
+from tests.support.missing import LIBVIRT_BINDING
 
-needs_libvirt = pytest.mark.skipif(
-    not libvirt_available(), reason="changes domains of libvirt's test hypervisor"
-)
+needs_libvirt = pytest.mark.skipif(not libvirt_available(), reason=LIBVIRT_BINDING)
 
 
 @pytest.fixture
@@ -120,7 +121,8 @@ def user(cluster: Cluster, http: aiohttp.ClientSession, tenant: str) -> ComputeC
 async def _report(
     cluster: Cluster, server_id: str, host: str, power: PowerState, observed_at: datetime
 ) -> None:
-    """Publish what a host's agent would say of the server, and let the conductor apply it."""
+    """Publish what a host's agent would say of the server (a hint), and let the conductor
+    act on it."""
     bus = cluster.system.bus
     assert bus is not None
     await bus.publish(
@@ -182,10 +184,13 @@ async def test_only_the_servers_host_and_a_fresh_observation_count(
     assert await _power(user, server_id) == running  # another host cannot speak for it
     before = updated - timedelta(seconds=1)
     await _report(cluster, server_id, host, PowerState.SHUTDOWN, before)
-    assert await _power(user, server_id) == running  # seen before its last change
+    assert await _power(user, server_id) == running  # stale: the host, asked again, says so
+    await _report(cluster, server_id, host, PowerState.SHUTDOWN, datetime.now(UTC))
+    assert await _power(user, server_id) == running  # a claim the hypervisor does not back
     await _report(cluster, server_id, host, PowerState.RUNNING, datetime.now(UTC))
     assert (await server_row(cluster.pool, server_id))["updated_at"] == updated  # nothing new
-    await _report(cluster, server_id, host, PowerState.PAUSED, datetime.now(UTC))
+    driver = await cluster.driver_of(server_id)
+    driver.guest_power(f"instance-{server_id}", PowerState.PAUSED)  # a fresh observation
     await _becomes(user, server_id, ("PAUSED", "paused", int(PowerState.PAUSED)))
     await user.delete_and_wait(server_id)
     await _report(cluster, server_id, host, PowerState.RUNNING, datetime.now(UTC))  # gone: ignored

@@ -1,5 +1,6 @@
 """No server stays stuck: the conductor's reaper ends tasks that ran past their deadline or
-whose host stopped heartbeating, and a starting agent's inventory reconciles the database.
+whose host stopped heartbeating, and what agents report (a starting agent's inventory, the
+periodic report of every server) reconciles the database, through the probes it causes.
 
 Each test has a system of its own (two fake hosts, its own database) whose periodic reaper is
 off (``reaper_interval_s=0``): the tests age a task or a heartbeat in the database, as time
@@ -12,23 +13,21 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from compute_agent.service import AgentService
 from compute_agent.virt.fake import FakeDriver
 from conductor.reaper import Reaper
-from conductor.reconcile import CLOCK_MARGIN
 from shared import bus as bus_mod
-from shared.messages import HostInventory, PowerStateReport, SpawnServer
+from shared.messages import SpawnServer
 from shared.states import PowerState
 from tests.conftest import IMAGE
 from tests.support.actions import act, active_server, host_usage, server_row
 from tests.support.client import ComputeClient
 from tests.support.cluster import Cluster, fake_cluster
+from tests.support.sealing import sealed
 
 HOSTS = ("alpha", "beta")
 
@@ -273,21 +272,6 @@ async def test_a_resize_past_its_deadline_gives_back_the_claim_its_destination_n
     assert status == "error"
 
 
-async def inventory_later(cluster: Cluster, agent: AgentService) -> None:
-    """The inventory ``agent`` sends when it starts, as if it started a while after its
-    servers last changed (the clocks' margin, conductor/reconcile.py, has passed)."""
-    assert cluster.system.bus is not None
-    names = await agent.driver.list_instances()
-    await cluster.system.bus.publish(
-        bus_mod.REPORTS,
-        HostInventory(
-            host=agent.host,
-            observed_at=datetime.now(UTC) + CLOCK_MARGIN + timedelta(seconds=1),
-            servers=[uuid.UUID(name.removeprefix("instance-")) for name in names],
-        ),
-    )
-
-
 async def wait_for_error(cluster: Cluster, server_id: str, what: str) -> None:
     async def in_error() -> bool:
         return bool((await server_row(cluster.pool, server_id))["vm_state"] == "error")
@@ -319,7 +303,7 @@ async def test_a_starting_agent_reports_its_servers_and_missing_ones_go_to_error
     driver = cluster.drivers[host]
     driver.domains.pop(f"instance-{lost}")  # the host lost it while its agent was away
     agent = next(a for a in cluster.system.agents if a.host == host)
-    await inventory_later(cluster, agent)
+    await agent.report_inventory()  # as when it starts
 
     await wait_for_error(cluster, lost, "the missing server never went to ERROR")
     fault, _ = await fault_and_actions(api, lost)
@@ -354,7 +338,7 @@ async def test_a_starting_agent_missing_a_server_in_an_in_place_task_abandons_it
     await wait_for_task(cluster, server_id, "pausing")
     driver.domains.pop(f"instance-{server_id}")
     agent = next(a for a in cluster.system.agents if a.host == host)
-    await inventory_later(cluster, agent)
+    await agent.report_inventory()  # as when it starts
 
     await wait_for_error(cluster, server_id, "the server in a task without its domain stayed")
     row = await server_row(cluster.pool, server_id)
@@ -392,13 +376,16 @@ async def test_a_late_duplicate_build_of_a_deleted_server_is_undone(
     # the build's message delivered again, late: the agent builds the server anew, its
     # report is refused (the server is deleted), and the conductor has the domain destroyed
     assert cluster.system.bus is not None
+    action_id = uuid.uuid4()
     await cluster.system.bus.publish(
         bus_mod.compute_queue(host),
         SpawnServer(
             server_id=uuid.UUID(server_id),
-            action_id=uuid.uuid4(),
+            action_id=action_id,
             instance=instance,
-            admin_pass="x",
+            admin_pass=sealed(
+                SpawnServer, "x", server_id=uuid.UUID(server_id), action_id=action_id
+            ),
         ),
     )
 
@@ -417,16 +404,9 @@ async def test_a_periodic_report_without_a_settled_server_puts_it_in_error(
     host = await cluster.host_of(server_id)
     cluster.drivers[host].domains.pop(f"instance-{server_id}")  # gone behind our back
     agent = next(a for a in cluster.system.agents if a.host == host)
-    # the server changed a moment ago: within the clocks' margin it is not judged yet
+    # the server changed a moment ago, yet no waiting: the report makes the conductor probe
+    # the host, which looks after the probe was sent, hence after the server last changed
     await agent.power_states.report_all()
-    await asyncio.sleep(0.3)
-    assert (await server_row(cluster.pool, server_id))["vm_state"] == "active"
-    # a report of every server the host has, taken well after the server last changed
-    assert cluster.system.bus is not None
-    later = datetime.now(UTC) + CLOCK_MARGIN + timedelta(seconds=1)
-    await cluster.system.bus.publish(
-        bus_mod.REPORTS, PowerStateReport(host=host, observed_at=later, servers=[])
-    )
 
     await wait_for_error(cluster, server_id, "the server its host lost never went to ERROR")
     fault, _ = await fault_and_actions(api, server_id)

@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from tests.support.sealing import MESSAGE_KEY
+
 STRATUS = str(Path(sys.executable).parent / "stratus")
 
 
@@ -28,8 +30,10 @@ class Processes:
     """Started roles; their output goes to files so a failing test can show it."""
 
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        """``env`` over this process's environment, with the tests' message key unless
+        ``env`` names another (gateways and agents refuse to start without one)."""
         self.log_dir = log_dir
-        self.env = {**os.environ, **env}
+        self.env = {**os.environ, "STRATUS_MESSAGE_KEY": MESSAGE_KEY, **env}
         self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:

@@ -42,11 +42,12 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 
-#: what each role must be given; agents are also never given the database (DESIGN.md §1)
+#: what each role must be given; agents are also never given the database (DESIGN.md §1), nor
+#: conductors the message key (they forward admin passwords sealed: shared/sealing.py)
 NEEDS = {
-    "api": ("database_url", "amqp_url"),
+    "api": ("database_url", "amqp_url", "message_key"),
     "conductor": ("database_url", "amqp_url"),
-    "agent": ("amqp_url",),
+    "agent": ("amqp_url", "message_key"),
     "db": ("database_url",),
 }
 
@@ -86,6 +87,8 @@ def check_role_settings(where: str, role: str, settings: Settings) -> None:
         assert getattr(settings, name), f"{where}: {role} needs STRATUS_{name.upper()}"
     if role == "agent":
         assert settings.database_url is None, f"{where}: an agent must not get the database"
+    if role in ("conductor", "db"):
+        assert settings.message_key is None, f"{where}: only gateways and agents need the key"
     if role in ("conductor", "agent"):
         assert settings.metrics_host == "0.0.0.0", f"{where}: health/metrics unreachable"
 
@@ -123,11 +126,13 @@ def test_the_compose_schema_check_rejects_a_broken_file() -> None:
 )
 def test_docker_compose_accepts_the_file(program: list[str]) -> None:
     if shutil.which(program[0]) is None:
-        pytest.skip(f"{program[0]} is not installed")
+        pytest.skip(f"{program[0]} is not installed: apt-get install docker.io docker-compose")
     if program == ["docker", "compose"]:
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
         if probe.returncode != 0:
-            pytest.skip("the docker CLI has no compose plugin")
+            pytest.skip(
+                "the docker CLI has no compose plugin: apt-get install docker-compose-plugin"
+            )
     profiles = ["--profile", "keystone", "--profile", "monitoring"]
     checked = subprocess.run(
         [*program, "-f", str(COMPOSE), *profiles, "config", "-q"],
@@ -171,7 +176,7 @@ def test_the_kubernetes_schema_check_rejects_a_broken_manifest() -> None:
 
 def test_kustomize_builds_the_manifests_into_the_namespace() -> None:
     if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
+        pytest.skip("kubectl is not installed: install a Kubernetes client to check kustomize")
     built = subprocess.run(
         ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=False
     )
@@ -185,7 +190,7 @@ def test_kustomize_builds_the_manifests_into_the_namespace() -> None:
 
 def test_haproxy_accepts_its_configuration() -> None:
     if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed")
+        pytest.skip("haproxy is not installed: apt-get install haproxy")
     checked = subprocess.run(
         ["haproxy", "-c", "-f", str(HAPROXY)], capture_output=True, text=True, check=False
     )

@@ -9,15 +9,16 @@ from pydantic import ValidationError
 
 from shared import messages
 from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec, TaskReport
+from tests.support.sealing import sealed
 
 
 def _build() -> BuildServer:
-    server_id = uuid.uuid4()
+    server_id, action_id = uuid.uuid4(), uuid.uuid4()
     return BuildServer(
         request_id="req-1",
         server_id=server_id,
-        action_id=uuid.uuid4(),
-        admin_pass="secret",
+        action_id=action_id,
+        admin_pass=sealed(BuildServer, "secret", server_id=server_id, action_id=action_id),
         instance=InstanceSpec(
             server_id=server_id,
             name="web",

@@ -30,6 +30,7 @@ from shared.messages import (
     SnapshotServer,
     TaskReport,
 )
+from shared.sealing import Keyring, generate_key
 from shared.states import (
     ACTIONS,
     COMPLETIONS,
@@ -102,6 +103,10 @@ def test_statuses_while_actions_run(vm: str, task: str | None, status: str) -> N
     assert v2_status(vm, task) == Status(status)
 
 
+#: any sealed value: the wire does not open it
+_SEALED = Keyring.from_setting(generate_key()).seal("pw", "test")
+
+
 def _spec() -> InstanceSpec:
     return InstanceSpec(
         server_id=uuid.uuid4(),
@@ -114,9 +119,9 @@ def _spec() -> InstanceSpec:
 @pytest.mark.parametrize(
     "message",
     [
-        ChangePassword(action_id=uuid.uuid4(), domain_name="instance-x", admin_pass="pw"),
+        ChangePassword(action_id=uuid.uuid4(), domain_name="instance-x", admin_pass=_SEALED),
         RebootServer(action_id=uuid.uuid4(), instance=_spec(), hard=True),
-        RebuildServer(action_id=uuid.uuid4(), instance=_spec(), admin_pass="pw"),
+        RebuildServer(action_id=uuid.uuid4(), instance=_spec(), admin_pass=_SEALED),
         SnapshotServer(action_id=uuid.uuid4(), domain_name="instance-x", image_id=uuid.uuid4()),
         ResizeServer(action_id=uuid.uuid4(), migration_id=uuid.uuid4()),
         MigrateDisk(
