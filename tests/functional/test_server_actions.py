@@ -37,13 +37,12 @@ from tests.support.actions import (
     wait_until_action_done,
 )
 from tests.support.client import ComputeClient
+from tests.support.missing import LIBVIRT_BINDING
 
 HOST = "functional-host"
 DEBIAN = str(seed.image_id(seed.DEFAULT_IMAGES[1][0]))
 
-needs_libvirt = pytest.mark.skipif(
-    not libvirt_available(), reason="looks at the domains of libvirt's test hypervisor"
-)
+needs_libvirt = pytest.mark.skipif(not libvirt_available(), reason=LIBVIRT_BINDING)
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ from compute_agent.virt.libvirt import disks
 from compute_agent.virt.libvirt.disks import GIB, LocalDisks, NoDisks
 from compute_agent.virt.libvirt.images import ImageStore
 from shared.messages import FlavorSpec, ImageSpec, InstanceSpec
+from tests.support.missing import QEMU_UTILS
 
 needs_qemu_img = pytest.mark.skipif(
     shutil.which("qemu-img") is None or shutil.which("qemu-io") is None,
-    reason="needs qemu-img and qemu-io (qemu-utils)",
+    reason=QEMU_UTILS,
 )
 
 TINY = FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)

@@ -23,7 +23,7 @@ from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
 from shared.messages import FlavorSpec, ImageSpec, InstanceSpec
 from shared.states import PowerState
-from tests.support.missing import LIBVIRT_BINDING
+from tests.support.missing import LIBVIRT_BINDING, QEMU_UTILS
 
 TINY = FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
 HUGE = FlavorSpec(id="5", name="m1.xlarge", vcpus=8, ram_mb=16384, disk_gb=160)
@@ -236,7 +236,7 @@ async def test_a_server_that_has_left_is_not_migrated_again(
     assert await source.live_migrate(_instance(), "dst", dest.uri, block_migration=False) is None
 
 
-@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="makes disks with qemu-img")
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason=QEMU_UTILS)
 async def test_a_destination_removes_only_the_disk_it_made_for_an_arrival(tmp_path: Path) -> None:
     """On a real host the destination of a block migration makes the server's disk (an empty
     overlay on its image, marked as arriving) and a rollback removes it; nothing else is
