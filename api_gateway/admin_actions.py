@@ -1,4 +1,4 @@
-"""What the admin actions of chapter 3 mean (API.md §16).
+"""What the admin actions of chapter 3 mean (guide 3.1).
 
 Each starts as every action does (``ComputeAPI.start_action``: row lock, transition table,
 the server's lock, an action record, the task state), then:

@@ -1,6 +1,6 @@
 """The gateway's domain layer: what creating, reading and deleting servers means.
 
-Writes follow DESIGN.md §1: one transaction (the server row, its task state and an action
+Writes follow docs/architecture.md: one transaction (the server row, its task state and an action
 record), then a command on the bus, and only once the broker has confirmed it does the client
 get its 202. If the command cannot be sent, the transaction's effect is undone, so no server is
 left in a task that nobody will ever finish.
@@ -455,7 +455,7 @@ def _check_allowed(row: asyncpg.Record, action: str) -> None:
     raise Conflict(message)
 
 
-#: vm_states in which a server's metadata may change (API.md §13.2); any task may run.
+#: vm_states in which a server's metadata may change (docs/architecture.md, *State*); any task may run.
 _METADATA_WRITABLE = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})
 
 

@@ -1,4 +1,4 @@
-"""The extensions Stratus implements (API.md §11): what ``GET /extensions`` lists.
+"""The extensions Stratus implements (guide 1.8): what ``GET /extensions`` lists.
 
 To add one, append an ``Extension`` to ``EXTENSIONS`` when its feature is in place. Its
 ``alias`` is also the prefix of the members it adds (``OS-EXT-STS:vm_state``): the XML
@@ -54,7 +54,7 @@ EXTENSIONS: tuple[Extension, ...] = (
     Extension(
         # OS-EXT-SRV-ATTR:host, hypervisor_hostname, instance_name (administrators). nova
         # 2013.1 gave it extended_status's namespace; namespaces are unique per extension
-        # (API.md §11.1) and a server shows both, so it has one of its own here
+        # (guide 1.8) and a server shows both, so it has one of its own here
         alias="OS-EXT-SRV-ATTR",
         name="ExtendedServerAttributes",
         namespace="http://docs.openstack.org/compute/ext/extended_server_attributes/api/v2",

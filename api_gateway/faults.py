@@ -1,4 +1,4 @@
-"""v2 faults (API.md §12): every error the gateway answers is one of these, as a fault body.
+"""v2 faults (guide 1.9): every error the gateway answers is one of these, as a fault body.
 
 Domain errors are translated into faults at one edge (``from_domain``); nothing else in the
 gateway builds an error response.
@@ -74,7 +74,7 @@ class ConflictingRequest(Fault):
 
 class OverLimit(Fault):
     """With a ``Retry-After`` header (whole seconds), the body repeats it as ``retryAfter``:
-    the moment the client may retry, as an XML-Schema dateTime (Ex 1.46/1.47, §12.2)."""
+    the moment the client may retry, as an XML-Schema dateTime (Ex 1.46/1.47, guide 1.9.1)."""
 
     name = "overLimit"
     code = 413

@@ -1,4 +1,4 @@
-"""What ``os-migrateLive`` means at the gateway (API.md §16.11).
+"""What ``os-migrateLive`` means at the gateway (guide 3.1 `os-migrateLive`).
 
 A live migration starts as every action does (``ComputeAPI.start_action``: row lock, the
 transition table — only an ACTIVE server with no task, else 409 — the server's lock, an

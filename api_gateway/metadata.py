@@ -1,4 +1,4 @@
-"""What changing metadata means, for servers and images alike (API.md §15.21–15.27).
+"""What changing metadata means, for servers and images alike (guide 2.6–2.6.6).
 
 Each write is an edit that turns the current set into the new one: replace all (PUT), merge
 (POST), set one item (PUT on a key) or delete one item. The domain layer reads the current set

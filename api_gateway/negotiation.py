@@ -1,4 +1,4 @@
-"""Content negotiation (API.md §4.2, §10.1): which format a response takes, which format a
+"""Content negotiation (guide 1.2, 1.7): which format a response takes, which format a
 request body is in, and which API version a version-less request asks for.
 
 Response format, in order: the URI suffix (``.json``, ``.xml``; ``.atom`` on version

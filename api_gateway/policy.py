@@ -2,14 +2,14 @@
 
 Each operation has a rule: ``admin`` (the caller has the admin role), ``admin_or_owner``
 (an administrator, or a member of the project that owns the server) or ``nobody`` (turned
-off, for administrators too). The defaults are nova 2013.1's ``etc/nova/policy.json`` (API.md
-§16.0): the server operations of chapter 2 and pause, unpause, suspend, resume, createBackup
+off, for administrators too). The defaults are nova 2013.1's ``etc/nova/policy.json`` (guide
+3.1): the server operations of chapter 2 and pause, unpause, suspend, resume, createBackup
 are the owner's; migrate, resetNetwork, injectNetworkInfo, lock, unlock, os-migrateLive and
 os-resetState are the administrator's. Operators change rules with ``STRATUS_POLICY`` (a JSON
 object ``{"operation": "rule"}``, inline or in a file), checked when the gateway starts.
 
 The same table says which operations a *locked* server refuses from users who are not
-administrators (API.md §13.2, §16.8): the lock is part of "who may", so it lives here, in one
+administrators (guide 3.1 `lock`; docs/architecture.md, *State*): the lock is part of "who may", so it lives here, in one
 place, and is not something an operator can configure away.
 """
 

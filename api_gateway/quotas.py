@@ -1,4 +1,4 @@
-"""Absolute limits enforced as quotas (API.md §9.2): 413 overLimit with ``Retry-After: 0``.
+"""Absolute limits enforced as quotas (guide 1.6.2): 413 overLimit with ``Retry-After: 0``.
 
 Per project: servers (``maxTotalInstances``), their vCPUs (``maxTotalCores``) and RAM
 (``maxTotalRAMSize``), counted from the live servers in the database. Per request: metadata

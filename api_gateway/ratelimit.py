@@ -1,4 +1,4 @@
-"""Rate limiting per user (API.md §9.1), after authentication, before the controllers.
+"""Rate limiting per user (guide 1.6.1), after authentication, before the controllers.
 
 A request counts against every configured limit (``STRATUS_RATE_LIMITS``) whose verb is its
 method and whose regex is found in its target: the path after ``/v2/{tenant_id}`` (or after

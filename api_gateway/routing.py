@@ -1,4 +1,4 @@
-"""Route paths with the v2 URI forms (API.md §2.1).
+"""Route paths with the v2 URI forms (guide ch. 2).
 
 Every resource answers at its versioned URI (``/v2/{tenant_id}/servers/{id}``), with an
 optional format suffix (``.json``/``.xml``; ``/servers.xml`` and ``/servers/.xml`` are the

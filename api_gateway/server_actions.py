@@ -1,6 +1,6 @@
-"""What the server actions of chapter 2 mean (API.md §15.9–15.15).
+"""What the server actions of chapter 2 mean (guide 2.3.1–2.3.7).
 
-Each action is DESIGN.md §1 through ``ComputeAPI``: ``start_action`` locks the server's row,
+Each action is docs/architecture.md through ``ComputeAPI``: ``start_action`` locks the server's row,
 checks the action against the transition table (409), records it and sets its task state,
 then runs the action's own ``prepare`` in that transaction (further checks, and what the
 action changes at once); ``send_or_undo`` publishes the command, or takes all of that back.

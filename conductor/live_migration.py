@@ -1,4 +1,4 @@
-"""Live migrations (os-migrateLive, API.md §16.11), driven by the conductor one step at a time.
+"""Live migrations (os-migrateLive, guide 3.1 `os-migrateLive`), driven by the conductor one step at a time.
 
 The gateway accepts a live migration (task ``migrating``, status MIGRATING; the server stays
 ACTIVE and keeps running) and records it (``accepted``, with the destination the request

@@ -1,4 +1,4 @@
-"""Resizes, driven by the conductor one step at a time (API.md §15.12–15.14, §13.2).
+"""Resizes, driven by the conductor one step at a time (guide 2.3.4–2.3.6; docs/architecture.md, *State*).
 
 The gateway accepts a resize (task ``resize_prep``) and records it (migration
 ``pre-migrating``, holding the server's spec and both flavors). From there each step starts
@@ -136,7 +136,7 @@ async def _not_placed(
     conn: Conn, request: ResizeServer, migration: asyncpg.Record, reason: str
 ) -> None:
     """No host can take the new flavor: the server stays as it was, ACTIVE, with the reason
-    recorded as a fault (§13.2: ACTIVE -> RESIZE -> ACTIVE on failure)."""
+    recorded as a fault (ACTIVE -> RESIZE -> ACTIVE on failure)."""
     assert request.server_id is not None
     log.warning("cannot resize server %s: %s", request.server_id, reason)
     await migrations.set_state(conn, migration["id"], Status.ERROR, None)

@@ -146,7 +146,7 @@ class DestroyServer(ActionMessage):
     domain_name: str
 
 
-# --- server actions (API.md §15.9-15.15) ----------------------------------------------
+# --- server actions (guide 2.3.1–2.3.7) ----------------------------------------------
 # Host-local actions go from the gateway straight to ``compute.<host>``; a resize goes to the
 # conductor first, which places it and then drives the agents step by step, each step's
 # report triggering the next command.
@@ -238,7 +238,7 @@ class FinishRevertResize(ActionMessage):
     instance: InstanceSpec
 
 
-# --- admin actions (API.md §16) ----------------------------------------------------------
+# --- admin actions (guide 3.1) ----------------------------------------------------------
 # The power actions and createBackup go from the gateway to ``compute.<host>`` and end with a
 # TaskReport of their task; the network actions set no task and end with an ActionReport.
 
@@ -376,7 +376,7 @@ class Heartbeat(Message):
     capacity: HostCapacity
 
 
-# --- live migration (API.md §16.11) ---------------------------------------------------------
+# --- live migration (guide 3.1 `os-migrateLive`) ---------------------------------------------------------
 # The gateway records the live migration and asks the conductor (``LiveMigrateServer``),
 # which checks the destination, claims room there and then drives the two hosts one step at
 # a time, each step's ``LiveMigrationReport`` triggering the next (conductor/live_migration.py):

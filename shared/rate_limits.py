@@ -1,4 +1,4 @@
-"""Rate limit rules (API.md §9.1) and the grammar of ``STRATUS_RATE_LIMITS``.
+"""Rate limit rules (guide 1.6.1) and the grammar of ``STRATUS_RATE_LIMITS``.
 
 The setting uses the reference implementation's form, one parenthesised rule per limit,
 separated by ``;``::

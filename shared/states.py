@@ -64,7 +64,7 @@ class PowerState(IntEnum):
 
 
 class Status(StrEnum):
-    """The v2 API ``status`` of a server (API.md §13.1)."""
+    """The v2 API ``status`` of a server (guide 2.1.1)."""
 
     ACTIVE = "ACTIVE"
     BUILD = "BUILD"
@@ -110,7 +110,7 @@ _TASK_OVERRIDES: dict[VmState, dict[TaskState, Status]] = {
         TaskState.RESIZE_MIGRATED: Status.RESIZE,
         TaskState.RESIZE_FINISH: Status.RESIZE,
         # a resize that failed on its destination is rolled back to the source while the
-        # server is still active: §13.1 names that REVERT_RESIZE ("resize or migration
+        # server is still active: guide 2.1.1 names that REVERT_RESIZE ("resize or migration
         # failed ...: the destination is cleaned up and the original restarted")
         TaskState.RESIZE_REVERTING: Status.REVERT_RESIZE,
     },
@@ -170,7 +170,7 @@ _ON_A_HOST = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState
 #: vm_states of a server that exists (not deleted).
 _LIVE = frozenset(VmState) - {VmState.DELETED, VmState.SOFT_DELETED}
 
-#: Actions a user may start, and the states they may start from (API.md §13.2). The keys are
+#: Actions a user may start, and the states they may start from (docs/architecture.md, *State*). The keys are
 #: the names recorded in ``actions``; a reboot's two kinds set different tasks, so each has
 #: its own entry.
 ACTIONS: dict[str, Transition] = {
@@ -184,12 +184,12 @@ ACTIONS: dict[str, Transition] = {
     "rebuild": Transition(
         frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.REBUILDING
     ),
-    # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE (§13.2)
+    # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE (docs/architecture.md, *State*)
     "resize": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.RESIZE_PREP),
     "confirmResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_CONFIRMING),
     "revertResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_REVERTING),
     "createImage": Transition(_ON_A_HOST, _IDLE, TaskState.IMAGE_SNAPSHOT),
-    # --- chapter 3, the admin actions (API.md §16; nova 2013.1's preconditions, §13.2) ---
+    # --- chapter 3, the admin actions (guide 3.1; nova 2013.1's preconditions) ---
     "pause": Transition(frozenset({VmState.ACTIVE, VmState.RESCUED}), _IDLE, TaskState.PAUSING),
     "unpause": Transition(frozenset({VmState.PAUSED}), _IDLE, TaskState.UNPAUSING),
     "suspend": Transition(
@@ -202,14 +202,14 @@ ACTIONS: dict[str, Transition] = {
     "createBackup": Transition(
         frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.IMAGE_BACKUP
     ),
-    # no task of their own: they may run beside any other and change no status (§13.2: any
+    # no task of their own: they may run beside any other and change no status (any
     # state); lock, unlock and os-resetState are done in the database at once
     "resetNetwork": Transition(_LIVE, _ANY_TASK, None),
     "injectNetworkInfo": Transition(_LIVE, _ANY_TASK, None),
     "lock": Transition(_LIVE, _ANY_TASK, None),
     "unlock": Transition(_LIVE, _ANY_TASK, None),
     "os-resetState": Transition(_LIVE, _ANY_TASK, None),
-    # a running server with nothing else under way; it keeps running, MIGRATING (§16.11)
+    # a running server with nothing else under way; it keeps running, MIGRATING (guide 3.1 `os-migrateLive`)
     "os-migrateLive": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.MIGRATING),
     # nova's os-server-start-stop extension: stop (ACTIVE or ERROR -> SHUTOFF), start
     "os-stop": Transition(

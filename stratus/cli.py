@@ -1,4 +1,4 @@
-"""``stratus``: one command for every role (DESIGN.md §2)."""
+"""``stratus``: one command for every role (docs/architecture.md)."""
 
 from __future__ import annotations
 

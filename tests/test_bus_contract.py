@@ -1,4 +1,4 @@
-"""The promises of DESIGN.md §4, checked against both buses: RabbitMQ and in-process."""
+"""The promises of docs/architecture.md, checked against both buses: RabbitMQ and in-process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who is asking (API.md §3): the authentication strategies and the rules every one of them
+"""Who is asking (guide 1.1): the authentication strategies and the rules every one of them
 shares.
 
 A strategy (``STRATUS_AUTH_STRATEGY``) turns a request's ``X-Auth-Token`` into an

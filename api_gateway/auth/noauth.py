@@ -1,4 +1,4 @@
-"""``noauth``: the development strategy (API.md §3, nova's "noauth" mode).
+"""``noauth``: the development strategy (guide 1.1, nova's "noauth" mode).
 
 The token is ``user:project`` (just ``user`` means the project of the same name). The user
 ``admin`` is an administrator, everyone else a member of the token's project. A request

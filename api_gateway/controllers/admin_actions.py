@@ -1,4 +1,4 @@
-"""The admin actions of chapter 3 (API.md §16), dispatched by ``POST /servers/{id}/action``.
+"""The admin actions of chapter 3 (guide 3.1), dispatched by ``POST /servers/{id}/action``.
 
 Every one answers 202 without a body (createBackup with a ``Location`` when it keeps the new
 image). Who may call which is checked by the dispatcher (api_gateway/policy.py) before a

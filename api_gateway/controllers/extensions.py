@@ -1,4 +1,4 @@
-"""``GET /extensions`` and ``GET /extensions/{alias}`` (API.md §11.1–11.2)."""
+"""``GET /extensions`` and ``GET /extensions/{alias}`` (guide 1.8–1.8)."""
 
 from __future__ import annotations
 

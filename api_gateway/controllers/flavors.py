@@ -1,4 +1,4 @@
-"""Flavors: list, detail, show (API.md §15.16–15.17)."""
+"""Flavors: list, detail, show (guide 2.4.1–2.4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Images: list and detail (with filters), show, delete (API.md §15.18–15.20)."""
+"""Images: list and detail (with filters), show, delete (guide 2.5.1–2.5.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A server's addresses: all of them, or one network's (API.md §15.6–15.7).
+"""A server's addresses: all of them, or one network's (guide 2.2.1–2.2.2).
 
 One network's addresses are ``{"<network>": [...]}`` in JSON, the reference implementation's
 form that today's clients and tempest read, rather than the guide's

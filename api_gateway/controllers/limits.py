@@ -1,4 +1,4 @@
-"""``GET /limits``: the account's rate and absolute limits, as they stand now (API.md §9.3)."""
+"""``GET /limits``: the account's rate and absolute limits, as they stand now (guide 1.6.3)."""
 
 from __future__ import annotations
 

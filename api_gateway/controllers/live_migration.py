@@ -1,4 +1,4 @@
-"""``os-migrateLive`` (API.md §16.11), dispatched by ``POST /servers/{id}/action``.
+"""``os-migrateLive`` (guide 3.1 `os-migrateLive`), dispatched by ``POST /servers/{id}/action``.
 
 Who may call it (administrators, by default: anyone else gets 403 whatever the body) is
 checked by the dispatcher (api_gateway/policy.py) before the handler runs; the handler

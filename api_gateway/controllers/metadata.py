@@ -1,4 +1,4 @@
-"""Metadata of servers and images: the same six operations for both (API.md §15.21–15.27).
+"""Metadata of servers and images: the same six operations for both (guide 2.6–2.6.6).
 
 ``/{servers|images}/{id}/metadata``: GET the set, PUT to replace it, POST to merge into it;
 ``/{servers|images}/{id}/metadata/{key}``: GET, PUT or DELETE one item. Who may write, and in

@@ -1,4 +1,4 @@
-"""Server actions: ``POST /servers/{id}/action`` (API.md §15.8–15.15).
+"""Server actions: ``POST /servers/{id}/action`` (guide 2.3–2.3.7).
 
 The body's single top-level key (the XML root element) names the action. Actions live in a
 registry, name -> handler: this module registers the core actions of chapter 2; the admin

@@ -1,4 +1,4 @@
-"""Servers: create, list and detail (with filters), show, update, delete (API.md §15.1–15.5)."""
+"""Servers: create, list and detail (with filters), show, update, delete (guide 2.1.1–2.1.5)."""
 
 from __future__ import annotations
 

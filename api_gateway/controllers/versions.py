@@ -1,5 +1,5 @@
-"""``GET /`` and ``GET /v2/`` in JSON, XML and Atom (API.md §10.4–10.5), and the 300
-Multiple Choices document for requests that name no version (§10.3). No token needed."""
+"""``GET /`` and ``GET /v2/`` in JSON, XML and Atom (guide 1.7–1.7), and the 300
+Multiple Choices document for requests that name no version (guide 1.7). No token needed."""
 
 from __future__ import annotations
 

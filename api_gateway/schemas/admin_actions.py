@@ -1,4 +1,4 @@
-"""Request bodies of the admin actions of chapter 3 (API.md §16, Tables 3.1 and 3.3).
+"""Request bodies of the admin actions of chapter 3 (guide 3.1, Tables 3.1 and 3.3).
 
 The XML samples put parameters in child elements, which arrive as text (``"1"``,
 ``"active"``): ``rotation`` is turned into an integer here, as the JSON form gives it. The

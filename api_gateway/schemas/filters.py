@@ -1,4 +1,4 @@
-"""The query parameters of the server and image lists (API.md §8, §15.1, §15.18).
+"""The query parameters of the server and image lists (guide 1.5, 2.1.1, 2.5.1).
 
 A filter that cannot match anything (a status no server shows by default, an image reference
 that is not an id) makes the list empty, as in the reference implementation; a value that
@@ -34,7 +34,7 @@ def text(query: Mapping[str, str], name: str) -> str | None:
 
 
 def reference(query: Mapping[str, str], name: str) -> str | None:
-    """An id given as itself or as a URL whose last path segment is the id (API.md §6.1)."""
+    """An id given as itself or as a URL whose last path segment is the id (guide 1.3)."""
     value = text(query, name)
     if value is None or "/" not in value:
         return value

@@ -1,10 +1,10 @@
-"""The request body of ``os-migrateLive`` (API.md §16.11, Table 3.2; Ex 3.20/3.21).
+"""The request body of ``os-migrateLive`` (guide 3.1 `os-migrateLive`, Table 3.2; Ex 3.20/3.21).
 
 All three members are required; one missing (or empty, ``<host/>``) is answered as the
 reference implementation answered it. The XML form puts them in child elements, which arrive
 as text: ``block_migration`` and ``disk_over_commit`` are then ``"true"`` or ``"false"``,
 turned into booleans here exactly as the JSON form gives them. (nova 2013.1 passed the text
-on, so ``"false"`` counted as true; §14.3 says not to copy that.) Anything else is a 400.
+on, so ``"false"`` counted as true; we do not copy that.) Anything else is a 400.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ Boolean = Annotated[bool, BeforeValidator(_boolean)]
 
 class LiveMigrate(BaseModel):
     """Table 3.2: the destination host, and whether the local disks go along
-    (``block_migration``; the guide's "migration will be blocked" is a defect, §17.1 #18)
+    (``block_migration``; the guide's "migration will be blocked" is a defect of the guide)
     and the destination's free disk may be over-committed (``disk_over_commit``)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

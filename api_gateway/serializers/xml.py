@@ -1,4 +1,4 @@
-"""The v2 XML representation, derived from the JSON shape by the guide's rules (API.md §14).
+"""The v2 XML representation, derived from the JSON shape by the guide's rules (guide 1.2).
 
 Scalars become attributes; objects become child elements; ``links`` become ``atom:link``
 children after the others; ``message``, ``details`` and ``description`` are text elements;
@@ -185,7 +185,7 @@ def _addresses_root(networks: Mapping[str, list[Mapping[str, Any]]]) -> str:
     return f"<addresses>{inner}</addresses>" if inner else "<addresses/>"
 
 
-#: Roots whose documents have shapes of their own (API.md §14.3): a metadata set (Ex 2.49),
+#: Roots whose documents have shapes of their own (guide 1.2): a metadata set (Ex 2.49),
 #: one metadata item (Ex 2.59) and a server's addresses (Ex 2.21).
 _SHAPED_ROOTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "metadata": lambda value: _metadata("metadata", value),

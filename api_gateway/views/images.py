@@ -69,7 +69,7 @@ def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
 
 
 def _fault(fault: dict[str, Any]) -> dict[str, Any]:
-    """The asynchronous fault of an image in ERROR (API.md §12.3): ``details`` only when
+    """The asynchronous fault of an image in ERROR (guide 1.9.2): ``details`` only when
     there are some, ``created`` only when known."""
     shown = {"code": fault["code"], "message": fault["message"]}
     if fault.get("details"):

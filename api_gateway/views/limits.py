@@ -1,4 +1,4 @@
-"""The limits document (Ex 1.20/1.21, §9.3): rate limits grouped by URI, absolute limits.
+"""The limits document (Ex 1.20/1.21, guide 1.6.3): rate limits grouped by URI, absolute limits.
 
 ``remaining`` and ``next-available`` are the calling user's, from the drained levels of their
 buckets; ``absolute`` holds the quotas and, as nova's ``os-used-limits`` extension added, what

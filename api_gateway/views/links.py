@@ -1,4 +1,4 @@
-"""Links (API.md §6–7): versioned ``self``, version-less ``bookmark``, and pagination ``next``."""
+"""Links (guide 1.3–1.4): versioned ``self``, version-less ``bookmark``, and pagination ``next``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def split_page(
     request: web.Request, rows: list[Any], limit: int, id_key: str = "id"
 ) -> tuple[list[Any], list[Link]]:
     """A page and its links from ``rows`` fetched with ``limit + 1``: the guide's rule, a
-    ``next`` link exactly when items follow the page (API.md §7.2), so the last page has
+    ``next`` link exactly when items follow the page (guide 1.4), so the last page has
     none even when it is full."""
     page = rows[:limit]
     if len(rows) <= limit or not page:

@@ -1,4 +1,4 @@
-"""Version documents (API.md §10) in the form today's clients accept.
+"""Version documents (guide 1.7) in the form today's clients accept.
 
 ``id`` is ``v2.0`` and ``version``/``min_version`` are empty strings: that tells novaclient,
 openstacksdk and tempest that this is the plain v2 API without microversions.

@@ -149,7 +149,7 @@ class ComputeDriver(abc.ABC):
         """Source side of a revert (or of the rollback of a failed resize): run the original
         again with ``instance.flavor``, the old one, redefining it if needed."""
 
-    # --- admin actions (API.md §16) ------------------------------------------------------
+    # --- admin actions (guide 3.1) ------------------------------------------------------
 
     @abc.abstractmethod
     async def pause(self, domain_name: str) -> PowerState:

@@ -47,7 +47,7 @@ async def get(conn: Executor, image_id: uuid.UUID, project_id: str) -> asyncpg.R
 
 @dataclass(frozen=True)
 class ImageFilters:
-    """What an image list is narrowed to (API.md §15.18); None means "not filtered on"."""
+    """What an image list is narrowed to (guide 2.5.1); None means "not filtered on"."""
 
     server_id: uuid.UUID | None = None
     name: str | None = None
@@ -60,7 +60,7 @@ class ImageFilters:
     image_type: str | None = None
     min_disk_gb: int | None = None
     min_ram_mb: int | None = None
-    #: only images changed at or after this instant, deleted ones included (API.md §8)
+    #: only images changed at or after this instant, deleted ones included (guide 1.5)
     changes_since: datetime | None = None
 
     def predicates(self, params: Params) -> list[str]:

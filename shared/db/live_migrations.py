@@ -1,4 +1,4 @@
-"""Queries on ``migrations`` for live migrations (os-migrateLive, API.md §16.11), and on the
+"""Queries on ``migrations`` for live migrations (os-migrateLive, guide 3.1 `os-migrateLive`), and on the
 destination host they need: is it usable, has it room, claim that room.
 
 A live migration is a row of kind ``live-migration`` (migration 0007). Its status names the

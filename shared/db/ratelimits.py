@@ -1,4 +1,4 @@
-"""Queries on ``rate_limit_counters``: the leaky buckets of the rate limits (API.md §9.1).
+"""Queries on ``rate_limit_counters``: the leaky buckets of the rate limits (guide 1.6.1).
 
 The buckets live in PostgreSQL so that every gateway replica counts against the same ones.
 A request's check is one statement (``stratus_rate_limit_take``, see migration 0004) that

@@ -112,14 +112,14 @@ async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> async
 
 @dataclass(frozen=True)
 class ServerFilters:
-    """What a server list is narrowed to (API.md §15.1); None means "not filtered on"."""
+    """What a server list is narrowed to (guide 2.1.1); None means "not filtered on"."""
 
     image_id: uuid.UUID | None = None
     flavor_id: str | None = None
     #: a PostgreSQL regular expression the name must match (anywhere in it)
     name_regex: str | None = None
     vm_states: frozenset[str] | None = None
-    #: only servers changed at or after this instant, deleted ones included (API.md §8)
+    #: only servers changed at or after this instant, deleted ones included (guide 1.5)
     changes_since: datetime | None = None
 
     def predicates(self, params: Params) -> list[str]:

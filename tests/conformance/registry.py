@@ -64,7 +64,7 @@ VERSION_JSON = allowances(extra=("version", "min_version"))
 #: images: no tenant_id/user_id (tempest rejects them), no alternate link (we are the image
 #: service); see docs/compatibility.md
 IMAGE_ALLOW = allowances(missing=("tenant_id", "user_id"), missing_rels=("alternate",))
-#: the guide's paging samples show only a self link; images carry a bookmark too (§6.2)
+#: the guide's paging samples show only a self link; images carry a bookmark too (guide 1.3)
 PAGE_ALLOW = allowances(extra_rels=("bookmark",))
 
 
@@ -75,7 +75,7 @@ SERVER_ALLOW = allowances(missing=("progress",))
 #: gives the same list).
 NOT_APPLICABLE = {
     "1.4-id-image-reference.json": "uses `image`/`flavor` instead of `imageRef`/`flavorRef` "
-    "and is not valid JSON (API.md §17.1 #1-2); its XML twin 1.5 is covered",
+    "and is not valid JSON (docs/compatibility.md); its XML twin 1.5 is covered",
     "1.18-paginated-metadata-in-an-image.xml": "embedded metadata is never paginated: a "
     "resource holds at most maxImageMeta items, all shown (nova did the same)",
     "1.19-paginated-metadata-in-an-image.json": "as 1.18",
@@ -83,7 +83,7 @@ NOT_APPLICABLE = {
     "(RS-CBS) that is not part of the API",
     "1.39-extended-server-response.json": "as 1.38",
     "1.40-extended-action.xml": "illustrates an RS-CBS action; not part of the API",
-    "1.41-extended-action.json": "as 1.40 (and not valid JSON, API.md §17.1 #3)",
+    "1.41-extended-action.json": "as 1.40 (and not valid JSON, docs/compatibility.md)",
     "2.24-list-addresses-by-network-response.json": "not valid JSON; Stratus answers in "
     "nova's form, `{\"<network>\": [...]}`, which today's clients and tempest expect, "
     "checked against nova-2013.1/server-ips-network-resp.json",

@@ -31,7 +31,7 @@ _EXTENSION_MEMBER = re.compile(r"[A-Za-z][\w-]*:\w+")
 
 def _extension(key: str) -> bool:
     """A member an extension adds (``alias:name`` in JSON, an attribute in the extension's
-    namespace in XML): clients ignore what they do not know (API.md §11.3)."""
+    namespace in XML): clients ignore what they do not know (guide 1.8)."""
     return key.startswith("{") or _EXTENSION_MEMBER.fullmatch(key) is not None
 
 

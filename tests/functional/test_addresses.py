@@ -1,5 +1,5 @@
 """Fixed addresses: given when a server is placed, shown under ``addresses`` and ``/ips``,
-never held twice (whatever races), given back on delete (API.md §15.6–15.7)."""
+never held twice (whatever races), given back on delete (guide 2.2.1–2.2.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The admin actions of chapter 3, carried through gateway, conductor and agent (API.md §16).
+"""The admin actions of chapter 3, carried through gateway, conductor and agent (guide 3.1).
 
 The first part runs on the shared system (one host; libvirt's test hypervisor when the
 binding is installed), sending the guide's own sample bodies (Ex 3.1–3.23). The second part
@@ -471,7 +471,7 @@ async def test_a_failed_network_action_is_recorded_and_changes_no_status(
 async def test_network_actions_are_accepted_while_a_task_runs(
     cadmin: ComputeClient, cluster: Cluster
 ) -> None:
-    """Any task, any state (§13.2): the host runs the command after the one it is busy with."""
+    """Any task, any state: the host runs the command after the one it is busy with."""
     server_id = await active_server(cadmin, "busy", IMAGE)
     driver = await cluster.driver_of(server_id)
     release = driver.hold("reboot")

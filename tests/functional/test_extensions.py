@@ -1,4 +1,4 @@
-"""GET /extensions and /extensions/{alias} in JSON and XML (API.md §11, Ex 1.34–1.37)."""
+"""GET /extensions and /extensions/{alias} in JSON and XML (guide 1.8, Ex 1.34–1.37)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ COMPUTE_NS = "http://docs.openstack.org/compute/api/v1.1"
 JSON = "application/json"
 XML = "application/xml"
 
-#: The guide's fault elements (API.md §12) and the status each one is answered with.
+#: The guide's fault elements (guide 1.9) and the status each one is answered with.
 FAULTS = {
     "badRequest": 400,
     "unauthorized": 401,
@@ -394,7 +394,7 @@ def path_value(draw: st.DrawFn, valid: list[str], valid_in_10: int = 7) -> str:
     return draw(hostile_segments())
 
 
-#: Accept headers and the fault format each negotiates (API.md §4.2; faults are never Atom).
+#: Accept headers and the fault format each negotiates (guide 1.2; faults are never Atom).
 ACCEPTS: list[tuple[str | None, str]] = [
     (None, JSON),
     ("application/json", JSON),
@@ -438,7 +438,7 @@ CONTENT_TYPES = [
     "application/octet-stream",
 ]
 
-#: Query parameters of the v2 lists and filters (API.md §7, §8; the extensions' own).
+#: Query parameters of the v2 lists and filters (guide 1.4, 1.5; the extensions' own).
 QUERY_NAMES = [
     "limit",
     "marker",
@@ -875,7 +875,7 @@ def check(request: FuzzRequest, answer: Answer) -> None:
 
 
 def assert_fault(status: int, content_type: str, body: bytes, where: str = "") -> None:
-    """``body`` is a v2 fault for ``status`` (API.md §12): one fault element of the guide's,
+    """``body`` is a v2 fault for ``status`` (guide 1.9): one fault element of the guide's,
     its code the status, with a message; in XML, in the compute namespace."""
     if content_type == JSON:
         document = json.loads(body)

@@ -1,5 +1,5 @@
 """Images: list filters, changes-since, delete, and the fault of an image in ERROR
-(API.md §8, §12.3, §15.18–15.20)."""
+(guide 1.5, 1.9.2, 2.5.1–2.5.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limits, quotas and GET /limits (API.md §9, §12.2), each on a gateway of its own.
+"""Rate limits, quotas and GET /limits (guide 1.6, 1.9.1), each on a gateway of its own.
 
 The shared system runs without rate limits and with unlimited quotas (other tests build many
 servers in one project), so every test here starts a second gateway application with the

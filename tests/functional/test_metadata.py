@@ -1,4 +1,4 @@
-"""Metadata of servers and images (API.md §15.21–15.27), in JSON and XML, with its limits."""
+"""Metadata of servers and images (guide 2.6–2.6.6), in JSON and XML, with its limits."""
 
 from __future__ import annotations
 

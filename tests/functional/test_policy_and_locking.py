@@ -1,4 +1,4 @@
-"""Who may do what (api_gateway/policy.py; API.md §16.0) and the server lock (§13.2, §16.8).
+"""Who may do what (api_gateway/policy.py; guide 3.1) and the server lock (guide 3.1 `lock`).
 
 On the shared system. Policy overrides run on a gateway of their own (STRATUS_POLICY), on the
 same database and bus, so the servers they act on are really built and changed.
@@ -29,7 +29,7 @@ from tests.support.client import ComputeClient, Reply
 
 Clients = Callable[[str, str], ComputeClient]
 
-#: nova 2013.1's admin-only actions, with a body each (API.md §16.0)
+#: nova 2013.1's admin-only actions, with a body each (guide 3.1)
 ADMIN_ONLY: dict[str, Any] = {
     "migrate": None,
     "resetNetwork": None,

@@ -1,4 +1,4 @@
-"""Update Server (Table 2.2) and the list filters of servers (API.md §8, §15.1, §15.4)."""
+"""Update Server (Table 2.2) and the list filters of servers (guide 1.5, 2.1.1, 2.1.4)."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ async def test_filters_narrow_the_list_and_the_detail(
         ("image=not-a-uuid", set()),
         ("status=ACTIVE", {web1, web2, db1}),
         ("status=active", {web1, web2, db1}),
-        ("status=REBOOT", set()),  # a transient status matches nothing (API.md §13.1)
+        ("status=REBOOT", set()),  # a transient status matches nothing (guide 2.1.1)
         ("status=BUILD", set()),
         ("status=DELETED", set()),  # deleted servers only with changes-since
         ("status=NONSENSE", set()),

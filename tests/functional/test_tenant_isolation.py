@@ -285,7 +285,7 @@ async def send(
 
 
 def assert_fault(answer: Answer, fmt: str, status: int, name: str) -> None:
-    """A v2 fault (API.md §12): ``{name: {code, message}}`` or ``<name code><message>``."""
+    """A v2 fault (guide 1.9): ``{name: {code, message}}`` or ``<name code><message>``."""
     assert (answer.status, answer.content_type) == (status, XML if fmt == "xml" else JSON), answer
     if fmt == "xml":
         root = ET.fromstring(answer.text)

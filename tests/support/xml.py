@@ -11,9 +11,7 @@ from tests.support.client import ComputeClient
 
 COMPUTE = "{http://docs.openstack.org/compute/api/v1.1}"
 ATOM = "{http://www.w3.org/2005/Atom}"
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "samples"
-if not SAMPLES.exists():  # the repository may sit elsewhere than next to ../shared
-    SAMPLES = Path("/work/shared/spec/samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # the guide's (tests/samples)
 
 XML = "application/xml"
 JSON = "application/json"

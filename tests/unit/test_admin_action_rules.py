@@ -1,5 +1,5 @@
-"""The admin actions' rules that need no running system: the states they start from (API.md
-§13.2), their bodies in JSON and in the XML of the samples (Tables 3.1, 3.3), their messages."""
+"""The admin actions' rules that need no running system: the states they start from
+(shared/states.py), their bodies in JSON and in the XML of the samples (Tables 3.1, 3.3), their messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metadata edits (API.md §15.23–15.27): what each does to a set, the item limit, and the
+"""Metadata edits (guide 2.6.2–2.6.6): what each does to a set, the item limit, and the
 XML documents of metadata and addresses (Ex 2.49, 2.59, 2.21)."""
 
 from __future__ import annotations

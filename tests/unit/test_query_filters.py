@@ -1,4 +1,4 @@
-"""The list filters' query parameters (API.md §8, §15.1, §15.18) and Update Server's body."""
+"""The list filters' query parameters (guide 1.5, 2.1.1, 2.5.1) and Update Server's body."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The rules of the server actions that need no running system: which state each action may
-start from (API.md §13.2), the statuses on the way, the messages, and the action registry."""
+start from (docs/architecture.md, *State*), the statuses on the way, the messages, and the action registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The v2 status mapping of API.md §13.1."""
+"""The v2 status mapping of guide 2.1.1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- Rate limit counters (API.md §9.1), shared by every gateway replica.
+-- Rate limit counters (guide 1.6.1), shared by every gateway replica.
 --
 -- One leaky bucket per (user, limit), measured in seconds: ``level`` seconds were in the
 -- bucket at ``updated_at`` and it drains one second per second since. The gateway names the

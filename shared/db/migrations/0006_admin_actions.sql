@@ -1,4 +1,4 @@
--- The admin actions of chapter 3 (API.md §16).
+-- The admin actions of chapter 3 (guide 3.1).
 
 -- createBackup: how many backups of its type (images.backup_type) the server keeps. Recorded
 -- with the backup when it is asked for, so the conductor rotates by what the user asked, not

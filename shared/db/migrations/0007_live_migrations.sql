@@ -1,4 +1,4 @@
--- Live migrations (os-migrateLive, API.md §16.11) are rows of ``migrations`` too.
+-- Live migrations (os-migrateLive, guide 3.1 `os-migrateLive`) are rows of ``migrations`` too.
 --
 -- ``kind`` tells them from resizes (a cold migration is a resize to the same flavor), and
 -- the request's two options are kept for the steps that follow it: whether the local disks
