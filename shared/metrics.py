@@ -1,4 +1,5 @@
-"""Every Prometheus metric of every Stratus process, named in this one module (docs/architecture.md).
+"""Every Prometheus metric of every Stratus process, named in this one module
+(docs/architecture.md).
 
 Each role records what it does through the small functions below, so metric names, labels and
 buckets live here and nowhere else. Every label has a bounded set of values: a route's

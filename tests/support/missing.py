@@ -20,6 +20,7 @@ LIBVIRT_BINDING = (
     "the libvirt binding (Python module libvirt): apt-get install libvirt-dev pkg-config, "
     "then make clean test"
 )
+QEMU_UTILS = "qemu-img and qemu-io: apt-get install qemu-utils"
 RABBITMQ = "RabbitMQ at {url}: apt-get install rabbitmq-server (or STRATUS_TEST_AMQP_URL=amqp://…)"
 RABBITMQ_SERVER = (
     "the rabbitmq-server program (the fault suite starts nodes of its own): "

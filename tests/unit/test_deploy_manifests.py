@@ -42,8 +42,9 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 
-#: what each role must be given; agents are also never given the database (docs/architecture.md), nor
-#: conductors the message key (they forward admin passwords sealed: shared/sealing.py)
+#: what each role must be given; agents are also never given the database
+#: (docs/architecture.md), nor conductors the message key (they forward admin passwords
+#: sealed: shared/sealing.py)
 NEEDS = {
     "api": ("database_url", "amqp_url", "message_key"),
     "conductor": ("database_url", "amqp_url"),
