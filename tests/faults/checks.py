@@ -1,8 +1,13 @@
 """What must hold once the system has settled after a fault.
 
-* every accepted request is accounted for: it finished (the server shows what the request
-  promised, or is deleted), or it failed with a fault (its action closed with an error, or
-  the server is in ERROR with a fault); anything else is *lost*;
+* every accepted request is accounted for: it finished (its action succeeded and, for a
+  server's last accepted request, the server shows what it promised), or it failed with a
+  fault (its action closed with an error, or the server is in ERROR with a fault);
+  anything else is *lost*. A request that got no answer (*indeterminate*,
+  tests/faults/load.py) may or may not have been taken, so the server may also show the
+  promise of any indeterminate request sent after its last accepted one (``reachable``);
+  an indeterminate create whose server turned up was taken after all, and is judged as if
+  accepted;
 * no server of the fault's project is in a task older than the task deadline (*stuck*);
 * each host's usage columns equal what its live servers hold plus the claims of the
   migrations under way (DB only; compared with the mismatch before the fault, so one
@@ -21,7 +26,8 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import aio_pika
@@ -30,8 +36,9 @@ import asyncpg
 
 from shared import messages
 from shared.bus import REPORTS
+from shared.states import v2_status
 from tests.faults.cluster import TASK_DEADLINE_S
-from tests.faults.load import Accepted, Ledger
+from tests.faults.load import Ledger, Sent
 
 #: The reaper runs every second: a task may outlive its deadline by about that much.
 STUCK_AFTER_S = TASK_DEADLINE_S + 5.0
@@ -49,6 +56,8 @@ class Outcome:
     lost: int = 0
     stuck: int = 0
     refused: int = 0
+    #: requests that got no answer: they may or may not have been taken
+    indeterminate: int = 0
     usage: str = "ok"
     dead: int = 0
     domains: str = "ok"
@@ -87,11 +96,21 @@ async def settle(conn: asyncpg.Connection, tenant: str, timeout_s: float) -> flo
 # --- accounting --------------------------------------------------------------------------
 
 
-async def account(conn: asyncpg.Connection, ledger: Ledger, outcome: Outcome) -> None:
-    """Sort every accepted request into completed, failed with a fault, or lost."""
-    ids = list({uuid.UUID(a.server_id) for a in ledger.accepted})
-    servers = {
-        str(r["id"]): r
+async def account(conn: asyncpg.Connection, ledger: Ledger, tenant: str, outcome: Outcome) -> None:
+    """Sort every accepted request (and every unanswered create whose server turned up)
+    into completed, failed with a fault, or lost, judging each server by its history."""
+    histories: dict[str, list[Sent]] = defaultdict(list)
+    for sent in await _found_creates(conn, tenant, ledger.sent):
+        if sent.server_id:
+            histories[sent.server_id].append(sent)
+    ids = [uuid.UUID(sid) for sid in histories]
+    seen = {
+        str(r["id"]): Seen(
+            r["vm_state"],
+            r["task_state"],
+            deleted=r["deleted_at"] is not None,
+            faulted=r["faulted"],
+        )
         for r in await conn.fetch(
             """SELECT s.id, s.vm_state, s.task_state, s.deleted_at,
                       EXISTS (SELECT 1 FROM server_faults f WHERE f.server_id = s.id) AS faulted
@@ -105,52 +124,102 @@ async def account(conn: asyncpg.Connection, ledger: Ledger, outcome: Outcome) ->
             "SELECT request_id, result FROM actions WHERE server_id = ANY($1::uuid[])", ids
         )
     }
-    last = {a.server_id: a for a in ledger.accepted}
     outcome.accepted = len(ledger.accepted)
-    outcome.refused = ledger.refused + ledger.unanswered
-    for request in ledger.accepted:
-        verdict = _verdict(request, servers.get(request.server_id), results, last)
-        if verdict == "completed":
-            outcome.completed += 1
-        elif verdict == "failed":
-            outcome.failed_with_fault += 1
-        else:
-            outcome.lost += 1
-            outcome.problems.append(f"lost {request.action} of {request.server_id}: {verdict}")
+    outcome.indeterminate = len(ledger.indeterminate)
+    outcome.refused = ledger.refused
+    for server_id, history in histories.items():
+        for request, verdict in judge(history, seen.get(server_id), results):
+            if verdict == "completed":
+                outcome.completed += 1
+            elif verdict == "failed":
+                outcome.failed_with_fault += 1
+            else:
+                outcome.lost += 1
+                outcome.problems.append(f"lost {request.action} of {server_id}: {verdict}")
 
 
-def _verdict(
-    request: Accepted,
-    server: asyncpg.Record | None,
-    results: dict[str, str],
-    last: dict[str, Accepted],
-) -> str:
-    """``completed``, ``failed``, or why the request is lost."""
-    if server is None:
+async def _found_creates(conn: asyncpg.Connection, tenant: str, sent: list[Sent]) -> list[Sent]:
+    """``sent`` with each unanswered create whose server exists (not deleted) replaced by
+    an accepted one of that server: the server is the answer that never came, and it owes
+    what any accepted create owes (to settle, ACTIVE or failed with a fault)."""
+    names = [s.name for s in sent if s.action == "create" and not s.answered]
+    found = {
+        r["name"]: (str(r["id"]), r["request_id"])
+        for r in await conn.fetch(
+            """SELECT s.name, s.id, a.request_id FROM servers s
+                 JOIN actions a ON a.server_id = s.id AND a.action = 'create'
+                WHERE s.tenant_id = $1 AND s.name = ANY($2::text[]) AND s.deleted_at IS NULL""",
+            tenant,
+            names,
+        )
+    }
+    return [
+        replace(s, answered=True, server_id=found[s.name][0], request_id=found[s.name][1])
+        if not s.answered and s.name in found
+        else s
+        for s in sent
+    ]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the database shows of a server once the system has settled."""
+
+    vm_state: str
+    task_state: str | None = None
+    deleted: bool = False
+    #: the server has a recorded fault
+    faulted: bool = False
+
+    @property
+    def status(self) -> str:
+        return "DELETED" if self.deleted else str(v2_status(self.vm_state, self.task_state))
+
+
+def reachable(history: Sequence[Sent]) -> set[str]:
+    """The statuses a server may end in after ``history`` (its requests, in the order they
+    were sent): an accepted request's promise replaces all before it, an indeterminate one's
+    may or may not have been kept, so it adds to them. ``DELETED`` stands for no server,
+    which is where an unanswered create starts from."""
+    possible = {"DELETED"}
+    for request in history:
+        possible = {request.expect} if request.answered else possible | {request.expect}
+    return possible
+
+
+def judge(
+    history: Sequence[Sent], seen: Seen | None, results: Mapping[str, str]
+) -> list[tuple[Sent, str]]:
+    """Each accepted request of one server's ``history`` with its verdict: ``completed``,
+    ``failed``, or why it is lost. The final status is charged to the last accepted request
+    (the earlier ones were evidently done, or the later would not have been accepted); it
+    must be one the history can reach. ``results``: each action's result by request id."""
+    accepted = [request for request in history if request.answered]
+    verdicts = [(request, _verdict(request, seen, results)) for request in accepted]
+    if verdicts and verdicts[-1][1] == "completed":
+        assert seen is not None
+        if seen.status not in (possible := reachable(history)):
+            promised = " or ".join(sorted(possible))
+            verdicts[-1] = (accepted[-1], f"server shows {seen.status}, expected {promised}")
+    return verdicts
+
+
+def _verdict(request: Sent, seen: Seen | None, results: Mapping[str, str]) -> str:
+    """``completed``, ``failed``, or why the request is lost, leaving out the final status."""
+    if seen is None:
         return "no such server"
-    result = results.get(request.request_id)
-    if server["deleted_at"] is not None:
+    if seen.deleted:
         return "completed"
-    if result == "error" or (server["vm_state"] == "error" and server["faulted"]):
+    result = results.get(request.request_id)
+    if result == "error" or (seen.vm_state == "error" and seen.faulted):
         return "failed"
-    if server["vm_state"] == "error":
+    if seen.vm_state == "error":
         return "server in ERROR without a fault"
     if result is None:
         return "no action recorded for the request"
     if result == "pending":
-        return f"action still pending (vm {server['vm_state']}, task {server['task_state']})"
-    if last[request.server_id] is not request:
-        return "completed"  # a later accepted request moved the server on
-    shown = _status(server["vm_state"], server["task_state"])
-    if shown != request.expect:
-        return f"server shows {shown}, the request promised {request.expect}"
+        return f"action still pending (vm {seen.vm_state}, task {seen.task_state})"
     return "completed"
-
-
-def _status(vm_state: str, task_state: str | None) -> str:
-    from shared.states import v2_status
-
-    return str(v2_status(vm_state, task_state))
 
 
 async def count_stuck(conn: asyncpg.Connection, tenant: str, outcome: Outcome) -> None:

@@ -55,6 +55,8 @@ def role_env(database_url: str, amqp_url: str, prefix: str, data_dir: Path) -> d
         "STRATUS_POWER_SYNC_INTERVAL_S": "2",
         "STRATUS_DATA_DIR": str(data_dir),
         "STRATUS_DB_POOL_MIN": "1",
+        # no /metrics listener: seven roles on one machine would all want the same port
+        "STRATUS_METRICS_PORT": "0",
         # the conductor's reaper (ends tasks past their deadline)
         "STRATUS_REAPER_INTERVAL_S": "1",
         "STRATUS_TASK_DEADLINE_S": str(int(TASK_DEADLINE_S)),

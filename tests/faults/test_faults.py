@@ -51,7 +51,7 @@ async def run_fault(env: FaultEnv, name: str, inject: Inject) -> Outcome:
     conn = await asyncpg.connect(env.cluster.database_url)
     try:
         await checks.settle(conn, tenant, SETTLE_S)
-        await checks.account(conn, load.ledger, outcome)
+        await checks.account(conn, load.ledger, tenant, outcome)
         await checks.count_stuck(conn, tenant, outcome)
         checks.compare_usage(usage_before, await checks.usage_mismatch(conn), outcome)
         await checks.check_domains(conn, env.watch, tenant, outcome)
