@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from api_gateway import keys, policy
-from api_gateway.auth import AUTH
+from api_gateway import keys
+from api_gateway.auth import AUTH, policy
 from api_gateway.auth.factory import create_strategy
-from api_gateway.compute import ComputeAPI
+from api_gateway.compute.api import ComputeAPI
 from api_gateway.controllers import (
-    admin_actions,
     extensions,
     flavor_extra_specs,
     flavors,
@@ -22,32 +21,30 @@ from api_gateway.controllers import (
     instance_actions,
     ips,
     limits,
-    live_migration,
     metadata,
     migrations,
     server_actions,
     servers,
-    start_stop,
     versions,
 )
-from api_gateway.http_metrics import http_metrics_middleware
-from api_gateway.middlewares import (
+from api_gateway.http.metrics import http_metrics_middleware
+from api_gateway.http.middlewares import (
     auth_middleware,
     fault_middleware,
     request_id_middleware,
     retry_middleware,
     storable_input_middleware,
 )
-from api_gateway.negotiation import requested_version
-from api_gateway.ratelimit import rate_limit_middleware
-from api_gateway.routing import MultipleChoices, add_routes
+from api_gateway.http.negotiation import requested_version
+from api_gateway.http.rate_limits import rate_limit_middleware
+from api_gateway.http.routing import MultipleChoices, add_routes
 from api_gateway.views.cache import RenderCache
-from shared import bus as bus_mod
 from shared import health, ops_http
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db.pool import create_pool
+from shared.rpcapi import ConductorClient
 
 
 def create_app(
@@ -87,7 +84,7 @@ def create_app(
         if own_bus:
             await the_bus.connect()
         app[keys.BUS] = the_bus
-        await the_bus.declare(bus_mod.CONDUCTOR)
+        await ConductorClient(the_bus).declare()  # the queue the gateway sends to
         app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
         readiness.add(health.checks_for(pool=app[keys.POOL], bus=the_bus))
         await app[AUTH].start()
@@ -113,9 +110,9 @@ def create_app(
         migrations,
         hosts,
         image_service,
+        server_actions,
     )
-    actions = (server_actions, admin_actions, live_migration, start_stop)
-    add_routes(app, [m.routes for m in (*controllers, *actions)])
+    add_routes(app, [m.routes for m in controllers])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
 

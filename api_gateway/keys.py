@@ -12,7 +12,7 @@ from shared.bus import Bus
 from shared.config import Settings
 
 if TYPE_CHECKING:
-    from api_gateway.compute import ComputeAPI
+    from api_gateway.compute.api import ComputeAPI
     from api_gateway.context import RequestContext
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from api_gateway.context import RequestContext
-from api_gateway.faults import Forbidden
+from api_gateway.http.faults import Forbidden
 
 #: Roles that may change things; a token with none of them (Keystone's ``reader`` alone) may
 #: only read.

@@ -20,9 +20,9 @@ import logging
 from aiohttp import web
 
 from api_gateway.auth import AuthStrategy, Identity
+from api_gateway.auth.keystone_client import KeystoneClient, KeystoneUnavailable, TokenInfo
 from api_gateway.auth.token_cache import TokenCache, Verdict, digest
-from api_gateway.faults import ServiceUnavailable, Unauthorized
-from api_gateway.keystone import KeystoneClient, KeystoneUnavailable, TokenInfo
+from api_gateway.http.faults import ServiceUnavailable, Unauthorized
 from shared.config import Settings
 
 log = logging.getLogger(__name__)

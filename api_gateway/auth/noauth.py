@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway.auth import AuthStrategy, Identity
-from api_gateway.faults import Unauthorized
+from api_gateway.http.faults import Unauthorized
 
 
 def noauth_handshake(request: web.Request) -> web.Response | None:

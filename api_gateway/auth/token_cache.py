@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from api_gateway.keystone import TokenInfo
+from api_gateway.auth.keystone_client import TokenInfo
 
 
 def digest(token: str) -> str:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api_gateway import extensions
-from api_gateway.faults import ItemNotFound
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
+from api_gateway.http.faults import ItemNotFound
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
 from api_gateway.views import extensions as view
 
 routes = web.RouteTableDef()
@@ -15,13 +14,13 @@ routes = web.RouteTableDef()
 
 @routes.get(collection("/extensions"))
 async def index(request: web.Request) -> web.Response:
-    return render(request, {"extensions": [view.extension(e) for e in extensions.all_extensions()]})
+    return render(request, {"extensions": [view.extension(e) for e in view.all_extensions()]})
 
 
 @routes.get(member("/extensions/{alias}"))
 async def show(request: web.Request) -> web.Response:
     """One extension; 404 for an alias not available here (the guide's availability test)."""
-    extension = extensions.find(request.match_info["alias"])
+    extension = view.find(request.match_info["alias"])
     if extension is None:
         raise ItemNotFound("The resource could not be found.")
     return render(request, {"extension": view.extension(extension)})

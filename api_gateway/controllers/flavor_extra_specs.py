@@ -10,10 +10,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import BadRequest, ItemNotFound
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
-from api_gateway.schemas.common import read_body, validate
+from api_gateway.auth.policy import authorize
+from api_gateway.http.bodies import read_body
+from api_gateway.http.faults import BadRequest, ItemNotFound
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
+from api_gateway.schemas.common import validate
 from api_gateway.schemas.extra_specs import ExtraSpecItem, ExtraSpecsBody
 from shared.db import flavor_extra_specs as specs
 from shared.db import flavors
@@ -30,10 +32,6 @@ async def _flavor_id(request: web.Request) -> str:
     if not await flavors.exists(request.app[keys.POOL], flavor_id):
         raise ItemNotFound(f"Flavor {flavor_id} could not be found.")
     return flavor_id
-
-
-def _enforce_write(request: web.Request) -> None:
-    keys.compute(request).policy.enforce(keys.context(request), "os-flavor-extra-specs:write")
 
 
 @routes.get(collection(_SPECS))
@@ -55,7 +53,7 @@ async def show(request: web.Request) -> web.Response:
 @routes.post(collection(_SPECS))
 async def create(request: web.Request) -> web.Response:
     """Set the body's keys; answers with them."""
-    _enforce_write(request)
+    authorize(request, "os-flavor-extra-specs:write")
     body = validate(ExtraSpecsBody, await read_body(request))
     flavor_id = await _flavor_id(request)
     await specs.upsert(request.app[keys.POOL], flavor_id, body.extra_specs)
@@ -65,7 +63,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.put(member(_SPEC))
 async def update(request: web.Request) -> web.Response:
     """Set one key: the body is ``{key: value}`` for the URL's key and nothing else."""
-    _enforce_write(request)
+    authorize(request, "os-flavor-extra-specs:write")
     key = request.match_info["key"]
     item = validate(ExtraSpecItem, {"item": await read_body(request)}).item
     if list(item) != [key]:
@@ -77,7 +75,7 @@ async def update(request: web.Request) -> web.Response:
 
 @routes.delete(member(_SPEC))
 async def delete(request: web.Request) -> web.Response:
-    _enforce_write(request)
+    authorize(request, "os-flavor-extra-specs:write")
     flavor_id = await _flavor_id(request)
     key = request.match_info["key"]
     if not await specs.delete(request.app[keys.POOL], flavor_id, key):

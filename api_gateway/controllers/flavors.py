@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import BadRequest, ItemNotFound
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
+from api_gateway.http.faults import BadRequest, ItemNotFound
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
 from api_gateway.schemas.common import page_params
 from api_gateway.schemas.filters import integer
 from api_gateway.views import flavors as view

@@ -19,10 +19,12 @@ import asyncpg
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import BadRequest, ItemNotFound, NotImplementedFault
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
-from api_gateway.schemas.common import read_body, validate
+from api_gateway.auth.policy import authorize
+from api_gateway.http.bodies import read_body
+from api_gateway.http.faults import BadRequest, ItemNotFound, NotImplementedFault
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
+from api_gateway.schemas.common import validate
 from api_gateway.schemas.hosts import HostUpdate
 from shared.db import hosts
 
@@ -31,13 +33,9 @@ routes = web.RouteTableDef()
 ZONE = "nova"
 
 
-def _enforce(request: web.Request) -> None:
-    keys.compute(request).policy.enforce(keys.context(request), "os-hosts")
-
-
 @routes.get(collection("/os-hosts"))
 async def index(request: web.Request) -> web.Response:
-    _enforce(request)
+    authorize(request, "os-hosts")
     zone = request.query.get("zone")
     rows = [] if zone not in (None, ZONE) else await hosts.list_all(request.app[keys.POOL])
     listed = [{"host_name": r["name"], "service": "compute", "zone": ZONE} for r in rows]
@@ -46,7 +44,7 @@ async def index(request: web.Request) -> web.Response:
 
 @routes.get(member("/os-hosts/{host}"))
 async def show(request: web.Request) -> web.Response:
-    _enforce(request)
+    authorize(request, "os-hosts")
     pool = request.app[keys.POOL]
     row = await _host(pool, request.match_info["host"])
     projects = await hosts.usage_by_project(pool, row["name"])
@@ -55,7 +53,7 @@ async def show(request: web.Request) -> web.Response:
 
 @routes.put(member("/os-hosts/{host}"))
 async def update(request: web.Request) -> web.Response:
-    _enforce(request)
+    authorize(request, "os-hosts")
     body = validate(HostUpdate, await read_body(request))
     if body.maintenance_mode is not None:
         raise NotImplementedFault("Maintenance mode is not supported by this cloud's hosts.")

@@ -18,10 +18,10 @@ from urllib.parse import urlencode
 import asyncpg
 from aiohttp import web
 
-from api_gateway import images as domain
 from api_gateway import keys
 from api_gateway.auth import token_required
-from api_gateway.faults import BadRequest
+from api_gateway.compute import images as domain
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.filters import text
 from api_gateway.views import image_service as view
 from api_gateway.views.links import base_url

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api_gateway import images as domain
 from api_gateway import keys
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
+from api_gateway.compute import images as domain
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
 from api_gateway.schemas.common import page_params
 from api_gateway.schemas.filters import image_filters
 from api_gateway.views import images as view

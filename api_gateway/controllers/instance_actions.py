@@ -15,8 +15,9 @@ import uuid
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
+from api_gateway.auth.policy import authorize, permitted
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
 from api_gateway.views import instance_actions as view
 from shared.db import actions
 from shared.errors import NotFound
@@ -26,10 +27,10 @@ routes = web.RouteTableDef()
 
 async def _server_id(request: web.Request) -> uuid.UUID:
     """The server the path names, once the caller may see its actions."""
-    ctx = keys.context(request)
-    compute = keys.compute(request)
-    compute.policy.enforce(ctx, "os-instance-actions")
-    row = await compute.get_server(ctx, request.match_info["server_id"])
+    authorize(request, "os-instance-actions")
+    row = await keys.compute(request).get_server(
+        keys.context(request), request.match_info["server_id"]
+    )
     server_id: uuid.UUID = row["id"]
     return server_id
 
@@ -48,7 +49,6 @@ async def show(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound(f"Action {request_id} could not be found.")
     body = view.action(row)
-    ctx = keys.context(request)
-    if keys.compute(request).policy.allows(ctx, "os-instance-actions:events"):
+    if permitted(request, "os-instance-actions:events"):
         body["events"] = view.events(row)
     return render(request, {"instanceAction": body})

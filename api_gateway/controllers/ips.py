@@ -12,9 +12,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import ItemNotFound
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
+from api_gateway.http.faults import ItemNotFound
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
 from api_gateway.views import servers as view
 
 routes = web.RouteTableDef()

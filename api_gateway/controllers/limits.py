@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from api_gateway import keys, quotas
-from api_gateway.ratelimit import limiter_for
-from api_gateway.responses import render
-from api_gateway.routing import collection
+from api_gateway import keys
+from api_gateway.compute import quotas
+from api_gateway.http.rate_limits import limiter_for
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection
 from api_gateway.views import limits as view
-from shared.db import ratelimits
+from shared.db import rate_limits as counters
 
 routes = web.RouteTableDef()
 
@@ -25,7 +26,7 @@ async def show(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     levels: dict[str, float] = {}
     if limiter.limits:
-        now, levels = await ratelimits.levels(
+        now, levels = await counters.levels(
             pool, ctx.user_id, [limit.key for limit in limiter.limits]
         )
     used = await quotas.usage(pool, ctx.project_id)

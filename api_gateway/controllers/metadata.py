@@ -1,8 +1,9 @@
 """Metadata of servers and images: the same six operations for both (guide 2.6–2.6.6).
 
 ``/{servers|images}/{id}/metadata``: GET the set, PUT to replace it, POST to merge into it;
-``/{servers|images}/{id}/metadata/{key}``: GET, PUT or DELETE one item. Who may write, and in
-which states, is the domain layer's business (api_gateway/compute.py, api_gateway/images.py).
+``/{servers|images}/{id}/metadata/{key}``: GET, PUT or DELETE one item. Who may write a
+server's is the policy's (``servers:metadata``); in which states, and who may write an
+image's, the domain layer's (api_gateway/compute/api.py, api_gateway/compute/images.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from api_gateway import images, keys
-from api_gateway.metadata import DeleteItem, Merge, MetadataEdit, ReplaceAll, SetItem
-from api_gateway.responses import render
-from api_gateway.routing import collection, member
-from api_gateway.schemas.common import read_body, validate
+from api_gateway import keys
+from api_gateway.auth.policy import authorize
+from api_gateway.compute import images
+from api_gateway.compute.metadata import DeleteItem, Merge, MetadataEdit, ReplaceAll, SetItem
+from api_gateway.http.bodies import read_body
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection, member
+from api_gateway.schemas.common import validate
 from api_gateway.schemas.metadata import MetadataBody, MetaItemBody
 from shared.errors import NotFound
 
@@ -41,6 +45,7 @@ async def _read_server(request: web.Request, server_id: str) -> dict[str, str]:
 
 
 async def _edit_server(request: web.Request, server_id: str, edit: MetadataEdit) -> dict[str, str]:
+    authorize(request, "servers:metadata")
     return await keys.compute(request).edit_server_metadata(keys.context(request), server_id, edit)
 
 

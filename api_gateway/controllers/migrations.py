@@ -14,9 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from api_gateway import keys
-from api_gateway.faults import BadRequest
-from api_gateway.responses import render
-from api_gateway.routing import collection
+from api_gateway.auth.policy import authorize
+from api_gateway.http.faults import BadRequest
+from api_gateway.http.responses import render
+from api_gateway.http.routing import collection
 from api_gateway.schemas.filters import integer, text
 from api_gateway.views.links import isotime
 from shared.db import migration_history as history
@@ -28,8 +29,7 @@ _TYPES = frozenset({"resize", "migration", "live-migration"})
 
 @routes.get(collection("/os-migrations"))
 async def index(request: web.Request) -> web.Response:
-    ctx = keys.context(request)
-    keys.compute(request).policy.enforce(ctx, "os-migrations")
+    authorize(request, "os-migrations")
     most = request.app[keys.SETTINGS].max_page_size
     limit = integer(request.query, "limit")
     rows = await history.list_recent(

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import asyncpg
 from aiohttp import web
 
-from api_gateway import keys, policy
+from api_gateway import keys
+from api_gateway.auth.policy import authorize, permitted
 from api_gateway.context import RequestContext
-from api_gateway.negotiation import response_format
-from api_gateway.responses import render, render_collection, render_item
-from api_gateway.routing import collection, member
-from api_gateway.schemas.common import page_params, read_body, validate
+from api_gateway.http.bodies import read_body
+from api_gateway.http.negotiation import response_format
+from api_gateway.http.responses import render, render_collection, render_item
+from api_gateway.http.routing import collection, member
+from api_gateway.schemas.common import page_params, validate
 from api_gateway.schemas.filters import server_filters
 from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
@@ -22,12 +24,10 @@ routes = web.RouteTableDef()
 
 
 def extended_view(request: web.Request) -> view.Extended:
-    """The extension members the caller may see in a server (api_gateway/policy.py)."""
-    rules = policy.configured(request.app[keys.SETTINGS].policy)
-    ctx = keys.context(request)
+    """The extension members the caller may see in a server (api_gateway/auth/policy.py)."""
     return view.Extended(
-        status=rules.allows(ctx, "OS-EXT-STS"),
-        server_attributes=rules.allows(ctx, "OS-EXT-SRV-ATTR"),
+        status=permitted(request, "OS-EXT-STS"),
+        server_attributes=permitted(request, "OS-EXT-SRV-ATTR"),
     )
 
 
@@ -105,6 +105,7 @@ async def _detailed(
 async def create(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     body = validate(CreateServerBody, await read_body(request))
+    authorize(request, "servers:create")
     created = await keys.compute(request).create_server(ctx, body.server)
     server = view.created(created.id, created.admin_pass, base_url(request), ctx.project_id)
     return render(
@@ -128,6 +129,7 @@ async def show(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     body = validate(UpdateServerBody, await read_body(request))
+    authorize(request, "servers:update")
     row = await keys.compute(request).update_server(
         ctx, request.match_info["server_id"], body.server
     )
@@ -138,5 +140,6 @@ async def update(request: web.Request) -> web.Response:
 @routes.delete(member("/servers/{server_id}"))
 async def delete(request: web.Request) -> web.Response:
     ctx = keys.context(request)
+    authorize(request, "servers:delete")
     await keys.compute(request).delete_server(ctx, request.match_info["server_id"])
     return web.Response(status=204)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api_gateway.negotiation import CONTENT_TYPES, Format, response_format
-from api_gateway.responses import render
-from api_gateway.serializers import atom
+from api_gateway.http.negotiation import CONTENT_TYPES, Format, response_format
+from api_gateway.http.responses import render
+from api_gateway.http.serializers import atom
 from api_gateway.views import versions
 from api_gateway.views.links import base_url
 

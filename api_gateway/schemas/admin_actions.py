@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.common import validate
 from api_gateway.schemas.servers import MetaKey, MetaValue, Name
 from shared.states import VmState

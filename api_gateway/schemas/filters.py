@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
 from api_gateway.views.images import KNOWN_SERVICE_STATUSES, service_statuses
 from shared.db.images import ImageFilters
 from shared.db.servers import ServerFilters

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.common import validate
 
 MISSING = "host and block_migration must be specified."

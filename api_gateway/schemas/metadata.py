@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.servers import MetaKey, MetaValue
 
 

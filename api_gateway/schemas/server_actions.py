@@ -1,6 +1,6 @@
 """Request bodies of the server actions (Tables 2.4–2.8): the value under the action's key.
 
-XML bodies arrive in the same shape (``schemas/xml_body.py``): attributes are members,
+XML bodies arrive in the same shape (``http/xml_body.py``): attributes are members,
 ``<metadata>`` an object, ``<personality>`` a list, an empty element ``null``. Members the
 guide does not define are ignored, as the reference implementation ignored them.
 """
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from api_gateway.schemas.common import validate
 from api_gateway.schemas.servers import MetaKey, MetaValue, Name, PersonalityFile, Ref
 
 
@@ -88,3 +89,14 @@ class CreateImage(_Action):
 def members(value: Any) -> Any:
     """An action's value as members: ``null`` (``{"reboot": null}``, ``<reboot/>``) has none."""
     return {} if value is None else value
+
+
+def reboot(value: Any) -> Reboot:
+    """``reboot``'s value, ``null`` or members (guide 2.3.2)."""
+    return validate(Reboot, members(value))
+
+
+def no_arguments(value: Any) -> None:
+    """The schema of an action without parameters (pause, lock, confirmResize...): its value
+    is ignored, ``null`` or ``<pause/>`` alike, as the reference implementation ignored it."""
+    return None

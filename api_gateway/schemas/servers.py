@@ -18,7 +18,20 @@ from pydantic import (
     model_validator,
 )
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+def _at_most_255_as_given(value: object) -> object:
+    """A name is measured as sent, before its surrounding blanks are stripped (as nova did):
+    255 characters and a trailing newline is too long, not a name of 255."""
+    if isinstance(value, str) and len(value) > 255:
+        raise ValueError("String should have at most 255 characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    BeforeValidator(_at_most_255_as_given),
+]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MetaValue = Annotated[str, StringConstraints(max_length=255)]
 

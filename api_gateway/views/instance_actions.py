@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_gateway.policy import operation_of
+from api_gateway.auth.policy import operation_of
 from api_gateway.views.links import isotime
 
 _RESULTS = {"success": "Success", "error": "Error"}

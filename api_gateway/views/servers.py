@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api_gateway.views.links import isotime, resource_links
+from shared.rpcapi import domain_name
 from shared.states import Status, v2_status
 
 #: Statuses that carry ``progress`` (the reference implementation's choice).
@@ -67,7 +68,7 @@ def extended_server_attributes(row: Any) -> dict[str, Any]:
     return {
         "OS-EXT-SRV-ATTR:host": row["host"],
         "OS-EXT-SRV-ATTR:hypervisor_hostname": row["host"],
-        "OS-EXT-SRV-ATTR:instance_name": f"instance-{row['id']}",
+        "OS-EXT-SRV-ATTR:instance_name": domain_name(row["id"]),
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from api_gateway.negotiation import requested_version
+from api_gateway.http.negotiation import requested_version
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -11,13 +11,13 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api_gateway import faults
 from api_gateway.auth import AUTH, context_for, needs_token
 from api_gateway.controllers.versions import multiple_choices
+from api_gateway.http import faults
+from api_gateway.http.bodies import storable
+from api_gateway.http.responses import render
+from api_gateway.http.routing import MultipleChoices
 from api_gateway.keys import CONTEXT, REQUEST_ID
-from api_gateway.responses import render
-from api_gateway.routing import MultipleChoices
-from api_gateway.schemas.common import storable
 from shared import errors
 from shared.db.pool import UNAVAILABLE as DATABASE_UNAVAILABLE
 from shared.logging import request_context

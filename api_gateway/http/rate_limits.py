@@ -6,7 +6,7 @@ method and whose regex is found in its target: the path after ``/v2/{tenant_id}`
 ``^/servers`` anchors at the resource path and ``.*changes-since.*`` sees the query. It must
 fit all of them, else 413 overLimit with ``Retry-After`` (whole seconds, rounded up).
 
-The counters are in PostgreSQL (shared/db/ratelimits.py) so every gateway replica shares them.
+The counters are in PostgreSQL (shared/db/rate_limits.py) so every gateway replica shares them.
 A request that matches no limit never touches the database: with the default limits a plain
 GET costs two dictionary lookups.
 """
@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api_gateway import keys
-from api_gateway.faults import OverLimit
-from shared.db import ratelimits
+from api_gateway.http.faults import OverLimit
+from shared.db import rate_limits as counters
 from shared.db.pool import Executor
-from shared.db.ratelimits import Bucket
+from shared.db.rate_limits import Bucket
 from shared.rate_limits import RateLimit, parse_rate_limits
 
 RATE_LIMITED = "This request was rate-limited."
@@ -51,7 +51,7 @@ class RateLimiter:
     async def take(self, conn: Executor, user_id: str, limits: Sequence[RateLimit]) -> None:
         """Count one request of ``user_id`` against ``limits``; 413 if any is exhausted (the
         request is then counted against none of them)."""
-        outcomes = await ratelimits.take(
+        outcomes = await counters.take(
             conn, user_id, [Bucket(limit.key, limit.cost, limit.capacity) for limit in limits]
         )
         refused = [o for o in outcomes if o.delay > 0]

@@ -33,7 +33,7 @@ _children: dict[_Key, tuple[Counter, Histogram]] = {}
 
 def route_label(resource: AbstractResource | None) -> str:
     """The template of a route, without the optional trailing slash and format suffix
-    every v2 route allows (api_gateway/routing.py)."""
+    every v2 route allows (api_gateway/http/routing.py)."""
     if resource is None:
         return _UNMATCHED
     return resource.canonical.replace("{_slash}", "").replace("{_fmt}", "") or "/"

@@ -9,8 +9,12 @@ os-resetState are the administrator's. Operators change rules with ``STRATUS_POL
 object ``{"operation": "rule"}``, inline or in a file), checked when the gateway starts.
 
 The same table says which operations a *locked* server refuses from users who are not
-administrators (guide 3.1 `lock`; docs/architecture.md, *State*): the lock is part of "who may", so it lives here, in one
-place, and is not something an operator can configure away.
+administrators (guide 3.1 `lock`; docs/architecture.md, *State*): the lock is part of "who
+may", so it lives here, in one place, and is not something an operator can configure away.
+
+Controllers apply the rules (``authorize``, ``permitted``), once per request and before the
+domain layer runs; the domain layer applies the lock (``check_unlocked``), which it can only
+judge with the server's row locked.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
+from api_gateway import keys
 from api_gateway.context import RequestContext
 from shared.errors import Conflict, NotPermitted
 
@@ -197,3 +203,13 @@ def check_unlocked(ctx: RequestContext, operation: str, row: asyncpg.Record) -> 
     caller (anyone but an administrator)."""
     if row["locked"] and not ctx.is_admin and OPERATIONS[operation].refused_when_locked:
         raise Conflict(f"Instance {row['id']} is locked")
+
+
+def authorize(request: web.Request, operation: str) -> None:
+    """403 forbidden unless the configured policy lets the request's caller do ``operation``."""
+    configured(request.app[keys.SETTINGS].policy).enforce(keys.context(request), operation)
+
+
+def permitted(request: web.Request, operation: str) -> bool:
+    """May the request's caller do ``operation`` (see something only some may see)?"""
+    return configured(request.app[keys.SETTINGS].policy).allows(keys.context(request), operation)

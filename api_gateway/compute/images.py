@@ -12,15 +12,14 @@ import uuid
 
 import asyncpg
 
+from api_gateway.compute.metadata import MetadataEdit, edited
 from api_gateway.context import RequestContext
-from api_gateway.faults import Forbidden
-from api_gateway.metadata import MetadataEdit, edited
 from shared.config import Settings
 from shared.db import images
 from shared.db import metadata as metadata_db
 from shared.db.images import ImageFilters
 from shared.db.pool import Conn, Executor
-from shared.errors import Invalid, NotFound
+from shared.errors import Invalid, NotFound, NotPermitted
 
 _NOT_FOUND = "Image not found."
 
@@ -73,7 +72,7 @@ async def _locked_for_change(conn: Conn, ctx: RequestContext, image_id: str) -> 
     if row is None:
         raise NotFound(_NOT_FOUND)
     if not ctx.is_admin and row["owner"] != ctx.project_id:
-        raise Forbidden(f"Image {iid} is not owned by this project; it cannot be changed.")
+        raise NotPermitted(f"Image {iid} is not owned by this project; it cannot be changed.")
     return iid
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from api_gateway.quotas import check_metadata_items
+from api_gateway.compute.quotas import check_metadata_items
 from shared.config import Settings
 from shared.errors import NotFound
 

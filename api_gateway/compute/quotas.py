@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 
-from api_gateway.faults import OverLimit
+from api_gateway.http.faults import OverLimit
 from api_gateway.schemas.servers import PersonalityFile, ServerCreate
 from shared.config import Settings
 from shared.db import quotas as db

@@ -8,8 +8,8 @@ from typing import Any
 import pydantic_core
 from aiohttp import web
 
-from api_gateway.negotiation import CONTENT_TYPES, Format, response_format
-from api_gateway.serializers import xml
+from api_gateway.http.negotiation import CONTENT_TYPES, Format, response_format
+from api_gateway.http.serializers import xml
 
 
 def serialize(fmt: Format, body: Mapping[str, Any]) -> bytes:

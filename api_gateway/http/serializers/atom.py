@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from api_gateway.serializers.xml import ATOM_NS, DECLARATION
+from api_gateway.http.serializers.xml import ATOM_NS, DECLARATION
 
 AUTHOR = "<author><name>Stratus</name><uri>https://github.com/stratus-compute</uri></author>"
 

@@ -1,0 +1,261 @@
+"""The compute API: what creating, reading, changing and deleting servers, and acting on them,
+mean. Controllers call it once the policy allowed the request (api_gateway/auth/policy.py);
+it refuses what the server's state and lock forbid.
+
+Writes run as transactions.py says: one transaction, then a command on the bus
+(shared/rpcapi.py), and only once the broker has confirmed it does the client get its 202;
+if the command cannot be sent, the transaction's effect is undone.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+
+from api_gateway.compute import quotas
+from api_gateway.compute.actions.plan import ActionPlan
+from api_gateway.compute.checks import (
+    check_allowed,
+    check_capacity,
+    check_fits,
+    check_metadata_writable,
+    marker_uuid,
+    parse_uuid,
+)
+from api_gateway.compute.metadata import MetadataEdit, edited
+from api_gateway.compute.passwords import generate_password
+from api_gateway.compute.transactions import Transactions
+from api_gateway.context import RequestContext
+from api_gateway.schemas.servers import ServerCreate, ServerUpdate
+from shared import rpcapi
+from shared.db import actions, flavors, hosts, images, servers
+from shared.db import metadata as metadata_db
+from shared.db.abandon import delete_locally
+from shared.db.hosts import Resources
+from shared.db.pool import Conn
+from shared.db.servers import ServerFilters
+from shared.errors import Invalid, NotFound
+from shared.rpcapi import Envelope
+from shared.states import ACTIONS, TaskState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreatedServer:
+    id: uuid.UUID
+    admin_pass: str
+
+
+class ComputeAPI(Transactions):
+    """What the controllers call: reads, the server's own writes, and server actions."""
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get_server(self, ctx: RequestContext, server_id: str) -> asyncpg.Record:
+        row = await servers.get(self.pool, parse_uuid(server_id, "Instance"), ctx.server_scope)
+        if row is None:
+            raise NotFound("Instance could not be found.")
+        return row
+
+    async def list_servers(
+        self,
+        ctx: RequestContext,
+        *,
+        limit: int,
+        marker: str | None,
+        filters: ServerFilters | None,
+        all_projects: bool = False,
+    ) -> list[asyncpg.Record]:
+        """One page of the project's servers matching ``filters`` (None: nothing can match,
+        the page is empty; the marker is still checked); every project's for an
+        administrator who asks (``all_tenants``, as in nova)."""
+        tenant = None if all_projects and ctx.is_admin else ctx.project_id
+        marker_id = None
+        if marker is not None:
+            marker_id = marker_uuid(marker)
+            if not await servers.exists(self.pool, marker_id, tenant):
+                raise Invalid(f"marker [{marker}] not found")
+        if filters is None:
+            return []
+        try:
+            return await servers.list_page(
+                self.pool, tenant, marker=marker_id, limit=limit, filters=filters
+            )
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
+
+    async def load_servers(
+        self, ctx: RequestContext, server_ids: list[uuid.UUID]
+    ) -> list[asyncpg.Record]:
+        """Full rows of servers a list page named (only those the caller may reach)."""
+        rows = await servers.get_many(self.pool, server_ids)
+        scope = ctx.server_scope
+        return [r for r in rows if scope is None or r["tenant_id"] == scope]
+
+    async def server_metadata(self, ctx: RequestContext, server_id: str) -> dict[str, str]:
+        """The server's metadata, in key order."""
+        row = await self.get_server(ctx, server_id)
+        return dict(sorted(row["metadata"].items()))
+
+    async def resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:
+        """The flavor a request names, else 400 (nova's answer for a bad flavorRef)."""
+        flavor = await flavors.get(self.pool, flavor_ref)
+        if flavor is None:
+            raise Invalid("Invalid flavorRef provided.")
+        return flavor
+
+    async def resolve_image(self, ctx: RequestContext, image_ref: str) -> asyncpg.Record:
+        """An active image the project may build from, else 400 (as the reference
+        implementation answered for a missing image, rather than 404)."""
+        try:
+            image_id = uuid.UUID(image_ref)
+        except ValueError:
+            raise Invalid("Invalid imageRef provided.") from None
+        image = await images.get(self.pool, image_id, ctx.project_id)
+        if image is None:
+            raise Invalid(f"Can not find requested image {image_ref}.")
+        if image["status"] != "active":
+            raise Invalid(f"Image {image_ref} is not active.")
+        return image
+
+    # --- the server's own labels ---------------------------------------------------------
+
+    async def update_server(
+        self, ctx: RequestContext, server_id: str, update: ServerUpdate
+    ) -> asyncpg.Record:
+        """Rename the server or change its access addresses (Table 2.2), in any state: these
+        are the user's labels, no host is involved. Returns the updated server."""
+        sid = parse_uuid(server_id, "Instance")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.locked(conn, ctx, sid, "servers:update")
+            await servers.update_fields(conn, sid, update.changes())
+            row = await servers.get(conn, sid, ctx.server_scope)
+        assert row is not None  # updated in this transaction
+        return row
+
+    async def edit_server_metadata(
+        self, ctx: RequestContext, server_id: str, edit: MetadataEdit
+    ) -> dict[str, str]:
+        """Apply ``edit`` to the server's metadata under its row lock; returns the new set.
+        Only in the states the reference implementation allowed (any task may run)."""
+        sid = parse_uuid(server_id, "Instance")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.locked(conn, ctx, sid, "servers:metadata")
+            check_metadata_writable(row, edit)
+            current = await metadata_db.read(conn, metadata_db.Table.SERVER, sid)
+            new = edited(self.settings, edit, current)
+            await metadata_db.write(conn, metadata_db.Table.SERVER, sid, current, new)
+        return new
+
+    # --- create and delete ---------------------------------------------------------------
+
+    async def create_server(self, ctx: RequestContext, request: ServerCreate) -> CreatedServer:
+        """Record the server (BUILD) and ask the conductor to place and build it."""
+        quotas.check_create_request(self.settings, request)
+        flavor = await self.resolve_flavor(request.flavor_ref)
+        image = await self.resolve_image(ctx, request.image_ref)
+        check_fits(flavor, image)
+        server = _new_server(ctx, request, flavor, image)
+        action_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await quotas.check_instances(
+                conn, self.settings, ctx.project_id, vcpus=server.vcpus, ram_mb=server.ram_mb
+            )
+            need = Resources(server.vcpus, server.ram_mb, server.disk_gb)
+            await check_capacity(conn, self.settings, need, server.flavor_id)
+            await servers.insert(conn, server)
+            await self.record(conn, ctx, server.id, "create", action_id)
+
+        async def forget(conn: Conn) -> None:
+            await servers.mark_deleted(conn, server.id)
+
+        admin_pass = request.admin_pass or generate_password()
+        envelope = Envelope(ctx.request_id, server.id, action_id)
+        spec = rpcapi.instance_spec(asdict(server), flavor, image)
+        await self.send_or_undo(
+            self.clients.conductor().build_server(envelope, spec, admin_pass),
+            envelope,
+            what="build",
+            undo=forget,
+            refusal="The build could not be queued; try again later.",
+        )
+        return CreatedServer(server.id, admin_pass)
+
+    async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
+        """DELETING until the server's host destroyed it; at once when no host holds it or
+        its host is down. A delete already on its way is not started again."""
+        sid = parse_uuid(server_id, "Instance")
+        action_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.locked(conn, ctx, sid, "servers:delete")
+            if row["task_state"] == TaskState.DELETING:
+                return
+            check_allowed(row, "delete")
+            await self.record(conn, ctx, sid, "delete", action_id)
+            host = row["host"]
+            if host is None or not await hosts.is_alive(
+                conn, host, self.settings.host_down_after_s
+            ):
+                await self._delete_locally(conn, row, action_id)
+                return
+            await servers.set_task(conn, sid, TaskState.DELETING.value)
+        envelope = Envelope(ctx.request_id, sid, action_id)
+        await self.send_or_undo(
+            self.clients.compute(host).destroy_server(envelope),
+            envelope,
+            what="delete",
+            task=TaskState.DELETING,
+            previous_task=row["task_state"],
+        )
+
+    async def _delete_locally(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
+        """Delete a server no host holds (never scheduled) or whose host is down: nobody
+        else could finish the delete, so waiting for an agent would leave it stuck."""
+        if row["host"] is not None:
+            log.warning("host %s is down: deleting server %s locally", row["host"], row["id"])
+        await delete_locally(conn, row)
+        await actions.finish(conn, action_id, success=True)
+
+    # --- server actions ------------------------------------------------------------------
+
+    async def perform(self, ctx: RequestContext, server_id: str, plan: ActionPlan[Any]) -> None:
+        """Run ``plan`` (actions/plan.py): its checks, its start, then its command."""
+        await plan.check(self, ctx)
+        started = await self.start_action(ctx, server_id, plan)
+        to = plan.route(self.clients, started.row)
+        if to is None:
+            return  # done in the start's transaction
+        await self.send_or_undo(
+            plan.command(to, started.envelope),
+            started.envelope,
+            what=plan.action,
+            task=ACTIONS[plan.action].task,
+            previous_task=started.row["task_state"],
+            undo=plan.undo,
+        )
+
+
+def _new_server(
+    ctx: RequestContext, request: ServerCreate, flavor: asyncpg.Record, image: asyncpg.Record
+) -> servers.NewServer:
+    """The row of a new server: the flavor's sizes are copied, so later changes of the
+    flavor do not change the server."""
+    return servers.NewServer(
+        id=uuid.uuid4(),
+        tenant_id=ctx.project_id,
+        user_id=ctx.user_id,
+        name=request.name,
+        image_id=image["id"],
+        flavor_id=flavor["id"],
+        vcpus=flavor["vcpus"],
+        ram_mb=flavor["ram_mb"],
+        disk_gb=flavor["disk_gb"],
+        access_ipv4=str(request.access_ipv4 or ""),
+        access_ipv6=str(request.access_ipv6 or ""),
+        metadata=request.metadata,
+    )

@@ -1,0 +1,533 @@
+"""How commands travel: the one place that builds the bus's commands (nova's ``rpcapi``).
+
+A command is a message of shared/messages.py published to a queue: the conductor's
+(``shared.bus.CONDUCTOR``) or a compute agent's (``shared.bus.compute_queue(host)``). Senders
+never build one themselves; they call a client here, ``ConductorClient(bus)`` or
+``ComputeClient(bus, host)``, one method per command. So each of these is written once:
+
+* a command's fields and the queue it goes to;
+* the envelope every action's command carries (``Envelope``: request, server, action);
+* the specs an agent needs, from database rows (``flavor_spec``, ``image_spec``,
+  ``instance_spec``, ``network_addresses``): agents never read the database;
+* the name of a server's domain on its hypervisor (``domain_name``);
+* the sealing of admin passwords (shared/sealing.py): a client given the keyring seals what it
+  sends, so no clear password reaches the broker.
+
+Publishing waits for the broker and raises ``shared.bus.PublishFailed`` when it does not take
+the command; what to take back then is the sender's business.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
+
+from shared import bus as bus_mod
+from shared.bus import Bus
+from shared.messages import (
+    BackupServer,
+    BuildServer,
+    ChangePassword,
+    CleanUpLiveMigration,
+    ConfirmResize,
+    DestroyServer,
+    FinishLiveMigration,
+    FinishResize,
+    FinishRevertResize,
+    FlavorSpec,
+    ImageSpec,
+    InjectNetworkInfo,
+    InstanceSpec,
+    LiveMigrate,
+    LiveMigrateServer,
+    Message,
+    MigrateDisk,
+    NetworkAddress,
+    PauseServer,
+    PrepareLiveMigration,
+    ProbeCause,
+    ProbeServers,
+    PurgeServers,
+    RebootServer,
+    RebuildServer,
+    RecoverLiveMigration,
+    ResetNetwork,
+    ResizeServer,
+    ResumeServer,
+    RevertResize,
+    RollBackLiveMigration,
+    SnapshotServer,
+    SpawnServer,
+    StartServer,
+    StopServer,
+    SuspendServer,
+    UnpauseServer,
+    WithAdminPass,
+)
+from shared.sealing import Keyring, SealedSecret
+
+# --- names and envelopes -------------------------------------------------------------------
+
+
+def domain_name(server_id: uuid.UUID) -> str:
+    """The name of a server's domain on its hypervisor: the one place the convention lives
+    (agents destroy, find and report domains by it)."""
+    return f"instance-{server_id}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What every command of one user action carries: the request that asked for it (for the
+    logs), the server, and the action whose record the command's report closes."""
+
+    request_id: str
+    server_id: uuid.UUID
+    action_id: uuid.UUID
+
+
+class _Fields(TypedDict):
+    request_id: str
+    server_id: uuid.UUID
+    action_id: uuid.UUID
+
+
+def _fields(envelope: Envelope) -> _Fields:
+    return {
+        "request_id": envelope.request_id,
+        "server_id": envelope.server_id,
+        "action_id": envelope.action_id,
+    }
+
+
+# --- specs from rows -----------------------------------------------------------------------
+
+
+class Row(Protocol):
+    """A database row read by column name (an ``asyncpg.Record``, or a dict in its shape)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def flavor_spec(flavor: Row) -> FlavorSpec:
+    """A flavor as its row in ``flavors`` holds it."""
+    return FlavorSpec(
+        id=flavor["id"],
+        name=flavor["name"],
+        vcpus=flavor["vcpus"],
+        ram_mb=flavor["ram_mb"],
+        disk_gb=flavor["disk_gb"],
+    )
+
+
+def image_spec(image: Row | None, image_id: uuid.UUID) -> ImageSpec:
+    """An image as its row in ``images`` holds it; only its id when the row is gone (purged)."""
+    if image is None:
+        return ImageSpec(id=image_id, name="")
+    return ImageSpec(
+        id=image["id"],
+        name=image["name"],
+        disk_format=image["disk_format"],
+        location=image["location"],
+        min_disk_gb=image["min_disk_gb"],
+        properties=dict(image["metadata"]),
+    )
+
+
+def instance_spec(server: Row, flavor: Row | None, image: Row | None) -> InstanceSpec:
+    """What an agent needs to (re)build ``server`` (a full row of ``servers``, or a new
+    server's fields): its flavor as the server holds it, the sizes from its own columns (a
+    flavor's row only gives the name, and may be gone), and ``image``, the row of the image
+    to build from (None: purged, only its id is known)."""
+    return InstanceSpec(
+        server_id=server["id"],
+        name=server["name"],
+        flavor=FlavorSpec(
+            id=server["flavor_id"],
+            name=flavor["name"] if flavor is not None else server["flavor_id"],
+            vcpus=server["vcpus"],
+            ram_mb=server["ram_mb"],
+            disk_gb=server["disk_gb"],
+        ),
+        image=image_spec(image, server["image_id"]),
+        metadata=dict(server["metadata"]),
+    )
+
+
+def network_addresses(addresses: Iterable[Mapping[str, Any]]) -> list[NetworkAddress]:
+    """A server's fixed addresses (its row's ``addresses``) as a host applies them."""
+    return [NetworkAddress.model_validate(address) for address in addresses]
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+class _Client:
+    """Publishes to one queue; seals admin passwords with ``keyring`` (None: this sender only
+    forwards passwords sealed by someone else)."""
+
+    def __init__(self, bus: Bus, routing_key: str, keyring: Keyring | None) -> None:
+        self.bus = bus
+        self.routing_key = routing_key
+        self.keyring = keyring
+
+    async def declare(self) -> None:
+        """Make sure the queue exists, so commands wait there for a recipient that has not
+        started yet instead of being refused."""
+        await self.bus.declare(self.routing_key)
+
+    async def _cast(self, command: Message) -> None:
+        await self.bus.publish(self.routing_key, command)
+
+    def _sealed(self, kind: type[WithAdminPass], password: str, envelope: Envelope) -> str:
+        if self.keyring is None:
+            raise RuntimeError(f"{type(self).__name__} was given no keyring to seal passwords")
+        return kind.seal_admin_pass(
+            self.keyring, password, server_id=envelope.server_id, action_id=envelope.action_id
+        )
+
+
+class ConductorClient(_Client):
+    """Commands for the conductor (``shared.bus.CONDUCTOR``): what needs a host chosen, or
+    steps on more than one host driven."""
+
+    def __init__(self, bus: Bus, *, keyring: Keyring | None = None) -> None:
+        super().__init__(bus, bus_mod.CONDUCTOR, keyring)
+
+    # --- sent by gateways
+
+    async def build_server(
+        self, envelope: Envelope, instance: InstanceSpec, admin_pass: str
+    ) -> None:
+        """Schedule and build a new server; ``admin_pass`` is sealed for the spawn."""
+        await self._cast(
+            BuildServer(
+                **_fields(envelope),
+                instance=instance,
+                admin_pass=self._sealed(BuildServer, admin_pass, envelope),
+            )
+        )
+
+    async def resize_server(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
+        """Place the resize (or, with the same flavor, the cold migration) ``migration_id``."""
+        await self._cast(ResizeServer(**_fields(envelope), migration_id=migration_id))
+
+    async def live_migrate_server(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
+        """Check, claim and drive the live migration ``migration_id``."""
+        await self._cast(LiveMigrateServer(**_fields(envelope), migration_id=migration_id))
+
+    # --- sent by conductors
+
+
+class ComputeClient(_Client):
+    """Commands for the compute agent on ``host`` (``shared.bus.compute_queue(host)``)."""
+
+    def __init__(self, bus: Bus, host: str, *, keyring: Keyring | None = None) -> None:
+        super().__init__(bus, bus_mod.compute_queue(host), keyring)
+        self.host = host
+
+    # --- sent by gateways
+
+    async def destroy_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            DestroyServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def change_password(self, envelope: Envelope, admin_pass: str) -> None:
+        await self._cast(
+            ChangePassword(
+                **_fields(envelope),
+                domain_name=domain_name(envelope.server_id),
+                admin_pass=self._sealed(ChangePassword, admin_pass, envelope),
+            )
+        )
+
+    async def reboot_server(
+        self, envelope: Envelope, instance: InstanceSpec, *, hard: bool
+    ) -> None:
+        await self._cast(RebootServer(**_fields(envelope), instance=instance, hard=hard))
+
+    async def rebuild_server(
+        self, envelope: Envelope, instance: InstanceSpec, admin_pass: str
+    ) -> None:
+        await self._cast(
+            RebuildServer(
+                **_fields(envelope),
+                instance=instance,
+                admin_pass=self._sealed(RebuildServer, admin_pass, envelope),
+            )
+        )
+
+    async def snapshot_server(
+        self, envelope: Envelope, image_id: uuid.UUID, disk_format: str
+    ) -> None:
+        await self._cast(
+            SnapshotServer(
+                **_fields(envelope),
+                domain_name=domain_name(envelope.server_id),
+                image_id=image_id,
+                disk_format=disk_format,
+            )
+        )
+
+    async def backup_server(
+        self, envelope: Envelope, image_id: uuid.UUID, disk_format: str
+    ) -> None:
+        await self._cast(
+            BackupServer(
+                **_fields(envelope),
+                domain_name=domain_name(envelope.server_id),
+                image_id=image_id,
+                disk_format=disk_format,
+            )
+        )
+
+    async def confirm_resize(
+        self, envelope: Envelope, migration_id: uuid.UUID, dest_host: str
+    ) -> None:
+        await self._cast(
+            ConfirmResize(
+                **_fields(envelope),
+                migration_id=migration_id,
+                domain_name=domain_name(envelope.server_id),
+                dest_host=dest_host,
+            )
+        )
+
+    async def revert_resize(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
+        await self._cast(
+            RevertResize(
+                **_fields(envelope),
+                migration_id=migration_id,
+                domain_name=domain_name(envelope.server_id),
+            )
+        )
+
+    async def finish_revert_resize(
+        self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec
+    ) -> None:
+        await self._cast(
+            FinishRevertResize(**_fields(envelope), migration_id=migration_id, instance=instance)
+        )
+
+    async def pause_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            PauseServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def unpause_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            UnpauseServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def suspend_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            SuspendServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def resume_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            ResumeServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def stop_server(self, envelope: Envelope) -> None:
+        await self._cast(
+            StopServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
+        )
+
+    async def start_server(self, envelope: Envelope, instance: InstanceSpec) -> None:
+        await self._cast(StartServer(**_fields(envelope), instance=instance))
+
+    async def inject_network_info(
+        self, envelope: Envelope, addresses: list[NetworkAddress]
+    ) -> None:
+        await self._cast(
+            InjectNetworkInfo(
+                **_fields(envelope),
+                domain_name=domain_name(envelope.server_id),
+                addresses=addresses,
+            )
+        )
+
+    async def reset_network(self, envelope: Envelope, addresses: list[NetworkAddress]) -> None:
+        await self._cast(
+            ResetNetwork(
+                **_fields(envelope),
+                domain_name=domain_name(envelope.server_id),
+                addresses=addresses,
+            )
+        )
+
+    # --- sent by conductors
+
+    async def spawn_server(
+        self, envelope: Envelope, instance: InstanceSpec, admin_pass: SealedSecret
+    ) -> None:
+        """Build the server placed here; ``admin_pass`` is its build's, forwarded sealed."""
+        await self._cast(SpawnServer(**_fields(envelope), instance=instance, admin_pass=admin_pass))
+
+    async def migrate_disk(
+        self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec, dest_host: str
+    ) -> None:
+        await self._cast(
+            MigrateDisk(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                dest_host=dest_host,
+            )
+        )
+
+    async def finish_resize(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        source_host: str,
+    ) -> None:
+        await self._cast(
+            FinishResize(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                source_host=source_host,
+            )
+        )
+
+    async def prepare_live_migration(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        *,
+        block_migration: bool,
+    ) -> None:
+        await self._cast(
+            PrepareLiveMigration(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                block_migration=block_migration,
+            )
+        )
+
+    async def live_migrate(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        *,
+        dest_host: str,
+        dest_uri: str,
+        block_migration: bool,
+    ) -> None:
+        await self._cast(
+            LiveMigrate(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                dest_host=dest_host,
+                dest_uri=dest_uri,
+                block_migration=block_migration,
+            )
+        )
+
+    async def finish_live_migration(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        *,
+        handover: str | None,
+    ) -> None:
+        await self._cast(
+            FinishLiveMigration(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                handover=handover,
+            )
+        )
+
+    async def clean_up_live_migration(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        *,
+        block_migration: bool,
+    ) -> None:
+        await self._cast(
+            CleanUpLiveMigration(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                block_migration=block_migration,
+            )
+        )
+
+    async def recover_live_migration(
+        self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec
+    ) -> None:
+        await self._cast(
+            RecoverLiveMigration(**_fields(envelope), migration_id=migration_id, instance=instance)
+        )
+
+    async def roll_back_live_migration(
+        self,
+        envelope: Envelope,
+        migration_id: uuid.UUID,
+        instance: InstanceSpec,
+        *,
+        block_migration: bool,
+    ) -> None:
+        await self._cast(
+            RollBackLiveMigration(
+                **_fields(envelope),
+                migration_id=migration_id,
+                instance=instance,
+                block_migration=block_migration,
+            )
+        )
+
+    async def probe_servers(
+        self,
+        servers: Iterable[uuid.UUID],
+        *,
+        probe_at: datetime,
+        cause: ProbeCause,
+        request_id: str,
+    ) -> None:
+        """Ask which of ``servers`` this host has. Its queue is declared first: an agent
+        that sent its inventory but does not consume yet gets the probe once it does."""
+        await self.bus.declare(self.routing_key)
+        await self._cast(
+            ProbeServers(
+                request_id=request_id,
+                host=self.host,
+                servers=list(servers),
+                probe_at=probe_at,
+                cause=cause,
+            )
+        )
+
+    async def purge_servers(self, servers: Iterable[uuid.UUID]) -> None:
+        """Destroy the domains of these servers, which the database has deleted."""
+        await self._cast(PurgeServers(host=self.host, servers=list(servers)))
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The clients of one sender: its bus, and its keyring when it seals the passwords it
+    sends (a gateway) rather than forwarding sealed ones (a conductor)."""
+
+    bus: Bus
+    keyring: Keyring | None = None
+
+    def conductor(self) -> ConductorClient:
+        return ConductorClient(self.bus, keyring=self.keyring)
+
+    def compute(self, host: str) -> ComputeClient:
+        return ComputeClient(self.bus, host, keyring=self.keyring)
