@@ -8,7 +8,7 @@ servers, a safety net for what no event told. These reports are hints: the agent
 may be minutes off PostgreSQL's, so the conductor cannot tell from it whether an
 observation is older or newer than a change in the database. Where a hint disagrees with
 the database, the conductor asks again (``ProbeServers``, answered by the agent's service),
-and only the answer changes a server (conductor/reports.py). So the agent may report
+and only the answer changes a server (conductor/power_states.py). So the agent may report
 whatever it sees, whenever.
 
 A server's check waits for the server's lock (commands for it run one at a time, and a
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from compute_agent.virt.driver import ComputeDriver, DriverError, server_id_of
 from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed
 from shared.messages import PowerStateReport, ServerPower
+from shared.periodic import Periodic
 from shared.states import PowerState
 
 log = logging.getLogger(__name__)
@@ -64,26 +64,33 @@ class PowerStateWatch:
         self.interval_s = interval_s
         self._waiting: set[uuid.UUID] = set()
         self._checks: set[asyncio.Task[None]] = set()
-        self._periodic: asyncio.Task[None] | None = None
+        # jittered, as heartbeats are: agents started together (a simulated cluster) would
+        # otherwise all report every server at the same moment, every interval
+        self._periodic = Periodic(
+            f"report the power states of {host}'s servers",
+            self.report_all,
+            interval_s=interval_s,
+            tolerated=(DriverError, PublishFailed),
+            jitter=0.25,
+        )
         self._stopped = False
 
     def start(self) -> None:
         """Listen to the hypervisor (its driver is initialised) and start the periodic check."""
         self.driver.listen(self.changed)
-        if self.interval_s > 0:
-            self._periodic = asyncio.create_task(self._report_forever())
+        self._periodic.start()
 
     async def stop(self) -> None:
         """No more checks (events arriving from now on are ignored); those under way end."""
         self._stopped = True
-        tasks = [*self._checks, *([self._periodic] if self._periodic is not None else [])]
+        await self._periodic.stop()
+        tasks = list(self._checks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._checks.clear()
-        self._periodic = None
 
     def changed(self, domain_name: str) -> None:
         """The hypervisor says ``domain_name``'s power changed: check and report it (once for
@@ -119,16 +126,6 @@ class PowerStateWatch:
             if (server_id := server_id_of(name)) is not None
         }
         await self._publish(observed_at, found)
-
-    async def _report_forever(self) -> None:
-        while True:
-            # jittered, as heartbeats are: agents started together (a simulated cluster)
-            # would otherwise all report every server at the same moment, every interval
-            await asyncio.sleep(self.interval_s * random.uniform(0.75, 1.0))
-            try:
-                await self.report_all()
-            except (DriverError, PublishFailed):
-                log.exception("could not report the power states of %s's servers", self.host)
 
     async def _publish(
         self,

@@ -1,42 +1,40 @@
 """The compute agent: registers its host, heartbeats, and runs its queue's commands.
 
-It never touches the database. It hears commands on ``compute.<host>``, runs them through the
-virt driver one at a time per server (in arrival order), and reports every outcome to the
-conductors. A command is acknowledged only after its report is confirmed by the broker, so a
-crash in between means the command runs again, and the driver's operations are idempotent.
-What the hypervisor tells on its own (a guest that shut itself down...) is reported too
-(compute_agent/power_states.py).
+It never touches the database. It hears commands on ``compute.<host>``, each handed to its
+handler by type; a command of a user's action runs through the virt driver one at a time per
+server (in arrival order), and its outcome goes back to the conductors as one
+``CommandReport`` (compute_agent/reporting.py). A command is acknowledged only after its
+report is confirmed by the broker, so a crash in between means the command runs again, and
+the driver's operations are idempotent. What the hypervisor tells on its own (a guest that
+shut itself down...) is reported too (compute_agent/power_states.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from compute_agent.action_timing import timed
-from compute_agent.live_migration import LiveMigrationAgent
+from compute_agent.live_migration import LiveMigrationSteps
 from compute_agent.locks import KeyedLocks
 from compute_agent.power_states import PowerStateWatch, wall_clock
+from compute_agent.reporting import Done, Reporter
 from compute_agent.virt.driver import ComputeDriver, DriverError, server_id_of
 from shared import bus as bus_mod
+from shared import rpcapi
 from shared.bus import Bus, PublishFailed, Subscription
 from shared.logging import request_context
 from shared.messages import (
     ActionMessage,
-    ActionReport,
     BackupServer,
     ChangePassword,
     CleanUpLiveMigration,
     ConfirmResize,
     DestroyServer,
-    Fault,
     FinishLiveMigration,
     FinishResize,
     FinishRevertResize,
@@ -65,16 +63,18 @@ from shared.messages import (
     StartServer,
     StopServer,
     SuspendServer,
-    TaskReport,
     UnpauseServer,
     WithAdminPass,
 )
+from shared.periodic import Periodic
 from shared.sealing import Keyring, UnsealError
-from shared.states import PowerState, TaskState
+from shared.states import PowerState
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[], Awaitable[PowerState]]
+#: A command's work on the hypervisor: what it leaves to report, or a ``DriverError``.
+Work = Callable[[Any], Awaitable[Done]]
+Handler = Callable[[Any], Awaitable[None]]
 
 
 class AgentService:
@@ -100,25 +100,37 @@ class AgentService:
         self.keyring = keyring
         self.bus = bus
         self.driver = driver
-        self.heartbeat_interval_s = heartbeat_interval_s
         self.concurrency = concurrency
         self.image_store = image_store
+        self.reporter = Reporter(host, bus)
         self._locks = KeyedLocks()
         self._subscription: Subscription | None = None
-        self._heartbeats: asyncio.Task[None] | None = None
-        self.live_migrations = LiveMigrationAgent(host, bus, driver)
+        # jittered, never later than the interval: agents started together (a simulated
+        # cluster, a fleet back from an outage) drift apart instead of beating in step
+        self.heartbeats = Periodic(
+            "heartbeat",
+            self.heartbeat,
+            interval_s=heartbeat_interval_s,
+            tolerated=(PublishFailed, DriverError),
+            jitter=0.25,
+        )
         # ``clock`` stamps what the agent tells for people to read; nothing is judged by it
         self.clock = clock
         self.power_states = PowerStateWatch(
             host, bus, driver, self._locks, interval_s=power_sync_interval_s, clock=clock
         )
-        self._commands: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
+        self._handlers = self._dispatch_table(LiveMigrationSteps(driver))
+
+    def _dispatch_table(self, live: LiveMigrationSteps) -> dict[type[Message], Handler]:
+        """Every message this agent hears, by type, and what it does with it."""
+        commands: Mapping[type[ActionMessage], Work] = {
             SpawnServer: self._spawn,
             DestroyServer: self._destroy,
             ChangePassword: self._change_password,
             RebootServer: self._reboot,
             RebuildServer: self._rebuild,
-            SnapshotServer: self._snapshot,
+            SnapshotServer: self._write_image,
+            BackupServer: self._write_image,  # the conductor rotates the backups
             MigrateDisk: self._migrate_disk,
             FinishResize: self._finish_resize,
             ConfirmResize: self._confirm_resize,
@@ -128,18 +140,23 @@ class AgentService:
             UnpauseServer: self._unpause,
             SuspendServer: self._suspend,
             ResumeServer: self._resume,
-            BackupServer: self._backup,
-            InjectNetworkInfo: self._inject_network_info,
-            ResetNetwork: self._reset_network,
             StopServer: self._power_off,
             StartServer: self._power_on,
-            PrepareLiveMigration: self.live_migrations.prepare,
-            LiveMigrate: self.live_migrations.migrate,
-            FinishLiveMigration: self.live_migrations.finish,
-            CleanUpLiveMigration: self.live_migrations.clean_up,
-            RecoverLiveMigration: self.live_migrations.recover,
-            RollBackLiveMigration: self.live_migrations.roll_back,
+            InjectNetworkInfo: self._inject_network_info,
+            ResetNetwork: self._reset_network,
+            PrepareLiveMigration: live.prepare,
+            LiveMigrate: live.migrate,
+            FinishLiveMigration: live.finish,
+            CleanUpLiveMigration: live.clean_up,
+            RecoverLiveMigration: live.recover,
+            RollBackLiveMigration: live.roll_back,
         }
+        handlers: dict[type[Message], Handler] = {
+            PurgeServers: self._purge,  # the commands about many servers
+            ProbeServers: self._probe,
+        }
+        handlers.update({kind: self._reported(work) for kind, work in commands.items()})
+        return handlers
 
     async def start(self) -> None:
         await self.driver.init_host(self.host)
@@ -147,7 +164,7 @@ class AgentService:
         await self.bus.declare(bus_mod.HEARTBEATS)
         await self.heartbeat()
         await self.report_inventory()
-        self._heartbeats = asyncio.create_task(self._heartbeat_forever())
+        self.heartbeats.start()
         self.power_states.start()
         self._subscription = await self.bus.consume(
             bus_mod.compute_queue(self.host), self.handle, prefetch=self.concurrency
@@ -158,10 +175,7 @@ class AgentService:
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeats
+        await self.heartbeats.stop()
         await self.power_states.stop()
         await self.driver.close()
 
@@ -179,6 +193,20 @@ class AgentService:
             log.info("reporting the %d server(s) of host %s", len(found), self.host)
             await self.bus.publish(bus_mod.REPORTS, inventory)
 
+    async def heartbeat(self) -> None:
+        capacity = await self.driver.capacity()
+        await self.bus.publish(bus_mod.HEARTBEATS, Heartbeat(host=self.host, capacity=capacity))
+
+    async def handle(self, message: Message) -> None:
+        with request_context(message.request_id):  # on every line, a dropped command's too
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                log.error("agent got a command it does not handle: %s", message.type)
+                return
+            await handler(message)
+
+    # --- the commands about many servers ---------------------------------------------------
+
     async def _purge(self, command: PurgeServers) -> None:
         """Destroy domains of servers the database has deleted (while this host was away)."""
         if command.host != self.host:
@@ -187,7 +215,7 @@ class AgentService:
         for server_id in command.servers:
             async with self._locks.hold(server_id):
                 try:
-                    await self.driver.destroy(f"instance-{server_id}")
+                    await self.driver.destroy(rpcapi.domain_name(server_id))
                 except DriverError:
                     log.exception("could not destroy the domain of deleted server %s", server_id)
                 else:
@@ -229,82 +257,41 @@ class AgentService:
             ),
         )
 
-    async def heartbeat(self) -> None:
-        capacity = await self.driver.capacity()
-        await self.bus.publish(bus_mod.HEARTBEATS, Heartbeat(host=self.host, capacity=capacity))
+    # --- running a command and reporting it ----------------------------------------------
 
-    async def _heartbeat_forever(self) -> None:
-        while True:
-            # jittered, never later than the interval: agents started together (a simulated
-            # cluster, a fleet back from an outage) drift apart instead of beating in step
-            await asyncio.sleep(self.heartbeat_interval_s * random.uniform(0.75, 1.0))
-            try:
-                await self.heartbeat()
-            except (PublishFailed, DriverError):
-                log.exception("heartbeat failed")
+    def _reported(self, work: Work) -> Handler:
+        """The handler of a command of a user's action: ``work`` under the server's lock,
+        then its report."""
 
-    async def handle(self, message: Message) -> None:
-        with request_context(message.request_id):  # on every line, a dropped command's too
-            await self._dispatch(message)
+        async def handle(command: ActionMessage) -> None:
+            if command.server_id is None:
+                log.error("dropping %s without a server id", command.type)
+                return
+            async with self._locks.hold(command.server_id):
+                await self._run(command, work)
 
-    async def _dispatch(self, message: Message) -> None:
-        if isinstance(message, PurgeServers):  # the commands about many servers
-            await self._purge(message)
+        return handle
+
+    async def _run(self, command: ActionMessage, work: Work) -> None:
+        """Do ``work`` for ``command`` and report its outcome."""
+        try:
+            done = await timed(command.type, work(command))
+        except DriverError as exc:
+            log.warning("%s of %s failed: %s", command.type, command.server_id, exc)
+            failed = Done(await self._power_after_failure(command), snapshot=_image_of(command))
+            await self.reporter.report(command, failed, error=str(exc))
             return
-        if isinstance(message, ProbeServers):
-            await self._probe(message)
-            return
-        if message.server_id is None:
-            log.error("dropping %s without a server id", message.type)
-            return
-        run = self._commands.get(type(message))
-        if run is None:
-            log.error("agent got a command it does not handle: %s", message.type)
-            return
-        async with self._locks.hold(message.server_id):
-            await run(message)
+        log.info("%s of %s done", command.type, command.server_id)
+        await self.reporter.report(command, done, error=None)
 
-    # --- commands ------------------------------------------------------------------------
-
-    async def _spawn(self, command: SpawnServer) -> None:
-        async def spawn() -> PowerState:
-            return await self.driver.spawn(command.instance, self._admin_pass(command))
-
-        await self._run(command, TaskState.SPAWNING, spawn)
-
-    async def _destroy(self, command: DestroyServer) -> None:
-        async def destroy() -> PowerState:
-            await self.driver.destroy(command.domain_name)
+    async def _power_after_failure(self, command: ActionMessage) -> PowerState:
+        """What the hypervisor says of the server after a failed operation (reported with
+        the failure, so the conductor records the truth); NOSTATE if it cannot say."""
+        assert command.server_id is not None
+        try:
+            return await self.driver.power_state(rpcapi.domain_name(command.server_id))
+        except DriverError:
             return PowerState.NOSTATE
-
-        await self._run(command, TaskState.DELETING, destroy)
-
-    async def _change_password(self, command: ChangePassword) -> None:
-        async def change() -> PowerState:
-            password = self._admin_pass(command)
-            await self.driver.set_admin_password(command.domain_name, password)
-            return await self.driver.power_state(command.domain_name)
-
-        await self._run(command, TaskState.UPDATING_PASSWORD, change)
-
-    async def _reboot(self, command: RebootServer) -> None:
-        task = TaskState.REBOOTING_HARD if command.hard else TaskState.REBOOTING
-        await self._run(
-            command,
-            task,
-            lambda: self.driver.reboot(
-                command.instance, hard=command.hard, action_id=command.action_id
-            ),
-        )
-
-    async def _rebuild(self, command: RebuildServer) -> None:
-        async def rebuild() -> PowerState:
-            password = self._admin_pass(command)
-            return await self.driver.rebuild(
-                command.instance, password, action_id=command.action_id
-            )
-
-        await self._run(command, TaskState.REBUILDING, rebuild)
 
     def _admin_pass(self, command: WithAdminPass) -> str:
         """The command's password in clear, opened only here, where it is used.
@@ -324,196 +311,103 @@ class AgentService:
         except UnsealError as exc:
             raise DriverError(f"{exc} (host {self.host})") from exc
 
-    async def _snapshot(self, command: SnapshotServer) -> None:
-        await self._write_image(command, TaskState.IMAGE_SNAPSHOT)
+    # --- the commands of server actions --------------------------------------------------
 
-    async def _backup(self, command: BackupServer) -> None:
-        """A backup is written as a snapshot is; the conductor rotates the backups."""
-        await self._write_image(command, TaskState.IMAGE_BACKUP)
+    async def _spawn(self, command: SpawnServer) -> Done:
+        return Done(await self.driver.spawn(command.instance, self._admin_pass(command)))
 
-    async def _write_image(self, command: SnapshotServer | BackupServer, task: TaskState) -> None:
+    async def _destroy(self, command: DestroyServer) -> Done:
+        await self.driver.destroy(command.domain_name)
+        return Done()
+
+    async def _change_password(self, command: ChangePassword) -> Done:
+        password = self._admin_pass(command)
+        await self.driver.set_admin_password(command.domain_name, password)
+        return Done(await self.driver.power_state(command.domain_name))
+
+    async def _reboot(self, command: RebootServer) -> Done:
+        return Done(
+            await self.driver.reboot(
+                command.instance, hard=command.hard, action_id=command.action_id
+            )
+        )
+
+    async def _rebuild(self, command: RebuildServer) -> Done:
+        password = self._admin_pass(command)
+        return Done(
+            await self.driver.rebuild(command.instance, password, action_id=command.action_id)
+        )
+
+    async def _write_image(self, command: SnapshotServer | BackupServer) -> Done:
         """The image file goes to ``<image store>/<image id>.<format>``; the report tells the
         conductor where (relative to the store) and how big, or why it failed."""
+        if self.image_store is None:
+            raise DriverError(f"host {self.host} has no image store to write images to")
         location = f"{command.image_id}.{command.disk_format}"
-        result = SnapshotResult(image_id=command.image_id)
-        try:
-            if self.image_store is None:
-                raise DriverError(f"host {self.host} has no image store to write images to")
-            size = await timed(
-                command.type,
-                self.driver.snapshot(
-                    command.domain_name, command.image_id, self.image_store / location
-                ),
-            )
-            power = await self.driver.power_state(command.domain_name)
-        except DriverError as exc:
-            log.warning("snapshot of %s failed: %s", command.server_id, exc)
-            await self._report(
-                command,
-                task,
-                power=await self._power_after_failure(command),
-                error=str(exc),
-                snapshot=result,
-            )
-            return
+        size = await self.driver.snapshot(
+            command.domain_name, command.image_id, self.image_store / location
+        )
+        power = await self.driver.power_state(command.domain_name)
         log.info("image %s of server %s written", command.image_id, command.server_id)
-        await self._report(
-            command,
-            task,
-            power=power,
+        return Done(
+            power,
             snapshot=SnapshotResult(image_id=command.image_id, location=location, size_bytes=size),
         )
 
-    async def _migrate_disk(self, command: MigrateDisk) -> None:
-        await self._run(
-            command,
-            TaskState.RESIZE_MIGRATING,
-            lambda: self.driver.migrate_disk_and_power_off(command.instance, command.dest_host),
+    async def _migrate_disk(self, command: MigrateDisk) -> Done:
+        return Done(
+            await self.driver.migrate_disk_and_power_off(command.instance, command.dest_host)
         )
 
-    async def _finish_resize(self, command: FinishResize) -> None:
+    async def _finish_resize(self, command: FinishResize) -> Done:
         same_host = command.source_host == self.host
-        await self._run(
-            command,
-            TaskState.RESIZE_FINISH,
-            lambda: self.driver.finish_migration(command.instance, same_host=same_host),
-        )
+        return Done(await self.driver.finish_migration(command.instance, same_host=same_host))
 
-    async def _confirm_resize(self, command: ConfirmResize) -> None:
-        async def confirm() -> PowerState:
-            same_host = command.dest_host == self.host
-            await self.driver.confirm_migration(command.domain_name, same_host=same_host)
-            return await self.driver.power_state(command.domain_name)
+    async def _confirm_resize(self, command: ConfirmResize) -> Done:
+        same_host = command.dest_host == self.host
+        await self.driver.confirm_migration(command.domain_name, same_host=same_host)
+        return Done(await self.driver.power_state(command.domain_name))
 
-        await self._run(command, TaskState.RESIZE_CONFIRMING, confirm)
-
-    async def _revert_resize(self, command: RevertResize) -> None:
+    async def _revert_resize(self, command: RevertResize) -> Done:
         """The destination of a resize to another host removes its copy."""
+        await self.driver.destroy(command.domain_name)
+        return Done()
 
-        async def remove_copy() -> PowerState:
-            await self.driver.destroy(command.domain_name)
-            return PowerState.NOSTATE
+    async def _finish_revert_resize(self, command: FinishRevertResize) -> Done:
+        return Done(await self.driver.finish_revert_migration(command.instance))
 
-        await self._run(command, TaskState.RESIZE_REVERTING, remove_copy)
+    # --- the commands of admin actions ---------------------------------------------------
 
-    async def _finish_revert_resize(self, command: FinishRevertResize) -> None:
-        await self._run(
-            command,
-            TaskState.RESIZE_REVERTING,
-            lambda: self.driver.finish_revert_migration(command.instance),
-        )
+    async def _pause(self, command: PauseServer) -> Done:
+        return Done(await self.driver.pause(command.domain_name))
 
-    # --- admin actions -------------------------------------------------------------------
+    async def _unpause(self, command: UnpauseServer) -> Done:
+        return Done(await self.driver.unpause(command.domain_name))
 
-    async def _pause(self, command: PauseServer) -> None:
-        await self._run(command, TaskState.PAUSING, lambda: self.driver.pause(command.domain_name))
+    async def _suspend(self, command: SuspendServer) -> Done:
+        return Done(await self.driver.suspend(command.domain_name))
 
-    async def _unpause(self, command: UnpauseServer) -> None:
-        await self._run(
-            command, TaskState.UNPAUSING, lambda: self.driver.unpause(command.domain_name)
-        )
+    async def _resume(self, command: ResumeServer) -> Done:
+        return Done(await self.driver.resume(command.domain_name))
 
-    async def _suspend(self, command: SuspendServer) -> None:
-        await self._run(
-            command, TaskState.SUSPENDING, lambda: self.driver.suspend(command.domain_name)
-        )
+    async def _power_off(self, command: StopServer) -> Done:
+        return Done(await self.driver.power_off(command.domain_name))
 
-    async def _resume(self, command: ResumeServer) -> None:
-        await self._run(
-            command, TaskState.RESUMING, lambda: self.driver.resume(command.domain_name)
-        )
+    async def _power_on(self, command: StartServer) -> Done:
+        return Done(await self.driver.power_on(command.instance))
 
-    async def _power_off(self, command: StopServer) -> None:
-        await self._run(
-            command, TaskState.POWERING_OFF, lambda: self.driver.power_off(command.domain_name)
-        )
+    async def _inject_network_info(self, command: InjectNetworkInfo) -> Done:
+        await self.driver.inject_network_info(command.domain_name, command.addresses)
+        return Done()
 
-    async def _power_on(self, command: StartServer) -> None:
-        await self._run(
-            command, TaskState.POWERING_ON, lambda: self.driver.power_on(command.instance)
-        )
+    async def _reset_network(self, command: ResetNetwork) -> Done:
+        await self.driver.reset_network(command.domain_name, command.addresses)
+        return Done()
 
-    async def _inject_network_info(self, command: InjectNetworkInfo) -> None:
-        await self._run_untasked(
-            command,
-            "injectNetworkInfo",
-            lambda: self.driver.inject_network_info(command.domain_name, command.addresses),
-        )
 
-    async def _reset_network(self, command: ResetNetwork) -> None:
-        await self._run_untasked(
-            command,
-            "resetNetwork",
-            lambda: self.driver.reset_network(command.domain_name, command.addresses),
-        )
-
-    async def _run_untasked(
-        self, command: ActionMessage, action: str, work: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Do ``work`` for an action that sets no task state and report its outcome."""
-        error: str | None = None
-        try:
-            await timed(command.type, work())
-        except DriverError as exc:
-            log.warning("%s of %s failed: %s", action, command.server_id, exc)
-            error = str(exc)
-        else:
-            log.info("%s of %s done", action, command.server_id)
-        await self.bus.publish(
-            bus_mod.REPORTS,
-            ActionReport(
-                request_id=command.request_id,
-                server_id=command.server_id,
-                action_id=command.action_id,
-                host=self.host,
-                action=action,
-                success=error is None,
-                fault=Fault(code=500, message=error) if error is not None else None,
-            ),
-        )
-
-    # --- running and reporting -----------------------------------------------------------
-
-    async def _run(self, command: ActionMessage, task: TaskState, work: Work) -> None:
-        """Do ``work`` and report its outcome as the end of ``task``."""
-        try:
-            power = await timed(command.type, work())
-        except DriverError as exc:
-            log.warning("%s of %s failed: %s", task.value, command.server_id, exc)
-            power = await self._power_after_failure(command)
-            await self._report(command, task, power=power, error=str(exc))
-            return
-        log.info("%s of %s done", task.value, command.server_id)
-        await self._report(command, task, power=power)
-
-    async def _power_after_failure(self, command: ActionMessage) -> PowerState:
-        """What the hypervisor says of the server after a failed operation (reported with
-        the failure, so the conductor records the truth); NOSTATE if it cannot say."""
-        try:
-            return await self.driver.power_state(f"instance-{command.server_id}")
-        except DriverError:
-            return PowerState.NOSTATE
-
-    async def _report(
-        self,
-        command: ActionMessage,
-        task: TaskState,
-        *,
-        power: PowerState = PowerState.NOSTATE,
-        error: str | None = None,
-        snapshot: SnapshotResult | None = None,
-    ) -> None:
-        await self.bus.publish(
-            bus_mod.REPORTS,
-            TaskReport(
-                request_id=command.request_id,
-                server_id=command.server_id,
-                action_id=command.action_id,
-                host=self.host,
-                task_state=task.value,
-                success=error is None,
-                power_state=int(power),
-                fault=Fault(code=500, message=error) if error is not None else None,
-                snapshot=snapshot,
-            ),
-        )
+def _image_of(command: ActionMessage) -> SnapshotResult | None:
+    """The image a snapshot or backup was to write: its report names it whatever happened,
+    so the conductor can put the image in ERROR."""
+    if isinstance(command, SnapshotServer | BackupServer):
+        return SnapshotResult(image_id=command.image_id)
+    return None

@@ -15,13 +15,13 @@ import asyncpg
 from conductor import snapshots
 from shared.db import images
 from shared.db.pool import Conn
-from shared.messages import TaskReport
+from shared.messages import CommandReport
 
 log = logging.getLogger(__name__)
 
 
-async def apply_report(conn: Conn, row: asyncpg.Record, report: TaskReport) -> None:
-    """Apply a legal ``image_backup`` report (checked by conductor/reports.py)."""
+async def apply_report(conn: Conn, row: asyncpg.Record, report: CommandReport) -> None:
+    """Apply a legal ``image_backup`` report (judged by conductor/legality.py)."""
     await snapshots.apply_report(conn, row, report)
     result = report.snapshot
     if not report.success or result is None or result.location is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.messages import TaskReport
+from shared.messages import CommandReport
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,6 @@ class Outcome:
     message: str | None = None
 
     @classmethod
-    def of(cls, report: TaskReport) -> Outcome:
+    def of(cls, report: CommandReport) -> Outcome:
         """The report's own outcome."""
         return cls(report.success, report.fault.message if report.fault else None)

@@ -28,14 +28,14 @@ from datetime import datetime
 
 import asyncpg
 
-from shared import bus as bus_mod
 from shared.bus import Bus, PublishFailed
-from shared.db import actions, servers
+from shared.db import actions, servers, stale_tasks
 from shared.db.abandon import abandon_task, delete_locally
 from shared.db.pool import Conn
 from shared.logging import current_request_id, request_context
-from shared.messages import DestroyServer, Fault
+from shared.messages import Fault
 from shared.periodic import Periodic
+from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState, VmState
 
 log = logging.getLogger(__name__)
@@ -111,27 +111,12 @@ class Reaper:
         """Servers whose task ran past its deadline, or started a while ago on a host that
         stopped heartbeating (the grace keeps a task just sent to a host that is about to be
         marked up again from being reaped at once)."""
-        tasks = sorted(self.deadlines)
-        rows = await self.pool.fetch(
-            """SELECT s.id, s.task_state, s.task_started_at, s.host,
-                      COALESCE(h.last_heartbeat < now() - make_interval(secs => $3), false)
-                          AS host_down,
-                      COALESCE(d.deadline, $4) AS deadline_s
-                 FROM servers s
-                 LEFT JOIN compute_hosts h ON h.name = s.host
-                 LEFT JOIN unnest($1::text[], $2::float8[]) AS d (task, deadline)
-                        ON d.task = s.task_state
-                WHERE s.task_state IS NOT NULL AND s.deleted_at IS NULL
-                  AND (s.task_started_at < now() - make_interval(secs => COALESCE(d.deadline, $4))
-                       OR (h.last_heartbeat < now() - make_interval(secs => $3)
-                           AND s.task_started_at < now() - make_interval(secs => $3)))
-                ORDER BY s.task_started_at
-                LIMIT $5""",
-            tasks,
-            [self.deadlines[t] for t in tasks],
-            self.host_down_after_s,
-            self.default_deadline_s,
-            limit,
+        rows = await stale_tasks.find(
+            self.pool,
+            deadlines=self.deadlines,
+            default_deadline_s=self.default_deadline_s,
+            host_down_after_s=self.host_down_after_s,
+            limit=limit,
         )
         return [
             Stale(
@@ -154,16 +139,10 @@ class Reaper:
             return await self._resolve(stale)
 
     async def _resolve(self, stale: Stale) -> bool:
-        resend: DestroyServer | None = None
+        resend: Envelope | None = None
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """SELECT * FROM servers
-                    WHERE id = $1 AND deleted_at IS NULL AND task_state = $2
-                      AND task_started_at = $3
-                      FOR UPDATE SKIP LOCKED""",
-                stale.server_id,
-                stale.task,
-                stale.started_at,
+            row = await stale_tasks.lock_if_unchanged(
+                conn, stale.server_id, stale.task, stale.started_at
             )
             if row is None:
                 return False
@@ -172,7 +151,7 @@ class Reaper:
             else:
                 await self._abandon(conn, row, stale)
         if resend is not None and stale.host is not None:
-            await self.bus.publish(bus_mod.compute_queue(stale.host), resend)
+            await ComputeClient(self.bus, stale.host).destroy_server(resend)
         return True
 
     async def _abandon(self, conn: Conn, row: asyncpg.Record, stale: Stale) -> None:
@@ -182,14 +161,10 @@ class Reaper:
 
     async def _finish_delete(
         self, conn: Conn, row: asyncpg.Record, stale: Stale
-    ) -> DestroyServer | None:
+    ) -> Envelope | None:
         """Finish a stuck delete: locally when the host is gone, else by asking it again
-        (the destroy command is returned, to be sent once this transaction commits)."""
-        pending = await conn.fetchval(
-            """SELECT id FROM actions WHERE server_id = $1 AND action = 'delete'
-                  AND result = 'pending' ORDER BY started_at DESC LIMIT 1""",
-            row["id"],
-        )
+        (the destroy's envelope is returned, to be sent once this transaction commits)."""
+        pending = await actions.latest_pending(conn, row["id"], "delete")
         if stale.host is None or stale.host_down:
             await delete_locally(conn, row)
             done = f"finished in the database alone: {stale.why}"
@@ -209,11 +184,6 @@ class Reaper:
                 user_id=REAPER,
             )
         # a new deadline for the second try
-        await conn.execute("UPDATE servers SET task_started_at = now() WHERE id = $1", row["id"])
+        await stale_tasks.restart_deadline(conn, row["id"])
         log.warning("sending the destroy of server %s again: %s", row["id"], stale.reason)
-        return DestroyServer(
-            request_id=current_request_id(),
-            server_id=row["id"],
-            action_id=pending,
-            domain_name=f"instance-{row['id']}",
-        )
+        return Envelope(current_request_id(), row["id"], pending)

@@ -15,7 +15,7 @@ database puts there; a guest changes its power on its own. Three things set them
   looked after the server's last change, goes to ERROR with a fault that says so (its task,
   if any, abandoned as shared/db/abandon.py says);
 * a server's power follows what its hypervisor saw after its last change
-  (conductor/reports.py).
+  (conductor/power_states.py).
 
 The last two need to know that the host looked *after* the server last changed, and no
 clock of the host's can tell: PostgreSQL stamps ``updated_at``, and an agent's clock may be
@@ -53,10 +53,9 @@ from datetime import datetime
 
 import asyncpg
 
-from conductor.reports import apply_probed_power, disagreements
-from shared import bus as bus_mod
+from conductor.power_states import apply_probed_power, disagreements
 from shared.bus import Bus
-from shared.db import servers
+from shared.db import clock, expected_domains, servers
 from shared.db.abandon import abandon_task
 from shared.messages import (
     Fault,
@@ -64,38 +63,11 @@ from shared.messages import (
     PowerStateReport,
     ProbeCause,
     ProbeReport,
-    ProbeServers,
-    PurgeServers,
 )
-from shared.states import TaskState, VmState
+from shared.rpcapi import ComputeClient
+from shared.states import VmState
 
 log = logging.getLogger(__name__)
-
-#: vm_states in which a server running no task must have a domain on its host
-_MUST_EXIST = ["active", "paused", "suspended", "stopped", "rescued", "resized"]
-
-#: tasks that work on the server's domain where it is (a build, rebuild, resize, migration
-#: or delete may rightly find none, or make one)
-_IN_PLACE_TASKS = sorted(
-    task.value
-    for task in (
-        TaskState.REBOOTING,
-        TaskState.REBOOTING_HARD,
-        TaskState.UPDATING_PASSWORD,
-        TaskState.PAUSING,
-        TaskState.UNPAUSING,
-        TaskState.SUSPENDING,
-        TaskState.RESUMING,
-        TaskState.IMAGE_SNAPSHOT,
-        TaskState.IMAGE_BACKUP,
-        TaskState.POWERING_OFF,
-        TaskState.POWERING_ON,
-    )
-)
-
-_MUST_HAVE_DOMAIN = """host = $1 AND deleted_at IS NULL
-              AND ((task_state IS NULL AND vm_state = ANY($2::text[]))
-                   OR task_state = ANY($3::text[]))"""
 
 #: how a server found missing was found, as its fault says
 _FOUND: dict[str, str] = {
@@ -152,7 +124,7 @@ async def reconcile_power(pool: asyncpg.Pool, bus: Bus, report: PowerStateReport
 
 async def apply_probe_report(pool: asyncpg.Pool, bus: Bus, report: ProbeReport) -> Reconciliation:
     """Judge the probed servers by what the host saw after ``report.probe_at``: the missing
-    ones go to ERROR, the others' power is applied (conductor/reports.py)."""
+    ones go to ERROR, the others' power is applied (conductor/power_states.py)."""
     found = {observed.server_id for observed in report.found}
     done = Reconciliation()
     done.purged = await purge_deleted(pool, bus, report.host, sorted(found))
@@ -171,11 +143,7 @@ async def purge_deleted(
     which those were."""
     if not server_ids:
         return []
-    rows = await pool.fetch(
-        "SELECT id FROM servers WHERE id = ANY($1::uuid[]) AND deleted_at IS NOT NULL",
-        list(server_ids),
-    )
-    deleted = sorted(r["id"] for r in rows)
+    deleted = await servers.deleted_among(pool, server_ids)
     if deleted:
         log.warning(
             "host %s still has %d deleted server(s); destroying them: %s",
@@ -183,7 +151,7 @@ async def purge_deleted(
             len(deleted),
             ", ".join(map(str, deleted)),
         )
-        await bus.publish(bus_mod.compute_queue(host), PurgeServers(host=host, servers=deleted))
+        await ComputeClient(bus, host).purge_servers(deleted)
     return deleted
 
 
@@ -191,14 +159,7 @@ async def lacking(pool: asyncpg.Pool, host: str, present: Sequence[uuid.UUID]) -
     """The servers that must have a domain on ``host`` and are not among ``present``, the
     servers a hint says it has. Not judged by the hint: any may have reached its state after
     the host looked."""
-    rows = await pool.fetch(
-        f"SELECT id FROM servers WHERE {_MUST_HAVE_DOMAIN} AND id <> ALL($4::uuid[])",
-        host,
-        _MUST_EXIST,
-        _IN_PLACE_TASKS,
-        list(present),
-    )
-    return sorted(r["id"] for r in rows)
+    return await expected_domains.lacking(pool, host, present)
 
 
 async def probe(
@@ -213,19 +174,13 @@ async def probe(
     """Ask ``host`` about ``server_ids`` (nothing when there are none); which were asked.
 
     ``probe_at`` is read from PostgreSQL just before publishing, so the agent's look follows
-    it. The host's queue is declared first: an agent that sent its inventory but does not
-    consume yet gets the probe once it does."""
+    it."""
     asked = sorted(set(server_ids))
     if not asked:
         return []
-    probe_at: datetime = await pool.fetchval("SELECT clock_timestamp()")
-    queue = bus_mod.compute_queue(host)
-    await bus.declare(queue)
-    await bus.publish(
-        queue,
-        ProbeServers(
-            request_id=request_id, host=host, servers=asked, probe_at=probe_at, cause=cause
-        ),
+    probe_at = await clock.now(pool)
+    await ComputeClient(bus, host).probe_servers(
+        asked, probe_at=probe_at, cause=cause, request_id=request_id
     )
     log.info("asking host %s about %d server(s) (%s)", host, len(asked), cause)
     return asked
@@ -258,16 +213,7 @@ async def _set_missing_to_error(
     before the probe (a report may have moved it on since: then it is not ours to judge)."""
     message = f"host {host} has no domain for this server ({found})"
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"""SELECT * FROM servers
-                 WHERE {_MUST_HAVE_DOMAIN} AND updated_at < $4 AND id = $5
-                   FOR UPDATE""",
-            host,
-            _MUST_EXIST,
-            _IN_PLACE_TASKS,
-            probe_at,
-            server_id,
-        )
+        row = await expected_domains.lock_if_unchanged(conn, server_id, host, probe_at)
         if row is None:
             return False
         if row["task_state"] is not None:

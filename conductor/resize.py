@@ -1,4 +1,5 @@
-"""Resizes, driven by the conductor one step at a time (guide 2.3.4–2.3.6; docs/architecture.md, *State*).
+"""Resizes, driven by the conductor one step at a time (guide 2.3.4–2.3.6;
+docs/architecture.md, *State*): the step machine ``RESIZE`` (conductor/steps.py).
 
 The gateway accepts a resize (task ``resize_prep``) and records it (migration
 ``pre-migrating``, holding the server's spec and both flavors). From there each step starts
@@ -27,49 +28,32 @@ one, so usage stays exact on every path, deletes included (see the migrations ta
 The flavor change is optional: a migration (same flavor, another host) is the same steps
 with ``new_flavor`` equal to the old one and the source excluded from scheduling.
 
-A step's command is published before its transaction commits: if publishing fails nothing
-is committed and the message that started the step comes again; if the commit fails after
-publishing, the host does the step twice, which its driver makes harmless.
+A resize is never abandoned by a report: a delete ends its record in the delete's own
+transaction (the migrations table's trigger gives its claim back, and the delete destroys
+the original the source may keep, ``leftover_originals``), and so does a task ended from
+outside (shared/db/abandon.py); a report arriving after either finds no step awaited.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import asyncpg
 
 from conductor.outcome import Outcome
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
-from shared import bus as bus_mod
+from conductor.steps import Abandoned, Step, StepMachine, StepReport
 from shared.bus import Bus
 from shared.db import actions, hosts, servers
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.db.server_migrations import Held, Status
-from shared.messages import (
-    DestroyServer,
-    Fault,
-    FinishResize,
-    FinishRevertResize,
-    MigrateDisk,
-    ResizeServer,
-    TaskReport,
-)
+from shared.messages import CommandReport, Fault, ResizeServer
+from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState, VmState
 
 log = logging.getLogger(__name__)
-
-#: The tasks whose reports this module applies.
-TASKS = frozenset(
-    {
-        TaskState.RESIZE_MIGRATING,
-        TaskState.RESIZE_FINISH,
-        TaskState.RESIZE_CONFIRMING,
-        TaskState.RESIZE_REVERTING,
-    }
-)
 
 
 class ResizeScheduler:
@@ -105,16 +89,11 @@ class ResizeScheduler:
             await migrations.place(conn, migration["id"], dest)
             await servers.advance(conn, request.server_id, task=TaskState.RESIZE_MIGRATING.value)
             log.info("resizing server %s from %s to %s", request.server_id, row["host"], dest)
-            await self.bus.publish(
-                bus_mod.compute_queue(migration["source_host"]),
-                MigrateDisk(
-                    request_id=request.request_id,
-                    server_id=request.server_id,
-                    action_id=request.action_id,
-                    migration_id=migration["id"],
-                    instance=migrations.instance_before(migration),
-                    dest_host=dest,
-                ),
+            await ComputeClient(self.bus, migration["source_host"]).migrate_disk(
+                Envelope(request.request_id, request.server_id, request.action_id),
+                migration["id"],
+                migrations.instance_before(migration),
+                dest,
             )
 
     async def _claim_destination(
@@ -148,109 +127,47 @@ async def _not_placed(
 # --- the reports of the later steps ------------------------------------------------------------
 
 
-async def reporting_host(conn: Conn, row: asyncpg.Record, task: TaskState) -> str | None:
-    """The host allowed to report ``task`` for the server: its own host, except for a
-    confirm, which the source of its resize reports while the server is on the destination."""
-    if task is TaskState.RESIZE_CONFIRMING:
-        migration = await migrations.open_for(conn, row["id"])
-        return migration["source_host"] if migration is not None else None
-    host: str | None = row["host"]
-    return host
+async def _to_error(step: StepReport) -> None:
+    """ERROR with the report's fault; the claims stay as they are (a delete frees them)."""
+    await servers.set_error(
+        step.conn, step.row["id"], step.fault, expected_task=step.report.task_state
+    )
+    await migrations.set_state(step.conn, step.record["id"], Status.ERROR, _held(step.record))
 
 
-@dataclass(frozen=True)
-class _Step:
-    """A legal report of one resize step (checked by conductor/reports.py), and where it
-    applies: the server's locked row and its open migration."""
+async def _back_on_source(step: StepReport) -> None:
+    """Give the destination's claim (the new flavor, which the server row accounts for)
+    back and account the server on the source again with its old flavor."""
+    dest, new = migrations.new_claim(step.record)
+    await hosts.release(step.conn, dest, new)
+    source, old = migrations.old_claim(step.record)
+    await servers.move(
+        step.conn, step.row["id"], source, vcpus=old.vcpus, ram_mb=old.ram_mb, disk_gb=old.disk_gb
+    )
 
-    conn: Conn
-    bus: Bus
-    row: asyncpg.Record
-    report: TaskReport
-    migration: asyncpg.Record
 
-    @property
-    def fault(self) -> Fault:
-        return self.report.fault or Fault(
-            message=f"{self.report.task_state} failed on {self.report.host}"
-        )
-
-    async def send(self, host: str, command: FinishResize | FinishRevertResize) -> None:
-        await self.bus.publish(bus_mod.compute_queue(host), command)
-
-    async def to_error(self) -> None:
-        """ERROR with the report's fault; the claims stay as they are (a delete frees them)."""
-        await servers.set_error(
-            self.conn, self.row["id"], self.fault, expected_task=self.report.task_state
-        )
-        await migrations.set_state(
-            self.conn, self.migration["id"], Status.ERROR, _held(self.migration)
-        )
-
-    async def back_on_source(self) -> None:
-        """Give the destination's claim (the new flavor, which the server row accounts for)
-        back and account the server on the source again with its old flavor."""
-        dest, new = migrations.new_claim(self.migration)
-        await hosts.release(self.conn, dest, new)
-        source, old = migrations.old_claim(self.migration)
-        await servers.move(
-            self.conn,
-            self.row["id"],
-            source,
-            vcpus=old.vcpus,
-            ram_mb=old.ram_mb,
-            disk_gb=old.disk_gb,
-        )
-
-    def restart_original(self) -> FinishRevertResize:
-        return FinishRevertResize(
-            request_id=self.report.request_id,
-            server_id=self.row["id"],
-            action_id=self.report.action_id,
-            migration_id=self.migration["id"],
-            instance=migrations.instance_before(self.migration),
-        )
+async def _restart_original(step: StepReport) -> None:
+    """Have the source run the original again with the old flavor."""
+    await step.host(step.source).finish_revert_resize(
+        step.envelope, step.record["id"], migrations.instance_before(step.record)
+    )
 
 
 def _held(migration: asyncpg.Record) -> Held | None:
     return Held(migration["held"]) if migration["held"] is not None else None
 
 
-async def apply_report(
-    conn: Conn, bus: Bus, row: asyncpg.Record, report: TaskReport, task: TaskState
-) -> Outcome | None:
-    """Apply the report of a resize step; the outcome of the user's action when the step
-    ends it, None when the action goes on."""
-    if task is TaskState.RESIZE_REVERTING and row["vm_state"] == VmState.ACTIVE:
-        return await _rolled_back(conn, row, report)
-    migration = await migrations.open_for(conn, row["id"])
-    if migration is None:
-        log.error("server %s reports %s but has no resize under way", row["id"], task.value)
-        fault = Fault(message=f"{task.value} has no resize record")
-        await servers.set_error(conn, row["id"], fault, expected_task=task.value)
-        return Outcome(False, fault.message)
-    step = _Step(conn, bus, row, report, migration)
-    if task is TaskState.RESIZE_MIGRATING:
-        return await _migrated(step)
-    if task is TaskState.RESIZE_FINISH:
-        return await _finished(step)
-    if task is TaskState.RESIZE_CONFIRMING:
-        return await _confirmed(step)
-    return await _reverted(step)
-
-
-async def _migrated(step: _Step) -> Outcome | None:
+async def _migrated(step: StepReport) -> Outcome | None:
     """The source powered the server off and handed its disk over (step 2)."""
-    conn, m, report = step.conn, step.migration, step.report
+    conn, m, report = step.conn, step.record, step.report
+    dest, new = migrations.new_claim(m)
     if not report.success:
         # nothing happened on the destination yet: the server stays ACTIVE on the source
-        dest, new = migrations.new_claim(m)
         await hosts.release(conn, dest, new)
         await migrations.set_state(conn, m["id"], Status.ERROR, None)
         await servers.advance(conn, step.row["id"], task=None, power_state=report.power_state)
         await servers.add_fault(conn, step.row["id"], step.fault)
         return Outcome.of(report)
-    dest, new = migrations.new_claim(m)
     await servers.move(
         conn, step.row["id"], dest, vcpus=new.vcpus, ram_mb=new.ram_mb, disk_gb=new.disk_gb
     )
@@ -258,23 +175,15 @@ async def _migrated(step: _Step) -> Outcome | None:
     await servers.advance(
         conn, step.row["id"], task=TaskState.RESIZE_FINISH.value, power_state=report.power_state
     )
-    await step.send(
-        dest,
-        FinishResize(
-            request_id=report.request_id,
-            server_id=step.row["id"],
-            action_id=report.action_id,
-            migration_id=m["id"],
-            instance=migrations.instance_after(m),
-            source_host=m["source_host"],
-        ),
+    await step.host(dest).finish_resize(
+        step.envelope, m["id"], migrations.instance_after(m), source_host=step.source
     )
     return None
 
 
-async def _finished(step: _Step) -> Outcome | None:
+async def _finished(step: StepReport) -> Outcome | None:
     """The destination runs the server with the new flavor (step 3), or failed to."""
-    conn, m, report = step.conn, step.migration, step.report
+    conn, m, report = step.conn, step.record, step.report
     if report.success:
         await servers.advance(
             conn,
@@ -288,24 +197,22 @@ async def _finished(step: _Step) -> Outcome | None:
         return Outcome.of(report)
     # the destination removed what it built: roll back to the original on the source
     log.warning(
-        "resize of %s failed on %s; restarting it on %s",
-        step.row["id"],
-        report.host,
-        m["source_host"],
+        "resize of %s failed on %s; restarting it on %s", step.row["id"], report.host, step.source
     )
-    await step.back_on_source()
+    await _back_on_source(step)
     await migrations.set_state(conn, m["id"], Status.ERROR, None)
     await servers.add_fault(conn, step.row["id"], step.fault)
     await servers.advance(
         conn, step.row["id"], task=TaskState.RESIZE_REVERTING.value, power_state=report.power_state
     )
-    await step.send(m["source_host"], step.restart_original())
+    await _restart_original(step)
     return None  # the resize has failed, but its action ends with the rollback
 
 
-async def _rolled_back(conn: Conn, row: asyncpg.Record, report: TaskReport) -> Outcome:
+async def _rolled_back(step: StepReport) -> Outcome:
     """The source restarted the original after a failed resize: ACTIVE again (the fault
     stays recorded), or ERROR if even that failed. Either way the resize failed."""
+    conn, row, report = step.conn, step.row, step.report
     if report.success:
         await servers.advance(conn, row["id"], task=None, power_state=report.power_state)
         return Outcome(False, "the resize failed; the server runs again with its old flavor")
@@ -314,32 +221,38 @@ async def _rolled_back(conn: Conn, row: asyncpg.Record, report: TaskReport) -> O
     return Outcome(False, fault.message)
 
 
-async def _confirmed(step: _Step) -> Outcome:
+async def _confirmed(step: StepReport) -> Outcome:
     """The source discarded the original (step 4): its claim is free."""
     if not step.report.success:
-        await step.to_error()
+        await _to_error(step)
         return Outcome.of(step.report)
-    source, old = migrations.old_claim(step.migration)
+    source, old = migrations.old_claim(step.record)
     await hosts.release(step.conn, source, old)
-    await migrations.set_state(step.conn, step.migration["id"], Status.CONFIRMED, None)
+    await migrations.set_state(step.conn, step.record["id"], Status.CONFIRMED, None)
     await servers.advance(step.conn, step.row["id"], task=None, vm_state=VmState.ACTIVE.value)
     return Outcome.of(step.report)
 
 
-async def _reverted(step: _Step) -> Outcome | None:
-    """A revert step (5): the destination removed its copy, or the source runs the original
-    again."""
-    m = step.migration
+async def _copy_removed(step: StepReport) -> Outcome | None:
+    """A revert to another host (step 5): the destination removed its copy; the source
+    runs the original again next."""
     if not step.report.success:
-        await step.to_error()
+        await _to_error(step)
         return Outcome.of(step.report)
-    if not migrations.same_host(m) and step.row["host"] == m["dest_host"]:
-        await step.back_on_source()
-        await migrations.set_state(step.conn, m["id"], Status.REVERTING, None)
-        await step.send(m["source_host"], step.restart_original())
-        return None
+    await _back_on_source(step)
+    await migrations.set_state(step.conn, step.record["id"], Status.REVERTING, None)
+    await _restart_original(step)
+    return None
+
+
+async def _original_restarted(step: StepReport) -> Outcome:
+    """The end of a revert (step 5): the source runs the original with the old flavor."""
+    m = step.record
+    if not step.report.success:
+        await _to_error(step)
+        return Outcome.of(step.report)
     if m["held"] == Held.SOURCE:  # the same host: the server still holds the new flavor
-        await step.back_on_source()
+        await _back_on_source(step)
     await migrations.set_state(step.conn, m["id"], Status.REVERTED, None)
     await servers.advance(
         step.conn,
@@ -352,6 +265,67 @@ async def _reverted(step: _Step) -> Outcome | None:
     return Outcome.of(step.report)
 
 
+# --- the machine ---------------------------------------------------------------------------------
+
+_MIGRATE_DISK = Step("migrate_disk", "source_host", _migrated)
+_FINISH = Step("finish_resize", "dest_host", _finished)
+_CONFIRM = Step("confirm_resize", "source_host", _confirmed)
+_REMOVE_COPY = Step("revert_resize", "dest_host", _copy_removed)
+_RESTART_ORIGINAL = Step("finish_revert_resize", "source_host", _original_restarted)
+_ROLL_BACK = Step("finish_revert_resize", "source_host", _rolled_back)
+
+#: The step a resize awaits, by the server's task and the record's status.
+_STEPS: dict[tuple[str, str], Step] = {
+    (TaskState.RESIZE_MIGRATING, Status.MIGRATING): _MIGRATE_DISK,
+    (TaskState.RESIZE_FINISH, Status.POST_MIGRATING): _FINISH,
+    (TaskState.RESIZE_CONFIRMING, Status.FINISHED): _CONFIRM,
+    (TaskState.RESIZE_REVERTING, Status.REVERTING): _RESTART_ORIGINAL,
+    # a resize that failed on its destination, rolled back: the record ended in error
+    (TaskState.RESIZE_REVERTING, Status.ERROR): _ROLL_BACK,
+}
+
+
+def _awaited(row: asyncpg.Record, record: asyncpg.Record) -> Step | str:
+    task, status = row["task_state"], record["status"]
+    if (task, status) == (TaskState.RESIZE_REVERTING, Status.FINISHED):
+        # a revert: on the same host only the original is restarted
+        return _RESTART_ORIGINAL if migrations.same_host(record) else _REMOVE_COPY
+    step = _STEPS.get((task, status))
+    if step is None:
+        return f"the resize is {status}, awaiting no step while the server is doing {task}"
+    return step
+
+
+async def _record(conn: Conn, report: CommandReport) -> asyncpg.Record | None:
+    if report.migration_id is None:
+        return None
+    record = await migrations.get(conn, report.migration_id)
+    if record is None or record["server_id"] != report.server_id:
+        return None
+    return record
+
+
+async def _never_abandoned(report: Abandoned) -> bool:
+    """A resize ends with the delete, or the task, that ends it (the module's docstring)."""
+    return False
+
+
+RESIZE = StepMachine(
+    name="resize",
+    tasks=frozenset(
+        {
+            TaskState.RESIZE_MIGRATING,
+            TaskState.RESIZE_FINISH,
+            TaskState.RESIZE_CONFIRMING,
+            TaskState.RESIZE_REVERTING,
+        }
+    ),
+    record=_record,
+    awaited=_awaited,
+    abandon=_never_abandoned,
+)
+
+
 # --- a deleted server's original on another host -----------------------------------------------
 
 
@@ -362,16 +336,11 @@ async def leftover_originals(conn: Conn, row: asyncpg.Record) -> list[str]:
     return await migrations.originals_elsewhere(conn, row["id"], row["host"])
 
 
-async def destroy_leftovers(bus: Bus, report: TaskReport, leftovers: list[str]) -> None:
+async def destroy_leftovers(bus: Bus, report: CommandReport, leftovers: list[str]) -> None:
     """Send the destroys (their reports will find the server gone, and change nothing)."""
+    assert report.server_id is not None
     for host in leftovers:
         log.info("destroying the original of deleted server %s on %s", report.server_id, host)
-        await bus.publish(
-            bus_mod.compute_queue(host),
-            DestroyServer(
-                request_id=report.request_id,
-                server_id=report.server_id,
-                action_id=report.action_id,
-                domain_name=f"instance-{report.server_id}",
-            ),
+        await ComputeClient(bus, host).destroy_server(
+            Envelope(report.request_id, report.server_id, report.action_id)
         )

@@ -15,13 +15,13 @@ import asyncpg
 
 from shared.db import images, servers
 from shared.db.pool import Conn
-from shared.messages import Fault, TaskReport
+from shared.messages import CommandReport, Fault
 
 log = logging.getLogger(__name__)
 
 
-async def apply_report(conn: Conn, row: asyncpg.Record, report: TaskReport) -> None:
-    """Apply a legal ``image_snapshot`` report (checked by conductor/reports.py)."""
+async def apply_report(conn: Conn, row: asyncpg.Record, report: CommandReport) -> None:
+    """Apply a legal ``image_snapshot`` report (judged by conductor/legality.py)."""
     result = report.snapshot
     await servers.advance(conn, row["id"], task=None, power_state=report.power_state)
     if result is None:

@@ -12,9 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from shared.sealing import Keyring, SealedSecret
+from shared.states import COMMAND_TASKS
 
 
 def _now() -> datetime:
@@ -71,7 +72,9 @@ class InstanceSpec(BaseModel):
 
     @property
     def domain_name(self) -> str:
-        return f"instance-{self.server_id}"
+        from shared.rpcapi import domain_name  # rpcapi builds messages: imported when used
+
+        return domain_name(self.server_id)
 
 
 class Fault(BaseModel):
@@ -118,6 +121,13 @@ class WithAdminPass(ActionMessage):
 
 def _admin_pass_context(opened_by: str, server_id: uuid.UUID | None, action_id: uuid.UUID) -> str:
     return f"admin_pass:{opened_by}:{server_id}:{action_id}"
+
+
+class StepCommand(ActionMessage):
+    """A command that is one step of a resize or live migration, the record ``migration_id``
+    (conductor/steps.py): the host's report names that record too."""
+
+    migration_id: uuid.UUID
 
 
 # --- gateway -> conductor -------------------------------------------------------------
@@ -193,54 +203,49 @@ class ResizeServer(ActionMessage):
     migration_id: uuid.UUID
 
 
-class MigrateDisk(ActionMessage):
+class MigrateDisk(StepCommand):
     """Source host, first step of a resize: power off, make the disk available on
     ``dest_host``, keep the domain for a revert."""
 
     type: Literal["migrate_disk"] = "migrate_disk"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     dest_host: str
 
 
-class FinishResize(ActionMessage):
+class FinishResize(StepCommand):
     """Destination host: run the server with ``instance.flavor`` (the new one)."""
 
     type: Literal["finish_resize"] = "finish_resize"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     source_host: str
 
 
-class ConfirmResize(ActionMessage):
+class ConfirmResize(StepCommand):
     """Source host: the resize is confirmed, discard the original."""
 
     type: Literal["confirm_resize"] = "confirm_resize"
-    migration_id: uuid.UUID
     domain_name: str
     dest_host: str
 
 
-class RevertResize(ActionMessage):
+class RevertResize(StepCommand):
     """Destination host of a resize to another host: remove the resized copy."""
 
     type: Literal["revert_resize"] = "revert_resize"
-    migration_id: uuid.UUID
     domain_name: str
 
 
-class FinishRevertResize(ActionMessage):
+class FinishRevertResize(StepCommand):
     """Source host: run the original again with ``instance.flavor`` (the old one); ends a
     revert, or rolls back a resize that failed on its destination."""
 
     type: Literal["finish_revert_resize"] = "finish_revert_resize"
-    migration_id: uuid.UUID
     instance: InstanceSpec
 
 
 # --- admin actions (guide 3.1) ----------------------------------------------------------
-# The power actions and createBackup go from the gateway to ``compute.<host>`` and end with a
-# TaskReport of their task; the network actions set no task and end with an ActionReport.
+# They go from the gateway to ``compute.<host>``; the power actions and createBackup end the
+# task their action set, the network actions run beside any task (shared/states.py).
 
 
 class PauseServer(ActionMessage):
@@ -334,28 +339,38 @@ class SnapshotResult(BaseModel):
     size_bytes: int | None = None
 
 
-class TaskReport(ActionMessage):
-    """An agent finished (or failed) the task ``task_state`` on ``server_id``."""
+class CommandReport(ActionMessage):
+    """A host ran ``command`` (the command's ``type``, one of shared/states.py's
+    ``COMMAND_TASKS``) for the action ``action_id``, or failed to.
 
-    type: Literal["task_report"] = "task_report"
+    Every command's outcome comes back in this one shape, and the conductor applies it only
+    if it is the report the server awaits (conductor/legality.py). ``task_state`` is the
+    task the command ends, as the host learns it from shared/states.py (None: its action
+    runs beside any task); ``migration_id`` the resize or live migration it is a step of;
+    ``power_state`` the server's on the reporting host afterwards. A snapshot's or backup's
+    report names the image (``snapshot``) whatever its outcome; the ``live_migrate`` step's
+    gives the ``handover`` when the destination must define the server itself (see
+    ``FinishLiveMigration``).
+    """
+
+    type: Literal["command_report"] = "command_report"
     host: str
-    task_state: str
+    command: str
+    task_state: str | None
     success: bool
-    power_state: int
+    #: NOSTATE (0) when the command tells nothing of the server's power
+    power_state: int = 0
     fault: Fault | None = None
-    #: set by the image_snapshot task, whatever its outcome (the conductor updates the image)
+    migration_id: uuid.UUID | None = None
     snapshot: SnapshotResult | None = None
+    handover: str | None = None
 
-
-class ActionReport(ActionMessage):
-    """An agent finished (or failed) an action that sets no task state (resetNetwork,
-    injectNetworkInfo): the conductor closes its record, and records a failure as a fault."""
-
-    type: Literal["action_report"] = "action_report"
-    host: str
-    action: str
-    success: bool
-    fault: Fault | None = None
+    @field_validator("command")
+    @classmethod
+    def _a_host_command(cls, command: str) -> str:
+        if command not in COMMAND_TASKS:
+            raise ValueError(f"{command!r} is no command a host runs for an action")
+        return command
 
 
 class HostCapacity(BaseModel):
@@ -376,16 +391,13 @@ class Heartbeat(Message):
     capacity: HostCapacity
 
 
-# --- live migration (guide 3.1 `os-migrateLive`) ---------------------------------------------------------
+# --- live migration (guide 3.1 `os-migrateLive`) -------------------------------------------
 # The gateway records the live migration and asks the conductor (``LiveMigrateServer``),
 # which checks the destination, claims room there and then drives the two hosts one step at
-# a time, each step's ``LiveMigrationReport`` triggering the next (conductor/live_migration.py):
-# the destination prepares, the source migrates the running server, the destination confirms
-# it runs there, the source cleans up. After a failure the source makes sure the server runs
+# a time, each step's report triggering the next (conductor/live_migration.py): the
+# destination prepares, the source migrates the running server, the destination confirms it
+# runs there, the source cleans up. After a failure the source makes sure the server runs
 # there (``RecoverLiveMigration``), then the destination removes what it holds.
-
-#: The steps of a live migration, each one command to one host and one report back.
-LiveMigrationStep = Literal["prepare", "migrate", "finish", "clean_up", "recover", "roll_back"]
 
 
 class LiveMigrateServer(ActionMessage):
@@ -396,82 +408,58 @@ class LiveMigrateServer(ActionMessage):
     migration_id: uuid.UUID
 
 
-class PrepareLiveMigration(ActionMessage):
+class PrepareLiveMigration(StepCommand):
     """Destination: check the server can run here and make what receiving it needs."""
 
     type: Literal["prepare_live_migration"] = "prepare_live_migration"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     block_migration: bool
 
 
-class LiveMigrate(ActionMessage):
+class LiveMigrate(StepCommand):
     """Source: move the running server to the hypervisor at ``dest_uri`` (what ``dest_host``
     reports in its heartbeats), its local disks too when ``block_migration``."""
 
     type: Literal["live_migrate"] = "live_migrate"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     dest_host: str
     dest_uri: str
     block_migration: bool
 
 
-class FinishLiveMigration(ActionMessage):
+class FinishLiveMigration(StepCommand):
     """Destination: confirm the server runs here. ``handover`` is the server's definition
     when the source's hypervisor could not move it itself (libvirt's test hypervisor): the
     destination then defines and starts it."""
 
     type: Literal["finish_live_migration"] = "finish_live_migration"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     handover: str | None = None
 
 
-class CleanUpLiveMigration(ActionMessage):
+class CleanUpLiveMigration(StepCommand):
     """Source: the server runs on the destination; remove what is left of it here (its
     local disks only when they went along, ``block_migration``)."""
 
     type: Literal["clean_up_live_migration"] = "clean_up_live_migration"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     block_migration: bool
 
 
-class RecoverLiveMigration(ActionMessage):
+class RecoverLiveMigration(StepCommand):
     """Source, after a failed migration: make sure the server runs here."""
 
     type: Literal["recover_live_migration"] = "recover_live_migration"
-    migration_id: uuid.UUID
     instance: InstanceSpec
 
 
-class RollBackLiveMigration(ActionMessage):
+class RollBackLiveMigration(StepCommand):
     """Destination, after a failed migration (the source runs the server): remove what was
     prepared or received here (local disks only when they were to come, ``block_migration``)."""
 
     type: Literal["roll_back_live_migration"] = "roll_back_live_migration"
-    migration_id: uuid.UUID
     instance: InstanceSpec
     block_migration: bool
-
-
-class LiveMigrationReport(ActionMessage):
-    """A host finished (or failed) one ``step`` of the live migration ``migration_id``.
-
-    ``power_state`` is the server's on the reporting host afterwards; ``handover`` is set by
-    the ``migrate`` step when the destination must define the server itself (see
-    ``FinishLiveMigration``).
-    """
-
-    type: Literal["live_migration_report"] = "live_migration_report"
-    migration_id: uuid.UUID
-    step: LiveMigrationStep
-    host: str
-    success: bool
-    power_state: int
-    fault: Fault | None = None
-    handover: str | None = None
 
 
 # --- power states the hypervisor reports on its own (agent -> conductor) -------------------
@@ -496,7 +484,7 @@ class PowerStateReport(Message):
     ``observed_at`` is the agent's clock, which may be minutes off PostgreSQL's: it is for
     people and logs. So the report is a hint: where it disagrees with the database the
     conductor asks the host again (``ProbeServers``) and judges by the answer, whose moment it
-    knows on PostgreSQL's clock (conductor/reports.py, conductor/reconcile.py)."""
+    knows on PostgreSQL's clock (conductor/power_states.py, conductor/reconcile.py)."""
 
     type: Literal["power_state_report"] = "power_state_report"
     host: str
@@ -579,8 +567,7 @@ AnyMessage = Annotated[
     | CleanUpLiveMigration
     | RecoverLiveMigration
     | RollBackLiveMigration
-    | LiveMigrationReport
-    | TaskReport
+    | CommandReport
     | Heartbeat
     | PauseServer
     | UnpauseServer
@@ -591,7 +578,6 @@ AnyMessage = Annotated[
     | ResetNetwork
     | StopServer
     | StartServer
-    | ActionReport
     | PowerStateReport
     | HostInventory
     | ProbeServers

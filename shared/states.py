@@ -3,9 +3,9 @@
 A server has three independent states, as in the reference implementation: what it *is*
 (``VmState``), what is being *done* to it (``TaskState``) and what the hypervisor *says*
 (``PowerState``). The API's ``status`` is a pure function of the first two (``v2_status``).
-Which action may start from which state, and which task an agent may finish, live in the
-tables below and nowhere else: the gateway uses them to answer 409, the conductor to refuse an
-illegal report.
+Which action may start from which state, and which task each command to a host ends, live
+in the tables below and nowhere else: the gateway uses them to answer 409, the agents to say
+what their reports end, the conductor to refuse an illegal report.
 """
 
 from __future__ import annotations
@@ -170,9 +170,9 @@ _ON_A_HOST = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState
 #: vm_states of a server that exists (not deleted).
 _LIVE = frozenset(VmState) - {VmState.DELETED, VmState.SOFT_DELETED}
 
-#: Actions a user may start, and the states they may start from (docs/architecture.md, *State*). The keys are
-#: the names recorded in ``actions``; a reboot's two kinds set different tasks, so each has
-#: its own entry.
+#: Actions a user may start, and the states they may start from (docs/architecture.md,
+#: *State*). The keys are the names recorded in ``actions``; a reboot's two kinds set
+#: different tasks, so each has its own entry.
 ACTIONS: dict[str, Transition] = {
     "delete": Transition(frozenset(VmState) - {VmState.DELETED}, _ANY_TASK, TaskState.DELETING),
     # a failed password change may simply be sent again (ERROR -> PASSWORD -> ACTIVE)
@@ -184,7 +184,8 @@ ACTIONS: dict[str, Transition] = {
     "rebuild": Transition(
         frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.REBUILDING
     ),
-    # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE (docs/architecture.md, *State*)
+    # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE
+    # (docs/architecture.md, *State*)
     "resize": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.RESIZE_PREP),
     "confirmResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_CONFIRMING),
     "revertResize": Transition(frozenset({VmState.RESIZED}), _IDLE, TaskState.RESIZE_REVERTING),
@@ -209,7 +210,8 @@ ACTIONS: dict[str, Transition] = {
     "lock": Transition(_LIVE, _ANY_TASK, None),
     "unlock": Transition(_LIVE, _ANY_TASK, None),
     "os-resetState": Transition(_LIVE, _ANY_TASK, None),
-    # a running server with nothing else under way; it keeps running, MIGRATING (guide 3.1 `os-migrateLive`)
+    # a running server with nothing else under way; it keeps running, MIGRATING
+    # (guide 3.1 `os-migrateLive`)
     "os-migrateLive": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.MIGRATING),
     # nova's os-server-start-stop extension: stop (ACTIVE or ERROR -> SHUTOFF), start
     "os-stop": Transition(
@@ -230,6 +232,63 @@ def allowed(action: str, vm_state: str, task_state: str | None) -> bool:
     return vm in transition.from_vm and task in transition.from_task
 
 
+#: The commands a host runs for an action, by ``type`` on the bus (shared/messages.py), and
+#: the task each ends: the host's report says it, learned from here, and the conductor
+#: applies the report only while the server runs that task. Where a user's action sends the
+#: command, it is the task that action set. None: the action runs beside any task.
+COMMAND_TASKS: dict[str, TaskState | None] = {
+    "spawn_server": TaskState.SPAWNING,
+    "destroy_server": ACTIONS["delete"].task,
+    "change_password": ACTIONS["changePassword"].task,
+    "reboot_server": ACTIONS["reboot"].task,
+    "rebuild_server": ACTIONS["rebuild"].task,
+    "snapshot_server": ACTIONS["createImage"].task,
+    # a resize's steps (conductor/resize.py): the conductor moves the task on at each
+    "migrate_disk": TaskState.RESIZE_MIGRATING,
+    "finish_resize": TaskState.RESIZE_FINISH,
+    "confirm_resize": ACTIONS["confirmResize"].task,
+    "revert_resize": ACTIONS["revertResize"].task,
+    "finish_revert_resize": ACTIONS["revertResize"].task,
+    "pause_server": ACTIONS["pause"].task,
+    "unpause_server": ACTIONS["unpause"].task,
+    "suspend_server": ACTIONS["suspend"].task,
+    "resume_server": ACTIONS["resume"].task,
+    "stop_server": ACTIONS["os-stop"].task,
+    "start_server": ACTIONS["os-start"].task,
+    "backup_server": ACTIONS["createBackup"].task,
+    "inject_network_info": ACTIONS["injectNetworkInfo"].task,
+    "reset_network": ACTIONS["resetNetwork"].task,
+    # a live migration's steps (conductor/live_migration.py) all run under its one task
+    "prepare_live_migration": ACTIONS["os-migrateLive"].task,
+    "live_migrate": ACTIONS["os-migrateLive"].task,
+    "finish_live_migration": ACTIONS["os-migrateLive"].task,
+    "clean_up_live_migration": ACTIONS["os-migrateLive"].task,
+    "recover_live_migration": ACTIONS["os-migrateLive"].task,
+    "roll_back_live_migration": ACTIONS["os-migrateLive"].task,
+}
+
+#: A HARD reboot is the same command as a soft one, and ends the task of its own action.
+_HARD_COMMAND_TASKS: dict[str, TaskState | None] = {"reboot_server": ACTIONS["reboot_hard"].task}
+
+
+def task_ended_by(command: str, *, hard: bool = False) -> TaskState | None:
+    """The task a command of type ``command`` ends (``hard``: a HARD reboot's); raises
+    ``KeyError`` for a type no host runs."""
+    if hard:
+        return _HARD_COMMAND_TASKS[command]
+    return COMMAND_TASKS[command]
+
+
+def may_end(command: str, task: str | None) -> bool:
+    """Is ``task`` the one a command of type ``command`` ends (or its HARD kind's)?"""
+    if command not in COMMAND_TASKS:
+        return False
+    kinds = [COMMAND_TASKS[command]]
+    if command in _HARD_COMMAND_TASKS:
+        kinds.append(_HARD_COMMAND_TASKS[command])
+    return task in kinds
+
+
 @dataclass(frozen=True)
 class Completion:
     """What a successful report of an agent's task does to the server.
@@ -247,7 +306,8 @@ class Completion:
 #: For each task an agent finishes in one step, the state a successful run leaves the server
 #: in (a failed one leaves it in ERROR). A report for a task the server is not running is
 #: refused by the conductor. Tasks of several steps, or whose outcome is not a fixed state
-#: (a resize's, a snapshot's), are applied by their own conductor modules (``STEPPED_TASKS``).
+#: (a resize's, a snapshot's), are applied by their own conductor modules
+#: (``STEPPED_TASKS``).
 COMPLETIONS: dict[TaskState, Completion] = {
     TaskState.SPAWNING: Completion(VmState.ACTIVE, PowerState.RUNNING),
     TaskState.DELETING: Completion(VmState.DELETED, PowerState.NOSTATE),
@@ -313,3 +373,37 @@ def vm_state_for_power(vm_state: VmState, power: PowerState) -> VmState:
     if vm_state not in _ON_A_HOST:
         return vm_state
     return _POWER_VM_STATES.get(power, vm_state)
+
+
+# --- where a server's domain must be ---------------------------------------------------------
+
+#: vm_states of a server running no task whose host must hold its domain: a host that lacks
+#: it has lost the server (conductor/reconcile.py)
+DOMAIN_HELD_VM_STATES: frozenset[VmState] = frozenset(
+    {
+        VmState.ACTIVE,
+        VmState.PAUSED,
+        VmState.SUSPENDED,
+        VmState.STOPPED,
+        VmState.RESCUED,
+        VmState.RESIZED,
+    }
+)
+
+#: tasks that work on the server's domain where it is, so its host must hold it meanwhile (a
+#: build, rebuild, resize, migration or delete may rightly find none, or make one)
+IN_PLACE_TASKS: frozenset[TaskState] = frozenset(
+    {
+        TaskState.REBOOTING,
+        TaskState.REBOOTING_HARD,
+        TaskState.UPDATING_PASSWORD,
+        TaskState.PAUSING,
+        TaskState.UNPAUSING,
+        TaskState.SUSPENDING,
+        TaskState.RESUMING,
+        TaskState.IMAGE_SNAPSHOT,
+        TaskState.IMAGE_BACKUP,
+        TaskState.POWERING_OFF,
+        TaskState.POWERING_ON,
+    }
+)

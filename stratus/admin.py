@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from conductor.scheduler.scheduler import NoValidHost, Scheduler
+from conductor.scheduler.scheduler import Scheduler
 from shared.config import Settings
 from shared.db import actions, flavors, hosts, quotas, servers
 from shared.db.hosts import Ratios, Resources
@@ -140,46 +140,35 @@ class Move:
     destination: str | None
 
 
-async def _shadow_hosts(conn: Conn) -> None:
-    """Give this transaction a private copy of ``compute_hosts`` under the same name (a
-    temporary table is found before the real one). The scheduler's own queries (its filters,
-    weighers and the claim's conditional update) then run on the copy: the plan follows the
-    scheduler's rules exactly, while the real rows are neither changed nor locked."""
-    await conn.execute(
-        "CREATE TEMPORARY TABLE compute_hosts ON COMMIT DROP AS SELECT * FROM compute_hosts"
-    )
-    shadowed = await conn.fetchval(
-        "SELECT relnamespace = pg_my_temp_schema() FROM pg_class"
-        " WHERE oid = 'compute_hosts'::regclass"
-    )
-    if not shadowed:
-        raise RuntimeError("the copy of compute_hosts does not hide the table (search_path)")
-
-
 async def evacuate_plan(conn: Conn, settings: Settings, name: str) -> list[Move]:
     """Where each server of host ``name`` would go, largest first, each placement counted
-    against the next as a real evacuation's would be; nothing is claimed. Placement is the
-    best host, not a random one of the best few as the conductor picks: so two plans agree."""
+    against the next as a real evacuation's would be; nothing is claimed or locked (the
+    scheduler's ``preview``). Placement is the best host, not a random one of the best few
+    as the conductor picks: so two plans agree."""
     if await hosts.get(conn, name) is None:
         raise AdminError(f"no compute host is named {name!r}")
     scheduler = Scheduler(
         ratios=_ratios(settings), down_after_s=settings.host_down_after_s, subset_size=1
     )
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
-        await _shadow_hosts(conn)
-        moves = []
+    planned: dict[str, Resources] = {}
+    moves = []
+    # one snapshot for the whole plan, as one decision would see the hosts
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
         for server in await servers.on_host(conn, name):
             need = Resources(server["vcpus"], server["ram_mb"], server["disk_gb"])
-            try:
-                destination: str | None = await scheduler.claim(conn, need, exclude=[name])
-            except NoValidHost:
-                destination = None
+            destination = await scheduler.preview(conn, need, exclude=[name], planned=planned)
+            if destination is not None:
+                planned[destination] = _plus(planned.get(destination), need)
             moves.append(Move(server, destination))
-        return moves
-    finally:
-        await transaction.rollback()
+    return moves
+
+
+def _plus(held: Resources | None, more: Resources) -> Resources:
+    if held is None:
+        return more
+    return Resources(
+        held.vcpus + more.vcpus, held.ram_mb + more.ram_mb, held.disk_gb + more.disk_gb
+    )
 
 
 async def host_evacuate_plan(conn: Conn, settings: Settings, name: str) -> str:

@@ -6,10 +6,8 @@ and a row in ``images`` whose ``location`` names that file relative to the store
 agents record the images they write for createImage. Importing copies the file into the
 store first, whole (written aside, then renamed), and records the row after, so a row never
 names a file that is not there. deploy/guest/README.md describes the convention the libvirt
-driver relies on, and the guest ``deploy/guest/build.sh`` builds.
-
-The rows are written here rather than in ``shared/db/images.py`` because only this
-operator's tool makes base images; the API never does.
+driver relies on, and the guest ``deploy/guest/build.sh`` builds. Only this operator's tool
+makes base images (the API never does); their rows are ``shared/db/images.py``'s.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import asyncpg
 import platformdirs
 
 from shared.config import Settings
-from shared.db import seed
+from shared.db import images, seed
 from shared.db.pool import Conn
 
 log = logging.getLogger(__name__)
@@ -171,10 +169,7 @@ async def import_image(
     An image of that id that exists already is left as it is (``created`` False).
     ``progress`` hears how each file's copy into the store goes."""
     image_id = image_id or uuid.uuid4()
-    existing = await conn.fetchrow(
-        "SELECT name, location, size_bytes FROM images WHERE id = $1 AND deleted_at IS NULL",
-        image_id,
-    )
+    existing = await images.get_live(conn, image_id)
     if existing is not None:
         location, size = existing["location"] or "", existing["size_bytes"] or 0
         return Imported(image_id, existing["name"], location, size, created=False)
@@ -182,25 +177,20 @@ async def import_image(
     location = f"{image_id}.{image.disk_format}"
     metadata = {**image.metadata, **_boot_files(image, image_id, store, progress)}
     size = copy_into_store(image.path, store, location, progress)
-    async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO images (id, name, status, progress, owner, is_public, min_disk_gb,
-                                   min_ram_mb, disk_format, location, size_bytes, image_type)
-               VALUES ($1, $2, 'active', 100, $3, $4, $5, $6, $7, $8, $9, 'base')""",
-            image_id,
-            image.name,
-            owner,
-            owner is None,
-            image.min_disk_gb,
-            image.min_ram_mb,
-            image.disk_format,
-            location,
-            size,
-        )
-        await conn.executemany(
-            "INSERT INTO image_metadata (image_id, key, value) VALUES ($1, $2, $3)",
-            [(image_id, key, value) for key, value in metadata.items()],
-        )
+    await images.insert_base(
+        conn,
+        images.NewBaseImage(
+            id=image_id,
+            name=image.name,
+            owner=owner,
+            min_disk_gb=image.min_disk_gb,
+            min_ram_mb=image.min_ram_mb,
+            disk_format=image.disk_format,
+            location=location,
+            size_bytes=size,
+            metadata=metadata,
+        ),
+    )
     log.info("image %s (%s) imported as %s", image_id, image.name, store / location)
     return Imported(image_id, image.name, location, size, created=True)
 

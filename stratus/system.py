@@ -22,6 +22,7 @@ from conductor.service import ConductorService
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
+from shared.db import hosts
 from shared.db.pool import create_pool
 from shared.sealing import Keyring
 
@@ -85,9 +86,7 @@ class System:
         assert self.pool is not None
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            known = await self.pool.fetchval(
-                "SELECT count(*) FROM compute_hosts WHERE name = ANY($1::text[]) AND up", names
-            )
+            known = await hosts.count_up(self.pool, names)
             if known == len(names):
                 return
             if asyncio.get_running_loop().time() > deadline:

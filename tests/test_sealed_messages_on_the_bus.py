@@ -24,12 +24,12 @@ from shared.bus.memory import MemoryBus
 from shared.bus.rabbitmq import RabbitBus
 from shared.messages import (
     ChangePassword,
+    CommandReport,
     FlavorSpec,
     ImageSpec,
     InstanceSpec,
     Message,
     RebuildServer,
-    TaskReport,
     WithAdminPass,
 )
 from shared.sealing import Keyring, generate_key
@@ -214,10 +214,10 @@ async def test_an_agent_with_another_key_reports_the_failure_and_nothing_is_dead
     bus: Bus,
 ) -> None:
     await bus.declare(bus_mod.REPORTS)
-    reports: list[TaskReport] = []
+    reports: list[CommandReport] = []
 
     async def conductor(message: Message) -> None:
-        if isinstance(message, TaskReport):
+        if isinstance(message, CommandReport):
             reports.append(message)
 
     await bus.consume(bus_mod.REPORTS, conductor)

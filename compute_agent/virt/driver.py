@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from shared import rpcapi
 from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
@@ -28,8 +29,9 @@ class DriverError(Exception):
     """The hypervisor refused or failed an operation; the message is fit for a server fault."""
 
 
-#: a server's domain is ``instance-<server id>`` (``InstanceSpec.domain_name``)
-DOMAIN_PREFIX = "instance-"
+#: what every server's domain name starts with, as shared/rpcapi.py's ``domain_name`` names
+#: them (the one place the convention lives): what precedes a server's id there
+DOMAIN_PREFIX = rpcapi.domain_name(uuid.UUID(int=0)).removesuffix(str(uuid.UUID(int=0)))
 
 
 def server_id_of(domain_name: str) -> uuid.UUID | None:

@@ -1,1 +1,1 @@
-"""Filter-and-weigh scheduling done in SQL, with the claim in the same transaction."""
+"""Scheduling: the policy of placing servers (the SQL that applies it is shared/db/placement.py)."""

@@ -1,8 +1,13 @@
 """Ending a server's task from outside: what the task left half-done is cleared.
 
-Two callers end a task no agent will finish: an operator's os-resetState (the gateway) and
-the conductor's reaper (a task whose host stopped heartbeating or that ran past its
-deadline). Both must leave the same consistent state behind, so the rule lives here, once.
+Two services end a task no agent will finish: the gateway (an operator's os-resetState) and
+the conductor (its reaper, for a task whose host stopped heartbeating or that ran past its
+deadline; its reconciliation, for a server its host lost). All must leave the same consistent
+state behind, and what that takes is SQL alone, in the caller's transaction under the
+server's row lock, with no message to send: so the rule lives here, once, beside the tables
+it spans. A resize or live migration the task was in is ended the way its own module says
+(``server_migrations.abandon``, ``live_migrations.abandon``), the way the conductor's step
+machines end one too (conductor/steps.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from shared.db import live_migrations as live_db
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.db.server_migrations import Held, Status
 from shared.messages import Fault
 from shared.states import ACTIONS, TaskState, VmState
 
@@ -49,9 +53,9 @@ async def abandon_task(
     if row["task_state"] in _SNAPSHOT_TASKS:
         killed = await images.kill_saving(conn, row["id"], Fault(message=why))
         done.extend(f"image {image_id} in ERROR" for image_id in killed)
-    resize = await _end_resize(conn, row["id"])
+    resize = await migrations.open_for(conn, row["id"])
     if resize is not None:
-        done.append(resize)
+        done.append(await migrations.abandon(conn, resize))
     live = await live_db.close_stale(conn, row["id"])
     if live:
         done.append(f"{live} live migration(s) ended")
@@ -62,23 +66,6 @@ async def abandon_task(
         done.append(f"{closed} pending action(s) closed")
     await servers.reset_state(conn, row["id"], vm_state)
     return done
-
-
-async def _end_resize(conn: Conn, server_id: uuid.UUID) -> str | None:
-    """End the server's open resize or migration, if any; what was done, for the record."""
-    migration = await migrations.open_for(conn, server_id)
-    if migration is None:
-        return None
-    held = Held(migration["held"]) if migration["held"] is not None else None
-    released = ""
-    if migration["status"] == Status.MIGRATING and held is Held.DEST:
-        # placed, but only the source was told: the destination holds nothing yet
-        dest, claim = migrations.new_claim(migration)
-        await hosts.release(conn, dest, claim)
-        held = None
-        released = f", its claim on {dest} released"
-    await migrations.set_state(conn, migration["id"], Status.ERROR, held)
-    return f"migration {migration['id']} ({migration['status']}) ended{released}"
 
 
 async def delete_locally(conn: Conn, row: asyncpg.Record) -> None:

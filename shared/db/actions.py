@@ -51,6 +51,17 @@ async def is_pending(conn: Executor, action_id: uuid.UUID) -> bool:
     )
 
 
+async def latest_pending(conn: Executor, server_id: uuid.UUID, action: str) -> uuid.UUID | None:
+    """The server's most recent pending ``action`` (e.g. a delete), if any."""
+    action_id: uuid.UUID | None = await conn.fetchval(
+        """SELECT id FROM actions WHERE server_id = $1 AND action = $2
+              AND result = 'pending' ORDER BY started_at DESC LIMIT 1""",
+        server_id,
+        action,
+    )
+    return action_id
+
+
 # --- the audit trail as os-instance-actions shows it ----------------------------------------
 
 _COLUMNS = """id, request_id, server_id, action, tenant_id, user_id, started_at, finished_at,

@@ -114,6 +114,14 @@ async def is_alive(conn: Executor, host: str, older_than_s: float) -> bool:
     )
 
 
+async def count_up(conn: Executor, names: Sequence[str]) -> int:
+    """How many of the hosts ``names`` are registered and up."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM compute_hosts WHERE name = ANY($1::text[]) AND up", list(names)
+    )
+    return count
+
+
 async def release(conn: Executor, host: str, held: Resources) -> None:
     """Give back what a server held on ``host`` (its claim)."""
     await conn.execute(

@@ -325,3 +325,54 @@ async def inherit_boot_metadata(conn: Executor, image_id: uuid.UUID, server_id: 
         server_id,
         list(BOOT_KEYS),
     )
+
+
+# --- base images, imported from files by the operator (stratus image import) ----------------
+
+
+@dataclass(frozen=True)
+class NewBaseImage:
+    """A base image whose file is in the image store already, at ``location``: public, or
+    private to ``owner``."""
+
+    id: uuid.UUID
+    name: str
+    owner: str | None
+    min_disk_gb: int
+    min_ram_mb: int
+    disk_format: str
+    location: str
+    size_bytes: int
+    metadata: dict[str, str]
+
+
+async def get_live(conn: Executor, image_id: uuid.UUID) -> asyncpg.Record | None:
+    """The name, location and size_bytes of an image that is not deleted, whoever owns it."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT name, location, size_bytes FROM images WHERE id = $1 AND deleted_at IS NULL",
+        image_id,
+    )
+    return row
+
+
+async def insert_base(conn: Conn, image: NewBaseImage) -> None:
+    """Record an ACTIVE base image and its metadata, both or neither."""
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO images (id, name, status, progress, owner, is_public, min_disk_gb,
+                                   min_ram_mb, disk_format, location, size_bytes, image_type)
+               VALUES ($1, $2, 'active', 100, $3, $4, $5, $6, $7, $8, $9, 'base')""",
+            image.id,
+            image.name,
+            image.owner,
+            image.owner is None,
+            image.min_disk_gb,
+            image.min_ram_mb,
+            image.disk_format,
+            image.location,
+            image.size_bytes,
+        )
+        await conn.executemany(
+            "INSERT INTO image_metadata (image_id, key, value) VALUES ($1, $2, $3)",
+            [(image.id, key, value) for key, value in image.metadata.items()],
+        )

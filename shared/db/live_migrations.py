@@ -1,5 +1,6 @@
-"""Queries on ``migrations`` for live migrations (os-migrateLive, guide 3.1 `os-migrateLive`), and on the
-destination host they need: is it usable, has it room, claim that room.
+"""Queries on ``migrations`` for live migrations (os-migrateLive, guide 3.1
+`os-migrateLive`), and on the destination host they need: is it usable, has it room, claim
+that room.
 
 A live migration is a row of kind ``live-migration`` (migration 0007). Its status names the
 step under way (``Status``, driven by conductor/live_migration.py); like a resize it holds
@@ -144,9 +145,15 @@ async def close_stale(conn: Executor, server_id: uuid.UUID) -> int:
         sorted(UNDER_WAY),
     )
     for row in rows:
-        await release_held(conn, row)
-        await set_status(conn, row["id"], Status.ERROR, None)
+        await abandon(conn, row)
     return len(rows)
+
+
+async def abandon(conn: Executor, row: asyncpg.Record) -> None:
+    """End the live migration ``row`` (locked) as failed, with the claim it holds: its
+    server's task was ended from outside, or its server deleted, while it ran."""
+    await release_held(conn, row)
+    await set_status(conn, row["id"], Status.ERROR, None)
 
 
 # --- the destination -------------------------------------------------------------------------

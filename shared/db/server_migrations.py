@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from shared.db import hosts
 from shared.db.hosts import Resources
 from shared.db.pool import Executor
 from shared.messages import FlavorSpec, InstanceSpec
@@ -78,9 +79,10 @@ async def insert(conn: Executor, migration: NewMigration) -> None:
 
 
 async def get(conn: Executor, migration_id: uuid.UUID) -> asyncpg.Record | None:
-    """The migration, locked until the transaction ends (callers decide on it)."""
+    """The resize, locked until the transaction ends (callers decide on it)."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM migrations WHERE id = $1 FOR UPDATE", migration_id
+        f"SELECT {_COLUMNS} FROM migrations WHERE id = $1 AND kind = 'resize' FOR UPDATE",
+        migration_id,
     )
     return row
 
@@ -136,6 +138,25 @@ async def discard(conn: Executor, migration_id: uuid.UUID) -> None:
         migration_id,
         Status.PRE_MIGRATING.value,
     )
+
+
+async def abandon(conn: Executor, row: asyncpg.Record) -> str:
+    """End the open resize ``row`` (locked) as failed, because its server's task was ended
+    from outside (shared/db/abandon.py); what was done, for the record.
+
+    A claim its destination never used is given back: placed, but only the source was told
+    (``migrating``), the destination holds nothing yet. Any other claim stays with the
+    record while a host may still keep that copy of the server: deleting the server frees
+    it (the migrations table's trigger)."""
+    held = Held(row["held"]) if row["held"] is not None else None
+    released = ""
+    if row["status"] == Status.MIGRATING and held is Held.DEST:
+        dest, claim = new_claim(row)
+        await hosts.release(conn, dest, claim)
+        held = None
+        released = f", its claim on {dest} released"
+    await set_state(conn, row["id"], Status.ERROR, held)
+    return f"migration {row['id']} ({row['status']}) ended{released}"
 
 
 def instance_before(row: asyncpg.Record) -> InstanceSpec:

@@ -7,7 +7,7 @@ so that two requests racing on one server cannot both win: the loser's update ma
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -287,6 +287,31 @@ async def set_error(
         return False
     await add_fault(conn, server_id, fault)
     return True
+
+
+async def complete_task(
+    conn: Executor, server_id: uuid.UUID, *, vm_state: VmState, power_state: int
+) -> None:
+    """End the server's task as done: ``vm_state``, ``power_state``, progress 100, launched
+    (once: a later task keeps the first launch's time). The caller holds the row lock and
+    has checked the task that ends."""
+    await conn.execute(
+        """UPDATE servers SET vm_state = $2, task_state = NULL, power_state = $3, progress = 100,
+                              launched_at = COALESCE(launched_at, now())
+            WHERE id = $1""",
+        server_id,
+        vm_state.value,
+        power_state,
+    )
+
+
+async def deleted_among(conn: Executor, server_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of ``server_ids`` the database has deleted, in order."""
+    rows = await conn.fetch(
+        "SELECT id FROM servers WHERE id = ANY($1::uuid[]) AND deleted_at IS NOT NULL",
+        list(server_ids),
+    )
+    return sorted(r["id"] for r in rows)
 
 
 # --- server actions (rebuild, resize, snapshot) -------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api_gateway.app import create_app
-from api_gateway.middlewares import fault_middleware, request_id_middleware
+from api_gateway.http.middlewares import fault_middleware, request_id_middleware
 from shared.db.pool import create_pool
 from tests.conformance.registry import (
     FAULT,

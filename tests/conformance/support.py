@@ -31,7 +31,8 @@ def sample_bytes(name: str) -> bytes:
 
 
 def _join_broken_strings(text: str) -> str:
-    """The guide prints long base64 strings over several lines (docs/compatibility.md): join them."""
+    """The guide prints long base64 strings over several lines (docs/compatibility.md): join
+    them."""
     lines: list[str] = []
     for line in text.splitlines():
         if lines and line.strip() and line.strip()[0] not in '"{}[]':

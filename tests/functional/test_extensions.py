@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from api_gateway.extensions import EXTENSIONS
-from api_gateway.serializers import xml
+from api_gateway.http.serializers import xml
+from api_gateway.views.extensions import EXTENSIONS
 from tests.support.client import ComputeClient
 
 COMMON_NS = "{http://docs.openstack.org/common/api/v1.0}"

@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from api_gateway import quotas
 from api_gateway.app import create_app
-from api_gateway.faults import OverLimit
+from api_gateway.compute import quotas
+from api_gateway.http.faults import OverLimit
 from api_gateway.schemas.servers import PersonalityFile
 from shared.rate_limits import DEFAULT_RATE_LIMITS
 from stratus.system import System

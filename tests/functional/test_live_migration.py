@@ -27,15 +27,16 @@ import pytest
 from aiohttp import web
 
 from api_gateway.app import create_app
-from api_gateway.server_actions import instance_spec
+from api_gateway.compute.specs import instance_spec
 from compute_agent.virt.driver import ComputeDriver
 from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
+from conductor.reports import apply_report
 from shared import bus as bus_mod
 from shared.bus import Bus, Handler, PublishFailed, Subscription
 from shared.db import actions, servers
 from shared.db import live_migrations as live_db
-from shared.messages import LiveMigrateServer, LiveMigrationReport, LiveMigrationStep, Message
+from shared.messages import CommandReport, LiveMigrateServer, Message
 from shared.states import PowerState
 from stratus.system import System
 from tests import conftest
@@ -621,28 +622,29 @@ async def test_a_live_migration_ended_by_os_reset_state_leaves_no_claim_behind(
     await api.delete_and_wait(server_id)
 
 
-async def _echo(
-    cluster: Cluster, server_id: str, reports: list[tuple[LiveMigrationStep, str, bool]]
-) -> None:
-    """Send ``reports`` (step, host, success) again, as a redelivery would: none applies, and
-    nothing changes."""
+async def _echo(cluster: Cluster, server_id: str, reports: list[tuple[str, str, bool]]) -> None:
+    """Send ``reports`` (step's command, host, success) again, as a redelivery would: none
+    applies, and nothing changes."""
     record = await _migration(cluster, server_id)
     before = await server_row(cluster.pool, server_id)
     usage = await cluster.usage()
-    assert cluster.system.conductor is not None
-    for step, host, success in reports:
-        applied = await cluster.system.conductor.live_migrations.apply_report(
-            LiveMigrationReport(
+    assert cluster.system.bus is not None
+    for command, host, success in reports:
+        applied = await apply_report(
+            cluster.pool,
+            cluster.system.bus,
+            CommandReport(
                 server_id=uuid.UUID(server_id),
                 action_id=record["action_id"],
                 migration_id=record["id"],
-                step=step,
+                command=command,
+                task_state="migrating",
                 host=host,
                 success=success,
                 power_state=PowerState.NOSTATE,
-            )
+            ),
         )
-        assert applied is False, (step, host, success)
+        assert applied is False, (command, host, success)
     after = await server_row(cluster.pool, server_id)
     assert after["version"] == before["version"]
     assert await cluster.usage() == usage
@@ -662,11 +664,11 @@ async def test_repeated_or_misdirected_reports_change_nothing(
         cluster,
         server_id,
         [
-            ("prepare", dest, True),
-            ("migrate", source, True),
-            ("migrate", source, False),
-            ("finish", source, True),
-            ("recover", source, True),
+            ("prepare_live_migration", dest, True),
+            ("live_migrate", source, True),
+            ("live_migrate", source, False),
+            ("finish_live_migration", source, True),
+            ("recover_live_migration", source, True),
         ],
     )
     release.set()
@@ -678,12 +680,12 @@ async def test_repeated_or_misdirected_reports_change_nothing(
         [
             (step, host, success)
             for step, host in (
-                ("prepare", dest),
-                ("migrate", source),
-                ("finish", dest),
-                ("clean_up", source),
-                ("recover", source),
-                ("roll_back", dest),
+                ("prepare_live_migration", dest),
+                ("live_migrate", source),
+                ("finish_live_migration", dest),
+                ("clean_up_live_migration", source),
+                ("recover_live_migration", source),
+                ("roll_back_live_migration", dest),
             )
             for success in (True, False)
         ],

@@ -89,7 +89,7 @@ async def test_a_build_shows_in_the_messages_the_agent_and_the_scheduler(
     system: System, http: aiohttp.ClientSession, active: str
 ) -> None:
     samples = await scrape(http, system.url)
-    for kind in ("build_server", "spawn_server", "task_report", "heartbeat"):
+    for kind in ("build_server", "spawn_server", "command_report", "heartbeat"):
         assert value(samples, "stratus_bus_messages_published_total", type=kind) >= 1, kind
         assert value(samples, "stratus_bus_messages_consumed_total", type=kind) >= 1, kind
     action = "stratus_agent_action_duration_seconds"
@@ -226,5 +226,5 @@ async def test_the_request_id_is_on_the_lines_of_the_conductor_and_the_agent(
         await api.wait_for_status(server_id, "ACTIVE")
     request_id = reply.headers["x-openstack-request-id"]
     loggers = {name for name, rid in lines.seen if rid == request_id}
-    assert {"conductor.service", "compute_agent.service"} <= loggers
+    assert {"conductor.build", "compute_agent.service"} <= loggers
     await api.delete_and_wait(server_id)

@@ -1,4 +1,4 @@
-"""Who may do what (api_gateway/policy.py; guide 3.1) and the server lock (guide 3.1 `lock`).
+"""Who may do what (api_gateway/auth/policy.py; guide 3.1) and the server lock (guide 3.1 `lock`).
 
 On the shared system. Policy overrides run on a gateway of their own (STRATUS_POLICY), on the
 same database and bus, so the servers they act on are really built and changed.
@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from api_gateway.app import create_app
-from api_gateway.controllers.server_actions import REGISTRY
-from api_gateway.policy import PolicyError
+from api_gateway.auth.policy import PolicyError
+from api_gateway.compute.actions.table import ACTION_TABLE
 from stratus.system import System
 from tests.conformance.support import SAMPLES
 from tests.conftest import IMAGE
@@ -80,7 +80,7 @@ async def test_members_are_forbidden_the_admin_only_actions(
     server_id = await active_server(api, "guarded", IMAGE)
     before = await _snapshot(system, server_id)
     for name, body in ADMIN_ONLY.items():
-        if name not in REGISTRY.names():  # os-migrateLive arrives with live migration
+        if name not in ACTION_TABLE.names():  # os-migrateLive arrives with live migration
             continue
         status, fault, message = _fault(await act(api, server_id, {name: body}))
         assert (status, fault) == (403, "forbidden"), name

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 
-from conductor.reports import apply_task_report
-from shared.messages import TaskReport
+from conductor.reports import apply_report
+from shared.messages import CommandReport
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.support.client import ComputeClient
 
 
-def _report(server_id: str, host: str, task: str, success: bool = True) -> TaskReport:
-    return TaskReport(
+def _report(
+    server_id: str, host: str, command: str, task: str, success: bool = True
+) -> CommandReport:
+    return CommandReport(
         server_id=uuid.UUID(server_id),
         action_id=uuid.uuid4(),
         host=host,
+        command=command,
         task_state=task,
         success=success,
         power_state=0,
@@ -31,13 +34,13 @@ async def test_reports_that_are_stale_or_from_another_host_change_nothing(
 
     # a redelivered build report, a destroy nobody asked for, a report from another host
     for report in (
-        _report(server_id, "functional-host", "spawning", success=False),
-        _report(server_id, "functional-host", "deleting"),
-        _report(server_id, "evil-host", "deleting"),
-        _report(server_id, "functional-host", "not-a-task"),
-        _report(str(uuid.uuid4()), "functional-host", "spawning"),
+        _report(server_id, "functional-host", "spawn_server", "spawning", success=False),
+        _report(server_id, "functional-host", "destroy_server", "deleting"),
+        _report(server_id, "evil-host", "destroy_server", "deleting"),
+        _report(server_id, "functional-host", "reboot_server", "not-a-task"),
+        _report(str(uuid.uuid4()), "functional-host", "spawn_server", "spawning"),
     ):
-        assert await apply_task_report(system.pool, report, system.bus) is False
+        assert await apply_report(system.pool, system.bus, report) is False
 
     after = (await api.get(f"/servers/{server_id}")).body["server"]
     assert after == before

@@ -169,3 +169,35 @@ async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_condu
     assert dict(row or {}) == {"waiting": True, "host": "one"}
     placed = await pool.fetchrow("SELECT host, task_state FROM servers WHERE id = $1", server_id)
     assert dict(placed or {}) == {"host": "one", "task_state": "spawning"}
+
+
+async def test_a_dry_run_answers_where_a_claim_would_go_without_writing_or_locking(
+    pool: asyncpg.Pool,
+) -> None:
+    await _add_host(pool, "small", 1024)
+    await _add_host(pool, "big", 2048)
+    scheduler = _scheduler(subset=1)
+    half = Resources(vcpus=1, ram_mb=1024, disk_gb=1)
+    full = Resources(vcpus=2, ram_mb=2048, disk_gb=2)
+    before = await pool.fetch("SELECT * FROM compute_hosts ORDER BY name")
+    async with pool.acquire() as deciding, deciding.transaction():
+        # another conductor's decision holds every host's row: a dry run does not wait for it
+        await deciding.execute("SELECT name FROM compute_hosts FOR UPDATE")
+        async with pool.acquire() as conn:
+            assert await asyncio.wait_for(scheduler.preview(conn, half, planned={}), 5) == "big"
+            # what a plan has placed already counts, as a claim would have
+            assert await scheduler.preview(conn, half, planned={"big": half}) == "big"
+            assert await scheduler.preview(conn, half, planned={"big": full}) == "small"
+            assert await scheduler.preview(conn, half, planned={"big": half, "small": TINY}) == (
+                "big"
+            )
+            assert await scheduler.preview(conn, half, planned={"big": full, "small": half}) is None
+            # by the same filters: not a host it is told to avoid
+            assert await scheduler.preview(conn, half, exclude=["big"], planned={}) == "small"
+    assert await pool.fetch("SELECT * FROM compute_hosts ORDER BY name") == before
+    # and its answer is the claim's own first choice, before and after a claim
+    async with pool.acquire() as conn:
+        for _ in range(2):
+            expected = await scheduler.preview(conn, half, planned={})
+            assert await scheduler.claim(conn, half) == expected == "big"
+        assert await scheduler.preview(conn, half, planned={}) == "small"

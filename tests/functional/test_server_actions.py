@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from api_gateway.server_actions import instance_spec
+from api_gateway.compute.specs import instance_spec
 from compute_agent.virt.factory import libvirt_available
-from conductor.reports import apply_task_report
+from conductor.reports import apply_report
 from shared import bus as bus_mod
 from shared.db import seed, servers
-from shared.messages import InstanceSpec, RebootServer, TaskReport
+from shared.messages import CommandReport, InstanceSpec, RebootServer
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.support.actions import (
@@ -468,26 +468,30 @@ async def test_a_redelivered_report_changes_nothing(api: ComputeClient, system: 
     (resize_action,) = await system.pool.fetch(
         "SELECT id FROM actions WHERE server_id = $1 AND action = 'resize'", uuid.UUID(server_id)
     )
+    (migration,) = await migrations_of(system.pool, server_id)
 
-    def report(task: str, success: bool = True) -> TaskReport:
-        return TaskReport(
+    def report(command: str, task: str, success: bool = True) -> CommandReport:
+        return CommandReport(
             server_id=uuid.UUID(server_id),
             action_id=resize_action["id"],
             host=HOST,
+            command=command,
             task_state=task,
             success=success,
             power_state=1,
+            migration_id=migration["id"] if task.startswith("resize_") else None,
         )
 
     for replayed in (
-        report("resize_migrating"),
-        report("resize_finish"),
-        report("resize_finish", success=False),
-        report("resize_reverting"),
-        report("resize_confirming"),
-        report("image_snapshot"),
+        report("migrate_disk", "resize_migrating"),
+        report("finish_resize", "resize_finish"),
+        report("finish_resize", "resize_finish", success=False),
+        report("revert_resize", "resize_reverting"),
+        report("finish_revert_resize", "resize_reverting"),
+        report("confirm_resize", "resize_confirming"),
+        report("snapshot_server", "image_snapshot"),
     ):
-        assert await apply_task_report(system.pool, replayed, system.bus) is False
+        assert await apply_report(system.pool, system.bus, replayed) is False
     assert (await api.get(f"/servers/{server_id}")).body["server"] == before
     assert await host_usage(system.pool, HOST) == plus(start, FLAVORS["1"], FLAVORS["2"])
     await api.delete_and_wait(server_id)

@@ -18,7 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from api_gateway.server_actions import instance_spec
+from api_gateway.compute.specs import instance_spec
 from compute_agent.virt.fake import FakeDriver
 from shared import bus as bus_mod
 from shared.db import hosts, server_migrations, servers

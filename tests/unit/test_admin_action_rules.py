@@ -1,5 +1,6 @@
 """The admin actions' rules that need no running system: the states they start from
-(shared/states.py), their bodies in JSON and in the XML of the samples (Tables 3.1, 3.3), their messages."""
+(shared/states.py), their bodies in JSON and in the XML of the samples (Tables 3.1, 3.3),
+their messages."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from api_gateway.faults import BadRequest
-from api_gateway.schemas import xml_body
+from api_gateway.http import xml_body
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.admin_actions import create_backup, reset_state
 from shared import messages
 from shared.messages import (
-    ActionReport,
     BackupServer,
+    CommandReport,
     Fault,
     InjectNetworkInfo,
     NetworkAddress,
@@ -173,8 +174,13 @@ def test_admin_action_messages_round_trip_and_parse_by_type() -> None:
         BackupServer(**envelope, domain_name="d", image_id=uuid.uuid4()),
         InjectNetworkInfo(**envelope, domain_name="d", addresses=[address]),
         ResetNetwork(**envelope, domain_name="d", addresses=[]),
-        ActionReport(
-            **envelope, host="h", action="resetNetwork", success=False, fault=Fault(message="x")
+        CommandReport(
+            **envelope,
+            host="h",
+            command="reset_network",
+            task_state=None,
+            success=False,
+            fault=Fault(message="x"),
         ),
     ):
         received = messages.parse(messages.encode(sent))

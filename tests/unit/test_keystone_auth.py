@@ -14,7 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from api_gateway.auth import Identity, context_for
 from api_gateway.auth.keystone import KeystoneAuth
-from api_gateway.faults import Forbidden, ServiceUnavailable, Unauthorized
+from api_gateway.http.faults import Forbidden, ServiceUnavailable, Unauthorized
 from shared.config import Settings
 from tests.support.fake_keystone import (
     SERVICE_PASSWORD,

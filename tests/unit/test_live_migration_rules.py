@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
+from api_gateway.http.xml_body import parse as parse_xml
 from api_gateway.schemas.live_migration import MISSING, live_migrate
-from api_gateway.schemas.xml_body import parse as parse_xml
 from compute_agent.virt.factory import up_drivers, up_hosts
 from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
@@ -20,13 +20,13 @@ from shared import messages
 from shared.config import Settings
 from shared.messages import (
     CleanUpLiveMigration,
+    CommandReport,
     FinishLiveMigration,
     FlavorSpec,
     ImageSpec,
     InstanceSpec,
     LiveMigrate,
     LiveMigrateServer,
-    LiveMigrationReport,
     PrepareLiveMigration,
     RecoverLiveMigration,
     RollBackLiveMigration,
@@ -193,10 +193,11 @@ def _spec() -> InstanceSpec:
             instance=_spec(),
             block_migration=True,
         ),
-        LiveMigrationReport(
+        CommandReport(
             action_id=uuid.uuid4(),
             migration_id=uuid.uuid4(),
-            step="migrate",
+            command="live_migrate",
+            task_state="migrating",
             host="a",
             success=True,
             power_state=1,
@@ -210,12 +211,13 @@ def test_live_migration_messages_survive_the_wire(message: messages.Message) -> 
     assert received == message
 
 
-def test_a_report_names_a_known_step() -> None:
-    with pytest.raises(ValueError, match="step"):
-        LiveMigrationReport(
+def test_a_report_names_a_known_command() -> None:
+    with pytest.raises(ValueError, match="command"):
+        CommandReport(
             action_id=uuid.uuid4(),
             migration_id=uuid.uuid4(),
-            step="teleport",  # type: ignore[arg-type]
+            command="teleport",
+            task_state="migrating",
             host="a",
             success=True,
             power_state=1,

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import messages
-from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec, TaskReport
+from shared.messages import BuildServer, CommandReport, FlavorSpec, ImageSpec, InstanceSpec
 from tests.support.sealing import sealed
 
 
@@ -38,20 +38,21 @@ def test_a_message_round_trips_through_its_encoding() -> None:
 
 
 def test_parse_picks_the_class_by_type() -> None:
-    report = TaskReport(
+    report = CommandReport(
         server_id=uuid.uuid4(),
         action_id=uuid.uuid4(),
         host="h",
+        command="spawn_server",
         task_state="spawning",
         success=True,
         power_state=1,
     )
-    assert isinstance(messages.parse(messages.encode(report)), TaskReport)
+    assert isinstance(messages.parse(messages.encode(report)), CommandReport)
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b'{"type": "no_such_type"}', b'{"type": "task_report", "host": "h"}'],
+    [b"not json", b'{"type": "no_such_type"}', b'{"type": "command_report", "host": "h"}'],
 )
 def test_unknown_or_incomplete_messages_are_rejected(body: bytes) -> None:
     with pytest.raises(ValidationError):

@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from api_gateway.faults import BadRequest, OverLimit
-from api_gateway.metadata import DeleteItem, Merge, ReplaceAll, SetItem, edited
+from api_gateway.compute.metadata import DeleteItem, Merge, ReplaceAll, SetItem, edited
+from api_gateway.http.faults import BadRequest, OverLimit
+from api_gateway.http.serializers.xml import document
 from api_gateway.schemas.metadata import MetaItemBody
-from api_gateway.serializers.xml import document
 from shared.config import Settings
 from shared.errors import NotFound
 

@@ -39,3 +39,14 @@ async def test_an_interval_of_zero_means_never() -> None:
     await asyncio.sleep(0.02)
     await periodic.stop()
     assert rounds == []
+
+
+def test_a_jittered_wait_is_shorter_at_random_but_never_longer_than_the_interval() -> None:
+    async def work() -> None:
+        pass
+
+    jittered = Periodic("beat", work, interval_s=10.0, tolerated=(), jitter=0.25)
+    waits = [jittered.wait_s() for _ in range(1000)]
+    assert all(7.5 <= wait <= 10.0 for wait in waits)
+    assert len(set(waits)) > 1  # agents started together drift apart
+    assert Periodic("count", work, interval_s=10.0, tolerated=()).wait_s() == 10.0

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from api_gateway.faults import BadRequest
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.filters import image_filters, instant, server_filters
 from api_gateway.schemas.servers import UpdateServerBody
 

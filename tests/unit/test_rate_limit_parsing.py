@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.ratelimit import RateLimiter
+from api_gateway.http.rate_limits import RateLimiter
 from shared.config import Settings
 from shared.rate_limits import (
     DEFAULT_RATE_LIMITS,

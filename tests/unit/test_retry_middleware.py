@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from api_gateway.middlewares import RETRIES, fault_middleware, retry_middleware
+from api_gateway.http.middlewares import RETRIES, fault_middleware, retry_middleware
 
 
 def _app(fail_times: int) -> tuple[web.Application, list[int]]:

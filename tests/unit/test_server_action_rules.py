@@ -1,20 +1,22 @@
 """The rules of the server actions that need no running system: which state each action may
-start from (docs/architecture.md, *State*), the statuses on the way, the messages, and the action registry."""
+start from (docs/architecture.md, *State*), the statuses on the way, the messages, and the
+action table."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from aiohttp import web
 
-from api_gateway.controllers.server_actions import REGISTRY, ActionCall, ActionRegistry
-from api_gateway.faults import BadRequest
+from api_gateway.compute.actions import host
+from api_gateway.compute.actions.table import ACTION_TABLE, ActionTable, plain
+from api_gateway.http.faults import BadRequest
 from api_gateway.schemas.common import validate
 from api_gateway.schemas.server_actions import Reboot, RebootType, Rebuild, members
 from shared import messages
 from shared.messages import (
     ChangePassword,
+    CommandReport,
     ConfirmResize,
     FinishResize,
     FinishRevertResize,
@@ -28,7 +30,6 @@ from shared.messages import (
     RevertResize,
     SnapshotResult,
     SnapshotServer,
-    TaskReport,
 )
 from shared.sealing import Keyring, generate_key
 from shared.states import (
@@ -135,9 +136,10 @@ def _spec() -> InstanceSpec:
         ),
         RevertResize(action_id=uuid.uuid4(), migration_id=uuid.uuid4(), domain_name="x"),
         FinishRevertResize(action_id=uuid.uuid4(), migration_id=uuid.uuid4(), instance=_spec()),
-        TaskReport(
+        CommandReport(
             action_id=uuid.uuid4(),
             host="h",
+            command="snapshot_server",
             task_state="image_snapshot",
             success=True,
             power_state=1,
@@ -150,7 +152,7 @@ def test_action_messages_survive_the_wire(message: messages.Message) -> None:
 
 
 def test_the_core_actions_are_registered() -> None:
-    assert REGISTRY.names() >= {
+    assert ACTION_TABLE.names() >= {
         "changePassword",
         "reboot",
         "rebuild",
@@ -161,18 +163,14 @@ def test_the_core_actions_are_registered() -> None:
     }
 
 
-async def test_an_action_registry_dispatches_by_name_and_refuses_a_name_twice() -> None:
-    registry = ActionRegistry()
+def test_an_action_table_finds_actions_by_name_and_refuses_a_name_twice() -> None:
+    pause = plain("pause", host.Pause)
+    table = ActionTable(pause)
 
-    @registry.register("pause")
-    async def pause(call: ActionCall) -> web.StreamResponse:
-        return web.Response(status=202, text=call.server_id)
-
-    handler = registry.get("pause")
-    assert handler is pause
-    assert registry.get("unpause") is None
+    assert table.get("pause") is pause
+    assert table.get("unpause") is None
     with pytest.raises(ValueError, match="twice"):
-        registry.register("pause")(pause)
+        ActionTable(pause, pause)
 
 
 def test_reboot_type_is_case_insensitive_and_defaults_to_soft() -> None:

@@ -1,0 +1,88 @@
+"""A new server's way to its host: scheduled, its resources and addresses claimed, then
+handed to the chosen host's agent (``SpawnServer``), whose report ends the build.
+
+A build may come twice (delivery is at least once): a server already placed (``spawning`` on
+a host) has its spawn sent again, with nothing claimed twice; one that left ``scheduling``
+any other way (deleted meanwhile) is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from conductor import ipam
+from conductor.scheduler.scheduler import NoValidHost, Scheduler
+from shared.bus import Bus
+from shared.config import Settings
+from shared.db import actions, servers
+from shared.db.hosts import Resources
+from shared.db.pool import Conn
+from shared.messages import BuildServer, Fault
+from shared.rpcapi import ComputeClient, Envelope
+from shared.states import TaskState
+
+log = logging.getLogger(__name__)
+
+
+class Builds:
+    def __init__(
+        self, pool: asyncpg.Pool, bus: Bus, scheduler: Scheduler, settings: Settings
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.scheduler = scheduler
+        self.settings = settings
+
+    async def build(self, request: BuildServer) -> None:
+        """Schedule the server, claim its resources and hand it to the chosen host's agent."""
+        spec = request.instance
+        async with self.pool.acquire() as conn:
+            host = await self._place(conn, request)
+            if host is None:
+                return
+            if not await ipam.allocate_for_build(conn, request, host, self.settings):
+                return
+        log.info("scheduled server %s on %s", spec.server_id, host)
+        await ComputeClient(self.bus, host).spawn_server(
+            Envelope(request.request_id, spec.server_id, request.action_id),
+            spec,
+            request.admin_pass,
+        )
+
+    async def _place(self, conn: Conn, request: BuildServer) -> str | None:
+        """The host the server is placed on, claimed now or by an earlier delivery; None
+        when the build is over (the server is gone, past scheduling, or no host has room)."""
+        spec = request.instance
+        row = await servers.get(conn, spec.server_id, None)
+        if row is None:
+            log.info("server %s is gone; dropping its build", spec.server_id)
+            return None
+        if row["task_state"] == TaskState.SPAWNING and row["host"]:
+            host: str = row["host"]  # a redelivery: the claim is made, send the spawn again
+            return host
+        if row["task_state"] != TaskState.SCHEDULING:
+            log.info("server %s is past scheduling; dropping its build", spec.server_id)
+            return None
+        need = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+        try:
+            claimed = await self.scheduler.claim_host(conn, spec.server_id, need)
+        except NoValidHost as exc:
+            await _failed(conn, request, str(exc))
+            return None
+        if claimed is None:
+            log.info("server %s was deleted while scheduling", spec.server_id)
+        return claimed
+
+
+async def _failed(conn: Conn, request: BuildServer, reason: str) -> None:
+    log.warning("cannot schedule server %s: %s", request.server_id, reason)
+    async with conn.transaction():
+        await servers.set_error(
+            conn,
+            request.instance.server_id,
+            Fault(code=500, message=reason),
+            expected_task=TaskState.SCHEDULING.value,
+        )
+        await actions.finish(conn, request.action_id, success=False, message=reason)

@@ -1,0 +1,232 @@
+"""The SQL of placing a server: which hosts can take it, which is best, and the claim.
+
+A decision is one statement, with no host row travelling to the conductor: filters are
+predicates on ``compute_hosts`` (each names one reason a host cannot take a server), weighers
+an ORDER BY expression (higher is better), and the claim an UPDATE of the row the query chose
+(for a build, the server's assignment to it too). At 1,000 hosts PostgreSQL reads
+``compute_hosts`` sequentially (15 pages): every host passes ``enabled AND up``, and the
+capacity predicates compare a row's columns with each other, which no B-tree narrows; the
+whole decision takes under a millisecond inside PostgreSQL (bench/scale.py).
+
+Concurrent conductors must never overcommit a host, and should not queue behind each other
+for the same best host either. The chosen rows are locked ``FOR UPDATE SKIP LOCKED``: a
+conductor deciding while another holds the best host's row takes the next best instead of
+waiting; and the UPDATE repeats the capacity condition on the row it locked, so whatever
+happened since the query's snapshot, usage never exceeds capacity * ratio. When every fitting
+host is locked by someone else, a claim without ``skip_locked`` waits for the locks, one row
+at a time (the caller decides when: conductor/scheduler/scheduler.py).
+
+``ranked`` is the read-only heart of every statement here. A claim locks and updates the best
+of its hosts; ``best_host`` only reads it, over the hosts' usage plus what a plan has placed
+already, so a dry run (``stratus host evacuate-plan``) follows the very rules a claim does
+while writing and locking nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from shared.db import hosts
+from shared.db.hosts import Ratios, Resources
+from shared.db.pool import Executor
+from shared.db.sql import Params
+
+# --- filters and weighers ----------------------------------------------------------------------
+
+
+class HostFilter(Protocol):
+    def predicate(self, params: Params) -> str: ...
+
+
+@dataclass(frozen=True)
+class AliveFilter:
+    """Only enabled hosts that heartbeated recently."""
+
+    down_after_s: float
+
+    def predicate(self, params: Params) -> str:
+        return (
+            "enabled AND up AND last_heartbeat >= now() - make_interval(secs => "
+            f"{params.add(self.down_after_s)})"
+        )
+
+
+@dataclass(frozen=True)
+class CapacityFilter:
+    """Only hosts with room for ``need`` under the allocation ratios (CPU, RAM and disk)."""
+
+    need: Resources
+    ratios: Ratios
+
+    def predicate(self, params: Params) -> str:
+        return hosts.fits(params, self.need, self.ratios)
+
+
+@dataclass(frozen=True)
+class ExcludeHostsFilter:
+    """Not these hosts (the one a server is leaving, hosts that already failed it)."""
+
+    hosts: Sequence[str]
+
+    def predicate(self, params: Params) -> str:
+        return f"name <> ALL({params.add(list(self.hosts))}::text[])"
+
+
+class HostWeigher(Protocol):
+    def expression(self, params: Params) -> str: ...
+
+
+@dataclass(frozen=True)
+class FreeRamWeigher:
+    """Prefer the host with the most free RAM, which spreads servers across hosts.
+
+    A negative ``multiplier`` stacks them instead (fill one host before the next).
+    """
+
+    ram_ratio: float
+    multiplier: float = 1.0
+
+    def expression(self, params: Params) -> str:
+        return (
+            f"{params.add(self.multiplier)}::float8 * "
+            f"(ram_mb * {params.add(self.ram_ratio)}::float8 - ram_mb_used)"
+        )
+
+
+# --- a decision --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One placement to decide: ``need`` claimed on one of the ``subset_size`` best hosts
+    that pass every filter, by the weighers' order."""
+
+    need: Resources
+    ratios: Ratios
+    filters: Sequence[HostFilter]
+    weighers: Sequence[HostWeigher]
+    subset_size: int = 1
+
+
+def ranked(params: Params, decision: Decision, *, among: str = "compute_hosts") -> str:
+    """SELECT of the fitting hosts' names, best first (no LIMIT, no locking), from ``among``:
+    ``compute_hosts`` or a FROM item with its columns."""
+    where = " AND ".join(f"({f.predicate(params)})" for f in decision.filters)
+    weight = " + ".join(w.expression(params) for w in decision.weighers)
+    return f"SELECT name FROM {among} WHERE {where} ORDER BY {weight} DESC, name"
+
+
+def _claim_ctes(
+    params: Params, decision: Decision, *, skip_locked: bool, only_with: str = ""
+) -> str:
+    """The CTEs of a claim: ``best`` (the ``subset_size`` best fitting hosts, locked),
+    ``chosen`` (one of them at random) and ``claimed`` (``need`` added to its usage if it
+    still fits, RETURNING its name); ``only_with``: a CTE that must have a row for the
+    claim to happen (the server still waiting for a host)."""
+    top = ranked(params, decision)
+    if skip_locked:
+        lock, subset = "FOR UPDATE SKIP LOCKED", params.add(decision.subset_size)
+    else:
+        # waiting for locks, one row at a time: two waiters never hold rows the other wants
+        lock, subset = "FOR UPDATE", params.add(1)
+    need = decision.need
+    fits = CapacityFilter(need, decision.ratios).predicate(params)
+    also = f", {only_with}" if only_with else ""
+    return f"""best AS MATERIALIZED ({top} LIMIT {subset} {lock}),
+             chosen AS (SELECT name FROM best ORDER BY random() LIMIT 1),
+             claimed AS (
+                UPDATE compute_hosts h
+                   SET vcpus_used = vcpus_used + {params.add(need.vcpus)},
+                       ram_mb_used = ram_mb_used + {params.add(need.ram_mb)},
+                       disk_gb_used = disk_gb_used + {params.add(need.disk_gb)}
+                  FROM chosen{also}
+                 WHERE h.name = chosen.name AND {fits}
+             RETURNING h.name)"""
+
+
+def claim_statement(decision: Decision, *, skip_locked: bool) -> tuple[str, list[object]]:
+    """A claim alone: the name of the host ``need`` was added to, or no row."""
+    params = Params()
+    ctes = _claim_ctes(params, decision, skip_locked=skip_locked)
+    return f"WITH {ctes} SELECT name FROM claimed", params.values
+
+
+def placement_statement(
+    server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
+) -> tuple[str, list[object]]:
+    """A whole decision for a server waiting in ``scheduling``, in one statement: lock the
+    server's row, claim ``need`` on a host, assign the server to it (``spawning``).
+    One row: ``waiting`` (was the server still waiting: not, when it was deleted
+    meanwhile, and then nothing is claimed) and ``host`` (NULL: no host had room)."""
+    params = Params(server_id)
+    ctes = _claim_ctes(params, decision, skip_locked=skip_locked, only_with="waiting")
+    sql = f"""
+        WITH waiting AS (
+            SELECT id FROM servers
+             WHERE id = $1 AND deleted_at IS NULL AND task_state = 'scheduling'
+               FOR UPDATE),
+             {ctes},
+             placed AS (
+                UPDATE servers s SET host = claimed.name, task_state = 'spawning'
+                  FROM claimed
+                 WHERE s.id = $1 AND s.deleted_at IS NULL AND s.task_state = 'scheduling'
+             RETURNING s.host)
+        SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT host FROM placed) AS host"""
+    return sql, params.values
+
+
+async def claim(conn: Executor, decision: Decision, *, skip_locked: bool) -> str | None:
+    """Claim ``need`` on a host: its name, or None when no host had room (or, with
+    ``skip_locked``, none with room was free of another decision's lock)."""
+    sql, values = claim_statement(decision, skip_locked=skip_locked)
+    host: str | None = await conn.fetchval(sql, *values)
+    return host
+
+
+async def place(
+    conn: Executor, server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
+) -> asyncpg.Record:
+    """Run ``placement_statement``: its one row (``waiting``, ``host``)."""
+    sql, values = placement_statement(server_id, decision, skip_locked=skip_locked)
+    row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
+    assert row is not None  # the statement's SELECT has no FROM: always one row
+    return row
+
+
+async def ranked_names(conn: Executor, decision: Decision, *, limit: int) -> list[str]:
+    """The ``limit`` best hosts that can take ``need`` now, best first."""
+    params = Params()
+    query = f"{ranked(params, decision)} LIMIT {params.add(limit)}"
+    return [r["name"] for r in await conn.fetch(query, *params.values)]
+
+
+def _usage_with(params: Params, planned: Mapping[str, Resources]) -> str:
+    """A FROM item with ``compute_hosts``' columns, whose usage includes ``planned``."""
+    names = sorted(planned)
+    return f"""(SELECT h.name, h.enabled, h.up, h.last_heartbeat, h.vcpus, h.ram_mb, h.disk_gb,
+                       h.vcpus_used + COALESCE(p.vcpus, 0) AS vcpus_used,
+                       h.ram_mb_used + COALESCE(p.ram_mb, 0) AS ram_mb_used,
+                       h.disk_gb_used + COALESCE(p.disk_gb, 0) AS disk_gb_used
+                  FROM compute_hosts h
+                  LEFT JOIN unnest({params.add(names)}::text[],
+                                   {params.add([planned[n].vcpus for n in names])}::int[],
+                                   {params.add([planned[n].ram_mb for n in names])}::int[],
+                                   {params.add([planned[n].disk_gb for n in names])}::int[])
+                       AS p (name, vcpus, ram_mb, disk_gb) ON p.name = h.name) AS planned_hosts"""
+
+
+async def best_host(
+    conn: Executor, decision: Decision, *, planned: Mapping[str, Resources]
+) -> str | None:
+    """The best host for ``need`` if ``planned`` (host -> resources) were claimed too, or
+    None when none has room: a claim's first choice, read without writing or locking."""
+    params = Params()
+    among = _usage_with(params, planned)
+    query = f"{ranked(params, decision, among=among)} LIMIT 1"
+    host: str | None = await conn.fetchval(query, *params.values)
+    return host
