@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
 from conductor import snapshots
 from shared.db import images
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.messages import CommandReport
 
 log = logging.getLogger(__name__)
 
 
-async def apply_report(conn: Conn, row: asyncpg.Record, report: CommandReport) -> None:
+async def apply_report(conn: Conn, row: LockedServer, report: CommandReport) -> None:
     """Apply a legal ``image_backup`` report (judged by conductor/legality.py)."""
     await snapshots.apply_report(conn, row, report)
     result = report.snapshot
     if not report.success or result is None or result.location is None:
         return  # a failed backup deletes nothing
     for image_id in await images.rotate_backups(conn, result.image_id):
-        log.info("backup %s of server %s deleted by rotation", image_id, row["id"])
+        log.info("backup %s of server %s deleted by rotation", image_id, row.id)

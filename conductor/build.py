@@ -59,13 +59,13 @@ class Builds:
         if row is None:
             log.info("server %s is gone; dropping its build", spec.server_id)
             return None
-        if row["task_state"] == TaskState.SPAWNING and row["host"]:
-            host: str = row["host"]  # a redelivery: the claim is made, send the spawn again
+        if row.task_state == TaskState.SPAWNING and row.host:
+            host: str = row.host  # a redelivery: the claim is made, send the spawn again
             return host
-        if row["task_state"] != TaskState.SCHEDULING:
+        if row.task_state != TaskState.SCHEDULING:
             log.info("server %s is past scheduling; dropping its build", spec.server_id)
             return None
-        need = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+        need = Resources(row.vcpus, row.ram_mb, row.disk_gb)
         try:
             claimed = await self.scheduler.claim_host(conn, spec.server_id, need)
         except NoValidHost as exc:

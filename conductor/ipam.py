@@ -14,12 +14,11 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-import asyncpg
-
 from shared.config import Settings
 from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.messages import BuildServer, Fault
 from shared.networks import IPAddress, Network, parse_networks
 from shared.states import TaskState
@@ -72,7 +71,7 @@ async def allocate_for_build(
     server_id = request.instance.server_id
     async with conn.transaction():
         row = await servers.lock(conn, server_id, None)
-        if row is None or row["host"] != host or row["task_state"] != TaskState.SPAWNING:
+        if row is None or row.host != host or row.task_state != TaskState.SPAWNING:
             log.info("server %s is no longer waiting to spawn on %s", server_id, host)
             return False
         try:
@@ -83,7 +82,7 @@ async def allocate_for_build(
     return True
 
 
-async def _fail_build(conn: Conn, request: BuildServer, row: asyncpg.Record, reason: str) -> None:
+async def _fail_build(conn: Conn, request: BuildServer, row: LockedServer, reason: str) -> None:
     server_id = request.instance.server_id
     log.warning("cannot build server %s: %s", server_id, reason)
     await ipam.release(conn, server_id)
@@ -91,8 +90,6 @@ async def _fail_build(conn: Conn, request: BuildServer, row: asyncpg.Record, rea
         conn, server_id, Fault(code=500, message=reason), expected_task=TaskState.SPAWNING.value
     )
     if failed:
-        await hosts.release(
-            conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
-        )
+        await hosts.release(conn, row.placed_host, Resources(row.vcpus, row.ram_mb, row.disk_gb))
         await servers.unassign_host(conn, server_id)
     await actions.finish(conn, request.action_id, success=False, message=reason)

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from shared.db import actions
 from shared.db.pool import Conn
+from shared.db.records import ServerStates
 from shared.messages import CommandReport
 from shared.states import may_end
 
@@ -64,16 +63,16 @@ async def refusal(conn: Conn, report: CommandReport, awaited: Awaited) -> str | 
 
 
 def observation_refusal(
-    row: asyncpg.Record | None, host: str, *, looked_after: datetime | None
+    row: ServerStates | None, host: str, *, looked_after: datetime | None
 ) -> str | None:
     """Why a hypervisor's observation may not change the server ``row`` now; None when it
     may. ``looked_after`` None: the moment of the look is unknown (a hint), so not judged."""
     if row is None:
         return "server is gone"
-    if row["host"] != host:
-        return f"server is on {row['host']}"
-    if row["task_state"] is not None:
-        return f"server is doing {row['task_state']}"
-    if looked_after is not None and row["updated_at"] >= looked_after:
+    if row.host != host:
+        return f"server is on {row.host}"
+    if row.task_state is not None:
+        return f"server is doing {row.task_state}"
+    if looked_after is not None and row.updated_at >= looked_after:
         return "server changed after the host looked"
     return None

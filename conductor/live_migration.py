@@ -46,6 +46,7 @@ from shared.db import live_migrations as live_db
 from shared.db.hosts import Ratios
 from shared.db.live_migrations import Status
 from shared.db.pool import Conn
+from shared.db.records import LiveMigration, LockedServer, MigrationRecord
 from shared.db.server_migrations import Held
 from shared.messages import CommandReport, Fault, InstanceSpec, LiveMigrateServer
 from shared.rpcapi import ComputeClient, Envelope
@@ -80,63 +81,63 @@ class LiveMigrationConductor:
             if refusal is not None:
                 await _not_started(conn, request, migration, refusal)
                 return
-            await live_db.set_status(conn, migration["id"], Status.PREPARING, Held.DEST)
+            await live_db.set_status(conn, migration.id, Status.PREPARING, Held.DEST)
             log.info(
                 "live-migrating server %s from %s to %s",
-                row["id"],
-                migration["source_host"],
-                migration["dest_host"],
+                row.id,
+                migration.source_host,
+                migration.dest_host,
             )
-            await ComputeClient(self.bus, migration["dest_host"]).prepare_live_migration(
-                Envelope(request.request_id, row["id"], request.action_id),
-                migration["id"],
+            await ComputeClient(self.bus, migration.placed_dest).prepare_live_migration(
+                Envelope(request.request_id, row.id, request.action_id),
+                migration.id,
                 live_db.instance(migration),
-                block_migration=migration["block_migration"],
+                block_migration=migration.block_migration,
             )
 
     async def _check_and_claim(
-        self, conn: Conn, row: asyncpg.Record, migration: asyncpg.Record
+        self, conn: Conn, row: LockedServer, migration: LiveMigration
     ) -> str | None:
         """Why the destination cannot take the server now; None once its room is claimed."""
         refusal = await live_db.target_refusal(
             conn,
-            server_id=row["id"],
-            source=migration["source_host"],
-            dest=migration["dest_host"],
+            server_id=row.id,
+            source=migration.source_host,
+            dest=migration.placed_dest,
             down_after_s=self.down_after_s,
         )
         if refusal is not None:
             return refusal
         return await live_db.claim(
             conn,
-            migration["dest_host"],
+            migration.placed_dest,
             live_db.resources(migration),
             self.ratios,
-            check_disk=not migration["disk_over_commit"],
+            check_disk=not migration.disk_over_commit,
         )
 
 
 def _waiting_to_start(
-    row: asyncpg.Record | None, migration: asyncpg.Record | None, request: LiveMigrateServer
+    row: LockedServer | None, migration: LiveMigration | None, request: LiveMigrateServer
 ) -> bool:
     return (
         row is not None
         and migration is not None
-        and row["task_state"] == TaskState.MIGRATING
-        and row["host"] == migration["source_host"]
-        and migration["action_id"] == request.action_id
-        and migration["status"] == Status.ACCEPTED
+        and row.task_state == TaskState.MIGRATING
+        and row.host == migration.source_host
+        and migration.action_id == request.action_id
+        and migration.status == Status.ACCEPTED
     )
 
 
 async def _not_started(
-    conn: Conn, request: LiveMigrateServer, migration: asyncpg.Record, reason: str
+    conn: Conn, request: LiveMigrateServer, migration: LiveMigration, reason: str
 ) -> None:
     """The destination cannot take the server: it stays as it was, ACTIVE on the source,
     with the reason recorded as a fault (400: the request named an unusable host)."""
     assert request.server_id is not None
     log.warning("cannot live-migrate server %s: %s", request.server_id, reason)
-    await live_db.set_status(conn, migration["id"], Status.ERROR, None)
+    await live_db.set_status(conn, migration.id, Status.ERROR, None)
     await servers.advance(conn, request.server_id, task=None)
     await servers.add_fault(conn, request.server_id, Fault(code=400, message=reason))
     await actions.finish(conn, request.action_id, success=False, message=reason)
@@ -150,16 +151,17 @@ def _instance(step: StepReport) -> InstanceSpec:
 
 
 def _block_migration(step: StepReport) -> bool:
-    return bool(step.record["block_migration"])
+    assert isinstance(step.record, LiveMigration), step.record  # read by ``_record``
+    return step.record.block_migration
 
 
 async def _set_status(step: StepReport, status: Status, held: Held | None) -> None:
-    await live_db.set_status(step.conn, step.record["id"], status, held)
+    await live_db.set_status(step.conn, step.record.id, status, held)
 
 
 async def _idle(step: StepReport, *, power_state: int | None = None) -> None:
     """The server's task is over (it is ACTIVE, on whichever host it is accounted)."""
-    await servers.advance(step.conn, step.row["id"], task=None, power_state=power_state)
+    await servers.advance(step.conn, step.row.id, task=None, power_state=power_state)
 
 
 async def _prepared(step: StepReport) -> Outcome | None:
@@ -169,14 +171,14 @@ async def _prepared(step: StepReport) -> Outcome | None:
         await live_db.release_held(step.conn, step.record)
         await _set_status(step, Status.ERROR, None)
         await _idle(step)
-        await servers.add_fault(step.conn, step.row["id"], step.fault)
+        await servers.add_fault(step.conn, step.row.id, step.fault)
         return Outcome(False, step.fault.message)
     dest_uri = await live_db.hypervisor_uri(step.conn, step.dest)
     assert dest_uri is not None, "the claim was made on this host"
     await _set_status(step, Status.RUNNING, Held.DEST)
     await step.host(step.source).live_migrate(
         step.envelope,
-        step.record["id"],
+        step.record.id,
         _instance(step),
         dest_host=step.dest,
         dest_uri=dest_uri,
@@ -192,7 +194,7 @@ async def _migrated(step: StepReport) -> Outcome | None:
         return None
     await _set_status(step, Status.ARRIVING, Held.DEST)
     await step.host(step.dest).finish_live_migration(
-        step.envelope, step.record["id"], _instance(step), handover=step.report.handover
+        step.envelope, step.record.id, _instance(step), handover=step.report.handover
     )
     return None
 
@@ -207,13 +209,13 @@ async def _arrived(step: StepReport) -> Outcome | None:
     await _move_to_dest(step)
     await servers.advance(
         step.conn,
-        step.row["id"],
+        step.row.id,
         task=TaskState.MIGRATING.value,
         power_state=step.report.power_state,
     )
     await _set_status(step, Status.CLEANING, Held.SOURCE)
     await step.host(step.source).clean_up_live_migration(
-        step.envelope, step.record["id"], _instance(step), block_migration=_block_migration(step)
+        step.envelope, step.record.id, _instance(step), block_migration=_block_migration(step)
     )
     return None
 
@@ -224,7 +226,7 @@ async def _move_to_dest(step: StepReport) -> None:
     need = live_db.resources(step.record)
     await servers.move(
         step.conn,
-        step.row["id"],
+        step.row.id,
         step.dest,
         vcpus=need.vcpus,
         ram_mb=need.ram_mb,
@@ -238,10 +240,10 @@ async def _cleaned_up(step: StepReport) -> Outcome:
     await live_db.release_held(step.conn, step.record)
     await _set_status(step, Status.CONFIRMED, None)
     await _idle(step)
-    log.info("server %s live-migrated from %s to %s", step.row["id"], step.source, step.dest)
+    log.info("server %s live-migrated from %s to %s", step.row.id, step.source, step.dest)
     if step.report.success:
         return Outcome(True)
-    await servers.add_fault(step.conn, step.row["id"], step.fault)
+    await servers.add_fault(step.conn, step.row.id, step.fault)
     return Outcome(
         True,
         f"migrated to {step.dest}; {step.source} could not clean up: {step.fault.message}",
@@ -253,15 +255,15 @@ async def _recover(step: StepReport) -> None:
     runs there (the destination's copy, if any, stays until then)."""
     log.warning(
         "live migration of %s to %s failed at %s; recovering it on %s",
-        step.row["id"],
+        step.row.id,
         step.dest,
         step.report.command,
         step.source,
     )
-    await servers.add_fault(step.conn, step.row["id"], step.fault)
+    await servers.add_fault(step.conn, step.row.id, step.fault)
     await _set_status(step, Status.RECOVERING, Held.DEST)
     await step.host(step.source).recover_live_migration(
-        step.envelope, step.record["id"], _instance(step)
+        step.envelope, step.record.id, _instance(step)
     )
 
 
@@ -276,19 +278,19 @@ async def _recovered(step: StepReport) -> Outcome | None:
         await _move_to_dest(step)
         await hosts.release(step.conn, step.source, live_db.resources(step.record))
         await servers.set_error(
-            step.conn, step.row["id"], step.fault, expected_task=TaskState.MIGRATING.value
+            step.conn, step.row.id, step.fault, expected_task=TaskState.MIGRATING.value
         )
         await _set_status(step, Status.ERROR, None)
         return Outcome(False, step.fault.message)
     await servers.advance(
         step.conn,
-        step.row["id"],
+        step.row.id,
         task=TaskState.MIGRATING.value,
         power_state=step.report.power_state,
     )
     await _set_status(step, Status.ROLLING_BACK, Held.DEST)
     await step.host(step.dest).roll_back_live_migration(
-        step.envelope, step.record["id"], _instance(step), block_migration=_block_migration(step)
+        step.envelope, step.record.id, _instance(step), block_migration=_block_migration(step)
     )
     return None
 
@@ -300,7 +302,7 @@ async def _rolled_back(step: StepReport) -> Outcome:
     await _set_status(step, Status.ERROR, None)
     await _idle(step)
     if not step.report.success:
-        await servers.add_fault(step.conn, step.row["id"], step.fault)
+        await servers.add_fault(step.conn, step.row.id, step.fault)
     return Outcome(
         False, f"the live migration to {step.dest} failed; the server runs on {step.source}"
     )
@@ -325,31 +327,31 @@ _DEST_MAY_HOLD = frozenset(
 )
 
 
-def _awaited(row: asyncpg.Record, record: asyncpg.Record) -> Step | str:
-    status = record["status"]
+def _awaited(row: LockedServer, record: MigrationRecord) -> Step | str:
+    status = record.status
     if status not in live_db.UNDER_WAY:
         return f"the live migration is over ({status})"
     return _STEPS.get(status) or f"the live migration is {status}, awaiting no host"
 
 
-async def _record(conn: Conn, report: CommandReport) -> asyncpg.Record | None:
+async def _record(conn: Conn, report: CommandReport) -> LiveMigration | None:
     if report.migration_id is None:
         return None
     record = await live_db.get(conn, report.migration_id)
     if (
         record is None
-        or record["server_id"] != report.server_id
-        or record["action_id"] != report.action_id
+        or record.server_id != report.server_id
+        or record.action_id != report.action_id
     ):
         return None
     return record
 
 
-def _was_abandoned(row: asyncpg.Record | None, record: asyncpg.Record) -> bool:
+def _was_abandoned(row: LockedServer | None, record: MigrationRecord) -> bool:
     """Was the server deleted, or did its task end, while the migration was under way?"""
     if row is None:
         return True
-    return row["task_state"] != TaskState.MIGRATING and record["status"] in live_db.UNDER_WAY
+    return row.task_state != TaskState.MIGRATING and record.status in live_db.UNDER_WAY
 
 
 async def _abandon(late: Abandoned) -> bool:
@@ -362,17 +364,17 @@ async def _abandon(late: Abandoned) -> bool:
         return False
     log.warning(
         "live migration %s of server %s was abandoned (%s); ignoring its %s report",
-        record["id"],
+        record.id,
         report.server_id,
-        "server deleted" if row is None else f"task {row['task_state']}",
+        "server deleted" if row is None else f"task {row.task_state}",
         report.command,
     )
-    if record["status"] in live_db.UNDER_WAY:
+    if record.status in live_db.UNDER_WAY:
         await live_db.abandon(late.conn, record)
-    going = row is None or row["task_state"] == TaskState.DELETING
+    going = row is None or row.task_state == TaskState.DELETING
     if going and report.command in _DEST_MAY_HOLD:
-        await ComputeClient(late.bus, record["dest_host"]).destroy_server(
-            Envelope(report.request_id, record["server_id"], report.action_id)
+        await ComputeClient(late.bus, record.placed_dest).destroy_server(
+            Envelope(report.request_id, record.server_id, report.action_id)
         )
     return True
 

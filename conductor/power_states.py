@@ -24,6 +24,7 @@ import asyncpg
 from conductor.legality import observation_refusal
 from shared.db import server_power
 from shared.db.pool import Conn
+from shared.db.records import ServerStates
 from shared.messages import ProbeReport, ServerPower
 from shared.states import PowerState, VmState, vm_state_for_power
 
@@ -54,7 +55,7 @@ async def disagreements(
     change (on ``host``, running no task, in another power or vm_state): the ones worth a
     probe. When it agrees with the database, nothing is to be learned by asking."""
     rows = await server_power.live_rows(pool, [o.server_id for o in observed])
-    by_id = {row["id"]: row for row in rows}
+    by_id = {row.id: row for row in rows}
     return [
         o.server_id
         for o in observed
@@ -82,29 +83,29 @@ async def _apply_power(
     return True
 
 
-def _power_change(row: asyncpg.Record, observed: ServerPower) -> tuple[PowerState, VmState] | None:
+def _power_change(row: ServerStates, observed: ServerPower) -> tuple[PowerState, VmState] | None:
     """The power and vm_state ``observed`` gives the server; None when that is nothing new
     (or the power is not one we know)."""
     try:
         power = PowerState(observed.power_state)
-        vm_state = vm_state_for_power(VmState(row["vm_state"]), power)
+        vm_state = vm_state_for_power(VmState(row.vm_state), power)
     except ValueError:
         log.warning("ignoring power state %r of %s", observed.power_state, observed.server_id)
         return None
-    if (power, vm_state) == (row["power_state"], row["vm_state"]):
+    if (power, vm_state) == (row.power_state, row.vm_state):
         return None
     return power, vm_state
 
 
 async def _record_power(
-    conn: Conn, server_id: uuid.UUID, power: PowerState, vm_state: VmState, row: asyncpg.Record
+    conn: Conn, server_id: uuid.UUID, power: PowerState, vm_state: VmState, row: ServerStates
 ) -> None:
     await server_power.record(conn, server_id, power, vm_state)
-    if vm_state != row["vm_state"]:
+    if vm_state != row.vm_state:
         log.info(
             "server %s is %s on %s (its hypervisor says %s)",
             server_id,
             vm_state.value,
-            row["host"],
+            row.host,
             power.name.lower(),
         )

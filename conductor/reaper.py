@@ -32,6 +32,7 @@ from shared.bus import Bus, PublishFailed
 from shared.db import actions, servers, stale_tasks
 from shared.db.abandon import abandon_task, delete_locally
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.logging import current_request_id, request_context
 from shared.messages import Fault
 from shared.periodic import Periodic
@@ -120,12 +121,12 @@ class Reaper:
         )
         return [
             Stale(
-                server_id=r["id"],
-                task=r["task_state"],
-                started_at=r["task_started_at"],
-                host=r["host"],
-                host_down=r["host_down"],
-                deadline_s=r["deadline_s"],
+                server_id=r.id,
+                task=r.task_state,
+                started_at=r.task_started_at,
+                host=r.host,
+                host_down=r.host_down,
+                deadline_s=r.deadline_s,
             )
             for r in rows
         ]
@@ -154,23 +155,21 @@ class Reaper:
             await ComputeClient(self.bus, stale.host).destroy_server(resend)
         return True
 
-    async def _abandon(self, conn: Conn, row: asyncpg.Record, stale: Stale) -> None:
+    async def _abandon(self, conn: Conn, row: LockedServer, stale: Stale) -> None:
         done = await abandon_task(conn, row, VmState.ERROR, why=stale.reason)
-        await servers.add_fault(conn, row["id"], Fault(code=500, message=stale.reason))
-        log.warning("server %s is in ERROR: %s (%s)", row["id"], stale.reason, "; ".join(done))
+        await servers.add_fault(conn, row.id, Fault(code=500, message=stale.reason))
+        log.warning("server %s is in ERROR: %s (%s)", row.id, stale.reason, "; ".join(done))
 
-    async def _finish_delete(
-        self, conn: Conn, row: asyncpg.Record, stale: Stale
-    ) -> Envelope | None:
+    async def _finish_delete(self, conn: Conn, row: LockedServer, stale: Stale) -> Envelope | None:
         """Finish a stuck delete: locally when the host is gone, else by asking it again
         (the destroy's envelope is returned, to be sent once this transaction commits)."""
-        pending = await actions.latest_pending(conn, row["id"], "delete")
+        pending = await actions.latest_pending(conn, row.id, "delete")
         if stale.host is None or stale.host_down:
             await delete_locally(conn, row)
             done = f"finished in the database alone: {stale.why}"
             if pending is not None:
                 await actions.finish(conn, pending, success=True, message=done)
-            log.warning("delete of server %s %s", row["id"], done)
+            log.warning("delete of server %s %s", row.id, done)
             return None
         if pending is None:
             pending = uuid.uuid4()
@@ -178,12 +177,12 @@ class Reaper:
                 conn,
                 action_id=pending,
                 request_id=current_request_id(),
-                server_id=row["id"],
+                server_id=row.id,
                 action="delete",
-                tenant_id=row["tenant_id"],
+                tenant_id=row.tenant_id,
                 user_id=REAPER,
             )
         # a new deadline for the second try
-        await stale_tasks.restart_deadline(conn, row["id"])
-        log.warning("sending the destroy of server %s again: %s", row["id"], stale.reason)
-        return Envelope(current_request_id(), row["id"], pending)
+        await stale_tasks.restart_deadline(conn, row.id)
+        log.warning("sending the destroy of server %s again: %s", row.id, stale.reason)
+        return Envelope(current_request_id(), row.id, pending)

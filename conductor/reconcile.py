@@ -216,7 +216,7 @@ async def _set_missing_to_error(
         row = await expected_domains.lock_if_unchanged(conn, server_id, host, probe_at)
         if row is None:
             return False
-        if row["task_state"] is not None:
+        if row.task_state is not None:
             await abandon_task(conn, row, VmState.ERROR, why=message)
         else:
             await servers.reset_state(conn, server_id, VmState.ERROR)

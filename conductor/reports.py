@@ -31,11 +31,12 @@ from conductor.legality import Awaited
 from conductor.live_migration import LIVE_MIGRATION
 from conductor.outcome import Outcome
 from conductor.resize import RESIZE
-from conductor.steps import Abandoned, StepMachine, StepReport
+from conductor.steps import Abandoned, StepMachine, StepReport, reporter_host
 from shared.bus import Bus
 from shared.db import actions, hosts, ipam, servers
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.messages import CommandReport, Fault
 from shared.states import COMPLETIONS, TaskState
 
@@ -73,7 +74,7 @@ async def apply_report(pool: asyncpg.Pool, bus: Bus, report: CommandReport) -> b
 
 
 async def _awaited(
-    conn: Conn, bus: Bus, row: asyncpg.Record | None, report: CommandReport
+    conn: Conn, bus: Bus, row: LockedServer | None, report: CommandReport
 ) -> tuple[Awaited, Apply]:
     """What the server awaits, and what applying ``report`` does if it is that."""
     machine = next((m for m in MACHINES if report.task_state in m.tasks), None)
@@ -82,15 +83,15 @@ async def _awaited(
     if row is None:
         return Awaited.nothing("server is gone"), _never
     # an action beside any task awaits no task of its own
-    task = row["task_state"] if report.task_state is not None else None
+    task = row.task_state if report.task_state is not None else None
     apply = _APPLY.get(report.task_state, _finish_task)
-    return Awaited(task=task, host=row["host"]), functools.partial(apply, conn, bus, row, report)
+    return Awaited(task=task, host=row.host), functools.partial(apply, conn, bus, row, report)
 
 
 async def _awaited_step(
     conn: Conn,
     bus: Bus,
-    row: asyncpg.Record | None,
+    row: LockedServer | None,
     report: CommandReport,
     machine: StepMachine,
 ) -> tuple[Awaited, Apply]:
@@ -104,7 +105,9 @@ async def _awaited_step(
     step = machine.awaited(row, record)
     if isinstance(step, str):
         return Awaited.nothing(step), _never
-    awaited = Awaited(task=row["task_state"], host=record[step.reporter], command=step.command)
+    awaited = Awaited(
+        task=row.task_state, host=reporter_host(record, step.reporter), command=step.command
+    )
     return awaited, functools.partial(step.apply, StepReport(conn, bus, row, record, report))
 
 
@@ -115,10 +118,11 @@ async def _never() -> Outcome | None:
 # --- tasks of one step, and actions beside any task ------------------------------------------
 
 
-async def _finish_task(conn: Conn, bus: Bus, row: asyncpg.Record, report: CommandReport) -> Outcome:
+async def _finish_task(conn: Conn, bus: Bus, row: LockedServer, report: CommandReport) -> Outcome:
     """A task of one step is over: the state COMPLETIONS names, or a failure's."""
-    task = TaskState(row["task_state"])  # the one the report ends (conductor/legality.py)
-    held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+    assert row.task_state is not None  # the one the report ends (conductor/legality.py)
+    task = TaskState(row.task_state)
+    held = Resources(row.vcpus, row.ram_mb, row.disk_gb)
     if not report.success:
         await _fail(conn, report, task, held)
         return Outcome.of(report)
@@ -157,27 +161,25 @@ async def _fail(conn: Conn, report: CommandReport, task: TaskState, held: Resour
         await servers.unassign_host(conn, report.server_id)
 
 
-async def _snapshot(conn: Conn, bus: Bus, row: asyncpg.Record, report: CommandReport) -> Outcome:
+async def _snapshot(conn: Conn, bus: Bus, row: LockedServer, report: CommandReport) -> Outcome:
     await snapshots.apply_report(conn, row, report)
     return Outcome.of(report)
 
 
-async def _backup(conn: Conn, bus: Bus, row: asyncpg.Record, report: CommandReport) -> Outcome:
+async def _backup(conn: Conn, bus: Bus, row: LockedServer, report: CommandReport) -> Outcome:
     await backups.apply_report(conn, row, report)
     return Outcome.of(report)
 
 
-async def _close_action(
-    conn: Conn, bus: Bus, row: asyncpg.Record, report: CommandReport
-) -> Outcome:
+async def _close_action(conn: Conn, bus: Bus, row: LockedServer, report: CommandReport) -> Outcome:
     """An action beside any task is over: the server's state does not change, a failure is
     recorded as its fault."""
     if report.fault is not None:
-        await servers.add_fault(conn, row["id"], report.fault)
+        await servers.add_fault(conn, row.id, report.fault)
     return Outcome.of(report)
 
 
-TaskApply = Callable[[Conn, Bus, asyncpg.Record, CommandReport], Awaitable[Outcome]]
+TaskApply = Callable[[Conn, Bus, LockedServer, CommandReport], Awaitable[Outcome]]
 
 #: How a legal report of a task that is no step machine's is applied, by its task (None: an
 #: action beside any task); any other task is one of one step (``COMPLETIONS``).

@@ -48,6 +48,7 @@ from shared.db import actions, hosts, servers
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import LockedServer, Migration, MigrationRecord
 from shared.db.server_migrations import Held, Status
 from shared.messages import CommandReport, Fault, ResizeServer
 from shared.rpcapi import ComputeClient, Envelope
@@ -75,8 +76,8 @@ class ResizeScheduler:
             if (
                 row is None
                 or migration is None
-                or row["task_state"] != TaskState.RESIZE_PREP
-                or migration["status"] != Status.PRE_MIGRATING
+                or row.task_state != TaskState.RESIZE_PREP
+                or migration.status != Status.PRE_MIGRATING
             ):
                 log.info("server %s no longer waits for its resize; dropping it", request.server_id)
                 return
@@ -86,39 +87,35 @@ class ResizeScheduler:
             except NoValidHost as exc:
                 await _not_placed(conn, request, migration, str(exc))
                 return
-            await migrations.place(conn, migration["id"], dest)
+            await migrations.place(conn, migration.id, dest)
             await servers.advance(conn, request.server_id, task=TaskState.RESIZE_MIGRATING.value)
-            log.info("resizing server %s from %s to %s", request.server_id, row["host"], dest)
-            await ComputeClient(self.bus, migration["source_host"]).migrate_disk(
+            log.info("resizing server %s from %s to %s", request.server_id, row.host, dest)
+            await ComputeClient(self.bus, migration.source_host).migrate_disk(
                 Envelope(request.request_id, request.server_id, request.action_id),
-                migration["id"],
+                migration.id,
                 migrations.instance_before(migration),
                 dest,
             )
 
-    async def _claim_destination(
-        self, conn: Conn, migration: asyncpg.Record, need: Resources
-    ) -> str:
+    async def _claim_destination(self, conn: Conn, migration: Migration, need: Resources) -> str:
         """Another host if one has room; else the source itself, when allowed (a migration,
         which keeps the flavor, must move)."""
-        source = migration["source_host"]
+        source = migration.source_host
         try:
             return await self.scheduler.claim(conn, need, exclude=[source])
         except NoValidHost:
-            keeps_flavor = migration["old_flavor_id"] == migration["new_flavor_id"]
+            keeps_flavor = migration.old_flavor_id == migration.new_flavor_id
             if not self.allow_same_host or keeps_flavor:
                 raise
         return await self.scheduler.claim(conn, need)
 
 
-async def _not_placed(
-    conn: Conn, request: ResizeServer, migration: asyncpg.Record, reason: str
-) -> None:
+async def _not_placed(conn: Conn, request: ResizeServer, migration: Migration, reason: str) -> None:
     """No host can take the new flavor: the server stays as it was, ACTIVE, with the reason
     recorded as a fault (ACTIVE -> RESIZE -> ACTIVE on failure)."""
     assert request.server_id is not None
     log.warning("cannot resize server %s: %s", request.server_id, reason)
-    await migrations.set_state(conn, migration["id"], Status.ERROR, None)
+    await migrations.set_state(conn, migration.id, Status.ERROR, None)
     await servers.advance(conn, request.server_id, task=None)
     await servers.add_fault(conn, request.server_id, Fault(code=500, message=reason))
     await actions.finish(conn, request.action_id, success=False, message=reason)
@@ -130,80 +127,86 @@ async def _not_placed(
 async def _to_error(step: StepReport) -> None:
     """ERROR with the report's fault; the claims stay as they are (a delete frees them)."""
     await servers.set_error(
-        step.conn, step.row["id"], step.fault, expected_task=step.report.task_state
+        step.conn, step.row.id, step.fault, expected_task=step.report.task_state
     )
-    await migrations.set_state(step.conn, step.record["id"], Status.ERROR, _held(step.record))
+    await migrations.set_state(step.conn, step.record.id, Status.ERROR, _held(step.record))
 
 
 async def _back_on_source(step: StepReport) -> None:
     """Give the destination's claim (the new flavor, which the server row accounts for)
     back and account the server on the source again with its old flavor."""
-    dest, new = migrations.new_claim(step.record)
+    dest, new = migrations.new_claim(_resize(step))
     await hosts.release(step.conn, dest, new)
     source, old = migrations.old_claim(step.record)
     await servers.move(
-        step.conn, step.row["id"], source, vcpus=old.vcpus, ram_mb=old.ram_mb, disk_gb=old.disk_gb
+        step.conn, step.row.id, source, vcpus=old.vcpus, ram_mb=old.ram_mb, disk_gb=old.disk_gb
     )
 
 
 async def _restart_original(step: StepReport) -> None:
     """Have the source run the original again with the old flavor."""
     await step.host(step.source).finish_revert_resize(
-        step.envelope, step.record["id"], migrations.instance_before(step.record)
+        step.envelope, step.record.id, migrations.instance_before(step.record)
     )
 
 
-def _held(migration: asyncpg.Record) -> Held | None:
-    return Held(migration["held"]) if migration["held"] is not None else None
+def _resize(step: StepReport) -> Migration:
+    """The resize a step of the machine is on (``_record`` read it)."""
+    assert isinstance(step.record, Migration), step.record
+    return step.record
+
+
+def _held(migration: MigrationRecord) -> Held | None:
+    return Held(migration.held) if migration.held is not None else None
 
 
 async def _migrated(step: StepReport) -> Outcome | None:
     """The source powered the server off and handed its disk over (step 2)."""
-    conn, m, report = step.conn, step.record, step.report
+    conn, m, report = step.conn, _resize(step), step.report
     dest, new = migrations.new_claim(m)
     if not report.success:
         # nothing happened on the destination yet: the server stays ACTIVE on the source
         await hosts.release(conn, dest, new)
-        await migrations.set_state(conn, m["id"], Status.ERROR, None)
-        await servers.advance(conn, step.row["id"], task=None, power_state=report.power_state)
-        await servers.add_fault(conn, step.row["id"], step.fault)
+        await migrations.set_state(conn, m.id, Status.ERROR, None)
+        await servers.advance(conn, step.row.id, task=None, power_state=report.power_state)
+        await servers.add_fault(conn, step.row.id, step.fault)
         return Outcome.of(report)
     await servers.move(
-        conn, step.row["id"], dest, vcpus=new.vcpus, ram_mb=new.ram_mb, disk_gb=new.disk_gb
+        conn, step.row.id, dest, vcpus=new.vcpus, ram_mb=new.ram_mb, disk_gb=new.disk_gb
     )
-    await migrations.set_state(conn, m["id"], Status.POST_MIGRATING, Held.SOURCE)
+    await migrations.set_state(conn, m.id, Status.POST_MIGRATING, Held.SOURCE)
     await servers.advance(
-        conn, step.row["id"], task=TaskState.RESIZE_FINISH.value, power_state=report.power_state
+        conn, step.row.id, task=TaskState.RESIZE_FINISH.value, power_state=report.power_state
     )
     await step.host(dest).finish_resize(
-        step.envelope, m["id"], migrations.instance_after(m), source_host=step.source
+        step.envelope, m.id, migrations.instance_after(m), source_host=step.source
     )
     return None
 
 
 async def _finished(step: StepReport) -> Outcome | None:
     """The destination runs the server with the new flavor (step 3), or failed to."""
-    conn, m, report = step.conn, step.record, step.report
+    conn, m, report = step.conn, _resize(step), step.report
     if report.success:
         await servers.advance(
             conn,
-            step.row["id"],
+            step.row.id,
             task=None,
             vm_state=VmState.RESIZED.value,
             power_state=report.power_state,
-            flavor_id=m["new_flavor_id"],
+            flavor_id=m.new_flavor_id,
         )
-        await migrations.set_state(conn, m["id"], Status.FINISHED, Held.SOURCE)
+        await migrations.set_state(conn, m.id, Status.FINISHED, Held.SOURCE)
         return Outcome.of(report)
     # the destination removed what it built: roll back to the original on the source
     log.warning(
-        "resize of %s failed on %s; restarting it on %s", step.row["id"], report.host, step.source
+        "resize of %s failed on %s; restarting it on %s", step.row.id, report.host, step.source
     )
     await _back_on_source(step)
-    await migrations.set_state(conn, m["id"], Status.ERROR, None)
-    await servers.add_fault(conn, step.row["id"], step.fault)
+    await migrations.set_state(conn, m.id, Status.ERROR, None)
+    await servers.add_fault(conn, step.row.id, step.fault)
     await servers.advance(
-        conn, step.row["id"], task=TaskState.RESIZE_REVERTING.value, power_state=report.power_state
+        conn, step.row.id, task=TaskState.RESIZE_REVERTING.value, power_state=report.power_state
     )
     await _restart_original(step)
     return None  # the resize has failed, but its action ends with the rollback
@@ -214,10 +217,10 @@ async def _rolled_back(step: StepReport) -> Outcome:
     stays recorded), or ERROR if even that failed. Either way the resize failed."""
     conn, row, report = step.conn, step.row, step.report
     if report.success:
-        await servers.advance(conn, row["id"], task=None, power_state=report.power_state)
+        await servers.advance(conn, row.id, task=None, power_state=report.power_state)
         return Outcome(False, "the resize failed; the server runs again with its old flavor")
     fault = report.fault or Fault(message=f"restarting the server failed on {report.host}")
-    await servers.set_error(conn, row["id"], fault, expected_task=report.task_state)
+    await servers.set_error(conn, row.id, fault, expected_task=report.task_state)
     return Outcome(False, fault.message)
 
 
@@ -228,8 +231,8 @@ async def _confirmed(step: StepReport) -> Outcome:
         return Outcome.of(step.report)
     source, old = migrations.old_claim(step.record)
     await hosts.release(step.conn, source, old)
-    await migrations.set_state(step.conn, step.record["id"], Status.CONFIRMED, None)
-    await servers.advance(step.conn, step.row["id"], task=None, vm_state=VmState.ACTIVE.value)
+    await migrations.set_state(step.conn, step.record.id, Status.CONFIRMED, None)
+    await servers.advance(step.conn, step.row.id, task=None, vm_state=VmState.ACTIVE.value)
     return Outcome.of(step.report)
 
 
@@ -240,27 +243,27 @@ async def _copy_removed(step: StepReport) -> Outcome | None:
         await _to_error(step)
         return Outcome.of(step.report)
     await _back_on_source(step)
-    await migrations.set_state(step.conn, step.record["id"], Status.REVERTING, None)
+    await migrations.set_state(step.conn, step.record.id, Status.REVERTING, None)
     await _restart_original(step)
     return None
 
 
 async def _original_restarted(step: StepReport) -> Outcome:
     """The end of a revert (step 5): the source runs the original with the old flavor."""
-    m = step.record
+    m = _resize(step)
     if not step.report.success:
         await _to_error(step)
         return Outcome.of(step.report)
-    if m["held"] == Held.SOURCE:  # the same host: the server still holds the new flavor
+    if m.held == Held.SOURCE:  # the same host: the server still holds the new flavor
         await _back_on_source(step)
-    await migrations.set_state(step.conn, m["id"], Status.REVERTED, None)
+    await migrations.set_state(step.conn, m.id, Status.REVERTED, None)
     await servers.advance(
         step.conn,
-        step.row["id"],
+        step.row.id,
         task=None,
         vm_state=VmState.ACTIVE.value,
         power_state=step.report.power_state,
-        flavor_id=m["old_flavor_id"],
+        flavor_id=m.old_flavor_id,
     )
     return Outcome.of(step.report)
 
@@ -275,7 +278,7 @@ _RESTART_ORIGINAL = Step("finish_revert_resize", "source_host", _original_restar
 _ROLL_BACK = Step("finish_revert_resize", "source_host", _rolled_back)
 
 #: The step a resize awaits, by the server's task and the record's status.
-_STEPS: dict[tuple[str, str], Step] = {
+_STEPS: dict[tuple[str | None, str], Step] = {
     (TaskState.RESIZE_MIGRATING, Status.MIGRATING): _MIGRATE_DISK,
     (TaskState.RESIZE_FINISH, Status.POST_MIGRATING): _FINISH,
     (TaskState.RESIZE_CONFIRMING, Status.FINISHED): _CONFIRM,
@@ -285,8 +288,8 @@ _STEPS: dict[tuple[str, str], Step] = {
 }
 
 
-def _awaited(row: asyncpg.Record, record: asyncpg.Record) -> Step | str:
-    task, status = row["task_state"], record["status"]
+def _awaited(row: LockedServer, record: MigrationRecord) -> Step | str:
+    task, status = row.task_state, record.status
     if (task, status) == (TaskState.RESIZE_REVERTING, Status.FINISHED):
         # a revert: on the same host only the original is restarted
         return _RESTART_ORIGINAL if migrations.same_host(record) else _REMOVE_COPY
@@ -296,11 +299,11 @@ def _awaited(row: asyncpg.Record, record: asyncpg.Record) -> Step | str:
     return step
 
 
-async def _record(conn: Conn, report: CommandReport) -> asyncpg.Record | None:
+async def _record(conn: Conn, report: CommandReport) -> Migration | None:
     if report.migration_id is None:
         return None
     record = await migrations.get(conn, report.migration_id)
-    if record is None or record["server_id"] != report.server_id:
+    if record is None or record.server_id != report.server_id:
         return None
     return record
 
@@ -329,11 +332,11 @@ RESIZE = StepMachine(
 # --- a deleted server's original on another host -----------------------------------------------
 
 
-async def leftover_originals(conn: Conn, row: asyncpg.Record) -> list[str]:
+async def leftover_originals(conn: Conn, row: LockedServer) -> list[str]:
     """Hosts still keeping the original of a server that a resize moved away: a delete
     destroys the server on its current host only, and must clean those up too. Ask before
     the server is marked deleted (which gives the claims back)."""
-    return await migrations.originals_elsewhere(conn, row["id"], row["host"])
+    return await migrations.originals_elsewhere(conn, row.id, row.host)
 
 
 async def destroy_leftovers(bus: Bus, report: CommandReport, leftovers: list[str]) -> None:

@@ -11,31 +11,30 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
 from shared.db import images, servers
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.messages import CommandReport, Fault
 
 log = logging.getLogger(__name__)
 
 
-async def apply_report(conn: Conn, row: asyncpg.Record, report: CommandReport) -> None:
+async def apply_report(conn: Conn, row: LockedServer, report: CommandReport) -> None:
     """Apply a legal ``image_snapshot`` report (judged by conductor/legality.py)."""
     result = report.snapshot
-    await servers.advance(conn, row["id"], task=None, power_state=report.power_state)
+    await servers.advance(conn, row.id, task=None, power_state=report.power_state)
     if result is None:
-        log.error("snapshot report for server %s names no image", row["id"])
+        log.error("snapshot report for server %s names no image", row.id)
         return
     if report.success and result.location is not None:
         if await images.finish_snapshot(
             conn, result.image_id, location=result.location, size_bytes=result.size_bytes or 0
         ):
-            await images.inherit_boot_metadata(conn, result.image_id, row["id"])
-            log.info("image %s of server %s is active", result.image_id, row["id"])
+            await images.inherit_boot_metadata(conn, result.image_id, row.id)
+            log.info("image %s of server %s is active", result.image_id, row.id)
         else:
             log.info("image %s was deleted while it was being saved", result.image_id)
         return
     fault = report.fault or Fault(message=f"the snapshot failed on {report.host}")
     await images.set_fault(conn, result.image_id, fault)
-    await servers.add_fault(conn, row["id"], fault)
+    await servers.add_fault(conn, row.id, fault)

@@ -23,17 +23,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import asyncpg
-
 from conductor.outcome import Outcome
 from shared.bus import Bus
 from shared.db.pool import Conn
+from shared.db.records import LockedServer, MigrationRecord
 from shared.messages import CommandReport, Fault
 from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState
 
 #: The column of a record naming the host whose report a step awaits.
 Reporter = Literal["source_host", "dest_host"]
+
+
+def reporter_host(record: MigrationRecord, reporter: Reporter) -> str | None:
+    """The host of ``record`` that reports a step (``Step.reporter``)."""
+    return record.source_host if reporter == "source_host" else record.dest_host
 
 
 @dataclass(frozen=True)
@@ -43,19 +47,17 @@ class StepReport:
 
     conn: Conn
     bus: Bus
-    row: asyncpg.Record
-    record: asyncpg.Record
+    row: LockedServer
+    record: MigrationRecord
     report: CommandReport
 
     @property
     def source(self) -> str:
-        host: str = self.record["source_host"]
-        return host
+        return self.record.source_host
 
     @property
     def dest(self) -> str:
-        host: str = self.record["dest_host"]
-        return host
+        return self.record.placed_dest
 
     @property
     def fault(self) -> Fault:
@@ -67,7 +69,7 @@ class StepReport:
     @property
     def envelope(self) -> Envelope:
         """What the next step's command carries on from this report."""
-        return Envelope(self.report.request_id, self.row["id"], self.report.action_id)
+        return Envelope(self.report.request_id, self.row.id, self.report.action_id)
 
     def host(self, name: str) -> ComputeClient:
         """The client of the host ``name``, to send it the next step's command."""
@@ -96,8 +98,8 @@ class Abandoned:
 
     conn: Conn
     bus: Bus
-    row: asyncpg.Record | None
-    record: asyncpg.Record
+    row: LockedServer | None
+    record: MigrationRecord
     report: CommandReport
 
 
@@ -110,9 +112,9 @@ class StepMachine:
     #: the server's tasks while the machine runs: a report ending one of them is its
     tasks: frozenset[TaskState]
     #: the record a report names, locked, if it is its server's (None: refused as unknown)
-    record: Callable[[Conn, CommandReport], Awaitable[asyncpg.Record | None]]
+    record: Callable[[Conn, CommandReport], Awaitable[MigrationRecord | None]]
     #: the step a record awaits while the server (its locked row) is as it is, or why none
-    awaited: Callable[[asyncpg.Record, asyncpg.Record], Step | str]
+    awaited: Callable[[LockedServer, MigrationRecord], Step | str]
     #: if the machine was abandoned, end it and do what that takes: True (the report is then
     #: refused); False when it runs on
     abandon: Callable[[Abandoned], Awaitable[bool]]

@@ -105,54 +105,104 @@ def _fields(envelope: Envelope) -> _Fields:
 # --- specs from rows -----------------------------------------------------------------------
 
 
-class Row(Protocol):
-    """A database row read by column name (an ``asyncpg.Record``, or a dict in its shape)."""
+class FlavorRow(Protocol):
+    """A flavor as ``flavors`` holds it (shared.db.records.Flavor)."""
 
-    def __getitem__(self, column: str, /) -> Any: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def ram_mb(self) -> int: ...
+    @property
+    def disk_gb(self) -> int: ...
 
 
-def flavor_spec(flavor: Row) -> FlavorSpec:
+class ImageRow(Protocol):
+    """An image as ``images`` holds it (shared.db.records.Image)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def disk_format(self) -> str: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def min_disk_gb(self) -> int: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+class ServerRow(Protocol):
+    """What a spec needs of a server: its row (shared.db.records.Server), or a new
+    server's fields (shared.db.servers.NewServer)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def flavor_id(self) -> str: ...
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def ram_mb(self) -> int: ...
+    @property
+    def disk_gb(self) -> int: ...
+    @property
+    def image_id(self) -> uuid.UUID: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+def flavor_spec(flavor: FlavorRow) -> FlavorSpec:
     """A flavor as its row in ``flavors`` holds it."""
     return FlavorSpec(
-        id=flavor["id"],
-        name=flavor["name"],
-        vcpus=flavor["vcpus"],
-        ram_mb=flavor["ram_mb"],
-        disk_gb=flavor["disk_gb"],
+        id=flavor.id,
+        name=flavor.name,
+        vcpus=flavor.vcpus,
+        ram_mb=flavor.ram_mb,
+        disk_gb=flavor.disk_gb,
     )
 
 
-def image_spec(image: Row | None, image_id: uuid.UUID) -> ImageSpec:
+def image_spec(image: ImageRow | None, image_id: uuid.UUID) -> ImageSpec:
     """An image as its row in ``images`` holds it; only its id when the row is gone (purged)."""
     if image is None:
         return ImageSpec(id=image_id, name="")
     return ImageSpec(
-        id=image["id"],
-        name=image["name"],
-        disk_format=image["disk_format"],
-        location=image["location"],
-        min_disk_gb=image["min_disk_gb"],
-        properties=dict(image["metadata"]),
+        id=image.id,
+        name=image.name,
+        disk_format=image.disk_format,
+        location=image.location,
+        min_disk_gb=image.min_disk_gb,
+        properties=dict(image.metadata),
     )
 
 
-def instance_spec(server: Row, flavor: Row | None, image: Row | None) -> InstanceSpec:
+def instance_spec(
+    server: ServerRow, flavor: FlavorRow | None, image: ImageRow | None
+) -> InstanceSpec:
     """What an agent needs to (re)build ``server`` (a full row of ``servers``, or a new
     server's fields): its flavor as the server holds it, the sizes from its own columns (a
     flavor's row only gives the name, and may be gone), and ``image``, the row of the image
     to build from (None: purged, only its id is known)."""
     return InstanceSpec(
-        server_id=server["id"],
-        name=server["name"],
+        server_id=server.id,
+        name=server.name,
         flavor=FlavorSpec(
-            id=server["flavor_id"],
-            name=flavor["name"] if flavor is not None else server["flavor_id"],
-            vcpus=server["vcpus"],
-            ram_mb=server["ram_mb"],
-            disk_gb=server["disk_gb"],
+            id=server.flavor_id,
+            name=flavor.name if flavor is not None else server.flavor_id,
+            vcpus=server.vcpus,
+            ram_mb=server.ram_mb,
+            disk_gb=server.disk_gb,
         ),
-        image=image_spec(image, server["image_id"]),
-        metadata=dict(server["metadata"]),
+        image=image_spec(image, server.image_id),
+        metadata=dict(server.metadata),
     )
 
 

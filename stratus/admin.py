@@ -27,6 +27,7 @@ from shared.config import Settings
 from shared.db import actions, flavors, hosts, quotas, servers
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
+from shared.db.records import HostedServer, HostOverview
 from shared.states import v2_status
 from stratus.runtime import require
 
@@ -92,22 +93,22 @@ async def host_list(conn: Conn, settings: Settings) -> str:
     if not rows:
         return "no compute host has reported yet"
 
-    def enabled(row: asyncpg.Record) -> str:
-        if row["enabled"]:
+    def enabled(row: HostOverview) -> str:
+        if row.enabled:
             return "enabled"
-        return f"disabled ({row['disabled_reason']})" if row["disabled_reason"] else "disabled"
+        return f"disabled ({row.disabled_reason})" if row.disabled_reason else "disabled"
 
     listed = table(
         ("HOST", "STATE", "SCHEDULING", "VCPUS", "RAM MB", "DISK GB", "HEARTBEAT"),
         (
             (
-                r["name"],
-                "up" if r["alive"] else "down",
+                r.name,
+                "up" if r.alive else "down",
                 enabled(r),
-                _used(r["vcpus_used"], r["vcpus"]),
-                _used(r["ram_mb_used"], r["ram_mb"]),
-                _used(r["disk_gb_used"], r["disk_gb"]),
-                f"{age(r['heartbeat_age'])} ago",
+                _used(r.vcpus_used, r.vcpus),
+                _used(r.ram_mb_used, r.ram_mb),
+                _used(r.disk_gb_used, r.disk_gb),
+                f"{age(r.heartbeat_age)} ago",
             )
             for r in rows
         ),
@@ -136,7 +137,7 @@ async def host_disable(conn: Conn, name: str, reason: str | None) -> str:
 class Move:
     """Where one server of an evacuated host would go (None: nowhere has room)."""
 
-    server: asyncpg.Record
+    server: HostedServer
     destination: str | None
 
 
@@ -155,7 +156,7 @@ async def evacuate_plan(conn: Conn, settings: Settings, name: str) -> list[Move]
     # one snapshot for the whole plan, as one decision would see the hosts
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         for server in await servers.on_host(conn, name):
-            need = Resources(server["vcpus"], server["ram_mb"], server["disk_gb"])
+            need = Resources(server.vcpus, server.ram_mb, server.disk_gb)
             destination = await scheduler.preview(conn, need, exclude=[name], planned=planned)
             if destination is not None:
                 planned[destination] = _plus(planned.get(destination), need)
@@ -180,12 +181,12 @@ async def host_evacuate_plan(conn: Conn, settings: Settings, name: str) -> str:
         ("SERVER", "NAME", "PROJECT", "VCPUS", "RAM MB", "DISK GB", "DESTINATION"),
         (
             (
-                m.server["id"],
-                m.server["name"],
-                m.server["tenant_id"],
-                m.server["vcpus"],
-                m.server["ram_mb"],
-                m.server["disk_gb"],
+                m.server.id,
+                m.server.name,
+                m.server.tenant_id,
+                m.server.vcpus,
+                m.server.ram_mb,
+                m.server.disk_gb,
                 m.destination or "(no valid host)",
             )
             for m in moves
@@ -204,7 +205,17 @@ async def flavor_list(conn: Conn) -> str:
     rows = await flavors.list_with_usage(conn)
     return table(
         ("ID", "NAME", "RAM MB", "DISK GB", "VCPUS", "SERVERS"),
-        ((r["id"], r["name"], r["ram_mb"], r["disk_gb"], r["vcpus"], r["servers"]) for r in rows),
+        (
+            (
+                r.flavor.id,
+                r.flavor.name,
+                r.flavor.ram_mb,
+                r.flavor.disk_gb,
+                r.flavor.vcpus,
+                r.servers,
+            )
+            for r in rows
+        ),
     )
 
 
@@ -258,9 +269,9 @@ async def flavor_delete(conn: Conn, ref: str) -> str:
     """Delete the flavor ``ref`` (id, or name): new servers and resizes can no longer use it;
     servers built from it keep running with their own copy of its sizes."""
     row = await flavors.find(conn, ref)
-    if row is None or not await flavors.mark_deleted(conn, row["id"]):
+    if row is None or not await flavors.mark_deleted(conn, row.id):
         raise AdminError(f"no flavor has the id or name {ref!r}")
-    return f"flavor {row['id']} ({row['name']}) deleted; servers built from it keep running"
+    return f"flavor {row.id} ({row.name}) deleted; servers built from it keep running"
 
 
 # --- stratus quota ---------------------------------------------------------------------------
@@ -298,21 +309,21 @@ async def quota_show(conn: Conn, settings: Settings, project: str) -> str:
 
 async def _database_summary(conn: Conn, settings: Settings) -> list[str]:
     host_rows = await hosts.overview(conn, settings.host_down_after_s)
-    down = [r["name"] for r in host_rows if not r["alive"]]
-    disabled = sum(not r["enabled"] for r in host_rows)
+    down = [r.name for r in host_rows if not r.alive]
+    disabled = sum(not r.enabled for r in host_rows)
     hosts_line = f"{len(host_rows) - len(down)} up, {len(down)} down, {disabled} disabled"
     if down:
         hosts_line += f" (down: {', '.join(down)})"
     statuses: Counter[str] = Counter()
     for row in await servers.count_by_state(conn):
-        statuses[v2_status(row["vm_state"], row["task_state"]).value] += row["count"]
+        statuses[v2_status(row.vm_state, row.task_state).value] += row.count
     by_status = ", ".join(f"{status} {count}" for status, count in sorted(statuses.items()))
     pending = await actions.pending_summary(conn)
-    oldest = f", the oldest {age(pending['oldest_age'])} old" if pending["count"] else ""
+    oldest = f", the oldest {age(pending.oldest_age)} old" if pending.count else ""
     return [
         f"hosts      {hosts_line}",
         f"servers    {sum(statuses.values())}" + (f": {by_status}" if by_status else ""),
-        f"actions    {pending['count']} pending{oldest}",
+        f"actions    {pending.count} pending{oldest}",
     ]
 
 

@@ -171,8 +171,8 @@ async def import_image(
     image_id = image_id or uuid.uuid4()
     existing = await images.get_live(conn, image_id)
     if existing is not None:
-        location, size = existing["location"] or "", existing["size_bytes"] or 0
-        return Imported(image_id, existing["name"], location, size, created=False)
+        location, size = existing.location or "", existing.size_bytes or 0
+        return Imported(image_id, existing.name, location, size, created=False)
     check_format(image.path, image.disk_format)
     location = f"{image_id}.{image.disk_format}"
     metadata = {**image.metadata, **_boot_files(image, image_id, store, progress)}

@@ -27,11 +27,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.context import RequestContext
+from shared.db.records import LockedServer
 from shared.errors import Conflict, NotPermitted
 
 
@@ -198,11 +198,11 @@ def operation_of(action: str) -> str:
     return _RECORDED_AS.get(action, action)
 
 
-def check_unlocked(ctx: RequestContext, operation: str, row: asyncpg.Record) -> None:
+def check_unlocked(ctx: RequestContext, operation: str, row: LockedServer) -> None:
     """409 when ``row``'s server is locked and ``operation`` is one a lock refuses to the
     caller (anyone but an administrator)."""
-    if row["locked"] and not ctx.is_admin and OPERATIONS[operation].refused_when_locked:
-        raise Conflict(f"Instance {row['id']} is locked")
+    if row.locked and not ctx.is_admin and OPERATIONS[operation].refused_when_locked:
+        raise Conflict(f"Instance {row.id} is locked")
 
 
 def authorize(request: web.Request, operation: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -37,6 +37,7 @@ from shared.db import metadata as metadata_db
 from shared.db.abandon import delete_locally
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import Flavor, Image, LockedServer, Server, ServerEntry
 from shared.db.servers import ServerFilters
 from shared.errors import Invalid, NotFound
 from shared.rpcapi import Envelope
@@ -56,7 +57,7 @@ class ComputeAPI(Transactions):
 
     # --- reads ---------------------------------------------------------------------------
 
-    async def get_server(self, ctx: RequestContext, server_id: str) -> asyncpg.Record:
+    async def get_server(self, ctx: RequestContext, server_id: str) -> Server:
         row = await servers.get(self.pool, parse_uuid(server_id, "Instance"), ctx.server_scope)
         if row is None:
             raise NotFound("Instance could not be found.")
@@ -70,7 +71,7 @@ class ComputeAPI(Transactions):
         marker: str | None,
         filters: ServerFilters | None,
         all_projects: bool = False,
-    ) -> list[asyncpg.Record]:
+    ) -> list[ServerEntry]:
         """One page of the project's servers matching ``filters`` (None: nothing can match,
         the page is empty; the marker is still checked); every project's for an
         administrator who asks (``all_tenants``, as in nova)."""
@@ -89,27 +90,25 @@ class ComputeAPI(Transactions):
         except asyncpg.InvalidRegularExpressionError as exc:
             raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
 
-    async def load_servers(
-        self, ctx: RequestContext, server_ids: list[uuid.UUID]
-    ) -> list[asyncpg.Record]:
+    async def load_servers(self, ctx: RequestContext, server_ids: list[uuid.UUID]) -> list[Server]:
         """Full rows of servers a list page named (only those the caller may reach)."""
         rows = await servers.get_many(self.pool, server_ids)
         scope = ctx.server_scope
-        return [r for r in rows if scope is None or r["tenant_id"] == scope]
+        return [r for r in rows if scope is None or r.tenant_id == scope]
 
     async def server_metadata(self, ctx: RequestContext, server_id: str) -> dict[str, str]:
         """The server's metadata, in key order."""
         row = await self.get_server(ctx, server_id)
-        return dict(sorted(row["metadata"].items()))
+        return dict(sorted(row.metadata.items()))
 
-    async def resolve_flavor(self, flavor_ref: str) -> asyncpg.Record:
+    async def resolve_flavor(self, flavor_ref: str) -> Flavor:
         """The flavor a request names, else 400 (nova's answer for a bad flavorRef)."""
         flavor = await flavors.get(self.pool, flavor_ref)
         if flavor is None:
             raise Invalid("Invalid flavorRef provided.")
         return flavor
 
-    async def resolve_image(self, ctx: RequestContext, image_ref: str) -> asyncpg.Record:
+    async def resolve_image(self, ctx: RequestContext, image_ref: str) -> Image:
         """An active image the project may build from, else 400 (as the reference
         implementation answered for a missing image, rather than 404)."""
         try:
@@ -119,7 +118,7 @@ class ComputeAPI(Transactions):
         image = await images.get(self.pool, image_id, ctx.project_id)
         if image is None:
             raise Invalid(f"Can not find requested image {image_ref}.")
-        if image["status"] != "active":
+        if image.status != "active":
             raise Invalid(f"Image {image_ref} is not active.")
         return image
 
@@ -127,7 +126,7 @@ class ComputeAPI(Transactions):
 
     async def update_server(
         self, ctx: RequestContext, server_id: str, update: ServerUpdate
-    ) -> asyncpg.Record:
+    ) -> Server:
         """Rename the server or change its access addresses (Table 2.2), in any state: these
         are the user's labels, no host is involved. Returns the updated server."""
         sid = parse_uuid(server_id, "Instance")
@@ -176,7 +175,7 @@ class ComputeAPI(Transactions):
 
         admin_pass = request.admin_pass or generate_password()
         envelope = Envelope(ctx.request_id, server.id, action_id)
-        spec = rpcapi.instance_spec(asdict(server), flavor, image)
+        spec = rpcapi.instance_spec(server, flavor, image)
         await self.send_or_undo(
             self.clients.conductor().build_server(envelope, spec, admin_pass),
             envelope,
@@ -193,11 +192,11 @@ class ComputeAPI(Transactions):
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.locked(conn, ctx, sid, "servers:delete")
-            if row["task_state"] == TaskState.DELETING:
+            if row.task_state == TaskState.DELETING:
                 return
             check_allowed(row, "delete")
             await self.record(conn, ctx, sid, "delete", action_id)
-            host = row["host"]
+            host = row.host
             if host is None or not await hosts.is_alive(
                 conn, host, self.settings.host_down_after_s
             ):
@@ -210,14 +209,14 @@ class ComputeAPI(Transactions):
             envelope,
             what="delete",
             task=TaskState.DELETING,
-            previous_task=row["task_state"],
+            previous_task=row.task_state,
         )
 
-    async def _delete_locally(self, conn: Conn, row: asyncpg.Record, action_id: uuid.UUID) -> None:
+    async def _delete_locally(self, conn: Conn, row: LockedServer, action_id: uuid.UUID) -> None:
         """Delete a server no host holds (never scheduled) or whose host is down: nobody
         else could finish the delete, so waiting for an agent would leave it stuck."""
-        if row["host"] is not None:
-            log.warning("host %s is down: deleting server %s locally", row["host"], row["id"])
+        if row.host is not None:
+            log.warning("host %s is down: deleting server %s locally", row.host, row.id)
         await delete_locally(conn, row)
         await actions.finish(conn, action_id, success=True)
 
@@ -235,13 +234,13 @@ class ComputeAPI(Transactions):
             started.envelope,
             what=plan.action,
             task=ACTIONS[plan.action].task,
-            previous_task=started.row["task_state"],
+            previous_task=started.row.task_state,
             undo=plan.undo,
         )
 
 
 def _new_server(
-    ctx: RequestContext, request: ServerCreate, flavor: asyncpg.Record, image: asyncpg.Record
+    ctx: RequestContext, request: ServerCreate, flavor: Flavor, image: Image
 ) -> servers.NewServer:
     """The row of a new server: the flavor's sizes are copied, so later changes of the
     flavor do not change the server."""
@@ -250,11 +249,11 @@ def _new_server(
         tenant_id=ctx.project_id,
         user_id=ctx.user_id,
         name=request.name,
-        image_id=image["id"],
-        flavor_id=flavor["id"],
-        vcpus=flavor["vcpus"],
-        ram_mb=flavor["ram_mb"],
-        disk_gb=flavor["disk_gb"],
+        image_id=image.id,
+        flavor_id=flavor.id,
+        vcpus=flavor.vcpus,
+        ram_mb=flavor.ram_mb,
+        disk_gb=flavor.disk_gb,
         access_ipv4=str(request.access_ipv4 or ""),
         access_ipv6=str(request.access_ipv6 or ""),
         metadata=request.metadata,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from api_gateway.compute.metadata import MetadataEdit
 from shared.config import Settings
 from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
+from shared.db.records import Flavor, Image, LockedServer, Server
 from shared.errors import (
     BackupOrResizeInProgress,
     BuildInProgress,
@@ -51,37 +50,35 @@ _BUSY_WITH_IMAGE_OR_RESIZE = {
 }
 
 
-def check_allowed(row: asyncpg.Record, action: str) -> None:
+def check_allowed(row: Server | LockedServer, action: str) -> None:
     """409 unless ``action`` may start in the server's current state (shared/states.py),
     named as the guide names it: buildInProgress while building, backupOrResizeInProgress
     while an image or a resize is under way, conflictingRequest otherwise."""
-    if allowed(action, row["vm_state"], row["task_state"]):
+    if allowed(action, row.vm_state, row.task_state):
         return
     blocker = (
-        f"task_state {row['task_state']}"
-        if row["task_state"] is not None
-        else f"vm_state {row['vm_state']}"
+        f"task_state {row.task_state}" if row.task_state is not None else f"vm_state {row.vm_state}"
     )
     message = f"Cannot '{action}' while instance is in {blocker}"
-    if row["vm_state"] == VmState.BUILDING:
+    if row.vm_state == VmState.BUILDING:
         raise BuildInProgress(message)
-    if row["task_state"] in _BUSY_WITH_IMAGE_OR_RESIZE or row["vm_state"] == VmState.RESIZED:
+    if row.task_state in _BUSY_WITH_IMAGE_OR_RESIZE or row.vm_state == VmState.RESIZED:
         raise BackupOrResizeInProgress(message)
     raise Conflict(message)
 
 
-def check_on_a_host(row: asyncpg.Record, operation: str) -> None:
+def check_on_a_host(row: Server | LockedServer, operation: str) -> None:
     """409 for a server whose build never reached a host (ERROR before scheduling): it has
     nothing an agent could act on."""
-    if row["host"] is None:
+    if row.host is None:
         raise Conflict(f"Cannot '{operation}' an instance that is on no host")
 
 
-def check_fits(row: asyncpg.Record, image: asyncpg.Record) -> None:
+def check_fits(row: Flavor | LockedServer | Server, image: Image) -> None:
     """400 when the server's (or a new server's) flavor is too small for ``image``."""
-    if row["ram_mb"] < image["min_ram_mb"]:
+    if row.ram_mb < image.min_ram_mb:
         raise Invalid("Flavor's memory is too small for requested image.")
-    if row["disk_gb"] < image["min_disk_gb"]:
+    if row.disk_gb < image.min_disk_gb:
         raise Invalid("Flavor's disk is too small for requested image.")
 
 
@@ -108,11 +105,11 @@ async def check_capacity(conn: Conn, settings: Settings, need: Resources, flavor
 _METADATA_WRITABLE = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})
 
 
-def check_metadata_writable(row: asyncpg.Record, edit: MetadataEdit) -> None:
+def check_metadata_writable(row: Server | LockedServer, edit: MetadataEdit) -> None:
     """409 when the server's state forbids changing its metadata now."""
     verb = "delete metadata" if not edit.grows else "update metadata"
-    if row["vm_state"] not in _METADATA_WRITABLE:
-        message = f"Cannot '{verb}' while instance is in vm_state {row['vm_state']}"
-        if row["vm_state"] == VmState.BUILDING:
+    if row.vm_state not in _METADATA_WRITABLE:
+        message = f"Cannot '{verb}' while instance is in vm_state {row.vm_state}"
+        if row.vm_state == VmState.BUILDING:
             raise BuildInProgress(message)
         raise Conflict(message)

@@ -19,6 +19,7 @@ from shared.db import images
 from shared.db import metadata as metadata_db
 from shared.db.images import ImageFilters
 from shared.db.pool import Conn, Executor
+from shared.db.records import Image
 from shared.errors import Invalid, NotFound, NotPermitted
 
 _NOT_FOUND = "Image not found."
@@ -38,7 +39,7 @@ async def list_images(
     limit: int,
     marker: str | None,
     filters: ImageFilters | None,
-) -> list[asyncpg.Record]:
+) -> list[Image]:
     """One page of the images the project sees, matching ``filters`` (None: nothing can
     match). With ``changes-since`` a page may end on a deleted image, so a marker may name
     one."""
@@ -57,7 +58,7 @@ async def list_images(
     )
 
 
-async def get_image(conn: Executor, ctx: RequestContext, image_id: str) -> asyncpg.Record:
+async def get_image(conn: Executor, ctx: RequestContext, image_id: str) -> Image:
     row = await images.get(conn, _image_id(image_id), ctx.project_id)
     if row is None:
         raise NotFound(_NOT_FOUND)
@@ -71,7 +72,7 @@ async def _locked_for_change(conn: Conn, ctx: RequestContext, image_id: str) -> 
     row = await images.lock(conn, iid, ctx.project_id)
     if row is None:
         raise NotFound(_NOT_FOUND)
-    if not ctx.is_admin and row["owner"] != ctx.project_id:
+    if not ctx.is_admin and row.owner != ctx.project_id:
         raise NotPermitted(f"Image {iid} is not owned by this project; it cannot be changed.")
     return iid
 
@@ -86,7 +87,7 @@ async def delete_image(pool: asyncpg.Pool, ctx: RequestContext, image_id: str) -
 async def image_metadata(pool: asyncpg.Pool, ctx: RequestContext, image_id: str) -> dict[str, str]:
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         row = await get_image(conn, ctx, image_id)
-        return await metadata_db.read(conn, metadata_db.Table.IMAGE, row["id"])
+        return await metadata_db.read(conn, metadata_db.Table.IMAGE, row.id)
 
 
 async def edit_image_metadata(

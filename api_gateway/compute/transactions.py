@@ -21,6 +21,7 @@ from shared.bus import Bus, PublishFailed
 from shared.config import Settings
 from shared.db import actions, servers
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.errors import NotFound, ServiceUnavailable
 from shared.rpcapi import Clients, Envelope
 from shared.sealing import Keyring
@@ -39,7 +40,7 @@ class Started:
     """An action whose transaction committed: the server's row as it was when locked (its
     host, its previous task) and the envelope of the action's command."""
 
-    row: asyncpg.Record
+    row: LockedServer
     envelope: Envelope
 
 
@@ -106,7 +107,7 @@ class Transactions:
 
     async def locked(
         self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID, operation: str
-    ) -> asyncpg.Record:
+    ) -> LockedServer:
         """Lock the server's row for ``operation``: 404 when the caller cannot reach the
         server, 409 when its lock refuses ``operation`` to the caller."""
         row = await servers.lock(conn, server_id, ctx.server_scope)

@@ -27,6 +27,7 @@ from api_gateway.http.routing import collection, member
 from api_gateway.schemas.common import validate
 from api_gateway.schemas.hosts import HostUpdate
 from shared.db import hosts
+from shared.db.records import Host, ProjectUsage
 
 routes = web.RouteTableDef()
 
@@ -38,7 +39,7 @@ async def index(request: web.Request) -> web.Response:
     authorize(request, "os-hosts")
     zone = request.query.get("zone")
     rows = [] if zone not in (None, ZONE) else await hosts.list_all(request.app[keys.POOL])
-    listed = [{"host_name": r["name"], "service": "compute", "zone": ZONE} for r in rows]
+    listed = [{"host_name": r.name, "service": "compute", "zone": ZONE} for r in rows]
     return render(request, {"hosts": listed})
 
 
@@ -47,7 +48,7 @@ async def show(request: web.Request) -> web.Response:
     authorize(request, "os-hosts")
     pool = request.app[keys.POOL]
     row = await _host(pool, request.match_info["host"])
-    projects = await hosts.usage_by_project(pool, row["name"])
+    projects = await hosts.usage_by_project(pool, row.name)
     return render(request, {"host": _resources(row, projects)})
 
 
@@ -65,18 +66,18 @@ async def update(request: web.Request) -> web.Response:
     return render(request, {"host": name, "status": f"{body.status}d"})
 
 
-async def _host(pool: asyncpg.Pool, name: str) -> asyncpg.Record:
+async def _host(pool: asyncpg.Pool, name: str) -> Host:
     row = await hosts.get(pool, name)
     if row is None:
         raise ItemNotFound(f"Compute host {name} could not be found.")
     return row
 
 
-def _resources(row: Any, projects: list[Any]) -> list[dict[str, Any]]:
+def _resources(row: Host, projects: list[ProjectUsage]) -> list[dict[str, Any]]:
     def entry(project: str, cpu: int, memory_mb: int, disk_gb: int) -> dict[str, Any]:
         return {
             "resource": {
-                "host": row["name"],
+                "host": row.name,
                 "project": project,
                 "cpu": cpu,
                 "memory_mb": memory_mb,
@@ -84,10 +85,14 @@ def _resources(row: Any, projects: list[Any]) -> list[dict[str, Any]]:
             }
         }
 
-    used_max = [sum(p[column] for p in projects) for column in ("vcpus", "ram_mb", "disk_gb")]
+    used_max = (
+        sum(p.vcpus for p in projects),
+        sum(p.ram_mb for p in projects),
+        sum(p.disk_gb for p in projects),
+    )
     return [
-        entry("(total)", row["vcpus"], row["ram_mb"], row["disk_gb"]),
-        entry("(used_now)", row["vcpus_used"], row["ram_mb_used"], row["disk_gb_used"]),
+        entry("(total)", row.vcpus, row.ram_mb, row.disk_gb),
+        entry("(used_now)", row.vcpus_used, row.ram_mb_used, row.disk_gb_used),
         entry("(used_max)", *used_max),
-        *(entry(p["tenant_id"], p["vcpus"], p["ram_mb"], p["disk_gb"]) for p in projects),
+        *(entry(p.tenant_id, p.vcpus, p.ram_mb, p.disk_gb) for p in projects),
     ]

@@ -27,6 +27,7 @@ from api_gateway.views import image_service as view
 from api_gateway.views.links import base_url
 from shared.db import images
 from shared.db.images import ImageFilters
+from shared.db.records import Image
 
 routes = web.RouteTableDef()
 
@@ -58,7 +59,7 @@ async def index(request: web.Request) -> web.Response:
     following = None
     if more and page:
         params = {k: v for k, v in request.query.items() if k != "marker"}
-        following = urlencode({**params, "marker": str(page[-1]["id"])})
+        following = urlencode({**params, "marker": str(page[-1].id)})
     return web.json_response(view.page(shown, following))
 
 
@@ -82,10 +83,10 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _shown(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[dict[str, object]]:
-    ids: list[uuid.UUID] = [row["id"] for row in rows]
+async def _shown(pool: asyncpg.Pool, rows: list[Image]) -> list[dict[str, object]]:
+    ids: list[uuid.UUID] = [row.id for row in rows]
     sharing = await images.sharing(pool, ids)
-    return [view.image(row, sharing[row["id"]]) for row in rows]
+    return [view.image(row, sharing[row.id]) for row in rows]
 
 
 def _limit(request: web.Request) -> int:

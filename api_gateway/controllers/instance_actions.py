@@ -31,8 +31,7 @@ async def _server_id(request: web.Request) -> uuid.UUID:
     row = await keys.compute(request).get_server(
         keys.context(request), request.match_info["server_id"]
     )
-    server_id: uuid.UUID = row["id"]
-    return server_id
+    return row.id
 
 
 @routes.get(collection("/servers/{server_id}/os-instance-actions"))

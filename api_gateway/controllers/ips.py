@@ -23,7 +23,7 @@ routes = web.RouteTableDef()
 async def _networks(request: web.Request) -> dict[str, list[dict[str, object]]]:
     ctx = keys.context(request)
     row = await keys.compute(request).get_server(ctx, request.match_info["server_id"])
-    return view.addresses(row["addresses"])
+    return view.addresses(row.addresses)
 
 
 @routes.get(collection("/servers/{server_id}/ips"))

@@ -21,6 +21,7 @@ from api_gateway.http.routing import collection
 from api_gateway.schemas.filters import integer, text
 from api_gateway.views.links import isotime
 from shared.db import migration_history as history
+from shared.db.records import MigrationEntry
 
 routes = web.RouteTableDef()
 
@@ -58,22 +59,22 @@ def _filters(query: Mapping[str, str]) -> history.MigrationFilters:
     )
 
 
-def _view(row: Any) -> dict[str, Any]:
+def _view(row: MigrationEntry) -> dict[str, Any]:
     """One migration as nova 2013.1's os-migrations showed it (``dest_host`` was the
     destination's IP address, which Stratus does not know: null)."""
     return {
-        "id": row["number"],
-        "status": row["status"],
-        "instance_uuid": str(row["server_id"]),
-        "source_compute": row["source_host"],
-        "source_node": row["source_host"],
-        "dest_compute": row["dest_host"],
-        "dest_node": row["dest_host"],
+        "id": row.number,
+        "status": row.status,
+        "instance_uuid": str(row.server_id),
+        "source_compute": row.source_host,
+        "source_node": row.source_host,
+        "dest_compute": row.dest_host,
+        "dest_node": row.dest_host,
         "dest_host": None,
-        "old_instance_type_id": _flavor_number(row["old_flavor_id"]),
-        "new_instance_type_id": _flavor_number(row["new_flavor_id"]),
-        "created_at": isotime(row["created_at"]),
-        "updated_at": isotime(row["updated_at"]),
+        "old_instance_type_id": _flavor_number(row.old_flavor_id),
+        "new_instance_type_id": _flavor_number(row.new_flavor_id),
+        "created_at": isotime(row.created_at),
+        "updated_at": isotime(row.updated_at),
     }
 
 

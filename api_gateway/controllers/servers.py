@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
 from aiohttp import web
 
 from api_gateway import keys
@@ -19,6 +18,7 @@ from api_gateway.schemas.filters import server_filters
 from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
 from api_gateway.views.links import Link, base_url, split_page
+from shared.db.records import ServerEntry
 
 routes = web.RouteTableDef()
 
@@ -31,7 +31,7 @@ def extended_view(request: web.Request) -> view.Extended:
     )
 
 
-async def _page(request: web.Request) -> tuple[list[asyncpg.Record], list[Link]]:
+async def _page(request: web.Request) -> tuple[list[ServerEntry], list[Link]]:
     """One page of the project's servers, filtered by the query, and its ``next`` link if
     more follow (one row more than the page is fetched to know)."""
     ctx = keys.context(request)
@@ -71,7 +71,7 @@ async def detail(request: web.Request) -> web.Response:
 
 
 async def _detailed(
-    request: web.Request, ctx: RequestContext, page: Sequence[asyncpg.Record]
+    request: web.Request, ctx: RequestContext, page: Sequence[ServerEntry]
 ) -> list[bytes]:
     """Serialized detailed representations of a page, from the render cache where the
     server is unchanged (same version), else fetched and rendered now. Callers who may see
@@ -88,16 +88,16 @@ async def _detailed(
     def key(server_id: object, version: int) -> tuple[object, ...]:
         return (scope, server_id, version)
 
-    items = [cache.get(key(r["id"], r["version"])) for r in page]
-    missing = [r["id"] for r, item in zip(page, items, strict=True) if item is None]
+    items = [cache.get(key(r.id, r.version)) for r in page]
+    missing = [r.id for r, item in zip(page, items, strict=True) if item is None]
     if missing:
-        fresh = {row["id"]: row for row in await keys.compute(request).load_servers(ctx, missing)}
+        fresh = {row.id: row for row in await keys.compute(request).load_servers(ctx, missing)}
         for i, summary in enumerate(page):
-            row = fresh.get(summary["id"])
+            row = fresh.get(summary.id)
             if items[i] is None and row is not None:
                 server = view.detail(row, base, ctx.project_id, extended)
                 items[i] = render_item(fmt, "server", server)
-                cache.put(key(row["id"], row["version"]), items[i])  # type: ignore[arg-type]
+                cache.put(key(row.id, row.version), items[i])  # type: ignore[arg-type]
     return [item for item in items if item is not None]
 
 

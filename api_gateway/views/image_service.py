@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from api_gateway.views.links import isotime
+from shared.db.records import Image, ImageSharing
 
 #: Glance's own members: metadata keys with these names are not shown over them.
 _CORE = frozenset(
@@ -59,41 +60,39 @@ def versions(base: str) -> dict[str, Any]:
     }
 
 
-def image(row: Any, sharing: Any) -> dict[str, Any]:
+def image(row: Image, sharing: ImageSharing) -> dict[str, Any]:
     """One image; ``sharing`` holds its ``is_public`` and ``size_bytes``."""
-    image_id = str(row["id"])
-    shown: dict[str, Any] = {
-        key: value for key, value in row["metadata"].items() if key not in _CORE
-    }
+    image_id = str(row.id)
+    shown: dict[str, Any] = {key: value for key, value in row.metadata.items() if key not in _CORE}
     shown.update(
         {
             "id": image_id,
-            "name": row["name"],
-            "status": row["status"],
-            "visibility": "public" if sharing["is_public"] else "private",
+            "name": row.name,
+            "status": row.status,
+            "visibility": "public" if sharing.is_public else "private",
             "protected": False,
             "os_hidden": False,
             "checksum": None,
             "os_hash_algo": None,
             "os_hash_value": None,
-            "owner": row["owner"],
-            "size": sharing["size_bytes"],
+            "owner": row.owner,
+            "size": sharing.size_bytes,
             "virtual_size": None,
-            "min_ram": row["min_ram_mb"],
-            "min_disk": row["min_disk_gb"],
-            "disk_format": row["disk_format"],
+            "min_ram": row.min_ram_mb,
+            "min_disk": row.min_disk_gb,
+            "disk_format": row.disk_format,
             "container_format": "bare",
-            "created_at": isotime(row["created_at"]),
-            "updated_at": isotime(row["updated_at"]),
+            "created_at": isotime(row.created_at),
+            "updated_at": isotime(row.updated_at),
             "tags": [],
             "self": f"/v2/images/{image_id}",
             "file": f"/v2/images/{image_id}/file",
             "schema": "/v2/schemas/image",
         }
     )
-    if row["server_id"] is not None:  # as nova records a snapshot's origin
-        shown["image_type"] = row["image_type"]
-        shown["instance_uuid"] = str(row["server_id"])
+    if row.server_id is not None:  # as nova records a snapshot's origin
+        shown["image_type"] = row.image_type
+        shown["instance_uuid"] = str(row.server_id)
     return shown
 
 

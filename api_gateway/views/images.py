@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from api_gateway.views.links import isotime, resource_links
+from shared.db.records import Image
 
 #: Image-service status -> (v2 status, progress), as the reference implementation mapped them.
 _STATUS = {
@@ -24,8 +25,8 @@ _STATUS = {
 KNOWN_SERVICE_STATUSES = frozenset(_STATUS)
 
 
-def status_of(row: Any) -> tuple[str, int]:
-    return _STATUS.get(row["status"], ("UNKNOWN", 0))
+def status_of(row: Image) -> tuple[str, int]:
+    return _STATUS.get(row.status, ("UNKNOWN", 0))
 
 
 def service_statuses(status: str) -> frozenset[str]:
@@ -34,37 +35,37 @@ def service_statuses(status: str) -> frozenset[str]:
     return frozenset(service for service, (v2, _) in _STATUS.items() if v2 == status)
 
 
-def basic(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+def basic(row: Image, base: str, tenant_id: str) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "links": resource_links(base, tenant_id, "images", row["id"]),
+        "id": str(row.id),
+        "name": row.name,
+        "links": resource_links(base, tenant_id, "images", row.id),
     }
 
 
-def detail(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+def detail(row: Image, base: str, tenant_id: str) -> dict[str, Any]:
     status, progress = status_of(row)
-    if status == "SAVING" and row["progress"]:
-        progress = row["progress"]
+    if status == "SAVING" and row.progress:
+        progress = row.progress
     image: dict[str, Any] = {
-        "id": str(row["id"]),
-        "name": row["name"],
+        "id": str(row.id),
+        "name": row.name,
         "status": status,
         "progress": progress,
-        "minDisk": row["min_disk_gb"],
-        "minRam": row["min_ram_mb"],
-        "created": isotime(row["created_at"]),
-        "updated": isotime(row["updated_at"]),
-        "metadata": row["metadata"],
-        "links": resource_links(base, tenant_id, "images", row["id"]),
+        "minDisk": row.min_disk_gb,
+        "minRam": row.min_ram_mb,
+        "created": isotime(row.created_at),
+        "updated": isotime(row.updated_at),
+        "metadata": row.metadata,
+        "links": resource_links(base, tenant_id, "images", row.id),
     }
-    if row["server_id"] is not None:
+    if row.server_id is not None:
         image["server"] = {
-            "id": str(row["server_id"]),
-            "links": resource_links(base, tenant_id, "servers", row["server_id"]),
+            "id": str(row.server_id),
+            "links": resource_links(base, tenant_id, "servers", row.server_id),
         }
-    if status == "ERROR" and row["fault"] is not None:
-        image["fault"] = _fault(row["fault"])
+    if status == "ERROR" and row.fault is not None:
+        image["fault"] = _fault(row.fault)
     return image
 
 

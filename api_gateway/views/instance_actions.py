@@ -14,29 +14,30 @@ from typing import Any
 
 from api_gateway.auth.policy import operation_of
 from api_gateway.views.links import isotime
+from shared.db.records import Action
 
 _RESULTS = {"success": "Success", "error": "Error"}
 
 
-def action(row: Any) -> dict[str, Any]:
+def action(row: Action) -> dict[str, Any]:
     return {
-        "action": operation_of(row["action"]),
-        "instance_uuid": str(row["server_id"]),
-        "request_id": row["request_id"],
-        "user_id": row["user_id"],
-        "project_id": row["tenant_id"],
-        "start_time": isotime(row["started_at"]),
-        "message": row["message"],
+        "action": operation_of(row.action),
+        "instance_uuid": str(row.server_id),
+        "request_id": row.request_id,
+        "user_id": row.user_id,
+        "project_id": row.tenant_id,
+        "start_time": isotime(row.started_at),
+        "message": row.message,
     }
 
 
-def events(row: Any) -> list[dict[str, Any]]:
+def events(row: Action) -> list[dict[str, Any]]:
     return [
         {
-            "event": operation_of(row["action"]),
-            "start_time": isotime(row["started_at"]),
-            "finish_time": isotime(row["finished_at"]) if row["finished_at"] else None,
-            "result": _RESULTS.get(row["result"]),
+            "event": operation_of(row.action),
+            "start_time": isotime(row.started_at),
+            "finish_time": isotime(row.finished_at) if row.finished_at else None,
+            "result": _RESULTS.get(row.result),
             "traceback": None,
         }
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -36,16 +36,24 @@ def next_link(base: str, path: str, query: Mapping[str, str], last_id: object) -
     return {"rel": "next", "href": f"{base}{path}?{urlencode(params)}"}
 
 
-def split_page(
-    request: web.Request, rows: list[Any], limit: int, id_key: str = "id"
-) -> tuple[list[Any], list[Link]]:
+class Identified(Protocol):
+    """An item of a collection: named by its ``id``."""
+
+    @property
+    def id(self) -> object: ...
+
+
+T = TypeVar("T", bound=Identified)
+
+
+def split_page(request: web.Request, rows: list[T], limit: int) -> tuple[list[T], list[Link]]:
     """A page and its links from ``rows`` fetched with ``limit + 1``: the guide's rule, a
     ``next`` link exactly when items follow the page (guide 1.4), so the last page has
     none even when it is full."""
     page = rows[:limit]
     if len(rows) <= limit or not page:
         return page, []
-    return page, [next_link(base_url(request), request.path, request.query, page[-1][id_key])]
+    return page, [next_link(base_url(request), request.path, request.query, page[-1].id)]
 
 
 def isotime(value: datetime | None) -> str:

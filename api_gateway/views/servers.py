@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api_gateway.views.links import isotime, resource_links
+from shared.db.records import Server, ServerEntry
 from shared.rpcapi import domain_name
 from shared.states import Status, v2_status
 
@@ -24,11 +25,11 @@ def host_id(tenant_id: str, host: str | None) -> str:
     return hashlib.sha224(f"{tenant_id}{host}".encode()).hexdigest()
 
 
-def basic(row: Any, base: str, tenant_id: str) -> dict[str, Any]:
+def basic(row: Server | ServerEntry, base: str, tenant_id: str) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "links": resource_links(base, tenant_id, "servers", row["id"]),
+        "id": str(row.id),
+        "name": row.name,
+        "links": resource_links(base, tenant_id, "servers", row.id),
     }
 
 
@@ -52,56 +53,58 @@ class Extended:
     server_attributes: bool = False
 
 
-def extended_status(row: Any) -> dict[str, Any]:
+def extended_status(row: Server) -> dict[str, Any]:
     """The three states of a server (nova's extended_status): ``task_state`` is null when no
     task runs, ``power_state`` the hypervisor's number."""
     return {
-        "OS-EXT-STS:vm_state": row["vm_state"],
-        "OS-EXT-STS:task_state": row["task_state"],
-        "OS-EXT-STS:power_state": row["power_state"],
+        "OS-EXT-STS:vm_state": row.vm_state,
+        "OS-EXT-STS:task_state": row.task_state,
+        "OS-EXT-STS:power_state": row.power_state,
     }
 
 
-def extended_server_attributes(row: Any) -> dict[str, Any]:
+def extended_server_attributes(row: Server) -> dict[str, Any]:
     """Where the server runs: its host (also the hypervisor's name: one hypervisor per
     host) and the name of its domain there."""
     return {
-        "OS-EXT-SRV-ATTR:host": row["host"],
-        "OS-EXT-SRV-ATTR:hypervisor_hostname": row["host"],
-        "OS-EXT-SRV-ATTR:instance_name": domain_name(row["id"]),
+        "OS-EXT-SRV-ATTR:host": row.host,
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": row.host,
+        "OS-EXT-SRV-ATTR:instance_name": domain_name(row.id),
     }
 
 
-def detail(row: Any, base: str, tenant_id: str, extended: Extended = Extended()) -> dict[str, Any]:
-    status = v2_status(row["vm_state"], row["task_state"])
+def detail(
+    row: Server, base: str, tenant_id: str, extended: Extended = Extended()
+) -> dict[str, Any]:
+    status = v2_status(row.vm_state, row.task_state)
     server: dict[str, Any] = {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "tenant_id": row["tenant_id"],
-        "user_id": row["user_id"],
+        "id": str(row.id),
+        "name": row.name,
+        "tenant_id": row.tenant_id,
+        "user_id": row.user_id,
         "status": status.value,
-        "created": isotime(row["created_at"]),
-        "updated": isotime(row["updated_at"]),
-        "hostId": host_id(row["tenant_id"], row["host"]),
-        "accessIPv4": row["access_ipv4"],
-        "accessIPv6": row["access_ipv6"],
+        "created": isotime(row.created_at),
+        "updated": isotime(row.updated_at),
+        "hostId": host_id(row.tenant_id, row.host),
+        "accessIPv4": row.access_ipv4,
+        "accessIPv6": row.access_ipv6,
         "image": {
-            "id": str(row["image_id"]),
-            "links": resource_links(base, tenant_id, "images", row["image_id"]),
+            "id": str(row.image_id),
+            "links": resource_links(base, tenant_id, "images", row.image_id),
         },
         "flavor": {
-            "id": row["flavor_id"],
-            "links": resource_links(base, tenant_id, "flavors", row["flavor_id"]),
+            "id": row.flavor_id,
+            "links": resource_links(base, tenant_id, "flavors", row.flavor_id),
         },
-        "metadata": row["metadata"],
-        "addresses": addresses(row["addresses"]),
-        "links": resource_links(base, tenant_id, "servers", row["id"]),
+        "metadata": row.metadata,
+        "addresses": addresses(row.addresses),
+        "links": resource_links(base, tenant_id, "servers", row.id),
     }
     if status in _WITH_PROGRESS:
-        server["progress"] = row["progress"]
-    if status is Status.ERROR and row["fault"] is not None:
+        server["progress"] = row.progress
+    if status is Status.ERROR and row.fault is not None:
         # ``details`` is optional; an empty one would be an empty element in XML
-        server["fault"] = {k: v for k, v in row["fault"].items() if k != "details" or v}
+        server["fault"] = {k: v for k, v in row.fault.items() if k != "details" or v}
     if extended.status:
         server.update(extended_status(row))
     if extended.server_attributes:

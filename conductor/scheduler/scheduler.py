@@ -97,10 +97,10 @@ class Scheduler:
         decision = self.decision(need, exclude)
         for skip_locked in (True, False):
             row = await placement.place(conn, server_id, decision, skip_locked=skip_locked)
-            if not row["waiting"]:
+            if not row.waiting:
                 return None
-            if row["host"] is not None:
-                return str(row["host"])
+            if row.host is not None:
+                return row.host
         raise NoValidHost
 
     @timed_decision(NoValidHost)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from shared.db import actions, hosts, images, ipam, servers
 from shared.db import live_migrations as live_db
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import LockedServer
 from shared.messages import Fault
 from shared.states import ACTIONS, TaskState, VmState
 
@@ -32,7 +31,7 @@ _SNAPSHOT_TASKS = frozenset({TaskState.IMAGE_SNAPSHOT, TaskState.IMAGE_BACKUP})
 
 async def abandon_task(
     conn: Conn,
-    row: asyncpg.Record,
+    row: LockedServer,
     vm_state: VmState,
     *,
     why: str,
@@ -47,35 +46,31 @@ async def abandon_task(
     with its record while the source still keeps the original: deleting the server frees it.
     Returns what was done, for the record.
     """
-    done = [f"vm_state {row['vm_state']} -> {vm_state.value}"]
-    if row["task_state"] is not None:
-        done.append(f"task {row['task_state']} ended")
-    if row["task_state"] in _SNAPSHOT_TASKS:
-        killed = await images.kill_saving(conn, row["id"], Fault(message=why))
+    done = [f"vm_state {row.vm_state} -> {vm_state.value}"]
+    if row.task_state is not None:
+        done.append(f"task {row.task_state} ended")
+    if row.task_state in _SNAPSHOT_TASKS:
+        killed = await images.kill_saving(conn, row.id, Fault(message=why))
         done.extend(f"image {image_id} in ERROR" for image_id in killed)
-    resize = await migrations.open_for(conn, row["id"])
+    resize = await migrations.open_for(conn, row.id)
     if resize is not None:
         done.append(await migrations.abandon(conn, resize))
-    live = await live_db.close_stale(conn, row["id"])
+    live = await live_db.close_stale(conn, row.id)
     if live:
         done.append(f"{live} live migration(s) ended")
-    closed = await actions.abandon_pending(
-        conn, row["id"], keep=keep, untasked=UNTASKED, message=why
-    )
+    closed = await actions.abandon_pending(conn, row.id, keep=keep, untasked=UNTASKED, message=why)
     if closed:
         done.append(f"{closed} pending action(s) closed")
-    await servers.reset_state(conn, row["id"], vm_state)
+    await servers.reset_state(conn, row.id, vm_state)
     return done
 
 
-async def delete_locally(conn: Conn, row: asyncpg.Record) -> None:
+async def delete_locally(conn: Conn, row: LockedServer) -> None:
     """Delete the server ``row`` (locked by the caller) in the database alone: it was never
     placed, or its host is down and nobody else could finish the delete. Its claim and
     addresses are given back; a domain left on the dead host is destroyed by the agent's
     reconciliation when it comes back (conductor/reconcile.py)."""
-    if row["host"] is not None:
-        await hosts.release(
-            conn, row["host"], Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
-        )
-    await servers.mark_deleted(conn, row["id"])
-    await ipam.release(conn, row["id"])
+    if row.host is not None:
+        await hosts.release(conn, row.host, Resources(row.vcpus, row.ram_mb, row.disk_gb))
+    await servers.mark_deleted(conn, row.id)
+    await ipam.release(conn, row.id)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from shared.db.pool import Executor
+from shared.db.records import Action, PendingActions
 
 
 async def record(
@@ -68,28 +67,26 @@ _COLUMNS = """id, request_id, server_id, action, tenant_id, user_id, started_at,
               result, message"""
 
 
-async def list_for_server(conn: Executor, server_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_for_server(conn: Executor, server_id: uuid.UUID) -> list[Action]:
     """Every action recorded for the server, newest first (as nova listed them)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM actions WHERE server_id = $1
              ORDER BY started_at DESC, id DESC""",
         server_id,
     )
-    return rows
+    return [Action.from_record(r) for r in rows]
 
 
-async def get_by_request(
-    conn: Executor, server_id: uuid.UUID, request_id: str
-) -> asyncpg.Record | None:
+async def get_by_request(conn: Executor, server_id: uuid.UUID, request_id: str) -> Action | None:
     """The server's action started by the request ``request_id`` (the first, should one
     request have started several)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""SELECT {_COLUMNS} FROM actions WHERE server_id = $1 AND request_id = $2
              ORDER BY started_at, id LIMIT 1""",
         server_id,
         request_id,
     )
-    return row
+    return None if row is None else Action.from_record(row)
 
 
 async def abandon_pending(
@@ -116,12 +113,12 @@ async def abandon_pending(
     return int(closed.rsplit(" ", 1)[-1])
 
 
-async def pending_summary(conn: Executor) -> asyncpg.Record:
-    """How many actions are under way (``count``) and how long ago the oldest began
-    (``oldest_age``, None when there is none): what ``stratus status`` shows."""
+async def pending_summary(conn: Executor) -> PendingActions:
+    """How many actions are under way and how long ago the oldest began: what ``stratus
+    status`` shows."""
     row = await conn.fetchrow(
         "SELECT count(*)::int AS count, now() - min(started_at) AS oldest_age FROM actions"
         " WHERE result = 'pending'"
     )
     assert row is not None  # an aggregate always returns a row
-    return row
+    return PendingActions.from_record(row)

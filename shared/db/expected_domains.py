@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-import asyncpg
-
 from shared.db.pool import Conn, Executor
+from shared.db.records import LOCKED_SERVER_COLUMNS, LockedServer
 from shared.states import DOMAIN_HELD_VM_STATES, IN_PLACE_TASKS
 
 _VM_STATES = sorted(state.value for state in DOMAIN_HELD_VM_STATES)
@@ -38,11 +37,11 @@ async def lacking(conn: Executor, host: str, present: Sequence[uuid.UUID]) -> li
 
 async def lock_if_unchanged(
     conn: Conn, server_id: uuid.UUID, host: str, since: datetime
-) -> asyncpg.Record | None:
-    """The whole row of the server, locked, if it still must have a domain on ``host`` and
+) -> LockedServer | None:
+    """The server's row, locked, if it still must have a domain on ``host`` and
     has not changed since ``since`` (PostgreSQL's clock); None otherwise."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""SELECT * FROM servers
+    row = await conn.fetchrow(
+        f"""SELECT {LOCKED_SERVER_COLUMNS} FROM servers
              WHERE {_MUST_HAVE_DOMAIN} AND updated_at < $4 AND id = $5
                FOR UPDATE""",
         host,
@@ -51,4 +50,4 @@ async def lock_if_unchanged(
         since,
         server_id,
     )
-    return row
+    return None if row is None else LockedServer.from_record(row)

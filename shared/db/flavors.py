@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncpg
 
 from shared.db.pool import Executor
+from shared.db.records import Flavor, FlavorUsage
 
 _COLUMNS = "id, name, ram_mb, disk_gb, vcpus"
 
 
-async def get(conn: Executor, flavor_id: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def get(conn: Executor, flavor_id: str) -> Flavor | None:
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM flavors WHERE id = $1 AND deleted_at IS NULL", flavor_id
     )
-    return row
+    return None if row is None else Flavor.from_record(row)
 
 
 async def exists(conn: Executor, flavor_id: str) -> bool:
@@ -29,7 +30,7 @@ async def list_page(
     min_disk_gb: int | None = None,
     marker: str | None = None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[Flavor]:
     """Flavors in id order (as the reference implementation sorted them), one page."""
     where = ["deleted_at IS NULL"]
     args: list[object] = []
@@ -43,12 +44,12 @@ async def list_page(
         args.append(marker)
         where.append(f"id > ${len(args)}")
     args.append(limit)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM flavors WHERE {' AND '.join(where)}"
         f" ORDER BY id LIMIT ${len(args)}",
         *args,
     )
-    return rows
+    return [Flavor.from_record(r) for r in rows]
 
 
 # --- the operator's tools (stratus flavor list|create|delete) --------------------------------
@@ -58,15 +59,15 @@ class FlavorExists(Exception):
     """A live flavor has that name, or some flavor (live or deleted) that id."""
 
 
-async def list_with_usage(conn: Executor) -> list[asyncpg.Record]:
+async def list_with_usage(conn: Executor) -> list[FlavorUsage]:
     """Every live flavor in id order, with how many live servers were built from it."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"SELECT {', '.join(f'f.{c}' for c in _COLUMNS.split(', '))},"
         " (SELECT count(*) FROM servers s"
         "   WHERE s.flavor_id = f.id AND s.deleted_at IS NULL)::int AS servers"
         " FROM flavors f WHERE f.deleted_at IS NULL ORDER BY f.id"
     )
-    return rows
+    return [FlavorUsage.from_record(r) for r in rows]
 
 
 async def create(
@@ -87,14 +88,14 @@ async def create(
         raise FlavorExists(str(exc)) from exc
 
 
-async def find(conn: Executor, ref: str) -> asyncpg.Record | None:
+async def find(conn: Executor, ref: str) -> Flavor | None:
     """The live flavor whose id is ``ref``, else the one of that name."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM flavors WHERE deleted_at IS NULL AND (id = $1 OR name = $1)"
         " ORDER BY id = $1 DESC LIMIT 1",
         ref,
     )
-    return row
+    return None if row is None else Flavor.from_record(row)
 
 
 async def mark_deleted(conn: Executor, flavor_id: str) -> bool:

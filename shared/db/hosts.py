@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from shared.db.pool import Executor
+from shared.db.records import Host, HostOverview, ProjectUsage
 from shared.db.sql import Params
 from shared.messages import HostCapacity
 
@@ -140,22 +139,22 @@ async def release(conn: Executor, host: str, held: Resources) -> None:
 # --- the os-hosts extension (administrators) ------------------------------------------------
 
 
-async def list_all(conn: Executor) -> list[asyncpg.Record]:
+async def list_all(conn: Executor) -> list[Host]:
     """Every compute host, by name."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT name, enabled, up, vcpus, ram_mb, disk_gb, vcpus_used, ram_mb_used,"
         " disk_gb_used FROM compute_hosts ORDER BY name"
     )
-    return rows
+    return [Host.from_record(r) for r in rows]
 
 
-async def get(conn: Executor, host: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def get(conn: Executor, host: str) -> Host | None:
+    row = await conn.fetchrow(
         "SELECT name, enabled, up, vcpus, ram_mb, disk_gb, vcpus_used, ram_mb_used,"
         " disk_gb_used FROM compute_hosts WHERE name = $1",
         host,
     )
-    return row
+    return None if row is None else Host.from_record(row)
 
 
 async def set_enabled(
@@ -173,29 +172,29 @@ async def set_enabled(
     return bool(done != "UPDATE 0")
 
 
-async def usage_by_project(conn: Executor, host: str) -> list[asyncpg.Record]:
-    """What each project's (live) servers on ``host`` hold: project, vcpus, ram_mb, disk_gb."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+async def usage_by_project(conn: Executor, host: str) -> list[ProjectUsage]:
+    """What each project's (live) servers on ``host`` hold."""
+    rows = await conn.fetch(
         "SELECT tenant_id, sum(vcpus)::int AS vcpus, sum(ram_mb)::int AS ram_mb,"
         " sum(disk_gb)::int AS disk_gb FROM servers"
         " WHERE host = $1 AND deleted_at IS NULL GROUP BY tenant_id ORDER BY tenant_id",
         host,
     )
-    return rows
+    return [ProjectUsage.from_record(r) for r in rows]
 
 
 # --- the operator's view (stratus host list, stratus status) ---------------------------------
 
 
-async def overview(conn: Executor, down_after_s: float) -> list[asyncpg.Record]:
+async def overview(conn: Executor, down_after_s: float) -> list[HostOverview]:
     """Every compute host with its capacity, usage, why it is disabled and how old its last
     heartbeat is; ``alive`` is the scheduler's own test (up, and a heartbeat within
     ``down_after_s``)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT name, enabled, disabled_reason, vcpus, ram_mb, disk_gb, vcpus_used,"
         " ram_mb_used, disk_gb_used, now() - last_heartbeat AS heartbeat_age,"
         " (up AND last_heartbeat >= now() - make_interval(secs => $1)) AS alive"
         " FROM compute_hosts ORDER BY name",
         down_after_s,
     )
-    return rows
+    return [HostOverview.from_record(r) for r in rows]

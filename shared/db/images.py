@@ -11,9 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from shared.db.pool import Conn, Executor
+from shared.db.records import Image, ImageSharing, LockedImage, StoredImage
 from shared.db.sql import Params
 from shared.messages import Fault
 
@@ -35,14 +34,14 @@ SELECT i.id, i.name, i.status, i.progress, i.owner, i.user_id, i.min_disk_gb, i.
 _VISIBLE = "(i.is_public OR i.owner = $1)"
 
 
-async def get(conn: Executor, image_id: uuid.UUID, project_id: str) -> asyncpg.Record | None:
+async def get(conn: Executor, image_id: uuid.UUID, project_id: str) -> Image | None:
     """An image ``project_id`` may see (public or its own), not deleted."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"{_SELECT} WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL",
         project_id,
         image_id,
     )
-    return row
+    return None if row is None else Image.from_record(row)
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ async def list_page(
     marker: uuid.UUID | None,
     limit: int,
     filters: ImageFilters | None = None,
-) -> list[asyncpg.Record]:
+) -> list[Image]:
     """Visible images matching ``filters``, newest first (the guide's order), one page after
     ``marker``. Deleted images only with ``changes_since``."""
     params = Params(project_id)
@@ -106,12 +105,12 @@ async def list_page(
             "(i.created_at, i.id) < (SELECT created_at, id FROM images"
             f" WHERE id = {params.add(marker)})"
         )
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"{_SELECT} WHERE {' AND '.join(where)}"
         f" ORDER BY i.created_at DESC, i.id DESC LIMIT {params.add(limit)}",
         *params.values,
     )
-    return rows
+    return [Image.from_record(r) for r in rows]
 
 
 async def is_visible(conn: Executor, image_id: uuid.UUID, project_id: str) -> bool:
@@ -134,17 +133,17 @@ async def was_visible(conn: Executor, image_id: uuid.UUID, project_id: str) -> b
     )
 
 
-async def lock(conn: Conn, image_id: uuid.UUID, project_id: str) -> asyncpg.Record | None:
+async def lock(conn: Conn, image_id: uuid.UUID, project_id: str) -> LockedImage | None:
     """A live image the project may see, locked until the transaction ends, with what
     deciding who may change it needs."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""SELECT i.id, i.owner, i.is_public, i.status FROM images i
              WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL
                FOR UPDATE""",
         project_id,
         image_id,
     )
-    return row
+    return None if row is None else LockedImage.from_record(row)
 
 
 async def mark_deleted(conn: Executor, image_id: uuid.UUID) -> bool:
@@ -249,11 +248,11 @@ async def discard_snapshot(conn: Executor, image_id: uuid.UUID) -> None:
     )
 
 
-async def get_any(conn: Executor, image_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_any(conn: Executor, image_id: uuid.UUID) -> Image | None:
     """An image whatever its owner or state: the one a server was built from, which may have
     been deleted or made private since."""
-    row: asyncpg.Record | None = await conn.fetchrow(f"{_SELECT} WHERE i.id = $1", image_id)
-    return row
+    row = await conn.fetchrow(f"{_SELECT} WHERE i.id = $1", image_id)
+    return None if row is None else Image.from_record(row)
 
 
 # --- backups (createBackup) and abandoned snapshots -----------------------------------------
@@ -298,13 +297,13 @@ async def kill_saving(conn: Executor, server_id: uuid.UUID, fault: Fault) -> lis
     return [r["id"] for r in rows]
 
 
-async def sharing(conn: Executor, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+async def sharing(conn: Executor, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, ImageSharing]:
     """``is_public`` and ``size_bytes`` of images, by id (the image service API shows them;
     the compute API does not)."""
     rows = await conn.fetch(
         "SELECT id, is_public, size_bytes FROM images WHERE id = ANY($1::uuid[])", image_ids
     )
-    return {row["id"]: row for row in rows}
+    return {row["id"]: ImageSharing.from_record(row) for row in rows}
 
 
 #: the metadata keys that say how an image boots (compute_agent/virt/libvirt/images.py)
@@ -346,13 +345,13 @@ class NewBaseImage:
     metadata: dict[str, str]
 
 
-async def get_live(conn: Executor, image_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_live(conn: Executor, image_id: uuid.UUID) -> StoredImage | None:
     """The name, location and size_bytes of an image that is not deleted, whoever owns it."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         "SELECT name, location, size_bytes FROM images WHERE id = $1 AND deleted_at IS NULL",
         image_id,
     )
-    return row
+    return None if row is None else StoredImage.from_record(row)
 
 
 async def insert_base(conn: Conn, image: NewBaseImage) -> None:

@@ -19,11 +19,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-import asyncpg
-
 from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
+from shared.db.records import LiveMigration, MigrationRecord
 from shared.db.server_migrations import Held
 from shared.db.sql import Params
 from shared.messages import InstanceSpec
@@ -83,14 +82,14 @@ async def insert(conn: Executor, migration: NewLiveMigration) -> None:
     )
 
 
-async def get(conn: Executor, migration_id: uuid.UUID) -> asyncpg.Record | None:
+async def get(conn: Executor, migration_id: uuid.UUID) -> LiveMigration | None:
     """The live migration, locked until the transaction ends (callers decide on it)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM migrations WHERE id = $1 AND kind = $2 FOR UPDATE",
+    row = await conn.fetchrow(
+        f"SELECT {LiveMigration.COLUMNS} FROM migrations WHERE id = $1 AND kind = $2 FOR UPDATE",
         migration_id,
         KIND,
     )
-    return row
+    return None if row is None else LiveMigration.from_record(row)
 
 
 async def set_status(
@@ -114,22 +113,22 @@ async def discard(conn: Executor, migration_id: uuid.UUID) -> None:
     )
 
 
-def instance(row: asyncpg.Record) -> InstanceSpec:
-    return InstanceSpec.model_validate(row["instance"])
+def instance(row: MigrationRecord) -> InstanceSpec:
+    return InstanceSpec.model_validate(row.instance)
 
 
-def resources(row: asyncpg.Record) -> Resources:
+def resources(row: MigrationRecord) -> Resources:
     """What either claim of the migration is: the server's own flavor."""
     flavor = instance(row).flavor
     return Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
 
 
-async def release_held(conn: Executor, row: asyncpg.Record) -> None:
+async def release_held(conn: Executor, row: MigrationRecord) -> None:
     """Give back the claim the migration holds (none, the destination's or the source's)."""
-    if row["held"] == Held.DEST:
-        await hosts.release(conn, row["dest_host"], resources(row))
-    elif row["held"] == Held.SOURCE:
-        await hosts.release(conn, row["source_host"], resources(row))
+    if row.held == Held.DEST:
+        await hosts.release(conn, row.placed_dest, resources(row))
+    elif row.held == Held.SOURCE:
+        await hosts.release(conn, row.source_host, resources(row))
 
 
 async def close_stale(conn: Executor, server_id: uuid.UUID) -> int:
@@ -137,7 +136,7 @@ async def close_stale(conn: Executor, server_id: uuid.UUID) -> int:
     ended its task while one was under way), giving their claims back; how many there were.
     The caller holds the server's row lock and knows it runs no task."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM migrations
+        f"""SELECT {LiveMigration.COLUMNS} FROM migrations
              WHERE server_id = $1 AND kind = $2 AND status = ANY($3::text[])
                FOR UPDATE""",
         server_id,
@@ -145,15 +144,15 @@ async def close_stale(conn: Executor, server_id: uuid.UUID) -> int:
         sorted(UNDER_WAY),
     )
     for row in rows:
-        await abandon(conn, row)
+        await abandon(conn, LiveMigration.from_record(row))
     return len(rows)
 
 
-async def abandon(conn: Executor, row: asyncpg.Record) -> None:
+async def abandon(conn: Executor, row: MigrationRecord) -> None:
     """End the live migration ``row`` (locked) as failed, with the claim it holds: its
     server's task was ended from outside, or its server deleted, while it ran."""
     await release_held(conn, row)
-    await set_status(conn, row["id"], Status.ERROR, None)
+    await set_status(conn, row.id, Status.ERROR, None)
 
 
 # --- the destination -------------------------------------------------------------------------

@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
 from shared.db.pool import Executor
+from shared.db.records import MigrationEntry
 from shared.db.sql import Params
 
 
@@ -43,14 +42,14 @@ class MigrationFilters:
 
 async def list_recent(
     conn: Executor, filters: MigrationFilters, *, limit: int
-) -> list[asyncpg.Record]:
+) -> list[MigrationEntry]:
     params = Params()
     where = filters.predicates(params) or ["true"]
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT number, server_id, source_host, dest_host, old_flavor_id, new_flavor_id,"
         " status, kind, created_at, updated_at FROM migrations"
         f" WHERE {' AND '.join(where)}"
         f" ORDER BY created_at DESC, number DESC LIMIT {params.add(limit)}",
         *params.values,
     )
-    return rows
+    return [MigrationEntry.from_record(r) for r in rows]

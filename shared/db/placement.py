@@ -29,11 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import asyncpg
-
 from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
+from shared.db.records import Placement
 from shared.db.sql import Params
 
 # --- filters and weighers ----------------------------------------------------------------------
@@ -190,12 +189,12 @@ async def claim(conn: Executor, decision: Decision, *, skip_locked: bool) -> str
 
 async def place(
     conn: Executor, server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
-) -> asyncpg.Record:
-    """Run ``placement_statement``: its one row (``waiting``, ``host``)."""
+) -> Placement:
+    """Run ``placement_statement``."""
     sql, values = placement_statement(server_id, decision, skip_locked=skip_locked)
-    row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
+    row = await conn.fetchrow(sql, *values)
     assert row is not None  # the statement's SELECT has no FROM: always one row
-    return row
+    return Placement.from_record(row)
 
 
 async def ranked_names(conn: Executor, decision: Decision, *, limit: int) -> list[str]:

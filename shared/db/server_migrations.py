@@ -12,11 +12,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-import asyncpg
-
 from shared.db import hosts
 from shared.db.hosts import Resources
 from shared.db.pool import Executor
+from shared.db.records import Migration, MigrationRecord
 from shared.messages import FlavorSpec, InstanceSpec
 
 
@@ -78,35 +77,35 @@ async def insert(conn: Executor, migration: NewMigration) -> None:
     )
 
 
-async def get(conn: Executor, migration_id: uuid.UUID) -> asyncpg.Record | None:
+async def get(conn: Executor, migration_id: uuid.UUID) -> Migration | None:
     """The resize, locked until the transaction ends (callers decide on it)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM migrations WHERE id = $1 AND kind = 'resize' FOR UPDATE",
+    row = await conn.fetchrow(
+        f"SELECT {Migration.COLUMNS} FROM migrations WHERE id = $1 AND kind = 'resize' FOR UPDATE",
         migration_id,
     )
-    return row
+    return None if row is None else Migration.from_record(row)
 
 
-async def open_for(conn: Executor, server_id: uuid.UUID) -> asyncpg.Record | None:
+async def open_for(conn: Executor, server_id: uuid.UUID) -> Migration | None:
     """The server's resize that has not ended, locked; None when there is none."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""SELECT {_COLUMNS} FROM migrations
+    row = await conn.fetchrow(
+        f"""SELECT {Migration.COLUMNS} FROM migrations
              WHERE server_id = $1 AND status = ANY($2::text[])
                FOR UPDATE""",
         server_id,
         sorted(OPEN),
     )
-    return row
+    return None if row is None else Migration.from_record(row)
 
 
-async def latest(conn: Executor, server_id: uuid.UUID) -> asyncpg.Record | None:
+async def latest(conn: Executor, server_id: uuid.UUID) -> Migration | None:
     """The server's most recent migration, whatever its status."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""SELECT {_COLUMNS} FROM migrations WHERE server_id = $1
+    row = await conn.fetchrow(
+        f"""SELECT {Migration.COLUMNS} FROM migrations WHERE server_id = $1
              ORDER BY created_at DESC LIMIT 1""",
         server_id,
     )
-    return row
+    return None if row is None else Migration.from_record(row)
 
 
 async def place(conn: Executor, migration_id: uuid.UUID, dest_host: str) -> None:
@@ -140,7 +139,7 @@ async def discard(conn: Executor, migration_id: uuid.UUID) -> None:
     )
 
 
-async def abandon(conn: Executor, row: asyncpg.Record) -> str:
+async def abandon(conn: Executor, row: Migration) -> str:
     """End the open resize ``row`` (locked) as failed, because its server's task was ended
     from outside (shared/db/abandon.py); what was done, for the record.
 
@@ -148,27 +147,27 @@ async def abandon(conn: Executor, row: asyncpg.Record) -> str:
     (``migrating``), the destination holds nothing yet. Any other claim stays with the
     record while a host may still keep that copy of the server: deleting the server frees
     it (the migrations table's trigger)."""
-    held = Held(row["held"]) if row["held"] is not None else None
+    held = Held(row.held) if row.held is not None else None
     released = ""
-    if row["status"] == Status.MIGRATING and held is Held.DEST:
+    if row.status == Status.MIGRATING and held is Held.DEST:
         dest, claim = new_claim(row)
         await hosts.release(conn, dest, claim)
         held = None
         released = f", its claim on {dest} released"
-    await set_state(conn, row["id"], Status.ERROR, held)
-    return f"migration {row['id']} ({row['status']}) ended{released}"
+    await set_state(conn, row.id, Status.ERROR, held)
+    return f"migration {row.id} ({row.status}) ended{released}"
 
 
-def instance_before(row: asyncpg.Record) -> InstanceSpec:
+def instance_before(row: MigrationRecord) -> InstanceSpec:
     """The server as it was, with its old flavor."""
-    return InstanceSpec.model_validate(row["instance"])
+    return InstanceSpec.model_validate(row.instance)
 
 
-def new_flavor(row: asyncpg.Record) -> FlavorSpec:
-    return FlavorSpec.model_validate(row["new_flavor"])
+def new_flavor(row: Migration) -> FlavorSpec:
+    return FlavorSpec.model_validate(row.new_flavor)
 
 
-def instance_after(row: asyncpg.Record) -> InstanceSpec:
+def instance_after(row: Migration) -> InstanceSpec:
     """The server with its new flavor."""
     return instance_before(row).model_copy(update={"flavor": new_flavor(row)})
 
@@ -177,19 +176,18 @@ def resources(flavor: FlavorSpec) -> Resources:
     return Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
 
 
-def old_claim(row: asyncpg.Record) -> tuple[str, Resources]:
+def old_claim(row: MigrationRecord) -> tuple[str, Resources]:
     """The old flavor on the source host."""
-    return row["source_host"], resources(instance_before(row).flavor)
+    return row.source_host, resources(instance_before(row).flavor)
 
 
-def new_claim(row: asyncpg.Record) -> tuple[str, Resources]:
+def new_claim(row: Migration) -> tuple[str, Resources]:
     """The new flavor on the destination host."""
-    assert row["dest_host"] is not None, "a migration is placed before it holds a claim"
-    return row["dest_host"], resources(new_flavor(row))
+    return row.placed_dest, resources(new_flavor(row))
 
 
-def same_host(row: asyncpg.Record) -> bool:
-    return bool(row["source_host"] == row["dest_host"])
+def same_host(row: MigrationRecord) -> bool:
+    return row.source_host == row.dest_host
 
 
 async def originals_elsewhere(

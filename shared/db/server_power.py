@@ -9,32 +9,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import asyncpg
-
 from shared.db.pool import Conn, Executor
+from shared.db.records import ServerStates
 from shared.states import PowerState, VmState
 
+_COLUMNS = "id, host, vm_state, task_state, power_state, updated_at"
 
-async def live_rows(conn: Executor, server_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    """The live servers among ``server_ids``: id, host, vm_state, task_state, power_state."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT id, host, vm_state, task_state, power_state FROM servers
+
+async def live_rows(conn: Executor, server_ids: Sequence[uuid.UUID]) -> list[ServerStates]:
+    """The live servers among ``server_ids``."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM servers
             WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL""",
         list(server_ids),
     )
-    return rows
+    return [ServerStates.from_record(r) for r in rows]
 
 
-async def lock(conn: Conn, server_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock(conn: Conn, server_id: uuid.UUID) -> ServerStates | None:
     """The live server's host, states and ``updated_at`` (the moment an observation must
     follow to be judged), locked until the transaction ends."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        """SELECT host, vm_state, task_state, power_state, updated_at FROM servers
+    row = await conn.fetchrow(
+        f"""SELECT {_COLUMNS} FROM servers
             WHERE id = $1 AND deleted_at IS NULL
               FOR UPDATE""",
         server_id,
     )
-    return row
+    return None if row is None else ServerStates.from_record(row)
 
 
 async def record(

@@ -14,6 +14,14 @@ from datetime import datetime
 import asyncpg
 
 from shared.db.pool import Conn, Executor
+from shared.db.records import (
+    LOCKED_SERVER_COLUMNS,
+    HostedServer,
+    LockedServer,
+    Server,
+    ServerEntry,
+    StateCount,
+)
 from shared.db.sql import Params
 from shared.messages import Fault
 from shared.states import TaskState, VmState
@@ -85,7 +93,7 @@ async def insert(conn: Conn, server: NewServer) -> None:
         )
 
 
-async def get(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> asyncpg.Record | None:
+async def get(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> Server | None:
     """A live server of ``tenant_id`` (any tenant when None: admin or internal use)."""
     row: asyncpg.Record | None = await conn.fetchrow(
         f"{_SELECT} WHERE s.id = $1 AND s.deleted_at IS NULL"
@@ -93,21 +101,20 @@ async def get(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> as
         server_id,
         tenant_id,
     )
-    return row
+    return None if row is None else Server.from_record(row)
 
 
-async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> asyncpg.Record | None:
+async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> LockedServer | None:
     """The live row, locked until the transaction ends: whoever holds it decides alone."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        """SELECT id, tenant_id, host, vm_state, task_state, locked, locked_by, vcpus, ram_mb,
-                  disk_gb
+        f"""SELECT {LOCKED_SERVER_COLUMNS}
              FROM servers
             WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR tenant_id = $2)
               FOR UPDATE""",
         server_id,
         tenant_id,
     )
-    return row
+    return None if row is None else LockedServer.from_record(row)
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ async def list_page(
     marker: uuid.UUID | None,
     limit: int,
     filters: ServerFilters | None = None,
-) -> list[asyncpg.Record]:
+) -> list[ServerEntry]:
     """One page of ``tenant_id``'s servers matching ``filters``, newest first, after
     ``marker`` (keyset). Deleted servers only with ``changes_since``.
 
@@ -156,8 +163,7 @@ async def list_page(
     ``name_regex`` raises ``asyncpg.InvalidRegularExpressionError``.
     """
     sql, values = page_query(tenant_id, marker=marker, limit=limit, filters=filters)
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
-    return rows
+    return [ServerEntry.from_record(r) for r in await conn.fetch(sql, *values)]
 
 
 def page_query(
@@ -194,12 +200,10 @@ def page_query(
     return sql, params.values
 
 
-async def get_many(conn: Executor, server_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+async def get_many(conn: Executor, server_ids: list[uuid.UUID]) -> list[Server]:
     """Full rows of these servers (any order; deleted ones included)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"{_SELECT} WHERE s.id = ANY($1::uuid[])", server_ids
-    )
-    return rows
+    rows = await conn.fetch(f"{_SELECT} WHERE s.id = ANY($1::uuid[])", server_ids)
+    return [Server.from_record(r) for r in rows]
 
 
 async def exists(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> bool:
@@ -397,22 +401,22 @@ async def reset_state(conn: Executor, server_id: uuid.UUID, vm_state: VmState) -
 # --- the operator's view (stratus host evacuate-plan, stratus status) ------------------------
 
 
-async def on_host(conn: Executor, host: str) -> list[asyncpg.Record]:
+async def on_host(conn: Executor, host: str) -> list[HostedServer]:
     """The live servers ``host`` holds resources for, largest first (the order that packs
     them best elsewhere): id, name, tenant_id, flavor_id, vcpus, ram_mb, disk_gb."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT id, name, tenant_id, flavor_id, vcpus, ram_mb, disk_gb FROM servers"
         " WHERE host = $1 AND deleted_at IS NULL"
         " ORDER BY ram_mb DESC, vcpus DESC, disk_gb DESC, created_at, id",
         host,
     )
-    return rows
+    return [HostedServer.from_record(r) for r in rows]
 
 
-async def count_by_state(conn: Executor) -> list[asyncpg.Record]:
+async def count_by_state(conn: Executor) -> list[StateCount]:
     """How many live servers are in each (vm_state, task_state): vm_state, task_state, count."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT vm_state, task_state, count(*)::int AS count FROM servers"
         " WHERE deleted_at IS NULL GROUP BY vm_state, task_state"
     )
-    return rows
+    return [StateCount.from_record(r) for r in rows]

@@ -12,9 +12,8 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-import asyncpg
-
 from shared.db.pool import Conn, Executor
+from shared.db.records import LOCKED_SERVER_COLUMNS, LockedServer, StaleTask
 
 
 async def find(
@@ -24,13 +23,13 @@ async def find(
     default_deadline_s: float,
     host_down_after_s: float,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[StaleTask]:
     """Servers whose task is stale, oldest first: id, task_state, task_started_at, host,
     host_down (the host stopped heartbeating) and deadline_s (the task's). The grace of
     ``host_down_after_s`` keeps a task just sent to a host about to be marked up again from
     being reaped at once."""
     tasks = sorted(deadlines)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT s.id, s.task_state, s.task_started_at, s.host,
                   COALESCE(h.last_heartbeat < now() - make_interval(secs => $3), false)
                       AS host_down,
@@ -51,16 +50,16 @@ async def find(
         default_deadline_s,
         limit,
     )
-    return rows
+    return [StaleTask.from_record(r) for r in rows]
 
 
 async def lock_if_unchanged(
     conn: Conn, server_id: uuid.UUID, task: str, started_at: datetime
-) -> asyncpg.Record | None:
-    """The whole server row, locked, if it still runs ``task`` begun at ``started_at``;
+) -> LockedServer | None:
+    """The server's row, locked, if it still runs ``task`` begun at ``started_at``;
     None when it moved on, or when another reaper holds it (``SKIP LOCKED``: never both)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        """SELECT * FROM servers
+    row = await conn.fetchrow(
+        f"""SELECT {LOCKED_SERVER_COLUMNS} FROM servers
             WHERE id = $1 AND deleted_at IS NULL AND task_state = $2
               AND task_started_at = $3
               FOR UPDATE SKIP LOCKED""",
@@ -68,7 +67,7 @@ async def lock_if_unchanged(
         task,
         started_at,
     )
-    return row
+    return None if row is None else LockedServer.from_record(row)
 
 
 async def restart_deadline(conn: Executor, server_id: uuid.UUID) -> None:

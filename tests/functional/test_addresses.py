@@ -306,9 +306,10 @@ async def test_a_full_network_fails_the_build_and_gives_its_claim_back(
 
     row = await servers.get(pools[0], loser, None)
     assert row is not None
-    assert (row["vm_state"], row["task_state"], row["host"]) == ("error", None, None)
-    assert row["fault"]["message"] == "No more fixed IP addresses available on network first."
-    assert row["addresses"] == []
+    assert (row.vm_state, row.task_state, row.host) == ("error", None, None)
+    assert row.fault is not None
+    assert row.fault["message"] == "No more fixed IP addresses available on network first."
+    assert row.addresses == []
     usage = await pools[0].fetch(
         "SELECT vcpus_used, ram_mb_used, disk_gb_used FROM compute_hosts WHERE name = $1", HOST
     )

@@ -19,6 +19,7 @@ from api_gateway.auth.policy import (
 )
 from api_gateway.compute.actions.table import ACTION_TABLE
 from api_gateway.context import RequestContext
+from shared.db.records import LockedServer
 from shared.errors import Conflict, NotPermitted
 from shared.states import ACTIONS
 
@@ -106,8 +107,19 @@ def test_the_configured_policy_is_parsed_once_per_value() -> None:
     assert configured('{"lock": "admin"}') is configured('{"lock": "admin"}')
 
 
-def _row(*, locked: bool) -> dict[str, object]:
-    return {"id": uuid.uuid4(), "locked": locked}
+def _row(*, locked: bool) -> LockedServer:
+    return LockedServer(
+        id=uuid.uuid4(),
+        tenant_id="p1",
+        host="h1",
+        vm_state="active",
+        task_state=None,
+        locked=locked,
+        locked_by="bob" if locked else None,
+        vcpus=1,
+        ram_mb=512,
+        disk_gb=1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,14 +128,14 @@ def _row(*, locked: bool) -> dict[str, object]:
 )
 def test_a_locked_server_refuses_state_changes_to_members_only(operation: str) -> None:
     with pytest.raises(Conflict, match="is locked"):
-        check_unlocked(MEMBER, operation, _row(locked=True))  # type: ignore[arg-type]
-    check_unlocked(ADMIN, operation, _row(locked=True))  # type: ignore[arg-type]
-    check_unlocked(MEMBER, operation, _row(locked=False))  # type: ignore[arg-type]
+        check_unlocked(MEMBER, operation, _row(locked=True))
+    check_unlocked(ADMIN, operation, _row(locked=True))
+    check_unlocked(MEMBER, operation, _row(locked=False))
 
 
 @pytest.mark.parametrize("operation", ["unlock", "lock", "createImage", "createBackup"])
 def test_a_lock_does_not_refuse_what_changes_nothing_or_unlocks(operation: str) -> None:
-    check_unlocked(MEMBER, operation, _row(locked=True))  # type: ignore[arg-type]
+    check_unlocked(MEMBER, operation, _row(locked=True))
 
 
 def test_a_hard_reboot_is_the_reboot_operation() -> None:

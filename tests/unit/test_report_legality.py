@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conductor.legality import Awaited, observation_refusal, refusal
+from shared.db.records import ServerStates
 from shared.messages import CommandReport
 
 
@@ -39,7 +40,7 @@ def _report(command: str, task: str | None, host: str = "h1") -> CommandReport:
 
 
 async def _refusal(report: CommandReport, awaited: Awaited, *, pending: bool = True) -> str | None:
-    return await refusal(_Actions(pending=pending), report, awaited)  # type: ignore[arg-type]
+    return await refusal(_Actions(pending=pending), report, awaited)
 
 
 @pytest.mark.parametrize(
@@ -95,15 +96,23 @@ async def test_a_report_of_an_action_that_is_over_is_refused_last() -> None:
     assert "is over" in (await _refusal(report, Awaited("pausing", "h1"), pending=False) or "")
     # the action is asked about only once everything else holds: a cheap refusal first
     actions = _Actions(pending=False)
-    await refusal(actions, report, Awaited("deleting", "h1"))  # type: ignore[arg-type]
+    await refusal(actions, report, Awaited("deleting", "h1"))
     assert actions.asked == 0
 
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _row(**values: Any) -> dict[str, Any]:
-    return {"host": "h1", "task_state": None, "updated_at": _NOW, **values}
+def _row(**values: Any) -> ServerStates:
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "host": "h1",
+        "vm_state": "active",
+        "task_state": None,
+        "power_state": 1,
+        "updated_at": _NOW,
+    }
+    return ServerStates(**{**fields, **values})
 
 
 @pytest.mark.parametrize(
@@ -117,11 +126,11 @@ def _row(**values: Any) -> dict[str, Any]:
     ],
 )
 def test_an_observation_changes_only_an_idle_server_on_its_host_unchanged_since(
-    row: dict[str, Any] | None, looked_after: datetime | None, why: str
+    row: ServerStates | None, looked_after: datetime | None, why: str
 ) -> None:
-    refused = observation_refusal(row, "h1", looked_after=looked_after)  # type: ignore[arg-type]
+    refused = observation_refusal(row, "h1", looked_after=looked_after)
     assert refused is not None and why in refused
     if row is not None and looked_after is not None:
         later = looked_after + timedelta(seconds=2)
-        assert observation_refusal(row, "h1", looked_after=later) is None  # type: ignore[arg-type]
-    assert observation_refusal(_row(), "h1", looked_after=None) is None  # type: ignore[arg-type]
+        assert observation_refusal(row, "h1", looked_after=later) is None
+    assert observation_refusal(_row(), "h1", looked_after=None) is None

@@ -4,6 +4,7 @@ the clients that send each command to its queue, passwords sealed."""
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,8 +75,13 @@ SERVER_ROW = {
 }
 
 
+def _row(fields: dict[str, Any]) -> Any:
+    """A typed row (shared/db/records.py) of these columns."""
+    return SimpleNamespace(**fields)
+
+
 def _spec() -> InstanceSpec:
-    return rpcapi.instance_spec(SERVER_ROW, FLAVOR_ROW, IMAGE_ROW)
+    return rpcapi.instance_spec(_row(SERVER_ROW), _row(FLAVOR_ROW), _row(IMAGE_ROW))
 
 
 def test_a_domain_is_named_after_its_server_in_one_place() -> None:
@@ -84,8 +90,8 @@ def test_a_domain_is_named_after_its_server_in_one_place() -> None:
 
 
 def test_specs_are_built_from_rows() -> None:
-    assert rpcapi.flavor_spec(FLAVOR_ROW) == FlavorSpec(**FLAVOR_ROW)
-    image = rpcapi.image_spec(IMAGE_ROW, IMAGE_ROW["id"])
+    assert rpcapi.flavor_spec(_row(FLAVOR_ROW)) == FlavorSpec(**FLAVOR_ROW)
+    image = rpcapi.image_spec(_row(IMAGE_ROW), IMAGE_ROW["id"])
     assert image == ImageSpec(
         id=IMAGE_ROW["id"],
         name="cirros",
@@ -104,7 +110,7 @@ def test_a_server_spec_keeps_the_sizes_the_server_holds() -> None:
 
 
 def test_a_spec_survives_a_deleted_flavor_and_a_purged_image() -> None:
-    spec = rpcapi.instance_spec(SERVER_ROW, None, None)
+    spec = rpcapi.instance_spec(_row(SERVER_ROW), None, None)
     assert spec.flavor.name == "2"  # the flavor's id stands in for its name
     assert spec.image == ImageSpec(id=IMAGE_ROW["id"], name="")
 

@@ -5,6 +5,7 @@ one command from one of the record's two hosts, and nothing once the record is o
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,20 +16,45 @@ from conductor.resize import RESIZE
 from conductor.steps import Step, StepMachine
 from shared.db.live_migrations import UNDER_WAY
 from shared.db.live_migrations import Status as Live
+from shared.db.records import LockedServer, MigrationRecord
 from shared.db.server_migrations import Status as Resize
 from shared.states import COMMAND_TASKS, STEPPED_TASKS, TaskState, task_ended_by
 
-
-def _server(task: str | None, vm_state: str = "active") -> dict[str, Any]:
-    return {"id": uuid.uuid4(), "task_state": task, "vm_state": vm_state, "host": "a"}
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _record(status: str, *, dest: str = "b") -> dict[str, Any]:
-    return {"id": uuid.uuid4(), "status": status, "source_host": "a", "dest_host": dest}
+def _server(task: str | None, vm_state: str = "active") -> LockedServer:
+    return LockedServer(
+        id=uuid.uuid4(),
+        tenant_id="p1",
+        host="a",
+        vm_state=vm_state,
+        task_state=task,
+        locked=False,
+        locked_by=None,
+        vcpus=1,
+        ram_mb=512,
+        disk_gb=1,
+    )
 
 
-def _awaited(machine: StepMachine, server: dict[str, Any], record: dict[str, Any]) -> Any:
-    return machine.awaited(server, record)  # type: ignore[arg-type]
+def _record(status: str, *, dest: str = "b") -> MigrationRecord:
+    return MigrationRecord(
+        id=uuid.uuid4(),
+        server_id=uuid.uuid4(),
+        action_id=uuid.uuid4(),
+        source_host="a",
+        dest_host=dest,
+        instance={},
+        status=status,
+        held=None,
+        created_at=_NOW,
+        updated_at=_NOW,
+    )
+
+
+def _awaited(machine: StepMachine, server: LockedServer, record: MigrationRecord) -> Any:
+    return machine.awaited(server, record)
 
 
 def _step(awaited: Any) -> tuple[str, str]:

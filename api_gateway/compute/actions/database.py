@@ -19,8 +19,8 @@ class Lock(InDatabase):
 
     async def prepare(self, locked: Locked) -> None:
         ctx, row = locked.ctx, locked.row
-        if not row["locked"] or ctx.is_admin:
-            await servers.set_locked(locked.conn, row["id"], locked_by=ctx.user_id)
+        if not row.locked or ctx.is_admin:
+            await servers.set_locked(locked.conn, row.id, locked_by=ctx.user_id)
         await actions.finish(locked.conn, locked.action_id, success=True)
 
 
@@ -31,13 +31,13 @@ class Unlock(InDatabase):
 
     async def prepare(self, locked: Locked) -> None:
         ctx, row = locked.ctx, locked.row
-        if row["locked"]:
-            if not ctx.is_admin and row["locked_by"] != ctx.user_id:
+        if row.locked:
+            if not ctx.is_admin and row.locked_by != ctx.user_id:
                 raise NotPermitted(
-                    f"Instance {row['id']} was locked by another user; only that user or an "
+                    f"Instance {row.id} was locked by another user; only that user or an "
                     "administrator may unlock it."
                 )
-            await servers.set_locked(locked.conn, row["id"], locked_by=None)
+            await servers.set_locked(locked.conn, row.id, locked_by=None)
         await actions.finish(locked.conn, locked.action_id, success=True)
 
 

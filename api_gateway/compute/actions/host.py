@@ -113,7 +113,7 @@ class _Network(OnItsHost):
         self.addresses: list[NetworkAddress] = []
 
     async def prepare(self, locked: Locked) -> None:
-        self.addresses = rpcapi.network_addresses((await locked.server())["addresses"])
+        self.addresses = rpcapi.network_addresses((await locked.server()).addresses)
 
 
 class ResetNetwork(_Network):

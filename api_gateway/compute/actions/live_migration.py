@@ -33,15 +33,15 @@ class LiveMigration(ThroughConductor):
     async def prepare(self, locked: Locked) -> None:
         # one an os-resetState interrupted is over: its claim must not stay held (nor count
         # against the destination's room)
-        await live_db.close_stale(locked.conn, locked.row["id"])
+        await live_db.close_stale(locked.conn, locked.row.id)
         await self._check_destination(locked)
         await live_db.insert(
             locked.conn,
             live_db.NewLiveMigration(
                 id=self.migration_id,
-                server_id=locked.row["id"],
+                server_id=locked.row.id,
                 action_id=locked.action_id,
-                source_host=locked.row["host"],
+                source_host=locked.row.placed_host,
                 dest_host=self.request.host,
                 instance=await locked.spec(),
                 block_migration=self.request.block_migration,
@@ -55,14 +55,14 @@ class LiveMigration(ThroughConductor):
         row, settings = locked.row, locked.settings
         refusal = await live_db.target_refusal(
             locked.conn,
-            server_id=row["id"],
-            source=row["host"],
+            server_id=row.id,
+            source=row.placed_host,
             dest=self.request.host,
             down_after_s=settings.host_down_after_s,
         ) or await live_db.room_refusal(
             locked.conn,
             self.request.host,
-            Resources(row["vcpus"], row["ram_mb"], row["disk_gb"]),
+            Resources(row.vcpus, row.ram_mb, row.disk_gb),
             ratios(settings),
             check_disk=not self.request.disk_over_commit,
         )

@@ -26,13 +26,12 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-import asyncpg
-
 from api_gateway.compute.specs import instance_spec
 from api_gateway.context import RequestContext
 from shared.config import Settings
 from shared.db import servers
 from shared.db.pool import Conn
+from shared.db.records import LockedServer, Server
 from shared.messages import InstanceSpec
 from shared.rpcapi import Clients, ComputeClient, ConductorClient, Envelope
 
@@ -50,14 +49,14 @@ class Locked:
 
     conn: Conn
     #: the row as it was when locked (before the action's task was set)
-    row: asyncpg.Record
+    row: LockedServer
     action_id: uuid.UUID
     ctx: RequestContext
     settings: Settings
 
-    async def server(self) -> asyncpg.Record:
+    async def server(self) -> Server:
         """The server's full row (metadata, addresses) as this transaction sees it now."""
-        server = await servers.get(self.conn, self.row["id"], None)
+        server = await servers.get(self.conn, self.row.id, None)
         assert server is not None, "locked in this transaction"
         return server
 
@@ -87,7 +86,7 @@ class ActionPlan(abc.ABC, Generic[C]):
         """Refuse or write under the row lock; nothing by default."""
 
     @abc.abstractmethod
-    def route(self, clients: Clients, row: asyncpg.Record) -> C | None:
+    def route(self, clients: Clients, row: LockedServer) -> C | None:
         """The client the command goes through; None when nothing is sent."""
 
     @abc.abstractmethod
@@ -101,14 +100,14 @@ class ActionPlan(abc.ABC, Generic[C]):
 class OnItsHost(ActionPlan[ComputeClient]):
     """An action the server's own host carries out."""
 
-    def route(self, clients: Clients, row: asyncpg.Record) -> ComputeClient:
-        return clients.compute(row["host"])
+    def route(self, clients: Clients, row: LockedServer) -> ComputeClient:
+        return clients.compute(row.placed_host)
 
 
 class ThroughConductor(ActionPlan[ConductorClient]):
     """An action the conductor carries out: it chooses a host, or drives more than one."""
 
-    def route(self, clients: Clients, row: asyncpg.Record) -> ConductorClient:
+    def route(self, clients: Clients, row: LockedServer) -> ConductorClient:
         return clients.conductor()
 
 
@@ -118,7 +117,7 @@ class InDatabase(ActionPlan[None]):
 
     needs_host = False
 
-    def route(self, clients: Clients, row: asyncpg.Record) -> None:
+    def route(self, clients: Clients, row: LockedServer) -> None:
         return None
 
     async def command(self, to: None, envelope: Envelope) -> None:

@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from api_gateway.compute import quotas
 from api_gateway.compute.actions.plan import Locked, OnItsHost, gathered
 from api_gateway.compute.checks import check_fits
@@ -23,6 +21,7 @@ from api_gateway.schemas import server_actions as schema
 from shared.db import metadata as metadata_db
 from shared.db import servers
 from shared.db.pool import Conn
+from shared.db.records import Image, Server
 from shared.messages import InstanceSpec
 from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState
@@ -41,16 +40,16 @@ class _Labels:
     metadata: dict[str, str]
 
     @classmethod
-    def of(cls, server: asyncpg.Record) -> _Labels:
+    def of(cls, server: Server) -> _Labels:
         return cls(
-            image_id=server["image_id"],
-            progress=server["progress"],
+            image_id=server.image_id,
+            progress=server.progress,
             fields={
-                "name": server["name"],
-                "access_ipv4": server["access_ipv4"],
-                "access_ipv6": server["access_ipv6"],
+                "name": server.name,
+                "access_ipv4": server.access_ipv4,
+                "access_ipv6": server.access_ipv6,
             },
-            metadata=dict(server["metadata"]),
+            metadata=dict(server.metadata),
         )
 
 
@@ -64,9 +63,9 @@ class Rebuild(OnItsHost):
         self.request = args
         #: shown once, in the 202
         self.admin_pass = args.admin_pass or generate_password()
-        self.image: asyncpg.Record | None = None
+        self.image: Image | None = None
         #: the server as the rebuild left it (status REBUILD), for the 202
-        self.server: asyncpg.Record | None = None
+        self.server: Server | None = None
         self.spec: InstanceSpec | None = None
         self._previous: _Labels | None = None
 
@@ -80,8 +79,8 @@ class Rebuild(OnItsHost):
         check_fits(locked.row, image)
         before = await locked.server()
         self._previous = _Labels.of(before)
-        server_id = locked.row["id"]
-        await servers.set_image(locked.conn, server_id, image["id"], progress=0)
+        server_id = locked.row.id
+        await servers.set_image(locked.conn, server_id, image.id, progress=0)
         changes = self.request.access_changes()
         if self.request.name is not None:
             changes["name"] = self.request.name
@@ -92,7 +91,7 @@ class Rebuild(OnItsHost):
                 locked.conn,
                 metadata_db.Table.SERVER,
                 server_id,
-                before["metadata"],
+                before.metadata,
                 self.request.metadata,
             )
         self.server = await locked.server()
@@ -103,10 +102,10 @@ class Rebuild(OnItsHost):
 
     async def undo(self, conn: Conn) -> None:
         """Put the old image and labels back, unless the server moved on meanwhile."""
-        server_id = gathered(self.server)["id"]
+        server_id = gathered(self.server).id
         previous = gathered(self._previous)
         row = await servers.lock(conn, server_id, None)
-        if row is None or row["task_state"] != TaskState.REBUILDING:
+        if row is None or row.task_state != TaskState.REBUILDING:
             return
         await servers.set_image(conn, server_id, previous.image_id, progress=previous.progress)
         await servers.update_fields(conn, server_id, previous.fields)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from api_gateway.compute import quotas
 from api_gateway.compute.actions.plan import ActionPlan, Locked, ThroughConductor, gathered
 from api_gateway.compute.checks import check_capacity, ratios
@@ -26,6 +24,7 @@ from shared.db import hosts
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
+from shared.db.records import LockedServer, Migration
 from shared.errors import Invalid, ResizeNotAllowed
 from shared.messages import FlavorSpec, InstanceSpec
 from shared.rpcapi import Clients, ComputeClient, ConductorClient, Envelope
@@ -45,9 +44,9 @@ class _Placed(ThroughConductor):
             locked.conn,
             migrations.NewMigration(
                 id=self.migration_id,
-                server_id=locked.row["id"],
+                server_id=locked.row.id,
                 action_id=locked.action_id,
-                source_host=locked.row["host"],
+                source_host=locked.row.placed_host,
                 instance=instance,
                 new_flavor=new_flavor,
             ),
@@ -77,16 +76,16 @@ class Resize(_Placed):
     async def prepare(self, locked: Locked) -> None:
         flavor, row = gathered(self.flavor), locked.row
         server = await locked.server()
-        if server["flavor_id"] == flavor.id:
+        if server.flavor_id == flavor.id:
             raise Invalid("Resize requires a flavor change.")
-        if flavor.disk_gb < row["disk_gb"]:
+        if flavor.disk_gb < row.disk_gb:
             raise ResizeNotAllowed("Resizing to a flavor with a smaller disk is not allowed.")
         await quotas.check_resize(
             locked.conn,
             locked.settings,
-            row["tenant_id"],
-            flavor.vcpus - row["vcpus"],
-            flavor.ram_mb - row["ram_mb"],
+            row.tenant_id,
+            flavor.vcpus - row.vcpus,
+            flavor.ram_mb - row.ram_mb,
         )
         need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
         await check_capacity(locked.conn, locked.settings, need, flavor.id)
@@ -101,12 +100,16 @@ class Migrate(_Placed):
 
     async def prepare(self, locked: Locked) -> None:
         row, settings = locked.row, locked.settings
-        need = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"])
+        need = Resources(row.vcpus, row.ram_mb, row.disk_gb)
         if not await hosts.could_ever_fit(
-            locked.conn, need, ratios(settings), settings.host_down_after_s, exclude=[row["host"]]
+            locked.conn,
+            need,
+            ratios(settings),
+            settings.host_down_after_s,
+            exclude=[row.placed_host],
         ):
             raise Invalid(
-                f"No compute host other than {row['host']} can take the server: "
+                f"No compute host other than {row.host} can take the server: "
                 "a migration needs another host that is up and big enough for its flavor."
             )
         spec = await locked.spec()
@@ -121,11 +124,11 @@ class _Finishing(ActionPlan[ComputeClient]):
     needs_host = False
 
     def __init__(self) -> None:
-        self.migration: asyncpg.Record | None = None
+        self.migration: Migration | None = None
 
     async def prepare(self, locked: Locked) -> None:
-        migration = await migrations.open_for(locked.conn, locked.row["id"])
-        if migration is None or migration["status"] != migrations.Status.FINISHED:
+        migration = await migrations.open_for(locked.conn, locked.row.id)
+        if migration is None or migration.status != migrations.Status.FINISHED:
             raise Invalid("Instance has not been resized.")
         self.migration = migration
 
@@ -135,12 +138,12 @@ class ConfirmResize(_Finishing):
 
     action = "confirmResize"
 
-    def route(self, clients: Clients, row: asyncpg.Record) -> ComputeClient:
-        return clients.compute(gathered(self.migration)["source_host"])
+    def route(self, clients: Clients, row: LockedServer) -> ComputeClient:
+        return clients.compute(gathered(self.migration).source_host)
 
     async def command(self, to: ComputeClient, envelope: Envelope) -> None:
         migration = gathered(self.migration)
-        await to.confirm_resize(envelope, migration["id"], migration["dest_host"])
+        await to.confirm_resize(envelope, migration.id, migration.placed_dest)
 
 
 class RevertResize(_Finishing):
@@ -153,13 +156,13 @@ class RevertResize(_Finishing):
 
     action = "revertResize"
 
-    def route(self, clients: Clients, row: asyncpg.Record) -> ComputeClient:
-        return clients.compute(gathered(self.migration)["dest_host"])
+    def route(self, clients: Clients, row: LockedServer) -> ComputeClient:
+        return clients.compute(gathered(self.migration).placed_dest)
 
     async def command(self, to: ComputeClient, envelope: Envelope) -> None:
         migration = gathered(self.migration)
         if migrations.same_host(migration):
             instance = migrations.instance_before(migration)
-            await to.finish_revert_resize(envelope, migration["id"], instance)
+            await to.finish_revert_resize(envelope, migration.id, instance)
         else:
-            await to.revert_resize(envelope, migration["id"])
+            await to.revert_resize(envelope, migration.id)

@@ -43,19 +43,19 @@ class _Snapshot(OnItsHost):
 
     async def prepare(self, locked: Locked) -> None:
         row = locked.row
-        base = await images.get_any(locked.conn, (await locked.server())["image_id"])
+        base = await images.get_any(locked.conn, (await locked.server()).image_id)
         if base is not None:
-            self.disk_format = base["disk_format"]
+            self.disk_format = base.disk_format
         await images.insert_snapshot(
             locked.conn,
             images.NewSnapshot(
                 id=self.image_id,
                 name=self.name,
-                owner=row["tenant_id"],
+                owner=row.tenant_id,
                 user_id=locked.ctx.user_id,
-                server_id=row["id"],
-                min_disk_gb=base["min_disk_gb"] if base is not None else 0,
-                min_ram_mb=base["min_ram_mb"] if base is not None else 0,
+                server_id=row.id,
+                min_disk_gb=base.min_disk_gb if base is not None else 0,
+                min_ram_mb=base.min_ram_mb if base is not None else 0,
                 disk_format=self.disk_format,
                 metadata=self.metadata,
             ),
