@@ -73,7 +73,6 @@ log = logging.getLogger(__name__)
 _FOUND: dict[str, str] = {
     "agent_started": "found when its agent started",
     "periodic_check": "found missing by a periodic check",
-    "power_change": "found missing when its hypervisor told of a change",
 }
 
 
@@ -124,14 +123,19 @@ async def reconcile_power(pool: asyncpg.Pool, bus: Bus, report: PowerStateReport
 
 async def apply_probe_report(pool: asyncpg.Pool, bus: Bus, report: ProbeReport) -> Reconciliation:
     """Judge the probed servers by what the host saw after ``report.probe_at``: the missing
-    ones go to ERROR, the others' power is applied (conductor/power_states.py)."""
+    ones go to ERROR (unless one event asked: see below), the others' power is applied
+    (conductor/power_states.py)."""
     found = {observed.server_id for observed in report.found}
     done = Reconciliation()
     done.purged = await purge_deleted(pool, bus, report.host, sorted(found))
-    absent = [server_id for server_id in report.servers if server_id not in found]
-    done.missing = await mark_missing(
-        pool, report.host, report.probe_at, absent, found=_FOUND[report.cause]
-    )
+    if report.cause != "power_change":
+        # A domain that vanished under one lifecycle event only loses its power (NOSTATE):
+        # a hard reboot brings it back, as nova's power sync left it. The next check of
+        # every server, or the agent's next start, judges it missing if it is still gone.
+        absent = [server_id for server_id in report.servers if server_id not in found]
+        done.missing = await mark_missing(
+            pool, report.host, report.probe_at, absent, found=_FOUND[report.cause]
+        )
     await apply_probed_power(pool, report)
     return done
 
