@@ -27,6 +27,7 @@ from pathlib import Path
 from compute_agent.service import AgentService
 from compute_agent.virt.driver import ComputeDriver
 from shared.bus import Bus
+from shared.config import Settings
 from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,30 @@ class AgentOptions:
     image_store: Path | None = None
     #: opens the admin passwords of builds, rebuilds and password changes
     keyring: Keyring | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, keyring: Keyring | None) -> AgentOptions:
+        """What the settings give an agent (the real one, or each simulated one)."""
+        return cls(
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            concurrency=settings.agent_concurrency,
+            power_sync_interval_s=settings.power_sync_interval_s,
+            image_store=settings.image_store,
+            keyring=keyring,
+        )
+
+    def agent(self, host: str, bus: Bus, driver: ComputeDriver) -> AgentService:
+        """The agent of ``host``, with these options."""
+        return AgentService(
+            host,
+            bus,
+            driver,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            concurrency=self.concurrency,
+            power_sync_interval_s=self.power_sync_interval_s,
+            image_store=self.image_store,
+            keyring=self.keyring,
+        )
 
 
 @dataclass
@@ -92,16 +117,8 @@ class Simulation:
         await asyncio.gather(*(bus.connect() for bus in self.buses))
 
     def _agent(self, index: int, host: str) -> AgentService:
-        return AgentService(
-            host,
-            self.buses[index // max(1, self.per_connection)],
-            self.new_driver(),
-            heartbeat_interval_s=self.options.heartbeat_interval_s,
-            concurrency=self.options.concurrency,
-            power_sync_interval_s=self.options.power_sync_interval_s,
-            image_store=self.options.image_store,
-            keyring=self.options.keyring,
-        )
+        bus = self.buses[index // max(1, self.per_connection)]
+        return self.options.agent(host, bus, self.new_driver())
 
     async def _start_agents(self, progress: Progress | None, began: float) -> None:
         """Start the agents, ``start_concurrency`` at a time; the first failure cancels the

@@ -39,10 +39,11 @@ import logging
 import asyncpg
 
 from conductor.outcome import Outcome
-from conductor.steps import Abandoned, Step, StepMachine, StepReport
+from conductor.steps import Abandoned, Step, StepMachine, StepReport, not_started
 from shared.bus import Bus
-from shared.db import actions, hosts, servers
+from shared.db import hosts, servers
 from shared.db import live_migrations as live_db
+from shared.db import server_migrations as migrations
 from shared.db.hosts import Ratios
 from shared.db.live_migrations import Status
 from shared.db.pool import Conn
@@ -81,7 +82,7 @@ class LiveMigrationConductor:
             if refusal is not None:
                 await _not_started(conn, request, migration, refusal)
                 return
-            await live_db.set_status(conn, migration.id, Status.PREPARING, Held.DEST)
+            await migrations.set_state(conn, migration.id, Status.PREPARING, Held.DEST)
             log.info(
                 "live-migrating server %s from %s to %s",
                 row.id,
@@ -137,10 +138,7 @@ async def _not_started(
     with the reason recorded as a fault (400: the request named an unusable host)."""
     assert request.server_id is not None
     log.warning("cannot live-migrate server %s: %s", request.server_id, reason)
-    await live_db.set_status(conn, migration.id, Status.ERROR, None)
-    await servers.advance(conn, request.server_id, task=None)
-    await servers.add_fault(conn, request.server_id, Fault(code=400, message=reason))
-    await actions.finish(conn, request.action_id, success=False, message=reason)
+    await not_started(conn, request, migration, Status.ERROR, Fault(code=400, message=reason))
 
 
 # --- the reports of the steps ------------------------------------------------------------------
@@ -156,7 +154,16 @@ def _block_migration(step: StepReport) -> bool:
 
 
 async def _set_status(step: StepReport, status: Status, held: Held | None) -> None:
-    await live_db.set_status(step.conn, step.record.id, status, held)
+    await migrations.set_state(step.conn, step.record.id, status, held)
+
+
+async def _still_migrating(step: StepReport, status: Status, held: Held) -> None:
+    """The migration goes on to ``status``, holding ``held``; the server's task stays
+    MIGRATING, with the power state its host reports."""
+    await servers.advance(
+        step.conn, step.row.id, task=TaskState.MIGRATING.value, power_state=step.report.power_state
+    )
+    await _set_status(step, status, held)
 
 
 async def _idle(step: StepReport, *, power_state: int | None = None) -> None:
@@ -207,13 +214,7 @@ async def _arrived(step: StepReport) -> Outcome | None:
         await _recover(step)
         return None
     await _move_to_dest(step)
-    await servers.advance(
-        step.conn,
-        step.row.id,
-        task=TaskState.MIGRATING.value,
-        power_state=step.report.power_state,
-    )
-    await _set_status(step, Status.CLEANING, Held.SOURCE)
+    await _still_migrating(step, Status.CLEANING, Held.SOURCE)
     await step.host(step.source).clean_up_live_migration(
         step.envelope, step.record.id, _instance(step), block_migration=_block_migration(step)
     )
@@ -282,13 +283,7 @@ async def _recovered(step: StepReport) -> Outcome | None:
         )
         await _set_status(step, Status.ERROR, None)
         return Outcome(False, step.fault.message)
-    await servers.advance(
-        step.conn,
-        step.row.id,
-        task=TaskState.MIGRATING.value,
-        power_state=step.report.power_state,
-    )
-    await _set_status(step, Status.ROLLING_BACK, Held.DEST)
+    await _still_migrating(step, Status.ROLLING_BACK, Held.DEST)
     await step.host(step.dest).roll_back_live_migration(
         step.envelope, step.record.id, _instance(step), block_migration=_block_migration(step)
     )

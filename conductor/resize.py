@@ -42,9 +42,9 @@ import asyncpg
 
 from conductor.outcome import Outcome
 from conductor.scheduler.scheduler import NoValidHost, Scheduler
-from conductor.steps import Abandoned, Step, StepMachine, StepReport
+from conductor.steps import Abandoned, Step, StepMachine, StepReport, not_started
 from shared.bus import Bus
-from shared.db import actions, hosts, servers
+from shared.db import hosts, servers
 from shared.db import server_migrations as migrations
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
@@ -115,10 +115,7 @@ async def _not_placed(conn: Conn, request: ResizeServer, migration: Migration, r
     recorded as a fault (ACTIVE -> RESIZE -> ACTIVE on failure)."""
     assert request.server_id is not None
     log.warning("cannot resize server %s: %s", request.server_id, reason)
-    await migrations.set_state(conn, migration.id, Status.ERROR, None)
-    await servers.advance(conn, request.server_id, task=None)
-    await servers.add_fault(conn, request.server_id, Fault(code=500, message=reason))
-    await actions.finish(conn, request.action_id, success=False, message=reason)
+    await not_started(conn, request, migration, Status.ERROR, Fault(code=500, message=reason))
 
 
 # --- the reports of the later steps ------------------------------------------------------------

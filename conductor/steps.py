@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from conductor.outcome import Outcome
 from shared.bus import Bus
+from shared.db import actions, server_migrations, servers
 from shared.db.pool import Conn
 from shared.db.records import LockedServer, MigrationRecord
-from shared.messages import CommandReport, Fault
+from shared.messages import ActionMessage, CommandReport, Fault
 from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState
 
@@ -118,3 +120,15 @@ class StepMachine:
     #: if the machine was abandoned, end it and do what that takes: True (the report is then
     #: refused); False when it runs on
     abandon: Callable[[Abandoned], Awaitable[bool]]
+
+
+async def not_started(
+    conn: Conn, request: ActionMessage, migration: MigrationRecord, error: StrEnum, fault: Fault
+) -> None:
+    """A migration that could not start: it is in ``error`` (its kind's), the server stays as
+    it was with ``fault`` recorded and no task, and its action has failed."""
+    assert request.server_id is not None
+    await server_migrations.set_state(conn, migration.id, error, None)
+    await servers.advance(conn, request.server_id, task=None)
+    await servers.add_fault(conn, request.server_id, fault)
+    await actions.finish(conn, request.action_id, success=False, message=fault.message)

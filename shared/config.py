@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.networks import DEFAULT_NETWORKS, parse_networks
 from shared.rate_limits import DEFAULT_RATE_LIMITS, parse_rate_limits
+
+#: The settings given as text in a syntax of their own, each with what parses it (and raises
+#: ``ValueError`` on a malformed one).
+_PARSED: dict[str, Callable[[str], object]] = {
+    "rate_limits": parse_rate_limits,
+    "networks": parse_networks,
+}
 
 
 def _default_data_dir() -> Path:
@@ -199,13 +207,6 @@ class Settings(BaseSettings):
         "empty turns rate limiting off.",
     )
 
-    @field_validator("rate_limits")
-    @classmethod
-    def _rate_limits_parse(cls, value: str) -> str:
-        """Refuse a malformed rule at startup rather than at the first request."""
-        parse_rate_limits(value)
-        return value
-
     # --- fixed addresses (conductor) ---------------------------------------------------
     networks: str = Field(
         default=DEFAULT_NETWORKS,
@@ -213,11 +214,12 @@ class Settings(BaseSettings):
         "(IPv4 and IPv6); empty gives servers no addresses.",
     )
 
-    @field_validator("networks")
+    @field_validator(*_PARSED)
     @classmethod
-    def _networks_parse(cls, value: str) -> str:
-        """Refuse a malformed network list at startup rather than at the first build."""
-        parse_networks(value)
+    def _parses(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a malformed setting of ``_PARSED`` at startup rather than at its first use
+        (a request, a build)."""
+        _PARSED[str(info.field_name)](value)
         return value
 
     # --- server actions (conductor, compute agent) -------------------------------------

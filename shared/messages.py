@@ -123,6 +123,12 @@ def _admin_pass_context(opened_by: str, server_id: uuid.UUID | None, action_id: 
     return f"admin_pass:{opened_by}:{server_id}:{action_id}"
 
 
+class DomainCommand(ActionMessage):
+    """A command on the server's domain on its host, by its name (``shared.rpcapi.domain_name``)."""
+
+    domain_name: str
+
+
 class StepCommand(ActionMessage):
     """A command that is one step of a resize or live migration, the record ``migration_id``
     (conductor/steps.py): the host's report names that record too."""
@@ -151,9 +157,8 @@ class SpawnServer(WithAdminPass):
     instance: InstanceSpec
 
 
-class DestroyServer(ActionMessage):
+class DestroyServer(DomainCommand):
     type: Literal["destroy_server"] = "destroy_server"
-    domain_name: str
 
 
 # --- server actions (guide 2.3.1–2.3.7) ----------------------------------------------
@@ -184,11 +189,10 @@ class RebuildServer(WithAdminPass):
     instance: InstanceSpec
 
 
-class SnapshotServer(ActionMessage):
+class SnapshotServer(DomainCommand):
     """Write an image of the server into the image store as ``image_id``."""
 
     type: Literal["snapshot_server"] = "snapshot_server"
-    domain_name: str
     image_id: uuid.UUID
     disk_format: str = "qcow2"
 
@@ -248,37 +252,32 @@ class FinishRevertResize(StepCommand):
 # task their action set, the network actions run beside any task (shared/states.py).
 
 
-class PauseServer(ActionMessage):
+class PauseServer(DomainCommand):
     """Freeze the running guest in memory (PAUSED)."""
 
     type: Literal["pause_server"] = "pause_server"
-    domain_name: str
 
 
-class UnpauseServer(ActionMessage):
+class UnpauseServer(DomainCommand):
     type: Literal["unpause_server"] = "unpause_server"
-    domain_name: str
 
 
-class SuspendServer(ActionMessage):
+class SuspendServer(DomainCommand):
     """Save the guest's memory to the host's disk and stop it (SUSPENDED)."""
 
     type: Literal["suspend_server"] = "suspend_server"
-    domain_name: str
 
 
-class ResumeServer(ActionMessage):
+class ResumeServer(DomainCommand):
     """Run a suspended guest again from its saved memory."""
 
     type: Literal["resume_server"] = "resume_server"
-    domain_name: str
 
 
-class StopServer(ActionMessage):
+class StopServer(DomainCommand):
     """os-stop: shut the guest down (gracefully, then by force) and keep it defined."""
 
     type: Literal["stop_server"] = "stop_server"
-    domain_name: str
 
 
 class StartServer(ActionMessage):
@@ -289,12 +288,11 @@ class StartServer(ActionMessage):
     instance: InstanceSpec
 
 
-class BackupServer(ActionMessage):
+class BackupServer(DomainCommand):
     """createBackup: write an image of the server as ``image_id``, exactly as a snapshot; the
     conductor, not the host, then rotates the server's backups (it knows how many to keep)."""
 
     type: Literal["backup_server"] = "backup_server"
-    domain_name: str
     image_id: uuid.UUID
     disk_format: str = "qcow2"
 
@@ -309,20 +307,18 @@ class NetworkAddress(BaseModel):
     addr: str
 
 
-class InjectNetworkInfo(ActionMessage):
+class InjectNetworkInfo(DomainCommand):
     """Put the server's current network configuration where the guest can read it."""
 
     type: Literal["inject_network_info"] = "inject_network_info"
-    domain_name: str
     addresses: list[NetworkAddress]
 
 
-class ResetNetwork(ActionMessage):
+class ResetNetwork(DomainCommand):
     """Re-apply the server's network configuration: inject it, and have the guest take it up
     again."""
 
     type: Literal["reset_network"] = "reset_network"
-    domain_name: str
     addresses: list[NetworkAddress]
 
 

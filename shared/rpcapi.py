@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypedDict
 from shared import bus as bus_mod
 from shared.bus import Bus
 from shared.messages import (
+    ActionMessage,
     BackupServer,
     BuildServer,
     ChangePassword,
@@ -231,6 +232,24 @@ class _Client:
     async def _cast(self, command: Message) -> None:
         await self.bus.publish(self.routing_key, command)
 
+    async def _send(self, kind: type[ActionMessage], envelope: Envelope, **fields: Any) -> None:
+        """Publish the command ``kind`` of ``envelope``'s action, with its own ``fields``."""
+        await self._cast(kind(**_fields(envelope), **fields))
+
+    async def _send_to_domain(
+        self, kind: type[ActionMessage], envelope: Envelope, **fields: Any
+    ) -> None:
+        """``_send``, for a command that names the server's domain."""
+        await self._send(kind, envelope, domain_name=domain_name(envelope.server_id), **fields)
+
+    async def _send_sealed(
+        self, kind: type[WithAdminPass], envelope: Envelope, admin_pass: str, **fields: Any
+    ) -> None:
+        """``_send``, for a command that carries ``admin_pass`` sealed."""
+        await self._send(
+            kind, envelope, admin_pass=self._sealed(kind, admin_pass, envelope), **fields
+        )
+
     def _sealed(self, kind: type[WithAdminPass], password: str, envelope: Envelope) -> str:
         if self.keyring is None:
             raise RuntimeError(f"{type(self).__name__} was given no keyring to seal passwords")
@@ -252,21 +271,15 @@ class ConductorClient(_Client):
         self, envelope: Envelope, instance: InstanceSpec, admin_pass: str
     ) -> None:
         """Schedule and build a new server; ``admin_pass`` is sealed for the spawn."""
-        await self._cast(
-            BuildServer(
-                **_fields(envelope),
-                instance=instance,
-                admin_pass=self._sealed(BuildServer, admin_pass, envelope),
-            )
-        )
+        await self._send_sealed(BuildServer, envelope, admin_pass, instance=instance)
 
     async def resize_server(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
         """Place the resize (or, with the same flavor, the cold migration) ``migration_id``."""
-        await self._cast(ResizeServer(**_fields(envelope), migration_id=migration_id))
+        await self._send(ResizeServer, envelope, migration_id=migration_id)
 
     async def live_migrate_server(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
         """Check, claim and drive the live migration ``migration_id``."""
-        await self._cast(LiveMigrateServer(**_fields(envelope), migration_id=migration_id))
+        await self._send(LiveMigrateServer, envelope, migration_id=migration_id)
 
     # --- sent by conductors
 
@@ -281,134 +294,77 @@ class ComputeClient(_Client):
     # --- sent by gateways
 
     async def destroy_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            DestroyServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(DestroyServer, envelope)
 
     async def change_password(self, envelope: Envelope, admin_pass: str) -> None:
-        await self._cast(
-            ChangePassword(
-                **_fields(envelope),
-                domain_name=domain_name(envelope.server_id),
-                admin_pass=self._sealed(ChangePassword, admin_pass, envelope),
-            )
+        await self._send_sealed(
+            ChangePassword, envelope, admin_pass, domain_name=domain_name(envelope.server_id)
         )
 
     async def reboot_server(
         self, envelope: Envelope, instance: InstanceSpec, *, hard: bool
     ) -> None:
-        await self._cast(RebootServer(**_fields(envelope), instance=instance, hard=hard))
+        await self._send(RebootServer, envelope, instance=instance, hard=hard)
 
     async def rebuild_server(
         self, envelope: Envelope, instance: InstanceSpec, admin_pass: str
     ) -> None:
-        await self._cast(
-            RebuildServer(
-                **_fields(envelope),
-                instance=instance,
-                admin_pass=self._sealed(RebuildServer, admin_pass, envelope),
-            )
-        )
+        await self._send_sealed(RebuildServer, envelope, admin_pass, instance=instance)
 
     async def snapshot_server(
         self, envelope: Envelope, image_id: uuid.UUID, disk_format: str
     ) -> None:
-        await self._cast(
-            SnapshotServer(
-                **_fields(envelope),
-                domain_name=domain_name(envelope.server_id),
-                image_id=image_id,
-                disk_format=disk_format,
-            )
+        await self._send_to_domain(
+            SnapshotServer, envelope, image_id=image_id, disk_format=disk_format
         )
 
     async def backup_server(
         self, envelope: Envelope, image_id: uuid.UUID, disk_format: str
     ) -> None:
-        await self._cast(
-            BackupServer(
-                **_fields(envelope),
-                domain_name=domain_name(envelope.server_id),
-                image_id=image_id,
-                disk_format=disk_format,
-            )
+        await self._send_to_domain(
+            BackupServer, envelope, image_id=image_id, disk_format=disk_format
         )
 
     async def confirm_resize(
         self, envelope: Envelope, migration_id: uuid.UUID, dest_host: str
     ) -> None:
-        await self._cast(
-            ConfirmResize(
-                **_fields(envelope),
-                migration_id=migration_id,
-                domain_name=domain_name(envelope.server_id),
-                dest_host=dest_host,
-            )
+        await self._send_to_domain(
+            ConfirmResize, envelope, migration_id=migration_id, dest_host=dest_host
         )
 
     async def revert_resize(self, envelope: Envelope, migration_id: uuid.UUID) -> None:
-        await self._cast(
-            RevertResize(
-                **_fields(envelope),
-                migration_id=migration_id,
-                domain_name=domain_name(envelope.server_id),
-            )
-        )
+        await self._send_to_domain(RevertResize, envelope, migration_id=migration_id)
 
     async def finish_revert_resize(
         self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec
     ) -> None:
-        await self._cast(
-            FinishRevertResize(**_fields(envelope), migration_id=migration_id, instance=instance)
-        )
+        await self._send(FinishRevertResize, envelope, migration_id=migration_id, instance=instance)
 
     async def pause_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            PauseServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(PauseServer, envelope)
 
     async def unpause_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            UnpauseServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(UnpauseServer, envelope)
 
     async def suspend_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            SuspendServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(SuspendServer, envelope)
 
     async def resume_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            ResumeServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(ResumeServer, envelope)
 
     async def stop_server(self, envelope: Envelope) -> None:
-        await self._cast(
-            StopServer(**_fields(envelope), domain_name=domain_name(envelope.server_id))
-        )
+        await self._send_to_domain(StopServer, envelope)
 
     async def start_server(self, envelope: Envelope, instance: InstanceSpec) -> None:
-        await self._cast(StartServer(**_fields(envelope), instance=instance))
+        await self._send(StartServer, envelope, instance=instance)
 
     async def inject_network_info(
         self, envelope: Envelope, addresses: list[NetworkAddress]
     ) -> None:
-        await self._cast(
-            InjectNetworkInfo(
-                **_fields(envelope),
-                domain_name=domain_name(envelope.server_id),
-                addresses=addresses,
-            )
-        )
+        await self._send_to_domain(InjectNetworkInfo, envelope, addresses=addresses)
 
     async def reset_network(self, envelope: Envelope, addresses: list[NetworkAddress]) -> None:
-        await self._cast(
-            ResetNetwork(
-                **_fields(envelope),
-                domain_name=domain_name(envelope.server_id),
-                addresses=addresses,
-            )
-        )
+        await self._send_to_domain(ResetNetwork, envelope, addresses=addresses)
 
     # --- sent by conductors
 
@@ -416,34 +372,24 @@ class ComputeClient(_Client):
         self, envelope: Envelope, instance: InstanceSpec, admin_pass: SealedSecret
     ) -> None:
         """Build the server placed here; ``admin_pass`` is its build's, forwarded sealed."""
-        await self._cast(SpawnServer(**_fields(envelope), instance=instance, admin_pass=admin_pass))
+        await self._send(SpawnServer, envelope, instance=instance, admin_pass=admin_pass)
 
     async def migrate_disk(
         self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec, dest_host: str
     ) -> None:
-        await self._cast(
-            MigrateDisk(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                dest_host=dest_host,
-            )
+        await self._send(
+            MigrateDisk, envelope, migration_id=migration_id, instance=instance, dest_host=dest_host
         )
 
     async def finish_resize(
-        self,
-        envelope: Envelope,
-        migration_id: uuid.UUID,
-        instance: InstanceSpec,
-        source_host: str,
+        self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec, source_host: str
     ) -> None:
-        await self._cast(
-            FinishResize(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                source_host=source_host,
-            )
+        await self._send(
+            FinishResize,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            source_host=source_host,
         )
 
     async def prepare_live_migration(
@@ -454,13 +400,12 @@ class ComputeClient(_Client):
         *,
         block_migration: bool,
     ) -> None:
-        await self._cast(
-            PrepareLiveMigration(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                block_migration=block_migration,
-            )
+        await self._send(
+            PrepareLiveMigration,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            block_migration=block_migration,
         )
 
     async def live_migrate(
@@ -473,15 +418,14 @@ class ComputeClient(_Client):
         dest_uri: str,
         block_migration: bool,
     ) -> None:
-        await self._cast(
-            LiveMigrate(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                dest_host=dest_host,
-                dest_uri=dest_uri,
-                block_migration=block_migration,
-            )
+        await self._send(
+            LiveMigrate,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            dest_host=dest_host,
+            dest_uri=dest_uri,
+            block_migration=block_migration,
         )
 
     async def finish_live_migration(
@@ -492,13 +436,12 @@ class ComputeClient(_Client):
         *,
         handover: str | None,
     ) -> None:
-        await self._cast(
-            FinishLiveMigration(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                handover=handover,
-            )
+        await self._send(
+            FinishLiveMigration,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            handover=handover,
         )
 
     async def clean_up_live_migration(
@@ -509,20 +452,19 @@ class ComputeClient(_Client):
         *,
         block_migration: bool,
     ) -> None:
-        await self._cast(
-            CleanUpLiveMigration(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                block_migration=block_migration,
-            )
+        await self._send(
+            CleanUpLiveMigration,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            block_migration=block_migration,
         )
 
     async def recover_live_migration(
         self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec
     ) -> None:
-        await self._cast(
-            RecoverLiveMigration(**_fields(envelope), migration_id=migration_id, instance=instance)
+        await self._send(
+            RecoverLiveMigration, envelope, migration_id=migration_id, instance=instance
         )
 
     async def roll_back_live_migration(
@@ -533,13 +475,12 @@ class ComputeClient(_Client):
         *,
         block_migration: bool,
     ) -> None:
-        await self._cast(
-            RollBackLiveMigration(
-                **_fields(envelope),
-                migration_id=migration_id,
-                instance=instance,
-                block_migration=block_migration,
-            )
+        await self._send(
+            RollBackLiveMigration,
+            envelope,
+            migration_id=migration_id,
+            instance=instance,
+            block_migration=block_migration,
         )
 
     async def probe_servers(

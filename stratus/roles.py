@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Protocol
 
 from aiohttp import web
 
 from api_gateway.app import create_app
 from api_gateway.auth.exposure import check_exposure
-from compute_agent.service import AgentService
+from compute_agent.simulation import AgentOptions
 from compute_agent.virt.factory import create_driver, driver_kind, up_drivers
 from conductor.service import ConductorService
 from shared import health
@@ -55,20 +56,33 @@ async def api(settings: Settings) -> None:
         await runner.cleanup()
 
 
+class _Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class _Closing(Protocol):
+    async def close(self) -> None: ...
+
+
+async def _serve(service: _Service, *connections: _Closing) -> None:
+    """Run ``service`` until asked to stop; then stop it and close its ``connections``."""
+    await service.start()
+    try:
+        await wait_for_shutdown()
+    finally:
+        await service.stop()
+        for connection in connections:
+            await connection.close()
+
+
 async def conductor(settings: Settings) -> None:
     url = require(settings.database_url, "STRATUS_DATABASE_URL")
     pool = await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     bus = create_bus(settings)
     async with ops_listener(settings, health.Readiness(health.checks_for(pool=pool, bus=bus))):
         await bus.connect()
-        service = ConductorService(settings, pool, bus)
-        await service.start()
-        try:
-            await wait_for_shutdown()
-        finally:
-            await service.stop()
-            await bus.close()
-            await pool.close()
+        await _serve(ConductorService(settings, pool, bus), bus, pool)
 
 
 async def agent(settings: Settings) -> None:
@@ -76,22 +90,10 @@ async def agent(settings: Settings) -> None:
     bus = create_bus(settings)
     async with ops_listener(settings, health.Readiness(health.checks_for(bus=bus))):
         await bus.connect()
-        service = AgentService(
-            settings.host,
+        await _serve(
+            AgentOptions.of(settings, keyring).agent(settings.host, bus, create_driver(settings)),
             bus,
-            create_driver(settings),
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            concurrency=settings.agent_concurrency,
-            image_store=settings.image_store,
-            power_sync_interval_s=settings.power_sync_interval_s,
-            keyring=keyring,
         )
-        await service.start()
-        try:
-            await wait_for_shutdown()
-        finally:
-            await service.stop()
-            await bus.close()
 
 
 async def up(settings: Settings) -> None:

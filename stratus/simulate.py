@@ -74,13 +74,7 @@ def simulation(settings: Settings) -> Simulation:
         host_names(settings.simulate_prefix, settings.simulate_agents),
         new_bus,
         new_driver,
-        AgentOptions(
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            concurrency=settings.agent_concurrency,
-            power_sync_interval_s=settings.power_sync_interval_s,
-            image_store=settings.image_store,
-            keyring=require_keyring(settings),
-        ),
+        AgentOptions.of(settings, require_keyring(settings)),
         per_connection=settings.simulate_agents_per_connection,
     )
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from api_gateway.app import create_app, open_pool
 from api_gateway.auth.exposure import check_exposure
 from compute_agent.service import AgentService
+from compute_agent.simulation import AgentOptions
 from compute_agent.virt.driver import ComputeDriver
 from conductor.service import ConductorService
 from shared.bus import Bus
@@ -56,16 +57,7 @@ class System:
         self.conductor = ConductorService(settings, self.pool, self.bus)
         await self.conductor.start()
         for host, driver in self.drivers.items():
-            agent = AgentService(
-                host,
-                self.bus,
-                driver,
-                heartbeat_interval_s=settings.heartbeat_interval_s,
-                concurrency=settings.agent_concurrency,
-                image_store=settings.image_store,
-                power_sync_interval_s=settings.power_sync_interval_s,
-                keyring=keyring,
-            )
+            agent = AgentOptions.of(settings, keyring).agent(host, self.bus, driver)
             await agent.start()
             self.agents.append(agent)
         await self.wait_for_hosts(list(self.drivers))

@@ -56,6 +56,11 @@ def _http_fault(request: web.Request, exc: web.HTTPException) -> faults.Fault:
     return faults.for_status(exc.status, exc.text or exc.reason)
 
 
+def _unavailable(request: web.Request, message: str) -> web.Response:
+    """503, to be tried again in a few seconds."""
+    return fault_response(request, faults.ServiceUnavailable(message, headers={"Retry-After": "5"}))
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes a v2 fault body; an unexpected one is logged with its stack."""
@@ -73,22 +78,12 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return fault_response(request, _http_fault(request, exc))
     except asyncpg.QueryCanceledError:
         log.warning("a statement ran past STRATUS_API_STATEMENT_TIMEOUT_S: %s", request.path)
-        return fault_response(
-            request,
-            faults.ServiceUnavailable(
-                "The request took too long and was cancelled; try again later.",
-                headers={"Retry-After": "5"},
-            ),
+        return _unavailable(
+            request, "The request took too long and was cancelled; try again later."
         )
     except DATABASE_UNAVAILABLE:
         log.exception("database unavailable")
-        return fault_response(
-            request,
-            faults.ServiceUnavailable(
-                "The service is temporarily unavailable; try again later.",
-                headers={"Retry-After": "5"},
-            ),
-        )
+        return _unavailable(request, "The service is temporarily unavailable; try again later.")
     except Exception:
         log.exception("unexpected error")
         return fault_response(

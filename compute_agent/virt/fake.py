@@ -284,21 +284,23 @@ class FakeDriver(ComputeDriver):
 
     # --- admin actions -------------------------------------------------------------------
 
-    async def pause(self, domain_name: str) -> PowerState:
-        await self._enter("pause")
+    async def _switch(
+        self, domain_name: str, operation: str, start: PowerState, end: PowerState
+    ) -> PowerState:
+        """``operation`` takes the domain from ``start`` to ``end``; done already when it is
+        there (a command delivered again)."""
+        await self._enter(operation)
         domain = self._domain(domain_name)
-        if domain.power is not PowerState.PAUSED:
-            _require(domain, domain_name, PowerState.RUNNING, "pause")
-            domain.power = PowerState.PAUSED
+        if domain.power is not end:
+            _require(domain, domain_name, start, operation)
+            domain.power = end
         return domain.power
 
+    async def pause(self, domain_name: str) -> PowerState:
+        return await self._switch(domain_name, "pause", PowerState.RUNNING, PowerState.PAUSED)
+
     async def unpause(self, domain_name: str) -> PowerState:
-        await self._enter("unpause")
-        domain = self._domain(domain_name)
-        if domain.power is not PowerState.RUNNING:
-            _require(domain, domain_name, PowerState.PAUSED, "unpause")
-            domain.power = PowerState.RUNNING
-        return domain.power
+        return await self._switch(domain_name, "unpause", PowerState.PAUSED, PowerState.RUNNING)
 
     async def suspend(self, domain_name: str) -> PowerState:
         await self._enter("suspend")
@@ -310,12 +312,7 @@ class FakeDriver(ComputeDriver):
         return domain.power
 
     async def resume(self, domain_name: str) -> PowerState:
-        await self._enter("resume")
-        domain = self._domain(domain_name)
-        if domain.power is not PowerState.RUNNING:
-            _require(domain, domain_name, PowerState.SUSPENDED, "resume")
-            domain.power = PowerState.RUNNING
-        return domain.power
+        return await self._switch(domain_name, "resume", PowerState.SUSPENDED, PowerState.RUNNING)
 
     async def power_off(self, domain_name: str) -> PowerState:
         await self._enter("power_off")

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from shared.db.pool import Conn, Executor
 from shared.db.records import Image, ImageSharing, LockedImage, StoredImage
-from shared.db.sql import Params
+from shared.db.sql import Params, Where
 from shared.messages import Fault
 
 _SELECT = """
@@ -64,28 +64,19 @@ class ImageFilters:
 
     def predicates(self, params: Params) -> list[str]:
         """SQL conditions on ``images i`` (visibility to the project comes first)."""
-        where = []
-        if self.changes_since is None:
-            where.append("i.deleted_at IS NULL")
-        else:
-            where.append(f"i.updated_at >= {params.add(self.changes_since)}")
-        if self.server_id is not None:
-            where.append(f"i.server_id = {params.add(self.server_id)}")
-        if self.name is not None:
-            where.append(f"i.name = {params.add(self.name)}")
-        if self.status_in is not None:
-            where.append(f"i.status = ANY({params.add(sorted(self.status_in))}::text[])")
-        if self.status_not_in is not None:
-            where.append(f"i.status <> ALL({params.add(sorted(self.status_not_in))}::text[])")
+        where = Where(params, "i", self.changes_since)
+        where.compare("server_id", "=", self.server_id)
+        where.compare("name", "=", self.name)
+        where.among("status", self.status_in)
+        where.among("status", self.status_not_in, negate=True)
         if self.base is not None:
-            where.append("i.image_type = 'base'" if self.base else "i.image_type <> 'base'")
-        if self.image_type is not None:
-            where.append(f"i.image_type = {params.add(self.image_type)}")
-        if self.min_disk_gb is not None:
-            where.append(f"i.min_disk_gb >= {params.add(self.min_disk_gb)}")
-        if self.min_ram_mb is not None:
-            where.append(f"i.min_ram_mb >= {params.add(self.min_ram_mb)}")
-        return where
+            where.conditions.append(
+                "i.image_type = 'base'" if self.base else "i.image_type <> 'base'"
+            )
+        where.compare("image_type", "=", self.image_type)
+        where.compare("min_disk_gb", ">=", self.min_disk_gb)
+        where.compare("min_ram_mb", ">=", self.min_ram_mb)
+        return where.conditions
 
 
 async def list_page(

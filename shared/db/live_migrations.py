@@ -23,7 +23,7 @@ from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
 from shared.db.records import LiveMigration, MigrationRecord
-from shared.db.server_migrations import Held
+from shared.db.server_migrations import Held, set_state
 from shared.db.sql import Params
 from shared.messages import InstanceSpec
 
@@ -92,17 +92,6 @@ async def get(conn: Executor, migration_id: uuid.UUID) -> LiveMigration | None:
     return None if row is None else LiveMigration.from_record(row)
 
 
-async def set_status(
-    conn: Executor, migration_id: uuid.UUID, status: Status, held: Held | None
-) -> None:
-    await conn.execute(
-        "UPDATE migrations SET status = $2, held = $3 WHERE id = $1",
-        migration_id,
-        status.value,
-        held.value if held is not None else None,
-    )
-
-
 async def discard(conn: Executor, migration_id: uuid.UUID) -> None:
     """Forget a live migration that was never sent (its command could not be queued)."""
     await conn.execute(
@@ -152,7 +141,7 @@ async def abandon(conn: Executor, row: MigrationRecord) -> None:
     """End the live migration ``row`` (locked) as failed, with the claim it holds: its
     server's task was ended from outside, or its server deleted, while it ran."""
     await release_held(conn, row)
-    await set_status(conn, row.id, Status.ERROR, None)
+    await set_state(conn, row.id, Status.ERROR, None)
 
 
 # --- the destination -------------------------------------------------------------------------

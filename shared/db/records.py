@@ -1,24 +1,55 @@
 """Typed rows: what shared/db's queries return, instead of ``asyncpg.Record``.
 
-Frozen, slotted dataclasses, each built from its record by one small constructor
-(``from_record``): the read path builds thousands per second, so a constructor only copies
-the columns; jsonb aggregates arrive decoded already (shared/db/pool.py).
+Frozen, slotted dataclasses, each built from its record by one constructor (``Row.from_record``:
+each field is the column of its name): the read path builds thousands per second, so it only
+copies the columns; jsonb aggregates arrive decoded already (shared/db/pool.py).
 """
 
 from __future__ import annotations
 
+import operator
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import asyncpg
+
+#: Each ``Row`` class's constructor from a record, made at its first use.
+_BUILDERS: dict[type, Callable[[asyncpg.Record], Any]] = {}
+
+
+def _builder(row: type) -> Callable[[asyncpg.Record], Any]:
+    """``row``'s constructor from a record, its columns named as its fields, all taken by
+    one ``itemgetter`` call: a loop over the names takes half as long again (a ``Server``
+    from an asyncpg record: 2.9 µs, against 4.5)."""
+    names = [field.name for field in fields(row)]
+    take = operator.itemgetter(*names)
+    if len(names) == 1:  # itemgetter of one name gives the value, not a tuple
+        return lambda r: row(take(r))
+    return lambda r: row(*take(r))
+
+
+class Row:
+    """A typed row: a frozen, slotted dataclass whose fields are columns of its query."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> Self:
+        build = _BUILDERS.get(cls)
+        if build is None:
+            build = _BUILDERS[cls] = _builder(cls)
+        row: Self = build(r)
+        return row
+
 
 # --- servers ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Server:
+class Server(Row):
     """A server with everything its API representation needs (``servers.get``)."""
 
     id: uuid.UUID
@@ -50,36 +81,6 @@ class Server:
     #: the latest fault ({"code", "message", "details", "created"}) of a server in ERROR
     fault: dict[str, Any] | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Server:
-        return cls(
-            r["id"],
-            r["tenant_id"],
-            r["user_id"],
-            r["name"],
-            r["image_id"],
-            r["flavor_id"],
-            r["vcpus"],
-            r["ram_mb"],
-            r["disk_gb"],
-            r["vm_state"],
-            r["task_state"],
-            r["power_state"],
-            r["host"],
-            r["progress"],
-            r["access_ipv4"],
-            r["access_ipv6"],
-            r["locked"],
-            r["version"],
-            r["created_at"],
-            r["updated_at"],
-            r["launched_at"],
-            r["deleted_at"],
-            r["metadata"],
-            r["addresses"],
-            r["fault"],
-        )
-
 
 #: The columns of ``servers`` a ``LockedServer`` holds, for the queries that lock one.
 LOCKED_SERVER_COLUMNS = (
@@ -88,7 +89,7 @@ LOCKED_SERVER_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class LockedServer:
+class LockedServer(Row):
     """A server's row as ``servers.lock`` holds it: what deciding on the server needs."""
 
     id: uuid.UUID
@@ -110,24 +111,9 @@ class LockedServer:
         assert self.host is not None, f"server {self.id} is on no host"
         return self.host
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> LockedServer:
-        return cls(
-            r["id"],
-            r["tenant_id"],
-            r["host"],
-            r["vm_state"],
-            r["task_state"],
-            r["locked"],
-            r["locked_by"],
-            r["vcpus"],
-            r["ram_mb"],
-            r["disk_gb"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class ServerStates:
+class ServerStates(Row):
     """What judging a hypervisor's word on a server's power needs (shared/db/server_power.py)."""
 
     id: uuid.UUID
@@ -137,15 +123,9 @@ class ServerStates:
     power_state: int
     updated_at: datetime
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> ServerStates:
-        return cls(
-            r["id"], r["host"], r["vm_state"], r["task_state"], r["power_state"], r["updated_at"]
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class StaleTask:
+class StaleTask(Row):
     """A server whose task nobody will finish (``stale_tasks.find``)."""
 
     id: uuid.UUID
@@ -157,20 +137,9 @@ class StaleTask:
     #: the task's deadline
     deadline_s: float
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> StaleTask:
-        return cls(
-            r["id"],
-            r["task_state"],
-            r["task_started_at"],
-            r["host"],
-            r["host_down"],
-            r["deadline_s"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class ServerEntry:
+class ServerEntry(Row):
     """A server in a list page: enough for the plain list, and for the detailed one to tell
     which representations it has rendered already (``version``)."""
 
@@ -178,13 +147,9 @@ class ServerEntry:
     name: str
     version: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> ServerEntry:
-        return cls(r["id"], r["name"], r["version"])
-
 
 @dataclass(frozen=True, slots=True)
-class HostedServer:
+class HostedServer(Row):
     """A live server a host holds resources for (``servers.on_host``)."""
 
     id: uuid.UUID
@@ -195,50 +160,30 @@ class HostedServer:
     ram_mb: int
     disk_gb: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> HostedServer:
-        return cls(
-            r["id"],
-            r["name"],
-            r["tenant_id"],
-            r["flavor_id"],
-            r["vcpus"],
-            r["ram_mb"],
-            r["disk_gb"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class StateCount:
+class StateCount(Row):
     """How many live servers are in one (vm_state, task_state)."""
 
     vm_state: str
     task_state: str | None
     count: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> StateCount:
-        return cls(r["vm_state"], r["task_state"], r["count"])
-
 
 # --- flavors ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Flavor:
+class Flavor(Row):
     id: str
     name: str
     ram_mb: int
     disk_gb: int
     vcpus: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Flavor:
-        return cls(r["id"], r["name"], r["ram_mb"], r["disk_gb"], r["vcpus"])
-
 
 @dataclass(frozen=True, slots=True)
-class FlavorUsage:
+class FlavorUsage(Row):
     """A live flavor and how many live servers were built from it."""
 
     flavor: Flavor
@@ -253,7 +198,7 @@ class FlavorUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class Image:
+class Image(Row):
     """An image with everything its API representation needs (``images.get``)."""
 
     id: uuid.UUID
@@ -280,31 +225,9 @@ class Image:
     #: {"code", "message", "details", "created"} of an image that failed
     fault: dict[str, Any] | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Image:
-        return cls(
-            r["id"],
-            r["name"],
-            r["status"],
-            r["progress"],
-            r["owner"],
-            r["user_id"],
-            r["min_disk_gb"],
-            r["min_ram_mb"],
-            r["disk_format"],
-            r["location"],
-            r["server_id"],
-            r["image_type"],
-            r["created_at"],
-            r["updated_at"],
-            r["deleted_at"],
-            r["metadata"],
-            r["fault"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class LockedImage:
+class LockedImage(Row):
     """An image's row as ``images.lock`` holds it: who may change it."""
 
     id: uuid.UUID
@@ -312,106 +235,63 @@ class LockedImage:
     is_public: bool
     status: str
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> LockedImage:
-        return cls(r["id"], r["owner"], r["is_public"], r["status"])
-
 
 @dataclass(frozen=True, slots=True)
-class ImageSharing:
+class ImageSharing(Row):
     """What the image service API shows of an image and the compute API does not."""
 
     id: uuid.UUID
     is_public: bool
     size_bytes: int | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> ImageSharing:
-        return cls(r["id"], r["is_public"], r["size_bytes"])
-
 
 @dataclass(frozen=True, slots=True)
-class StoredImage:
+class StoredImage(Row):
     """Where a live image's file is (``images.get_live``)."""
 
     name: str
     location: str | None
     size_bytes: int | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> StoredImage:
-        return cls(r["name"], r["location"], r["size_bytes"])
-
 
 # --- compute hosts ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Host:
-    """A compute host: its capacity and what its servers hold (``hosts.get``)."""
+class HostRoom(Row):
+    """What every row of a compute host has: its name, whether the scheduler may place
+    servers there, its capacity and what its servers hold."""
 
     name: str
     #: the scheduler may place servers there
     enabled: bool
-    up: bool
     vcpus: int
     ram_mb: int
     disk_gb: int
     vcpus_used: int
     ram_mb_used: int
     disk_gb_used: int
-
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Host:
-        return cls(
-            r["name"],
-            r["enabled"],
-            r["up"],
-            r["vcpus"],
-            r["ram_mb"],
-            r["disk_gb"],
-            r["vcpus_used"],
-            r["ram_mb_used"],
-            r["disk_gb_used"],
-        )
 
 
 @dataclass(frozen=True, slots=True)
-class HostOverview:
+class Host(HostRoom):
+    """A compute host as the scheduler sees it (``hosts.get``)."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostOverview(HostRoom):
     """A compute host as the operator sees it (``hosts.overview``)."""
 
-    name: str
-    enabled: bool
     disabled_reason: str | None
-    vcpus: int
-    ram_mb: int
-    disk_gb: int
-    vcpus_used: int
-    ram_mb_used: int
-    disk_gb_used: int
     heartbeat_age: timedelta
     #: up, with a heartbeat recent enough (the scheduler's own test)
     alive: bool
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> HostOverview:
-        return cls(
-            r["name"],
-            r["enabled"],
-            r["disabled_reason"],
-            r["vcpus"],
-            r["ram_mb"],
-            r["disk_gb"],
-            r["vcpus_used"],
-            r["ram_mb_used"],
-            r["disk_gb_used"],
-            r["heartbeat_age"],
-            r["alive"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class ProjectUsage:
+class ProjectUsage(Row):
     """What one project's live servers on a host hold."""
 
     tenant_id: str
@@ -419,16 +299,12 @@ class ProjectUsage:
     ram_mb: int
     disk_gb: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> ProjectUsage:
-        return cls(r["tenant_id"], r["vcpus"], r["ram_mb"], r["disk_gb"])
-
 
 # --- migrations (resizes, cold and live migrations) ------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class MigrationRecord:
+class MigrationRecord(Row):
     """What every record in ``migrations`` has, of either kind: the workflow of steps between
     two hosts that conductor/steps.py drives."""
 
@@ -473,24 +349,6 @@ class Migration(MigrationRecord):
 
     COLUMNS: ClassVar[str] = f"{MIGRATION_COLUMNS}, old_flavor_id, new_flavor_id, new_flavor"
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Migration:
-        return cls(
-            r["id"],
-            r["server_id"],
-            r["action_id"],
-            r["source_host"],
-            r["dest_host"],
-            r["instance"],
-            r["status"],
-            r["held"],
-            r["created_at"],
-            r["updated_at"],
-            r["old_flavor_id"],
-            r["new_flavor_id"],
-            r["new_flavor"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class LiveMigration(MigrationRecord):
@@ -501,26 +359,9 @@ class LiveMigration(MigrationRecord):
 
     COLUMNS: ClassVar[str] = f"{MIGRATION_COLUMNS}, block_migration, disk_over_commit"
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> LiveMigration:
-        return cls(
-            r["id"],
-            r["server_id"],
-            r["action_id"],
-            r["source_host"],
-            r["dest_host"],
-            r["instance"],
-            r["status"],
-            r["held"],
-            r["created_at"],
-            r["updated_at"],
-            r["block_migration"],
-            r["disk_over_commit"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class MigrationEntry:
+class MigrationEntry(Row):
     """A migration of either kind as the os-migrations extension lists it
     (shared/db/migration_history.py)."""
 
@@ -537,27 +378,12 @@ class MigrationEntry:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> MigrationEntry:
-        return cls(
-            r["number"],
-            r["server_id"],
-            r["source_host"],
-            r["dest_host"],
-            r["old_flavor_id"],
-            r["new_flavor_id"],
-            r["status"],
-            r["kind"],
-            r["created_at"],
-            r["updated_at"],
-        )
-
 
 # --- the audit trail, placement ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
+class Action(Row):
     """An action recorded for a server (os-instance-actions)."""
 
     id: uuid.UUID
@@ -572,42 +398,19 @@ class Action:
     result: str
     message: str | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Action:
-        return cls(
-            r["id"],
-            r["request_id"],
-            r["server_id"],
-            r["action"],
-            r["tenant_id"],
-            r["user_id"],
-            r["started_at"],
-            r["finished_at"],
-            r["result"],
-            r["message"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class PendingActions:
+class PendingActions(Row):
     """How many actions are under way, and how long ago the oldest began (None: none is)."""
 
     count: int
     oldest_age: timedelta | None
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> PendingActions:
-        return cls(r["count"], r["oldest_age"])
-
 
 @dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(Row):
     """What placing a server did: ``waiting`` (False: it no longer waited for a host, nothing
     was claimed) and the ``host`` claimed (None: no host had room)."""
 
     waiting: bool
     host: str | None
-
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Placement:
-        return cls(r["waiting"], r["host"])

@@ -120,8 +120,10 @@ async def place(conn: Executor, migration_id: uuid.UUID, dest_host: str) -> None
 
 
 async def set_state(
-    conn: Executor, migration_id: uuid.UUID, status: Status, held: Held | None
+    conn: Executor, migration_id: uuid.UUID, status: StrEnum, held: Held | None
 ) -> None:
+    """Move a migration of either kind to ``status`` (its kind's: ``Status`` here, or
+    shared/db/live_migrations.py's), holding the claim ``held``."""
     await conn.execute(
         "UPDATE migrations SET status = $2, held = $3 WHERE id = $1",
         migration_id,

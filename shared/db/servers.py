@@ -22,7 +22,7 @@ from shared.db.records import (
     ServerEntry,
     StateCount,
 )
-from shared.db.sql import Params
+from shared.db.sql import Params, Where
 from shared.messages import Fault
 from shared.states import TaskState, VmState
 
@@ -131,20 +131,12 @@ class ServerFilters:
 
     def predicates(self, params: Params) -> list[str]:
         """SQL conditions on ``servers s`` (the tenant's own condition comes first)."""
-        where = []
-        if self.changes_since is None:
-            where.append("s.deleted_at IS NULL")
-        else:
-            where.append(f"s.updated_at >= {params.add(self.changes_since)}")
-        if self.image_id is not None:
-            where.append(f"s.image_id = {params.add(self.image_id)}")
-        if self.flavor_id is not None:
-            where.append(f"s.flavor_id = {params.add(self.flavor_id)}")
-        if self.vm_states is not None:
-            where.append(f"s.vm_state = ANY({params.add(sorted(self.vm_states))}::text[])")
-        if self.name_regex is not None:
-            where.append(f"s.name ~ {params.add(self.name_regex)}")
-        return where
+        where = Where(params, "s", self.changes_since)
+        where.compare("image_id", "=", self.image_id)
+        where.compare("flavor_id", "=", self.flavor_id)
+        where.among("vm_state", self.vm_states)
+        where.compare("name", "~", self.name_regex)
+        return where.conditions
 
 
 async def list_page(

@@ -12,7 +12,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import libvirt
+from compute_agent.virt.libvirt import metadata
 
 NS = "https://stratus.dev/xmlns/libvirt/actions/1"
 _KEY = "stratus-actions"
@@ -21,15 +21,8 @@ KEPT = 16
 
 
 def _recorded(dom: Any) -> list[str]:
-    try:
-        xml = dom.metadata(
-            libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        )
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-            return []
-        raise
-    return [item.get("id", "") for item in ET.fromstring(xml).findall("action")]
+    root = metadata.read(dom, NS)
+    return [] if root is None else [item.get("id", "") for item in root.findall("action")]
 
 
 def done(dom: Any, action_id: uuid.UUID) -> bool:
@@ -44,9 +37,4 @@ def record(dom: Any, action_id: uuid.UUID) -> None:
     root = ET.Element("actions")
     for recorded in ids:
         ET.SubElement(root, "action", id=recorded)
-    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    if dom.isActive():
-        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-    dom.setMetadata(
-        libvirt.VIR_DOMAIN_METADATA_ELEMENT, ET.tostring(root, encoding="unicode"), _KEY, NS, flags
-    )
+    metadata.write(dom, ET.tostring(root, encoding="unicode"), _KEY, NS)

@@ -24,7 +24,7 @@ from typing import Any
 
 import libvirt
 
-from compute_agent.virt.libvirt import guest_agent
+from compute_agent.virt.libvirt import guest_agent, metadata
 from shared.messages import NetworkAddress
 
 log = logging.getLogger(__name__)
@@ -50,17 +50,10 @@ def document(addresses: list[NetworkAddress]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _flags(dom: Any) -> int:
-    flags: int = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    if dom.isActive():
-        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-    return flags
-
-
 def inject(dom: Any, addresses: list[NetworkAddress]) -> None:
     """Write ``addresses`` into the domain's metadata and, when it runs, into the guest,
     replacing what was there (``DriverError`` when the running guest cannot take them)."""
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, document(addresses), _KEY, NS, _flags(dom))
+    metadata.write(dom, document(addresses), _KEY, NS)
     if not dom.isActive():
         return  # the metadata is there for when it starts
     try:
@@ -77,21 +70,16 @@ def guest_document(addresses: list[NetworkAddress]) -> bytes:
 
 def injected(dom: Any) -> list[NetworkAddress]:
     """The addresses last injected into the domain (none if never)."""
-    try:
-        xml = dom.metadata(
-            libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        )
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-            return []
-        raise
+    root = metadata.read(dom, NS)
+    if root is None:
+        return []
     return [
         NetworkAddress(
             network=ip.get("network", ""),
             version=int(ip.get("version", "4")),
             addr=ip.get("addr", ""),
         )
-        for ip in ET.fromstring(xml).findall("ip")
+        for ip in root.findall("ip")
     ]
 
 
