@@ -123,7 +123,12 @@ _TASK_OVERRIDES: dict[VmState, dict[TaskState, Status]] = {
         TaskState.RESIZE_MIGRATED: Status.RESIZE,
         TaskState.RESIZE_FINISH: Status.RESIZE,
     },
-    VmState.ERROR: {TaskState.UPDATING_PASSWORD: Status.PASSWORD},
+    VmState.ERROR: {
+        TaskState.UPDATING_PASSWORD: Status.PASSWORD,
+        # a rebuild out of ERROR shows REBUILD, not ERROR: clients polling for the end of
+        # the rebuild would take ERROR for its failure (later nova's map does the same)
+        TaskState.REBUILDING: Status.REBUILD,
+    },
     VmState.RESIZED: {TaskState.RESIZE_REVERTING: Status.REVERT_RESIZE},
 }
 
@@ -181,8 +186,10 @@ ACTIONS: dict[str, Transition] = {
     ),
     "reboot": Transition(_ON_A_HOST, _IDLE, TaskState.REBOOTING),
     "reboot_hard": Transition(_ON_A_HOST, _IDLE, TaskState.REBOOTING_HARD),
+    # from ERROR too: building the server again is the usual recovery (nova allowed it); a
+    # server whose build never reached a host is still refused (check_on_a_host)
     "rebuild": Transition(
-        frozenset({VmState.ACTIVE, VmState.STOPPED}), _IDLE, TaskState.REBUILDING
+        frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}), _IDLE, TaskState.REBUILDING
     ),
     # only a running server: a resize ends in VERIFY_RESIZE and then ACTIVE
     # (docs/architecture.md, *State*)

@@ -71,11 +71,16 @@ class ComputeAPI(Transactions):
         marker: str | None,
         filters: ServerFilters | None,
         all_projects: bool = False,
+        project: str | None = None,
     ) -> list[ServerEntry]:
         """One page of the project's servers matching ``filters`` (None: nothing can match,
         the page is empty; the marker is still checked); every project's for an
-        administrator who asks (``all_tenants``, as in nova)."""
-        tenant = None if all_projects and ctx.is_admin else ctx.project_id
+        administrator who asks (``all_tenants``, as in nova), or those of ``project`` if the
+        administrator also names one (``tenant_id``, nova's filter). Without
+        ``all_projects``, or for a member, ``project`` is ignored: the usual scope holds."""
+        tenant: str | None = ctx.project_id
+        if all_projects and ctx.is_admin:
+            tenant = project or None
         marker_id = None
         if marker is not None:
             marker_id = marker_uuid(marker)

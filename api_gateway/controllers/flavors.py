@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 async def _page(request: web.Request, detailed: bool) -> web.Response:
     ctx = keys.context(request)
     settings = request.app[keys.SETTINGS]
-    limit, marker = page_params(request, settings.max_page_size)
+    limit, marker = page_params(request, settings.max_page_size, zero_means_max=True)
     pool = request.app[keys.POOL]
     if marker is not None and not await flavors.exists(pool, marker):
         raise BadRequest(f"marker [{marker}] not found")

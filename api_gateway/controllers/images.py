@@ -12,6 +12,7 @@ from api_gateway.schemas.common import page_params
 from api_gateway.schemas.filters import image_filters
 from api_gateway.views import images as view
 from api_gateway.views.links import base_url, split_page
+from shared.errors import NotFound
 
 routes = web.RouteTableDef()
 
@@ -60,3 +61,10 @@ async def delete(request: web.Request) -> web.Response:
     ctx = keys.context(request)
     await domain.delete_image(request.app[keys.POOL], ctx, request.match_info["image_id"])
     return web.Response(status=204)
+
+
+@routes.delete(member("/images/"))
+async def delete_blank_id(request: web.Request) -> web.Response:
+    """``DELETE /images/``: an image with an empty id, which no image has (404, as nova
+    answered, rather than 405 for the collection)."""
+    raise NotFound("Image not found.")

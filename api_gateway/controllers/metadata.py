@@ -100,12 +100,18 @@ def _register(owner: Owner) -> None:
         await owner.edit(request, owner_id(request), DeleteItem(request.match_info["key"]))
         return web.Response(status=204)
 
+    async def delete_blank_key(request: web.Request) -> web.Response:
+        """``DELETE .../metadata/``: an item with an empty key, which none has (404, as
+        nova answered, rather than 405 for the whole metadata)."""
+        raise NotFound("Metadata item was not found")
+
     routes.get(whole)(list_metadata)
     routes.put(whole)(set_metadata)
     routes.post(whole)(update_metadata)
     routes.get(one)(show_item)
     routes.put(one)(set_item)
     routes.delete(one)(delete_item)
+    routes.delete(member(f"{owner.path}/metadata/"))(delete_blank_key)
 
 
 _register(SERVERS)

@@ -27,7 +27,6 @@ from api_gateway.compute.actions.table import (
     REBUILD,
     ServerAction,
 )
-from api_gateway.controllers.servers import extended_view
 from api_gateway.http.bodies import read_body
 from api_gateway.http.faults import BadRequest
 from api_gateway.http.responses import render
@@ -80,7 +79,7 @@ def rebuilt(request: web.Request, plan: Rebuild) -> web.StreamResponse:
     password (Ex 2.31/2.32); ``Location`` is the server's URL."""
     ctx = keys.context(request)
     rebuilt = gathered(plan.server)
-    server = view.detail(rebuilt, base_url(request), ctx.project_id, extended_view(request))
+    server = view.detail(rebuilt, base_url(request), ctx.project_id, view.UNDECORATED)
     server["adminPass"] = plan.admin_pass
     return render(
         request,

@@ -19,6 +19,7 @@ from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
 from api_gateway.views.links import Link, base_url, split_page
 from shared.db.records import ServerEntry
+from shared.errors import NotFound
 
 routes = web.RouteTableDef()
 
@@ -42,6 +43,7 @@ async def _page(request: web.Request) -> tuple[list[ServerEntry], list[Link]]:
         marker=marker,
         filters=server_filters(request.query),
         all_projects=_truthy(request.query.get("all_tenants")),
+        project=request.query.get("tenant_id", "").strip() or None,
     )
     return split_page(request, rows, limit)
 
@@ -133,8 +135,16 @@ async def update(request: web.Request) -> web.Response:
     row = await keys.compute(request).update_server(
         ctx, request.match_info["server_id"], body.server
     )
-    server = view.detail(row, base_url(request), ctx.project_id, extended_view(request))
+    server = view.detail(row, base_url(request), ctx.project_id, view.UNDECORATED)
     return render(request, {"server": server})
+
+
+@routes.put(member("/servers/"))
+@routes.delete(member("/servers/"))
+async def blank_id(request: web.Request) -> web.Response:
+    """``PUT``/``DELETE /servers/``: a server with an empty id, which none has (404, as nova
+    answered, rather than 405 for the collection; ``GET /servers/`` is the list)."""
+    raise NotFound("Instance could not be found.")
 
 
 @routes.delete(member("/servers/{server_id}"))

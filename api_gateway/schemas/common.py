@@ -36,11 +36,15 @@ def describe(exc: pydantic.ValidationError) -> str:
     return f"Invalid input for field/attribute {where}: {error['msg']}."
 
 
-def page_params(request: web.Request, max_limit: int) -> tuple[int, str | None]:
+def page_params(
+    request: web.Request, max_limit: int, *, zero_means_max: bool = False
+) -> tuple[int, str | None]:
     """(page size, marker) from the query string.
 
     A limit above the maximum is reduced to it; a negative or non-integer one is a 400, as in
-    the reference implementation.
+    the reference implementation. ``limit=0`` is an empty page (nova's database layer and
+    glance answered nothing for it), or, with ``zero_means_max``, a page of the maximum size
+    (nova's flavors, which never reached such a layer with a zero).
     """
     raw_limit = request.query.get("limit")
     asked: int | None = None
@@ -51,4 +55,6 @@ def page_params(request: web.Request, max_limit: int) -> tuple[int, str | None]:
             raise BadRequest("limit param must be an integer") from None
         if asked < 0:
             raise BadRequest("limit param must be positive")
-    return min(max_limit, asked or max_limit), request.query.get("marker")
+    if asked is None or (asked == 0 and zero_means_max):
+        asked = max_limit
+    return min(max_limit, asked), request.query.get("marker")

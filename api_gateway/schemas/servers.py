@@ -54,16 +54,16 @@ Ref = Annotated[str, BeforeValidator(ref_id), StringConstraints(min_length=1, ma
 
 
 def _access_address(value: object, family: type[IPv4Address | IPv6Address]) -> str | None:
-    """An access address: a string holding an address of ``family``, kept as the client
-    wrote it (the guide's samples show ``::babe:67.23.10.132`` back as sent); null or ""
-    means none. A number or a boolean is refused, though ``ipaddress`` would take one."""
+    """An access address: a string holding an address of ``family``, kept in its canonical
+    (for IPv6 compressed) form, as nova answered it (``0000:...:babe:220.12.22.2`` is
+    ``::babe:dc0c:1602``); null or "" means none. A number or a boolean is refused, though
+    ``ipaddress`` would take one."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ValueError("an IP address must be a string")
-    text = value.strip()
-    family(text)  # raises ValueError (AddressValueError) for anything else
-    return text
+    # raises ValueError (AddressValueError) for anything else
+    return str(family(value.strip()))
 
 
 def _access_ipv4(value: object) -> str | None:

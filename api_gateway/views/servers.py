@@ -53,6 +53,11 @@ class Extended:
     server_attributes: bool = False
 
 
+#: No extension members: the answers of update and rebuild, whose published schemas allow
+#: none (nova decorated only show and detail with them).
+UNDECORATED = Extended(status=False, server_attributes=False)
+
+
 def extended_status(row: Server) -> dict[str, Any]:
     """The three states of a server (nova's extended_status): ``task_state`` is null when no
     task runs, ``power_state`` the hypervisor's number."""

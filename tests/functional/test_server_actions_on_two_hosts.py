@@ -341,6 +341,11 @@ async def test_a_failed_reboot_or_rebuild_is_error_with_a_fault(
         failed = await api.wait_for_status(server_id, "ERROR")
         assert failed["fault"]["message"] == f"the host could not {operation}"
         assert (await actions_of(cluster.pool, server_id))[-1][1] == "error"
+        # a rebuild is the way out of ERROR (nova's recovery; docs/compatibility.md)
+        assert (await act(api, server_id, {"rebuild": {"imageRef": IMAGE}})).status == 202
+        await api.wait_for_status(server_id, "ACTIVE")
+        await wait_until_action_done(cluster.pool, server_id)
+        assert (await actions_of(cluster.pool, server_id))[-1] == ("rebuild", "success")
         await api.delete_and_wait(server_id)
 
 

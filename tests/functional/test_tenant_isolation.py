@@ -158,6 +158,8 @@ _FOOTPRINT = {
     "migrations": (f"server_id IN ({_THEIRS})", "id", "t"),
     # os-hosts could disable one (its usage is left out: other projects' servers change it)
     "compute_hosts": ("true", "name", "jsonb_build_object('name', t.name, 'on', t.enabled)"),
+    # key pairs are the user's (both are "alice"): the intruder's requests must change none
+    "key_pairs": ("user_id = 'alice'", "name", "t"),
 }
 _FOOTPRINT_QUERY = "SELECT jsonb_build_object({})::text".format(
     ", ".join(
@@ -459,9 +461,13 @@ CASES: list[Case] = [
     Case("hosts", "GET", "/os-hosts", expect=FORBIDDEN),
     Case("host usage by project", "GET", "/os-hosts/{host}", expect=FORBIDDEN),
     Case("host disable", "PUT", "/os-hosts/{host}", {"status": "disable"}, FORBIDDEN),
+    # key pairs are the user's, not the project's (as in nova): a name is tried in every URL
+    # form, and the victim's project URL is refused
+    Case("keypair show", "GET", "/os-keypairs/{name}"),
     # deletes last: should one leak, the cases above have already run against the victim
     Case("server delete", "DELETE", "/servers/{server_id}"),
     Case("image delete", "DELETE", "/images/{image_id}"),
+    Case("keypair delete", "DELETE", "/os-keypairs/{name}"),
     _image_service("image service delete", "DELETE", "/image/v2/images/{image_id}", NOT_FOUND),
 ]
 
@@ -498,6 +504,17 @@ EXCLUDED = {
         "a flavor's, written by administrators only (test_flavor_extra_specs)"
     ),
     "* /{path}": "the catch-all: 404, 405 or 300 for paths no route serves",
+    "GET /{tenant_id}/os-keypairs": (
+        "the caller's own key pairs, a user's as in nova (test_keypairs: another user's never)"
+    ),
+    "POST /{tenant_id}/os-keypairs": "creates the caller's own key pair (test_keypairs)",
+    # a blank id or key: 404 whoever asks and whatever the owner, nothing read or changed
+    # (test_nova_parity)
+    "DELETE /{tenant_id}/images/": "a blank image id: always 404",
+    "DELETE /{tenant_id}/servers/": "a blank server id: always 404",
+    "PUT /{tenant_id}/servers/": "a blank server id: always 404",
+    "DELETE /{tenant_id}/servers/{server_id}/metadata/": "a blank key: always 404, unread",
+    "DELETE /{tenant_id}/images/{image_id}/metadata/": "a blank key: always 404, unread",
     "GET /metrics": "operations (shared/ops_http.py): no token, no project",
     "GET /healthz": "operations (shared/ops_http.py): no token, no project",
     "GET /readyz": "operations (shared/ops_http.py): no token, no project",
@@ -550,6 +567,7 @@ def _values(victim: Victim, whose: str) -> dict[str, str]:
         **ids,
         "own_server_id": victim.intruder_server_id,
         "key": KEY,
+        "name": ids["server_id"],  # a key pair name (a uuid is a valid one)
         "network": victim.network,
         "host": HOST,
     }

@@ -112,7 +112,7 @@ def test_update_changes_only_what_was_given() -> None:
     assert _update({"name": "  web  "}) == {"name": "web"}
     assert _update({"accessIPv4": "67.23.10.132", "accessIPv6": "::babe:67.23.10.132"}) == {
         "access_ipv4": "67.23.10.132",
-        "access_ipv6": "::babe:67.23.10.132",
+        "access_ipv6": "::babe:4317:a84",
     }
     assert _update({"accessIPv4": None, "accessIPv6": ""}) == {
         "access_ipv4": "",
