@@ -20,6 +20,7 @@ from api_gateway.controllers import (
     images,
     instance_actions,
     ips,
+    keypairs,
     limits,
     metadata,
     migrations,
@@ -111,6 +112,7 @@ def create_app(
         hosts,
         image_service,
         server_actions,
+        keypairs,
     )
     add_routes(app, [m.routes for m in controllers])
     app.router.add_route("*", "/{path:.*}", unknown_path)

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     quota_personality_size: int = Field(
         default=10240, description="maxPersonalitySize: bytes per personality file (decoded)."
     )
+    quota_keypairs: int = Field(
+        default=100, description="maxTotalKeypairs: key pairs per user (os-keypairs)."
+    )
 
     # --- conductor ---------------------------------------------------------------------
     host_down_after_s: float = Field(

@@ -75,7 +75,10 @@ def check_on_a_host(row: Server | LockedServer, operation: str) -> None:
 
 
 def check_fits(row: Flavor | LockedServer | Server, image: Image) -> None:
-    """400 when the server's (or a new server's) flavor is too small for ``image``."""
+    """400 when the server's (or a new server's) flavor is too small for ``image``, or when a
+    new server's flavor is disabled (OS-FLV-DISABLED; nova's answer, before the sizes)."""
+    if isinstance(row, Flavor) and row.disabled:
+        raise Invalid(f"Instance type {row.id} could not be found.")
     if row.ram_mb < image.min_ram_mb:
         raise Invalid("Flavor's memory is too small for requested image.")
     if row.disk_gb < image.min_disk_gb:

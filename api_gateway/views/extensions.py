@@ -72,6 +72,47 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="View a log of actions and events taken on an instance.",
     ),
     Extension(
+        # OS-FLV-DISABLED:disabled in flavor representations
+        alias="OS-FLV-DISABLED",
+        name="FlavorDisabled",
+        namespace="http://docs.openstack.org/compute/ext/flavor_disabled/api/v1.1",
+        updated="2012-08-29T00:00:00+00:00",
+        description="Support to show the disabled status of a flavor.",
+    ),
+    Extension(
+        # OS-FLV-EXT-DATA:ephemeral in flavor representations
+        alias="OS-FLV-EXT-DATA",
+        name="FlavorExtraData",
+        namespace="http://docs.openstack.org/compute/ext/flavor_extra_data/api/v1.1",
+        updated="2011-09-14T00:00:00+00:00",
+        description="Provide additional data for flavors.",
+    ),
+    Extension(
+        # os-flavor-access:is_public in flavor representations; no access management
+        # (/flavors/{id}/os-flavor-access, addTenantAccess): every flavor is public
+        alias="os-flavor-access",
+        name="FlavorAccess",
+        namespace="http://docs.openstack.org/compute/ext/flavor_access/api/v2",
+        updated="2012-08-01T00:00:00+00:00",
+        description="Flavor access support.",
+    ),
+    Extension(
+        # rxtx_factor in flavor representations
+        alias="os-flavor-rxtx",
+        name="FlavorRxtx",
+        namespace="http://docs.openstack.org/compute/ext/flavor_rxtx/api/v1.1",
+        updated="2012-08-29T00:00:00+00:00",
+        description="Support to show the rxtx status of a flavor.",
+    ),
+    Extension(
+        # swap in flavor representations ("" for none, as nova showed it)
+        alias="os-flavor-swap",
+        name="FlavorSwap",
+        namespace="http://docs.openstack.org/compute/ext/flavor_swap/api/v1.1",
+        updated="2012-08-29T00:00:00+00:00",
+        description="Support to show the swap status of a flavor.",
+    ),
+    Extension(
         # GET /flavors/{id}/os-extra_specs[/{key}] for everyone, writes for administrators
         alias="os-flavor-extra-specs",
         name="FlavorExtraSpecs",
@@ -86,6 +127,14 @@ EXTENSIONS: tuple[Extension, ...] = (
         namespace="http://docs.openstack.org/compute/ext/hosts/api/v1.1",
         updated="2011-06-29T00:00:00+00:00",
         description="Admin-only host administration.",
+    ),
+    Extension(
+        # GET, POST /os-keypairs, GET, DELETE /os-keypairs/{name}: the caller's key pairs
+        alias="os-keypairs",
+        name="Keypairs",
+        namespace="http://docs.openstack.org/compute/ext/keypairs/api/v1.1",
+        updated="2011-08-08T00:00:00+00:00",
+        description="Keypair Support.",
     ),
     Extension(
         # GET /os-migrations (administrators); nova added it in 2013.2

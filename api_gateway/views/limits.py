@@ -50,9 +50,21 @@ def absolute(settings: Settings, used: Usage) -> dict[str, int]:
         "maxPersonalitySize": settings.quota_personality_size,
         "maxTotalInstances": settings.quota_instances,
         "maxTotalCores": settings.quota_cores,
+        "maxTotalKeypairs": settings.quota_keypairs,
+        # security groups, floating IPs and server groups are not served: their limits are
+        # nova's defaults and nothing is used of them, for clients (and tempest's schema)
+        # that require the members (docs/compatibility.md)
+        "maxSecurityGroups": 10,
+        "maxSecurityGroupRules": 20,
+        "maxTotalFloatingIps": 10,
+        "maxServerGroups": 10,
+        "maxServerGroupMembers": 10,
         "totalRAMUsed": used.ram_mb,
         "totalInstancesUsed": used.instances,
         "totalCoresUsed": used.cores,
+        "totalSecurityGroupsUsed": 0,
+        "totalFloatingIpsUsed": 0,
+        "totalServerGroupsUsed": 0,
     }
 
 

@@ -7,7 +7,9 @@ import asyncpg
 from shared.db.pool import Executor
 from shared.db.records import Flavor, FlavorUsage
 
-_COLUMNS = "id, name, ram_mb, disk_gb, vcpus"
+_COLUMNS = (
+    "id, name, ram_mb, disk_gb, vcpus, swap_mb, ephemeral_gb, rxtx_factor, is_public, disabled"
+)
 
 
 async def get(conn: Executor, flavor_id: str) -> Flavor | None:

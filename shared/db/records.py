@@ -180,6 +180,12 @@ class Flavor(Row):
     ram_mb: int
     disk_gb: int
     vcpus: int
+    #: what nova 2013.1's flavor extensions showed (migration 0013; nova's values by default)
+    swap_mb: int = 0
+    ephemeral_gb: int = 0
+    rxtx_factor: float = 1.0
+    is_public: bool = True
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +383,21 @@ class MigrationEntry(Row):
     kind: str
     created_at: datetime
     updated_at: datetime
+
+
+# --- key pairs (os-keypairs) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Keypair(Row):
+    """A user's key pair: its public half only (``shared/db/keypairs.py``)."""
+
+    user_id: str
+    name: str
+    #: MD5 of the key blob, colon-separated hex (nova 2013.1's)
+    fingerprint: str
+    public_key: str
+    created_at: datetime
 
 
 # --- the audit trail, placement ----------------------------------------------------------------

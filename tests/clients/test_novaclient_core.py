@@ -118,3 +118,23 @@ def test_errors_come_back_as_the_client_expects(client: NovaClient) -> None:
         client.servers.get(str(uuid.uuid4()))
     with pytest.raises(exceptions.BadRequest):
         client.servers.create("bad", IMAGE, "no-such-flavor")
+
+
+def test_keypairs_are_created_imported_listed_and_deleted(stratus_up: str) -> None:
+    # key pairs are the user's: a user of its own
+    client = nova(stratus_up, f"nc{uuid.uuid4().hex[:8]}", f"kp{uuid.uuid4().hex[:8]}")
+    generated = client.keypairs.create("generated")
+    assert generated.private_key.startswith("-----BEGIN RSA PRIVATE KEY-----")
+    imported = client.keypairs.create("imported", public_key=generated.public_key)
+    assert imported.fingerprint == generated.fingerprint
+    assert sorted(k.name for k in client.keypairs.list()) == ["generated", "imported"]
+    assert client.keypairs.get("imported").public_key == generated.public_key
+    with pytest.raises(exceptions.Conflict):
+        client.keypairs.create("generated")
+    with pytest.raises(exceptions.BadRequest):
+        client.keypairs.create("bad", public_key="not a key")
+    client.keypairs.delete("generated")
+    client.keypairs.delete(imported)
+    assert client.keypairs.list() == []
+    with pytest.raises(exceptions.NotFound):
+        client.keypairs.get("generated")

@@ -10,6 +10,7 @@ import uuid
 
 from tests.conformance.registry import (
     FAULT,
+    FLAVOR_ALLOW,
     IMAGE_ALLOW,
     JSON,
     PAGE_ALLOW,
@@ -508,6 +509,7 @@ async def server_json(env: Env) -> Raw:
     covers=("2.41-flavors-list-response-detail.xml",),
     status=200,
     compare="2.41-flavors-list-response-detail.xml",
+    allow=FLAVOR_ALLOW,
 )
 async def flavors_xml(env: Env) -> Raw:
     return await env.call("GET", env.v2("/flavors/detail"), accept=XML)
@@ -518,6 +520,7 @@ async def flavors_xml(env: Env) -> Raw:
     covers=("2.42-flavors-list-response-detail.json",),
     status=200,
     compare="2.42-flavors-list-response-detail.json",
+    allow=FLAVOR_ALLOW,
 )
 async def flavors_json(env: Env) -> Raw:
     return await env.call("GET", env.v2("/flavors/detail"))
@@ -528,6 +531,7 @@ async def flavors_json(env: Env) -> Raw:
     covers=("2.43-flavor-details-response.xml",),
     status=200,
     compare="2.43-flavor-details-response.xml",
+    allow=FLAVOR_ALLOW,
 )
 async def flavor_xml(env: Env) -> Raw:
     return await env.call("GET", env.v2("/flavors/1"), accept=XML)
@@ -538,6 +542,7 @@ async def flavor_xml(env: Env) -> Raw:
     covers=("2.44-flavor-details-response.json",),
     status=200,
     compare="2.44-flavor-details-response.json",
+    allow=FLAVOR_ALLOW,
 )
 async def flavor_json(env: Env) -> Raw:
     return await env.call("GET", env.v2("/flavors/1"))

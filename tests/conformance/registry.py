@@ -68,6 +68,10 @@ IMAGE_ALLOW = allowances(missing=("tenant_id", "user_id"), missing_rels=("altern
 PAGE_ALLOW = allowances(extra_rels=("bookmark",))
 
 
+#: flavors carry nova 2013.1's os-flavor-swap and os-flavor-rxtx members, which have no prefix
+#: (the prefixed flavor extension members pass as extension members); docs/compatibility.md
+FLAVOR_ALLOW = allowances(extra=("swap", "rxtx_factor"))
+
 #: ``progress`` is shown in ACTIVE, BUILD, REBUILD, RESIZE and VERIFY_RESIZE only (nova's rule)
 SERVER_ALLOW = allowances(missing=("progress",))
 

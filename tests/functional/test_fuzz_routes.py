@@ -163,6 +163,9 @@ class Victims:
     request_ids: list[str]
     hosts: list[str]
     aliases: list[str]
+    #: the fuzzer's key pairs: one to read, one to delete (os-keypairs)
+    keypair: str = "victim-key"
+    decoy_keypair: str = "decoy-key"
 
     def routes_of(self, kind: str) -> list[RouteTemplate]:
         """The routes of one kind (``ROUTE_KINDS``): under ``/v2/{tenant_id}``, their
@@ -201,6 +204,7 @@ class Victims:
             "request_id": self.request_ids,
             "host": self.hosts,
             "alias": self.aliases,
+            "name": [self.decoy_keypair] if deletes_it else [self.keypair],
         }
         return values.get(name, [])
 
@@ -250,6 +254,8 @@ async def victims(system: System, http: aiohttp.ClientSession) -> AsyncIterator[
     flavors = [f["id"] for f in (await api.get("/flavors")).body["flavors"]]
     specs = {f: (await admin.get(f"/flavors/{f}/os-extra_specs")).body for f in flavors}
     extensions = (await api.get("/extensions")).body["extensions"]
+    for keypair in ("victim-key", "decoy-key"):
+        assert (await api.post("/os-keypairs", {"keypair": {"name": keypair}})).status == 200
     yield Victims(
         http=http,
         url=system.url,

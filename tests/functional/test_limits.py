@@ -255,6 +255,16 @@ async def test_limits_show_the_users_counters_and_the_projects_usage(
             "totalInstancesUsed": 0,
             "totalCoresUsed": 0,
             "totalRAMUsed": 0,
+            # not served: nova's defaults, nothing used (docs/compatibility.md)
+            "maxTotalKeypairs": 100,
+            "maxSecurityGroups": 10,
+            "maxSecurityGroupRules": 20,
+            "maxTotalFloatingIps": 10,
+            "maxServerGroups": 10,
+            "maxServerGroupMembers": 10,
+            "totalSecurityGroupsUsed": 0,
+            "totalFloatingIpsUsed": 0,
+            "totalServerGroupsUsed": 0,
         }
 
         created = await api.create_server("counted", IMAGE, "2")  # 1 vCPU, 2048 MB

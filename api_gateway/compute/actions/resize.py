@@ -69,15 +69,19 @@ class Resize(_Placed):
         super().__init__()
         self.flavor_ref = args.flavor_ref
         self.flavor: FlavorSpec | None = None
+        self.disabled = False
 
     async def check(self, compute: ComputeAPI, ctx: RequestContext) -> None:
-        self.flavor = rpcapi.flavor_spec(await compute.resolve_flavor(self.flavor_ref))
+        flavor = await compute.resolve_flavor(self.flavor_ref)
+        self.flavor, self.disabled = rpcapi.flavor_spec(flavor), flavor.disabled
 
     async def prepare(self, locked: Locked) -> None:
         flavor, row = gathered(self.flavor), locked.row
         server = await locked.server()
         if server.flavor_id == flavor.id:
             raise Invalid("Resize requires a flavor change.")
+        if self.disabled:  # OS-FLV-DISABLED: nova's answer for a disabled flavor
+            raise Invalid("Unable to locate requested flavor.")
         if flavor.disk_gb < row.disk_gb:
             raise ResizeNotAllowed("Resizing to a flavor with a smaller disk is not allowed.")
         await quotas.check_resize(

@@ -66,7 +66,14 @@ def _value(value: object) -> str:
     return str(value)
 
 
+#: Attributes whose booleans nova 2013.1 wrote as Python did (``"True"``, ``"False"``): the
+#: flavor extensions' (its samples, which clients parsing them compare with).
+_PYTHON_BOOLEANS = {"os-flavor-access:is_public", "OS-FLV-DISABLED:disabled"}
+
+
 def _attribute(name: str, value: object) -> str:
+    if isinstance(value, bool) and name in _PYTHON_BOOLEANS:
+        return f" {name}={_quoted(str(value))}"
     return f" {name}={_quoted(_value(value))}"
 
 
@@ -199,3 +206,19 @@ def collection(root: str, items: list[bytes], links: Sequence[Mapping[str, str]]
     inner = b"".join(items).decode() + _links(links)
     element = f"<{root}>{inner}</{root}>" if inner else f"<{root}/>"
     return (DECLARATION + _declare(root, element)).encode()
+
+
+def flat(tag: str, value: Mapping[str, Any]) -> str:
+    """nova's ``make_flat_dict``: one text child per member, in no namespace (the XML of
+    extensions nova wrote that way, os-keypairs among them)."""
+    inner = "".join(
+        f"<{key}>{_text(_value(member))}</{key}>"
+        for key, member in value.items()
+        if member is not None
+    )
+    return f"<{tag}>{inner}</{tag}>"
+
+
+def flat_document(body: str) -> bytes:
+    """A document of ``flat`` elements, with no namespace declaration."""
+    return (DECLARATION + body).encode()
