@@ -3,8 +3,10 @@ step at a time: the step machine ``LIVE_MIGRATION`` (conductor/steps.py).
 
 The gateway accepts a live migration (task ``migrating``, status MIGRATING; the server stays
 ACTIVE and keeps running) and records it (``accepted``, with the destination the request
-names). From there each step starts when the previous one is reported (the step the record
-awaits, from the host whose step it is):
+names, or none: ``start`` then picks the usable host with the most free RAM that has room, as
+the scheduler weighs, or ends the action with nova's NoValidHost). From there each step
+starts when the previous one is reported (the step the record awaits, from the host whose
+step it is):
 
 1. ``start``: the destination exists, is enabled and alive, is not the source, runs the same
    hypervisor and has room; the room is claimed there (held by the migration); the
@@ -34,6 +36,7 @@ destination is told to destroy what it may hold.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import asyncpg
@@ -78,7 +81,7 @@ class LiveMigrationConductor:
                 log.info("server %s no longer waits for its live migration", request.server_id)
                 return
             assert row is not None and migration is not None
-            refusal = await self._check_and_claim(conn, row, migration)
+            migration, refusal = await self._check_and_claim(conn, row, migration)
             if refusal is not None:
                 await _not_started(conn, request, migration, refusal)
                 return
@@ -98,8 +101,46 @@ class LiveMigrationConductor:
 
     async def _check_and_claim(
         self, conn: Conn, row: LockedServer, migration: LiveMigration
+    ) -> tuple[LiveMigration, str | None]:
+        """The migration with its destination (the one the request named, or the one picked
+        here), and why the destination cannot take the server now (None once its room is
+        claimed)."""
+        if migration.dest_host is None:
+            return await self._pick_and_claim(conn, migration)
+        return migration, await self._check_and_claim_named(conn, row, migration)
+
+    async def _pick_and_claim(
+        self, conn: Conn, migration: LiveMigration
+    ) -> tuple[LiveMigration, str | None]:
+        """Schedule a live migration the request named no destination for (nova 2013.2):
+        claim room on the best usable host but the source (the scheduler's weighing: the
+        most free RAM), or nova's NoValidHost when none has room now."""
+        for host in await live_db.candidates(
+            conn,
+            source=migration.source_host,
+            need=live_db.resources(migration),
+            ratios=self.ratios,
+            check_disk=not migration.disk_over_commit,
+            down_after_s=self.down_after_s,
+        ):
+            refusal = await live_db.claim(
+                conn,
+                host,
+                live_db.resources(migration),
+                self.ratios,
+                check_disk=not migration.disk_over_commit,
+            )
+            # a refusal: another conductor filled it since the look; try the next one
+            if refusal is None:
+                await live_db.set_dest(conn, migration.id, host)
+                return dataclasses.replace(migration, dest_host=host), None
+        return migration, live_db.NO_VALID_HOST
+
+    async def _check_and_claim_named(
+        self, conn: Conn, row: LockedServer, migration: LiveMigration
     ) -> str | None:
-        """Why the destination cannot take the server now; None once its room is claimed."""
+        """Why the named destination cannot take the server now; None once its room is
+        claimed."""
         refusal = await live_db.target_refusal(
             conn,
             server_id=row.id,

@@ -4,9 +4,13 @@ Each operation has a rule: ``admin`` (the caller has the admin role), ``admin_or
 (an administrator, or a member of the project that owns the server) or ``nobody`` (turned
 off, for administrators too). The defaults are nova 2013.1's ``etc/nova/policy.json`` (guide
 3.1): the server operations of chapter 2 and pause, unpause, suspend, resume, createBackup
-are the owner's; migrate, resetNetwork, injectNetworkInfo, lock, unlock, os-migrateLive and
-os-resetState are the administrator's. Operators change rules with ``STRATUS_POLICY`` (a JSON
-object ``{"operation": "rule"}``, inline or in a file), checked when the gateway starts.
+are the owner's; migrate, resetNetwork, injectNetworkInfo, os-migrateLive and os-resetState
+are the administrator's. lock and unlock are the owner's, as since nova 2013.2 (2013.1 had
+them the administrator's: ``{"lock": "admin", "unlock": "admin"}`` brings that back), and
+``unlock_override`` (nova's name: lifting a lock the other kind of caller holds, an owner an
+administrator's or an administrator an owner's) is the administrator's. Operators change
+rules with ``STRATUS_POLICY`` (a JSON object ``{"operation": "rule"}``, inline or in a
+file), checked when the gateway starts.
 
 The same table says which operations a *locked* server refuses from users who are not
 administrators (guide 3.1 `lock`; docs/architecture.md, *State*): the lock is part of "who
@@ -88,8 +92,11 @@ OPERATIONS: Mapping[str, Operation] = {
     "migrate": _ADMIN_UNLESS_LOCKED,
     "resetNetwork": _ADMIN_UNLESS_LOCKED,
     "injectNetworkInfo": _ADMIN_UNLESS_LOCKED,
-    "lock": _ADMIN,
-    "unlock": _ADMIN,  # besides the rule, only an administrator or the locker may unlock
+    # the owner's since nova 2013.2; an owner's lock is lifted by the member who took it or
+    # an administrator, an administrator's by an administrator (unlock_override)
+    "lock": _OWNER,
+    "unlock": _OWNER,
+    "unlock_override": _ADMIN,
     "os-migrateLive": _ADMIN_UNLESS_LOCKED,
     "os-resetState": _ADMIN_UNLESS_LOCKED,
     # nova's os-server-start-stop extension (compute:stop, compute:start: the owner's)

@@ -29,6 +29,10 @@ from shared.messages import InstanceSpec
 
 KIND = "live-migration"
 
+#: nova's NoValidHost, which its os-migrateLive answered with 400: no host but the source can
+#: take the server (a live migration without a named destination)
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+
 
 class Status(StrEnum):
     ACCEPTED = "accepted"  # recorded by the gateway; the conductor has not claimed yet
@@ -55,7 +59,8 @@ class NewLiveMigration:
     server_id: uuid.UUID
     action_id: uuid.UUID
     source_host: str
-    dest_host: str
+    #: None: the conductor's scheduler picks it (``candidates``)
+    dest_host: str | None
     instance: InstanceSpec
     block_migration: bool
     disk_over_commit: bool
@@ -226,6 +231,47 @@ async def claim(
         *params.values,
     )
     return None if status == "UPDATE 1" else _no_room(dest, need)
+
+
+async def candidates(
+    conn: Executor,
+    *,
+    source: str,
+    need: Resources,
+    ratios: Ratios,
+    check_disk: bool,
+    down_after_s: float,
+    limit: int = 20,
+) -> list[str]:
+    """The hosts the server could live-migrate to from ``source`` now, best first (the most
+    free RAM, as the scheduler weighs): enabled, alive, not the source, the source's
+    hypervisor, room for ``need`` (a look, no claim: ``claim`` decides)."""
+    params = Params(source, down_after_s, limit)
+    fits = _fits(params, need, ratios, check_disk=check_disk)
+    rows = await conn.fetch(
+        f"""SELECT name FROM compute_hosts
+             WHERE name <> $1 AND enabled AND up
+               AND last_heartbeat >= now() - make_interval(secs => $2)
+               AND hypervisor_type = COALESCE(
+                   (SELECT s.hypervisor_type FROM compute_hosts s WHERE s.name = $1),
+                   hypervisor_type)
+               AND {fits}
+             ORDER BY ram_mb * {params.add(ratios.ram)}::float8 - ram_mb_used DESC, name
+             LIMIT $3""",
+        *params.values,
+    )
+    return [r["name"] for r in rows]
+
+
+async def set_dest(conn: Executor, migration_id: uuid.UUID, dest: str) -> None:
+    """Record the destination the scheduler picked for the live migration (locked by the
+    caller)."""
+    await conn.execute(
+        "UPDATE migrations SET dest_host = $2, updated_at = now() WHERE id = $1 AND kind = $3",
+        migration_id,
+        dest,
+        KIND,
+    )
 
 
 async def hypervisor_uri(conn: Executor, host: str) -> str | None:

@@ -80,11 +80,14 @@ class Server(Row):
     addresses: list[dict[str, Any]]
     #: the latest fault ({"code", "message", "details", "created"}) of a server in ERROR
     fault: dict[str, Any] | None
+    #: who holds the lock, as nova records it: "owner" or "admin" (None: unlocked)
+    locked_by_role: str | None = None
 
 
 #: The columns of ``servers`` a ``LockedServer`` holds, for the queries that lock one.
 LOCKED_SERVER_COLUMNS = (
-    "id, tenant_id, host, vm_state, task_state, locked, locked_by, vcpus, ram_mb, disk_gb"
+    "id, tenant_id, host, vm_state, task_state, locked, locked_by, vcpus, ram_mb, disk_gb,"
+    " locked_by_role"
 )
 
 
@@ -103,6 +106,8 @@ class LockedServer(Row):
     vcpus: int
     ram_mb: int
     disk_gb: int
+    #: who holds the lock, as nova records it: "owner" or "admin" (None: unlocked)
+    locked_by_role: str | None = None
 
     @property
     def placed_host(self) -> str:

@@ -31,7 +31,7 @@ _SELECT = """
 SELECT s.id, s.tenant_id, s.user_id, s.name, s.image_id, s.flavor_id, s.vcpus, s.ram_mb,
        s.disk_gb, s.vm_state, s.task_state, s.power_state, s.host, s.progress, s.access_ipv4,
        s.access_ipv6, s.locked, s.version, s.created_at, s.updated_at, s.launched_at,
-       s.deleted_at,
+       s.deleted_at, s.locked_by_role,
        COALESCE((SELECT jsonb_object_agg(m.key, m.value) FROM server_metadata m
                   WHERE m.server_id = s.id), '{}'::jsonb) AS metadata,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('network', a.network,
@@ -370,13 +370,17 @@ async def advance(
 # --- admin actions (lock, unlock, os-resetState) ------------------------------------------
 
 
-async def set_locked(conn: Executor, server_id: uuid.UUID, *, locked_by: str | None) -> None:
-    """Lock the server for ``locked_by`` (a user id), or unlock it (None)."""
+async def set_locked(
+    conn: Executor, server_id: uuid.UUID, *, locked_by: str | None, role: str | None = None
+) -> None:
+    """Lock the server for ``locked_by`` (a user id) holding it as ``role`` ("owner" or
+    "admin"), or unlock it (None)."""
     await conn.execute(
-        "UPDATE servers SET locked = $2, locked_by = $3 WHERE id = $1",
+        "UPDATE servers SET locked = $2, locked_by = $3, locked_by_role = $4 WHERE id = $1",
         server_id,
         locked_by is not None,
         locked_by,
+        role if locked_by is not None else None,
     )
 
 

@@ -261,6 +261,126 @@ async def test_the_xml_form_s_false_is_false_and_true_is_true(
     await api.delete_and_wait(server_id)
 
 
+# --- without a host: the scheduler picks (nova 2013.2) ---------------------------------------
+
+#: what ``nova live-migration SERVER`` and openstacksdk send
+_NO_HOST = {"os-migrateLive": {"host": None, "block_migration": False, "disk_over_commit": False}}
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+
+
+async def test_without_a_host_the_scheduler_picks_the_other_host(
+    api: ComputeClient, admin: ComputeClient, cluster: Cluster
+) -> None:
+    """Of the four hosts only the other of HOSTS has disk for the server: it is picked; in
+    XML, a body with no ``<host>`` brings the server back."""
+    server_id = await active_server(api, "anywhere", IMAGE, "2")
+    source, dest = await _other(cluster, server_id)
+    assert (await act(admin, server_id, _NO_HOST)).status == 202
+    await wait_until_action_done(cluster.pool, server_id)
+    assert await cluster.host_of(server_id) == dest
+    record = await _migration(cluster, server_id)
+    assert (record["status"], record["source_host"], record["dest_host"]) == (
+        "confirmed",
+        source,
+        dest,
+    )
+    assert await cluster.usage() == {**{h: IDLE for h in cluster.drivers}, dest: FLAVORS["2"]}
+    assert cluster.fake(dest).domains[f"instance-{server_id}"].power is PowerState.RUNNING
+
+    reply = await act_xml(
+        admin,
+        server_id,
+        """<?xml version="1.0" encoding="UTF-8" ?>
+    <os-migrateLive>
+        <block_migration>false</block_migration>
+        <disk_over_commit>false</disk_over_commit>
+    </os-migrateLive>""",
+    )
+    assert reply.status == 202, reply
+    await wait_until_action_done(cluster.pool, server_id)
+    assert await cluster.host_of(server_id) == source
+    assert await actions_of(cluster.pool, server_id) == [
+        ("create", "success"),
+        ("os-migrateLive", "success"),
+        ("os-migrateLive", "success"),
+    ]
+    await api.delete_and_wait(server_id)
+
+
+async def test_without_a_host_and_no_other_host_that_fits_it_is_400_no_valid_host(
+    api: ComputeClient, admin: ComputeClient, cluster: Cluster
+) -> None:
+    server_id = await active_server(api, "nowhere", IMAGE)
+    source, dest = await _other(cluster, server_id)
+    await cluster.pool.execute("UPDATE compute_hosts SET enabled = false WHERE name = $1", dest)
+    try:
+        refused = _fault(await act(admin, server_id, _NO_HOST))
+    finally:
+        await cluster.pool.execute("UPDATE compute_hosts SET enabled = true WHERE name = $1", dest)
+    # the thin hosts have no disk for it; disk over-commit lets the scheduler use them
+    assert refused == (400, "badRequest", NO_VALID_HOST)
+    assert await actions_of(cluster.pool, server_id) == [("create", "success")]
+    assert await cluster.host_of(server_id) == source
+    assert (await api.get(f"/servers/{server_id}")).body["server"]["status"] == "ACTIVE"
+    await api.delete_and_wait(server_id)
+
+
+async def test_without_a_host_the_conductor_fails_the_action_when_none_fits_any_more(
+    api: ComputeClient, cluster: Cluster
+) -> None:
+    """A live migration without a host the gateway accepted, when by the time the conductor
+    schedules it no other host has room: sent here as the gateway sends it."""
+    server_id = await active_server(api, "late-nowhere", IMAGE)
+    source, dest = await _other(cluster, server_id)
+    sid, migration_id, action_id = uuid.UUID(server_id), uuid.uuid4(), uuid.uuid4()
+    async with cluster.pool.acquire() as conn, conn.transaction():
+        server = await servers.get(conn, sid, None)
+        assert server is not None
+        await actions.record(
+            conn,
+            action_id=action_id,
+            request_id="req-late-nowhere",
+            server_id=sid,
+            action="os-migrateLive",
+            tenant_id=api.tenant,
+            user_id="admin",
+        )
+        await servers.set_task(conn, sid, "migrating")
+        await live_db.insert(
+            conn,
+            live_db.NewLiveMigration(
+                id=migration_id,
+                server_id=sid,
+                action_id=action_id,
+                source_host=source,
+                dest_host=None,
+                instance=await instance_spec(conn, server),
+                block_migration=False,
+                disk_over_commit=False,
+            ),
+        )
+    assert cluster.system.bus is not None
+    await cluster.pool.execute("UPDATE compute_hosts SET enabled = false WHERE name = $1", dest)
+    try:
+        await cluster.system.bus.publish(
+            bus_mod.CONDUCTOR,
+            LiveMigrateServer(server_id=sid, action_id=action_id, migration_id=migration_id),
+        )
+        await wait_until_action_done(cluster.pool, server_id)
+    finally:
+        await cluster.pool.execute("UPDATE compute_hosts SET enabled = true WHERE name = $1", dest)
+    assert (await api.get(f"/servers/{server_id}")).body["server"]["status"] == "ACTIVE"
+    assert await cluster.host_of(server_id) == source
+    assert (await actions_of(cluster.pool, server_id))[-1] == ("os-migrateLive", "error")
+    fault = await cluster.pool.fetchrow(
+        "SELECT code, message FROM server_faults WHERE server_id = $1", sid
+    )
+    assert fault is not None and (fault["code"], fault["message"]) == (400, NO_VALID_HOST)
+    record = await _migration(cluster, server_id)
+    assert (record["status"], record["dest_host"], record["held"]) == ("error", None, None)
+    await api.delete_and_wait(server_id)
+
+
 # --- what is refused at once -----------------------------------------------------------------
 
 
@@ -282,7 +402,8 @@ async def test_a_bad_request_or_an_unusable_destination_is_400_and_changes_nothi
     missing = "host and block_migration must be specified."
     cases: list[tuple[dict[str, Any], str]] = [
         ({"os-migrateLive": {"host": dest, "block_migration": False}}, missing),
-        ({"os-migrateLive": {"block_migration": False, "disk_over_commit": False}}, missing),
+        ({"os-migrateLive": {"host": dest, "disk_over_commit": False}}, missing),
+        ({"os-migrateLive": {"host": "", "block_migration": False}}, missing),
         ({"os-migrateLive": None}, missing),
         (
             {"os-migrateLive": {"host": dest, "block_migration": "no", "disk_over_commit": False}},

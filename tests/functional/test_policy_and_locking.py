@@ -29,13 +29,12 @@ from tests.support.client import ComputeClient, Reply
 
 Clients = Callable[[str, str], ComputeClient]
 
-#: nova 2013.1's admin-only actions, with a body each (guide 3.1)
+#: nova 2013.1's admin-only actions, with a body each (guide 3.1); lock and unlock are the
+#: owner's since nova 2013.2 (the old default through STRATUS_POLICY: ``_OLD_LOCK_POLICY``)
 ADMIN_ONLY: dict[str, Any] = {
     "migrate": None,
     "resetNetwork": None,
     "injectNetworkInfo": None,
-    "lock": None,
-    "unlock": None,
     "os-resetState": {"state": "error"},
     "os-migrateLive": {"host": "elsewhere", "block_migration": False, "disk_over_commit": False},
 }
@@ -87,7 +86,7 @@ async def test_members_are_forbidden_the_admin_only_actions(
         assert message == f"Policy doesn't allow {name} to be performed."
     # even a bad body or an unknown server: the caller is refused before anything is read
     assert (await act(api, server_id, {"os-resetState": {"state": "x"}})).status == 403
-    assert (await act(api, str(uuid.uuid4()), {"lock": None})).status == 403
+    assert (await act(api, str(uuid.uuid4()), {"migrate": None})).status == 403
     assert await _snapshot(system, server_id) == before
     assert await actions_of(system.pool, server_id) == [("create", "success")]
     # the administrator may (acting in the member's project)
@@ -96,17 +95,50 @@ async def test_members_are_forbidden_the_admin_only_actions(
     await api.delete_and_wait(server_id)
 
 
-async def test_a_forbidden_action_is_a_fault_in_xml_too(api: ComputeClient) -> None:
-    server_id = await active_server(api, "xml-guarded", IMAGE)
-    reply = await api.request(
-        "POST",
-        f"/servers/{server_id}/action",
-        headers={"Content-Type": "application/xml", "Accept": "application/xml"},
-        data=(SAMPLES / "3.15-lock-server-request.xml").read_bytes(),
-    )
-    assert reply.status == 403
-    assert "<forbidden" in reply.body and 'code="403"' in reply.body
-    await api.delete_and_wait(server_id)
+#: nova 2013.1's default for the lock (admin only), no longer the default
+_OLD_LOCK_POLICY = json.dumps({"lock": "admin", "unlock": "admin"})
+
+
+async def test_a_forbidden_action_is_a_fault_in_xml_too(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
+) -> None:
+    # lock is the owner's by default since nova 2013.2; nova 2013.1's admin-only lock is
+    # one STRATUS_POLICY away
+    async with gateway(system, tmp_path, _OLD_LOCK_POLICY) as url:
+        api = ComputeClient(http, url, tenant, "alice")
+        server_id = await active_server(api, "xml-guarded", IMAGE)
+        reply = await api.request(
+            "POST",
+            f"/servers/{server_id}/action",
+            headers={"Content-Type": "application/xml", "Accept": "application/xml"},
+            data=(SAMPLES / "3.15-lock-server-request.xml").read_bytes(),
+        )
+        assert reply.status == 403
+        assert "<forbidden" in reply.body and 'code="403"' in reply.body
+        assert (await server_row(system.pool, server_id))["locked"] is False
+        await api.delete_and_wait(server_id)
+
+
+async def test_the_old_admin_only_lock_is_reachable_through_the_policy_setting(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
+) -> None:
+    async with gateway(system, tmp_path, _OLD_LOCK_POLICY) as url:
+        alice = ComputeClient(http, url, tenant, "alice")
+        admin = ComputeClient(http, url, tenant, "admin")
+        server_id = await active_server(alice, "old-lock", IMAGE)
+        for name in ("lock", "unlock"):
+            status, fault, message = _fault(await act(alice, server_id, {name: None}))
+            assert (status, fault) == (403, "forbidden"), name
+            assert message == f"Policy doesn't allow {name} to be performed."
+        assert (await act(admin, server_id, {"lock": None})).status == 202
+        assert _fault(await act(alice, server_id, {"unlock": None}))[:2] == (403, "forbidden")
+        assert (await act(admin, server_id, {"unlock": None})).status == 202
+        assert await actions_of(system.pool, server_id) == [
+            ("create", "success"),
+            ("lock", "success"),
+            ("unlock", "success"),
+        ]
+        await alice.delete_and_wait(server_id)
 
 
 async def test_the_owner_may_pause_suspend_and_back_up(api: ComputeClient, system: System) -> None:
@@ -214,6 +246,88 @@ async def test_lock_and_unlock_change_no_status_and_never_reach_a_host(
         ("unlock", "success"),
     ]
     await api.delete_and_wait(server_id)
+
+
+async def test_owners_lock_and_unlock_their_own_servers(
+    api: ComputeClient, client_for: Clients, tenant: str, system: System
+) -> None:
+    """nova 2013.2: lock and unlock are the owner's; the lock records who holds it."""
+    bob = client_for(tenant, "bob")
+    server_id = await active_server(api, "own-lock", IMAGE)
+    assert (await act(api, server_id, {"lock": None})).status == 202
+    row = await server_row(system.pool, server_id)
+    assert (row["locked"], row["locked_by"], row["locked_by_role"]) == (True, "alice", "owner")
+    # a locked server refuses changes to members, the one who locked it included
+    for body in ({"reboot": {"type": "SOFT"}}, {"pause": None}):
+        assert _fault(await act(api, server_id, body))[:2] == (409, "conflictingRequest")
+        assert _fault(await act(bob, server_id, body))[:2] == (409, "conflictingRequest")
+    reply = await api.request("PUT", f"/servers/{server_id}", {"server": {"name": "renamed"}})
+    assert reply.status == 409
+    # another member neither takes it over nor lifts it
+    assert (await act(bob, server_id, {"lock": None})).status == 202
+    assert (await server_row(system.pool, server_id))["locked_by"] == "alice"
+    assert _fault(await act(bob, server_id, {"unlock": None}))[:2] == (403, "forbidden")
+    assert (await act(api, server_id, {"unlock": None})).status == 202
+    row = await server_row(system.pool, server_id)
+    assert (row["locked"], row["locked_by"], row["locked_by_role"]) == (False, None, None)
+    assert (await act(api, server_id, {"pause": None})).status == 202
+    await api.wait_for_status(server_id, "PAUSED")
+    await wait_until_action_done(system.pool, server_id)
+    await api.delete_and_wait(server_id)
+
+
+async def test_an_owner_cannot_lift_an_administrators_lock(
+    api: ComputeClient, admin: ComputeClient, system: System
+) -> None:
+    server_id = await active_server(api, "admin-lock", IMAGE)
+    assert (await act(admin, server_id, {"lock": None})).status == 202
+    row = await server_row(system.pool, server_id)
+    assert (row["locked"], row["locked_by"], row["locked_by_role"]) == (True, "admin", "admin")
+    # the owner's lock request leaves the administrator's lock as it is
+    assert (await act(api, server_id, {"lock": None})).status == 202
+    assert (await server_row(system.pool, server_id))["locked_by_role"] == "admin"
+    status, fault, message = _fault(await act(api, server_id, {"unlock": None}))
+    assert (status, fault) == (403, "forbidden")
+    assert message == (
+        f"Instance {server_id} was locked by an administrator; "
+        "policy doesn't allow unlock_override to be performed."
+    )
+    assert (await server_row(system.pool, server_id))["locked"] is True
+    assert (await act(api, server_id, {"reboot": {"type": "SOFT"}})).status == 409
+    assert (await act(admin, server_id, {"unlock": None})).status == 202
+    assert (await server_row(system.pool, server_id))["locked"] is False
+    await api.delete_and_wait(server_id)
+
+
+async def test_an_administrator_lifts_or_takes_over_an_owners_lock(
+    api: ComputeClient, admin: ComputeClient, system: System
+) -> None:
+    server_id = await active_server(api, "lifted", IMAGE)
+    assert (await act(api, server_id, {"lock": None})).status == 202
+    assert (await act(admin, server_id, {"unlock": None})).status == 202
+    row = await server_row(system.pool, server_id)
+    assert (row["locked"], row["locked_by_role"]) == (False, None)
+    assert (await act(api, server_id, {"lock": None})).status == 202
+    assert (await act(admin, server_id, {"lock": None})).status == 202  # taken over
+    row = await server_row(system.pool, server_id)
+    assert (row["locked_by"], row["locked_by_role"]) == ("admin", "admin")
+    assert _fault(await act(api, server_id, {"unlock": None}))[:2] == (403, "forbidden")
+    assert (await act(admin, server_id, {"unlock": None})).status == 202
+    await api.delete_and_wait(server_id)
+
+
+async def test_unlock_override_is_configurable(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
+) -> None:
+    policy = json.dumps({"unlock_override": "admin_or_owner"})
+    async with gateway(system, tmp_path, policy) as url:
+        alice = ComputeClient(http, url, tenant, "alice")
+        admin = ComputeClient(http, url, tenant, "admin")
+        server_id = await active_server(alice, "override", IMAGE)
+        assert (await act(admin, server_id, {"lock": None})).status == 202
+        assert (await act(alice, server_id, {"unlock": None})).status == 202
+        assert (await server_row(system.pool, server_id))["locked"] is False
+        await alice.delete_and_wait(server_id)
 
 
 # --- overrides through STRATUS_POLICY ----------------------------------------------------------

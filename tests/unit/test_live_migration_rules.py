@@ -87,11 +87,10 @@ def test_the_guide_s_samples_parse_in_both_forms() -> None:
         "h2",
         [],
         {},
-        {"block_migration": False, "disk_over_commit": False},
         {"host": "h2", "disk_over_commit": False},
         {"host": "h2", "block_migration": False},
         {"host": "", "block_migration": False, "disk_over_commit": False},
-        {"host": None, "block_migration": False, "disk_over_commit": False},
+        {"host": None, "block_migration": False},
         {"host": "h2", "block_migration": None, "disk_over_commit": False},
     ],
 )
@@ -99,6 +98,36 @@ def test_a_missing_member_is_answered_as_nova_answered(value: object) -> None:
     with pytest.raises(BadRequest) as refused:
         live_migrate(value)
     assert refused.value.message == MISSING == "host and block_migration must be specified."
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"host": None, "block_migration": False, "disk_over_commit": False},
+        {"block_migration": False, "disk_over_commit": True},
+    ],
+)
+def test_without_a_host_the_scheduler_picks_one(value: dict[str, object]) -> None:
+    """nova 2013.2: ``host`` null or left out (``nova live-migration SERVER``, openstacksdk)."""
+    request = live_migrate(value)
+    assert request.host is None
+    assert (request.block_migration, request.disk_over_commit) == (
+        False,
+        value["disk_over_commit"],
+    )
+
+
+def test_an_xml_body_without_a_host_leaves_it_to_the_scheduler() -> None:
+    body = parse_xml(
+        b"<os-migrateLive><block_migration>true</block_migration>"
+        b"<disk_over_commit>false</disk_over_commit></os-migrateLive>"
+    )
+    request = live_migrate(body["os-migrateLive"])
+    assert (request.host, request.block_migration, request.disk_over_commit) == (
+        None,
+        True,
+        False,
+    )
 
 
 def test_an_empty_xml_member_is_missing() -> None:

@@ -26,16 +26,16 @@ from shared.states import ACTIONS
 MEMBER = RequestContext("alice", "p1", frozenset({"member"}), "req-1")
 ADMIN = RequestContext("admin", "p1", frozenset({"admin", "member"}), "req-2")
 
+#: nova 2013.1's admin-only actions but lock and unlock, the owner's since nova 2013.2
 ADMIN_ONLY = (
     "migrate",
     "resetNetwork",
     "injectNetworkInfo",
-    "lock",
-    "unlock",
     "os-migrateLive",
     "os-resetState",
+    "unlock_override",
 )
-OWNERS = ("pause", "unpause", "suspend", "resume", "createBackup")
+OWNERS = ("pause", "unpause", "suspend", "resume", "createBackup", "lock", "unlock")
 
 
 @pytest.mark.parametrize("operation", ADMIN_ONLY)
@@ -75,7 +75,17 @@ def test_an_inline_setting_overrides_the_rules_it_names_only() -> None:
     assert not policy.allows(MEMBER, "pause")
     assert not policy.allows(ADMIN, "resume")  # nobody means nobody
     assert policy.allows(MEMBER, "suspend")  # untouched: the default
-    assert not policy.allows(MEMBER, "unlock")
+    assert not policy.allows(MEMBER, "migrate")
+    assert policy.allows(MEMBER, "unlock")  # the owner's by default since nova 2013.2
+
+
+def test_nova_2013_1s_admin_only_lock_is_one_setting_away() -> None:
+    policy = Policy.parse('{"lock": "admin", "unlock": "admin"}')
+    for operation in ("lock", "unlock"):
+        assert not policy.allows(MEMBER, operation)
+        assert policy.allows(ADMIN, operation)
+        with pytest.raises(NotPermitted, match=f"doesn't allow {operation} "):
+            policy.enforce(MEMBER, operation)
 
 
 def test_a_file_setting_and_novas_spellings(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """os-migrateLive (guide 3.1): ACTIVE -> MIGRATING -> ACTIVE on the host the request names,
-the server running all along.
+or, without one (nova 2013.2), on the one the conductor's scheduler picks; the server running
+all along.
 
 What the gateway can know it checks at once and answers with 400, as the reference
 implementation did: the destination is not the server's own host, exists, is enabled and
-alive, runs the same hypervisor and has room now. The live migration is then recorded
+alive, runs the same hypervisor and has room now; without a host, that some other host is
+(else nova's NoValidHost, 400). The live migration is then recorded
 (``accepted``, with the server as it is, both hosts and the request's options) and goes to the
 conductor, which checks all of that again when it claims the room, and drives the two hosts
 from there (conductor/live_migration.py).
@@ -34,7 +36,10 @@ class LiveMigration(ThroughConductor):
         # one an os-resetState interrupted is over: its claim must not stay held (nor count
         # against the destination's room)
         await live_db.close_stale(locked.conn, locked.row.id)
-        await self._check_destination(locked)
+        if self.request.host is None:
+            await self._check_some_destination(locked)
+        else:
+            await self._check_destination(locked)
         await live_db.insert(
             locked.conn,
             live_db.NewLiveMigration(
@@ -49,10 +54,26 @@ class LiveMigration(ThroughConductor):
             ),
         )
 
+    async def _check_some_destination(self, locked: Locked) -> None:
+        """400 (nova's NoValidHost) when no other host could take the server now (a look:
+        the conductor's scheduler picks and claims, and may still find none)."""
+        row, settings = locked.row, locked.settings
+        if not await live_db.candidates(
+            locked.conn,
+            source=row.placed_host,
+            need=Resources(row.vcpus, row.ram_mb, row.disk_gb),
+            ratios=ratios(settings),
+            check_disk=not self.request.disk_over_commit,
+            down_after_s=settings.host_down_after_s,
+            limit=1,
+        ):
+            raise Invalid(live_db.NO_VALID_HOST)
+
     async def _check_destination(self, locked: Locked) -> None:
         """400 when the destination cannot take the server now (a look, not a claim: the
         conductor claims, and may still find it full)."""
         row, settings = locked.row, locked.settings
+        assert self.request.host is not None
         refusal = await live_db.target_refusal(
             locked.conn,
             server_id=row.id,
