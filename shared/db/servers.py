@@ -155,7 +155,7 @@ async def list_page(
     ``name_regex`` raises ``asyncpg.InvalidRegularExpressionError``.
     """
     sql, values = page_query(tenant_id, marker=marker, limit=limit, filters=filters)
-    return [ServerEntry.from_record(r) for r in await conn.fetch(sql, *values)]
+    return ServerEntry.from_records(await conn.fetch(sql, *values))
 
 
 def page_query(
