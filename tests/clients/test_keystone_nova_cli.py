@@ -133,10 +133,18 @@ def test_pause_unpause_suspend_resume_stop_start(
         wait_for(keystone_cloud, "demo", server, wanted)
 
 
-def test_lock_and_unlock_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
-    with pytest.raises(CommandFailed, match="403"):
-        nova(keystone_cloud, "demo", "lock", server)
+def test_lock_and_unlock_by_the_owner_and_an_administrator(
+    keystone_cloud: KeystoneCloud, server: str
+) -> None:
+    """The owner locks its own server (nova 2013.2's default) and its changes are refused
+    until it unlocks; an administrator's lock is not the owner's to lift."""
+    nova(keystone_cloud, "demo", "lock", server)
+    with pytest.raises(CommandFailed, match="409"):
+        nova(keystone_cloud, "demo", "stop", server)
+    nova(keystone_cloud, "demo", "unlock", server)
     nova(keystone_cloud, "admin_in_demo", "lock", server)
+    with pytest.raises(CommandFailed, match="403"):
+        nova(keystone_cloud, "demo", "unlock", server)
     with pytest.raises(CommandFailed, match="409"):
         nova(keystone_cloud, "demo", "stop", server)
     nova(keystone_cloud, "admin_in_demo", "unlock", server)

@@ -105,11 +105,15 @@ def test_reboot_pause_unpause_suspend_resume_stop_start(clouds_yaml: Path, serve
 
 
 def test_lock_and_unlock(clouds_yaml: Path, server: str) -> None:
-    """An administrator locks (nova 2013.1's policy: a member may not, 403); the owner's
-    changes are then refused (409) until the administrator unlocks."""
-    with pytest.raises(CommandFailed, match="403"):
-        openstack(clouds_yaml, "demo", "server", "lock", server)
+    """The owner locks its own server (nova 2013.2's default): its changes are refused (409)
+    until it unlocks. An administrator's lock is not the owner's to lift (403)."""
+    openstack(clouds_yaml, "demo", "server", "lock", server)
+    with pytest.raises(CommandFailed, match="409"):
+        openstack(clouds_yaml, "demo", "server", "reboot", server)
+    openstack(clouds_yaml, "demo", "server", "unlock", server)
     openstack(clouds_yaml, "admin_in_demo", "server", "lock", server)
+    with pytest.raises(CommandFailed, match="403"):
+        openstack(clouds_yaml, "demo", "server", "unlock", server)
     with pytest.raises(CommandFailed, match="409"):
         openstack(clouds_yaml, "demo", "server", "reboot", server)
     openstack(clouds_yaml, "admin_in_demo", "server", "unlock", server)

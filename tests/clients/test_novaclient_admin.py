@@ -69,10 +69,16 @@ def test_pause_unpause_suspend_resume_by_the_owner(member: NovaClient, server: S
 
 
 def test_lock_and_unlock(admin: NovaClient, member: NovaClient, server: Server) -> None:
-    with pytest.raises(exceptions.Forbidden):
-        member.servers.lock(server)
+    """The owner's own lock (nova 2013.2's default), then an administrator's, which the
+    owner may not lift."""
+    member.servers.lock(server)
+    with pytest.raises(exceptions.Conflict):
+        member.servers.reboot(server)
+    member.servers.unlock(server)
     admin.servers.lock(server)
     assert getattr(admin.servers.get(server.id), "locked", True)
+    with pytest.raises(exceptions.Forbidden):
+        member.servers.unlock(server)
     with pytest.raises(exceptions.Conflict):
         member.servers.reboot(server)
     admin.servers.unlock(server)
