@@ -24,8 +24,10 @@ from api_gateway.controllers import (
     limits,
     metadata,
     migrations,
+    quota_sets,
     server_actions,
     servers,
+    services,
     versions,
 )
 from api_gateway.http.metrics import http_metrics_middleware
@@ -113,6 +115,8 @@ def create_app(
         image_service,
         server_actions,
         keypairs,
+        quota_sets,
+        services,
     )
     add_routes(app, [m.routes for m in controllers])
     app.router.add_route("*", "/{path:.*}", unknown_path)

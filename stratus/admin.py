@@ -24,7 +24,7 @@ import asyncpg
 
 from conductor.scheduler.scheduler import Scheduler
 from shared.config import Settings
-from shared.db import actions, flavors, hosts, quotas, servers
+from shared.db import actions, flavors, hosts, quota_overrides, quotas, servers
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Conn
 from shared.db.records import HostedServer, HostOverview
@@ -282,13 +282,20 @@ def _limit(value: int) -> str:
 
 
 async def quota_show(conn: Conn, settings: Settings, project: str) -> str:
-    """The project's absolute limits (``GET /limits``'s) against what it uses now, counted
-    the way the gateway's quota checks count (shared/db/quotas.py)."""
+    """The project's absolute limits (``GET /limits``'s: the settings', or the project's
+    os-quota-sets overrides) against what it uses now, counted the way the gateway's quota
+    checks count (shared/db/quotas.py)."""
     usage = await quotas.usage(conn, project)
+    overrides = await quota_overrides.for_project(conn, project)
     counted = (
-        ("instances", "maxTotalInstances", settings.quota_instances, usage.instances),
-        ("cores", "maxTotalCores", settings.quota_cores, usage.cores),
-        ("ram (MB)", "maxTotalRAMSize", settings.quota_ram_mb, usage.ram_mb),
+        (
+            "instances",
+            "maxTotalInstances",
+            overrides.get("instances", settings.quota_instances),
+            usage.instances,
+        ),
+        ("cores", "maxTotalCores", overrides.get("cores", settings.quota_cores), usage.cores),
+        ("ram (MB)", "maxTotalRAMSize", overrides.get("ram", settings.quota_ram_mb), usage.ram_mb),
     )
     per_request = (
         ("metadata items", "maxServerMeta", settings.quota_metadata_items),
@@ -300,7 +307,10 @@ async def quota_show(conn: Conn, settings: Settings, project: str) -> str:
         for name, api, limit, used in counted
     ]
     rows += [(name, api, _limit(limit), "-", "-") for name, api, limit in per_request]
-    header = f"project {project} (limits are the same for every project: STRATUS_QUOTA_*)"
+    header = (
+        f"project {project} (limits: STRATUS_QUOTA_*, or what an administrator set for the "
+        "project with os-quota-sets)"
+    )
     return header + "\n" + table(("RESOURCE", "LIMIT NAME", "LIMIT", "IN USE", "LEFT"), rows)
 
 

@@ -111,6 +111,11 @@ OPERATIONS: Mapping[str, Operation] = {
     "os-flavor-extra-specs:write": _ADMIN,  # reads are everyone's
     "os-hosts": _ADMIN,
     "os-migrations": _ADMIN,
+    # nova 2013.1's os-quota-sets: a project's quotas are shown to its members and to
+    # administrators; only administrators change them
+    "os-quota-sets:show": _OWNER,
+    "os-quota-sets:update": _ADMIN,
+    "os-services": _ADMIN,
 }
 
 #: Actions recorded under another name than the operation they are (a HARD reboot).

@@ -32,12 +32,12 @@ from api_gateway.compute.transactions import Transactions
 from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import rpcapi
-from shared.db import actions, flavors, hosts, images, servers
+from shared.db import actions, flavors, hosts, images, keypairs, servers
 from shared.db import metadata as metadata_db
 from shared.db.abandon import delete_locally
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
-from shared.db.records import Flavor, Image, LockedServer, Server, ServerEntry
+from shared.db.records import Flavor, Image, Keypair, LockedServer, Server, ServerEntry
 from shared.db.servers import ServerFilters
 from shared.errors import Invalid, NotFound
 from shared.rpcapi import Envelope
@@ -164,7 +164,8 @@ class ComputeAPI(Transactions):
         flavor = await self.resolve_flavor(request.flavor_ref)
         image = await self.resolve_image(ctx, request.image_ref)
         check_fits(flavor, image)
-        server = _new_server(ctx, request, flavor, image)
+        key = await self.resolve_key(ctx, request.key_name)
+        server = _new_server(ctx, request, flavor, image, key)
         action_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             await quotas.check_instances(
@@ -189,6 +190,19 @@ class ComputeAPI(Transactions):
             refusal="The build could not be queued; try again later.",
         )
         return CreatedServer(server.id, admin_pass)
+
+    async def resolve_key(self, ctx: RequestContext, key_name: object) -> Keypair | None:
+        """The caller's key pair named on create (key pairs are the user's, os-keypairs);
+        None when none is named. Any other name, or a value that is no name, is 400 with
+        nova's message."""
+        if key_name is None:
+            return None
+        key = None
+        if isinstance(key_name, str) and 0 < len(key_name) <= 255:
+            key = await keypairs.get(self.pool, ctx.user_id, key_name)
+        if key is None:
+            raise Invalid("Invalid key_name provided.")
+        return key
 
     async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
         """DELETING until the server's host destroyed it; at once when no host holds it or
@@ -245,7 +259,11 @@ class ComputeAPI(Transactions):
 
 
 def _new_server(
-    ctx: RequestContext, request: ServerCreate, flavor: Flavor, image: Image
+    ctx: RequestContext,
+    request: ServerCreate,
+    flavor: Flavor,
+    image: Image,
+    key: Keypair | None = None,
 ) -> servers.NewServer:
     """The row of a new server: the flavor's sizes are copied, so later changes of the
     flavor do not change the server."""
@@ -262,4 +280,7 @@ def _new_server(
         access_ipv4=str(request.access_ipv4 or ""),
         access_ipv6=str(request.access_ipv6 or ""),
         metadata=request.metadata,
+        key_name=None if key is None else key.name,
+        key_data=None if key is None else key.public_key,
+        key_fingerprint=None if key is None else key.fingerprint,
     )

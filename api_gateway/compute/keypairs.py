@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from api_gateway.http.faults import BadRequest, ConflictingRequest, OverLimit
 from shared.config import Settings
 from shared.db import keypairs as db
+from shared.db import quota_overrides
 from shared.db.records import Keypair
 
 #: the OpenSSH public key types accepted for import
@@ -114,12 +115,18 @@ async def create(
     name: str,
     fingerprint: str,
     public_key: str,
+    project_id: str | None = None,
 ) -> Keypair:
     """Store the user's new key pair: 409 when the user has one of that name, 413 when it
-    would pass ``quota_keypairs`` (a negative quota is unlimited). The count and the insert
-    run under the user's lock, so concurrent creates cannot together pass the quota."""
+    would pass ``quota_keypairs`` (a negative quota is unlimited), or the ``key_pairs`` quota
+    an administrator set for ``project_id`` (the project the request acts in: key pairs are
+    the user's, counted against that project's quota). The count and the insert run under the
+    user's lock, so concurrent creates cannot together pass the quota."""
     async with pool.acquire() as conn, conn.transaction():
         quota = settings.quota_keypairs
+        if project_id is not None:
+            overrides = await quota_overrides.for_project(conn, project_id)
+            quota = overrides.get("key_pairs", quota)
         if quota >= 0:
             await db.lock_user(conn, user_id)
         if await db.get(conn, user_id, name) is not None:

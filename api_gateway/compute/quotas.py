@@ -7,6 +7,12 @@ decoded size (``maxPersonalitySize``). A negative quota is unlimited, as in the 
 implementation. Messages are the reference implementation's, so clients that show them read
 the same thing.
 
+Per-project quotas an administrator set (nova's os-quota-sets, ``quota_overrides``) replace
+the settings' defaults for instances, cores, RAM (creates, resizes, ``GET /limits``) and key
+pairs (a user's key pairs are counted against the quota of the project the request acts in).
+The per-request limits (metadata items, personality files) stay the settings' (an override of
+them is stored and shown, not enforced: docs/compatibility.md).
+
 For other engineers: ``check_metadata_items`` before writing metadata, and
 ``check_resize`` inside the transaction that records a resize.
 """
@@ -19,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from api_gateway.http.faults import OverLimit
 from api_gateway.schemas.servers import PersonalityFile, ServerCreate
 from shared.config import Settings
+from shared.db import quota_overrides
 from shared.db import quotas as db
 from shared.db.pool import Conn, Executor
 from shared.db.quotas import Usage
@@ -62,26 +69,66 @@ def check_create_request(settings: Settings, request: ServerCreate) -> None:
     check_personality(settings, request.personality)
 
 
-def _quotas(settings: Settings) -> dict[str, int]:
+#: nova 2013.1's defaults of the resources Stratus does not serve (os-quota-sets shows them).
+_NOT_SERVED = {
+    "floating_ips": 10,
+    "fixed_ips": -1,
+    "injected_file_path_bytes": 255,
+    "security_groups": 10,
+    "security_group_rules": 20,
+}
+
+
+def defaults(settings: Settings) -> dict[str, int]:
+    """Every quota nova 2013.1 answered in a quota set (its keys), at the defaults."""
     return {
         "instances": settings.quota_instances,
         "cores": settings.quota_cores,
         "ram": settings.quota_ram_mb,
+        "floating_ips": _NOT_SERVED["floating_ips"],
+        "fixed_ips": _NOT_SERVED["fixed_ips"],
+        "metadata_items": settings.quota_metadata_items,
+        "injected_files": settings.quota_personality,
+        "injected_file_content_bytes": settings.quota_personality_size,
+        "injected_file_path_bytes": _NOT_SERVED["injected_file_path_bytes"],
+        "key_pairs": settings.quota_keypairs,
+        "security_groups": _NOT_SERVED["security_groups"],
+        "security_group_rules": _NOT_SERVED["security_group_rules"],
     }
 
 
-def _any_limited(settings: Settings, requested: Mapping[str, int]) -> bool:
+#: the keys of a quota set
+RESOURCES = (
+    "instances",
+    "cores",
+    "ram",
+    "floating_ips",
+    "fixed_ips",
+    "metadata_items",
+    "injected_files",
+    "injected_file_content_bytes",
+    "injected_file_path_bytes",
+    "key_pairs",
+    "security_groups",
+    "security_group_rules",
+)
+
+
+async def project_quotas(conn: Executor, settings: Settings, project_id: str) -> dict[str, int]:
+    """The project's quotas: the defaults, with what an administrator set for it."""
+    return defaults(settings) | await quota_overrides.for_project(conn, project_id)
+
+
+def _any_limited(quotas: Mapping[str, int], requested: Mapping[str, int]) -> bool:
     """Is any resource of ``requested`` under a quota? When none is, there is nothing to
     count: no project lock (which makes a project's creates take turns) and no count of
     its servers (which grows with the project)."""
-    quotas = _quotas(settings)
     return any(_limited(quotas[resource]) for resource in requested)
 
 
-def _enforce(settings: Settings, used: Usage, requested: Mapping[str, int]) -> None:
+def _enforce(quotas: Mapping[str, int], used: Usage, requested: Mapping[str, int]) -> None:
     """413 naming every resource ``requested`` would take past its quota (the message
     details the first, as the reference implementation's does)."""
-    quotas = _quotas(settings)
     in_use = {"instances": used.instances, "cores": used.cores, "ram": used.ram_mb}
     overs = [
         resource
@@ -109,11 +156,12 @@ async def check_instances(
     is nothing to count and no lock is taken).
     """
     requested = {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
-    if not _any_limited(settings, requested):
+    quotas = await project_quotas(conn, settings, project_id)
+    if not _any_limited(quotas, requested):
         return
     await db.lock_project(conn, project_id)
     used = await db.usage(conn, project_id)
-    _enforce(settings, used, requested)
+    _enforce(quotas, used, requested)
 
 
 async def check_resize(
@@ -128,11 +176,12 @@ async def check_resize(
     second concurrent resize is checked against the old sizes.
     """
     requested = {"cores": vcpus_delta, "ram": ram_delta}
-    if not _any_limited(settings, requested):
+    quotas = await project_quotas(conn, settings, project_id)
+    if not _any_limited(quotas, requested):
         return
     await db.lock_project(conn, project_id)
     used = await db.usage(conn, project_id)
-    _enforce(settings, used, requested)
+    _enforce(quotas, used, requested)
 
 
 async def usage(conn: Executor, project_id: str) -> Usage:

@@ -65,13 +65,15 @@ async def create(request: web.Request) -> web.Response:
         generated = await domain.generate()
         public_key, fingerprint = generated.public_key, generated.fingerprint
         private_key = generated.private_key
+    ctx = keys.context(request)
     row = await domain.create(
         request.app[keys.POOL],
         request.app[keys.SETTINGS],
-        keys.context(request).user_id,
+        ctx.user_id,
         asked.name,
         fingerprint,
         public_key,
+        project_id=ctx.project_id,
     )
     body = view.created(row, private_key)
     return _answer(request, {"keypair": body}, view.keypair_xml(body))

@@ -30,7 +30,6 @@ async def show(request: web.Request) -> web.Response:
             pool, ctx.user_id, [limit.key for limit in limiter.limits]
         )
     used = await quotas.usage(pool, ctx.project_id)
-    return render(
-        request,
-        view.limits(view.rate(limiter.limits, levels, now), view.absolute(settings, used)),
-    )
+    project_quotas = await quotas.project_quotas(pool, settings, ctx.project_id)
+    absolute = view.absolute(settings, used, project_quotas)
+    return render(request, view.limits(view.rate(limiter.limits, levels, now), absolute))

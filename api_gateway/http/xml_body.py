@@ -2,7 +2,8 @@
 
 Parsed with defusedxml: DTDs, entity declarations and external references are refused, so
 entity expansion ("billion laughs") and external entity tricks cannot happen. Namespaces are
-ignored, as the reference implementation ignored them.
+ignored, as the reference implementation ignored them, except that an attribute of a known
+extension's namespace keeps the extension's alias (``OS-DCF:diskConfig``, as in JSON).
 
 The mapping follows the guide's samples: the root element names the single top-level member;
 attributes are members; ``<metadata>`` of ``<meta key>`` is an object; ``<personality>`` of
@@ -27,6 +28,17 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+#: Extension namespaces whose attributes keep their alias, as the JSON member is spelt
+#: (``OS-DCF:diskConfig``): the schemas know them by that name.
+_ALIASES = {"http://docs.openstack.org/compute/ext/disk_config/api/v1.1": "OS-DCF"}
+
+
+def _attribute(name: str) -> str:
+    namespace, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
+    alias = _ALIASES.get(namespace)
+    return f"{alias}:{local}" if alias else local
+
+
 def _metadata(element: ET.Element) -> dict[str, str]:
     return {meta.get("key", ""): meta.text or "" for meta in element if _local(meta.tag) == "meta"}
 
@@ -44,7 +56,7 @@ def _value(element: ET.Element) -> Any:
     text = (element.text or "").strip()
     if not element.attrib and not children:
         return text or None
-    value: dict[str, Any] = {_local(name): v for name, v in element.attrib.items()}
+    value: dict[str, Any] = {_attribute(name): v for name, v in element.attrib.items()}
     for child in children:
         name = _local(child.tag)
         if name == "metadata":

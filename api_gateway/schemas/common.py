@@ -32,6 +32,15 @@ def validator(model: type[M]) -> Callable[[Any], M]:
 
 def describe(exc: pydantic.ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
+    if error["type"] == "extra_forbidden" and error["loc"]:
+        # nova v2.1's words for a member its schema does not know, naming the member (its
+        # path too, as every other answer of ours names the field)
+        member = error["loc"][-1]
+        where = "/".join(str(part) for part in error["loc"])
+        return (
+            f"Invalid input for field/attribute {where}. Additional properties are not"
+            f" allowed ('{member}' was unexpected)"
+        )
     where = "/".join(str(part) for part in error["loc"]) or "body"
     return f"Invalid input for field/attribute {where}: {error['msg']}."
 

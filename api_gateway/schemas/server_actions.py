@@ -1,8 +1,10 @@
 """Request bodies of the server actions (Tables 2.4–2.8): the value under the action's key.
 
 XML bodies arrive in the same shape (``http/xml_body.py``): attributes are members,
-``<metadata>`` an object, ``<personality>`` a list, an empty element ``null``. Members the
-guide does not define are ignored, as the reference implementation ignored them.
+``<metadata>`` an object, ``<personality>`` a list, an empty element ``null``. A member
+neither the guide nor nova's v2.1 schema of the action defines is 400 naming it, as nova v2.1
+answered (``OS-DCF:diskConfig`` and rebuild's ``preserve_ephemeral`` are taken and not acted
+on; docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _upper(value: object) -> object:
 
 
 class _Action(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ChangePassword(_Action):
@@ -63,6 +65,8 @@ class Rebuild(_Action):
     access_ipv6: Annotated[IPv6Address | None, BeforeValidator(_empty_is_none)] = Field(
         default=None, alias="accessIPv6"
     )
+    disk_config: Any = Field(default=None, alias="OS-DCF:diskConfig")
+    preserve_ephemeral: Any = None
 
     def access_changes(self) -> dict[str, str]:
         """The access-address columns the rebuild sets (given ones; cleared = empty)."""
@@ -74,9 +78,10 @@ class Rebuild(_Action):
 
 
 class Resize(_Action):
-    """Table 2.7: only ``flavorRef`` (the samples', the XSD's); a ``name`` is ignored."""
+    """Table 2.7: only ``flavorRef`` (the samples', the XSD's), and ``OS-DCF:diskConfig``."""
 
     flavor_ref: Ref = Field(alias="flavorRef")
+    disk_config: Any = Field(default=None, alias="OS-DCF:diskConfig")
 
 
 class CreateImage(_Action):

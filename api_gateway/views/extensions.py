@@ -137,6 +137,22 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="Keypair Support.",
     ),
     Extension(
+        # GET, PUT /os-quota-sets/{project}, GET /os-quota-sets/{project}/defaults
+        alias="os-quota-sets",
+        name="Quotas",
+        namespace="http://docs.openstack.org/compute/ext/quotas-sets/api/v1.1",
+        updated="2011-08-08T00:00:00+00:00",
+        description="Quotas management support.",
+    ),
+    Extension(
+        # GET /os-services, PUT /os-services/enable and /disable (administrators)
+        alias="os-services",
+        name="Services",
+        namespace="http://docs.openstack.org/compute/ext/services/api/v2",
+        updated="2012-10-28T00:00:00+00:00",
+        description="Services support.",
+    ),
+    Extension(
         # GET /os-migrations (administrators); nova added it in 2013.2
         alias="os-migrations",
         name="Migrations",

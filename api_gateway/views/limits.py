@@ -41,16 +41,17 @@ def rate(
     return list(groups.values())
 
 
-def absolute(settings: Settings, used: Usage) -> dict[str, int]:
+def absolute(settings: Settings, used: Usage, quotas: Mapping[str, int]) -> dict[str, int]:
+    """``quotas``: the project's (os-quota-sets), for the limits enforced per project."""
     return {
-        "maxTotalRAMSize": settings.quota_ram_mb,
+        "maxTotalRAMSize": quotas["ram"],
         "maxServerMeta": settings.quota_metadata_items,
         "maxImageMeta": settings.quota_metadata_items,
         "maxPersonality": settings.quota_personality,
         "maxPersonalitySize": settings.quota_personality_size,
-        "maxTotalInstances": settings.quota_instances,
-        "maxTotalCores": settings.quota_cores,
-        "maxTotalKeypairs": settings.quota_keypairs,
+        "maxTotalInstances": quotas["instances"],
+        "maxTotalCores": quotas["cores"],
+        "maxTotalKeypairs": quotas["key_pairs"],
         # security groups, floating IPs and server groups are not served: their limits are
         # nova's defaults and nothing is used of them, for clients (and tempest's schema)
         # that require the members (docs/compatibility.md)

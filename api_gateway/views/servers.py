@@ -51,11 +51,13 @@ class Extended:
     status: bool = True
     #: ``OS-EXT-SRV-ATTR``: host, hypervisor_hostname, instance_name (administrators)
     server_attributes: bool = False
+    #: ``os-keypairs``: key_name (null when the server has no key, as nova shows it)
+    key_name: bool = True
 
 
 #: No extension members: the answers of update and rebuild, whose published schemas allow
 #: none (nova decorated only show and detail with them).
-UNDECORATED = Extended(status=False, server_attributes=False)
+UNDECORATED = Extended(status=False, server_attributes=False, key_name=False)
 
 
 def extended_status(row: Server) -> dict[str, Any]:
@@ -110,6 +112,8 @@ def detail(
     if status is Status.ERROR and row.fault is not None:
         # ``details`` is optional; an empty one would be an empty element in XML
         server["fault"] = {k: v for k, v in row.fault.items() if k != "details" or v}
+    if extended.key_name:
+        server["key_name"] = row.key_name
     if extended.status:
         server.update(extended_status(row))
     if extended.server_attributes:

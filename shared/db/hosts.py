@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.db.pool import Executor
-from shared.db.records import Host, HostOverview, ProjectUsage
+from shared.db.records import Host, HostOverview, HostService, ProjectUsage
 from shared.db.sql import Params
 from shared.messages import HostCapacity
 
@@ -198,3 +198,16 @@ async def overview(conn: Executor, down_after_s: float) -> list[HostOverview]:
         down_after_s,
     )
     return [HostOverview.from_record(r) for r in rows]
+
+
+async def services(conn: Executor, down_after_s: float) -> list[HostService]:
+    """Every compute host as os-services lists it: whether it is enabled, its last heartbeat,
+    and whether it is alive by the scheduler's own test (up, and a heartbeat within
+    ``down_after_s``)."""
+    rows = await conn.fetch(
+        "SELECT name, enabled, last_heartbeat,"
+        " (up AND last_heartbeat >= now() - make_interval(secs => $1)) AS alive"
+        " FROM compute_hosts ORDER BY name",
+        down_after_s,
+    )
+    return [HostService.from_record(r) for r in rows]

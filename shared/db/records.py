@@ -83,6 +83,8 @@ class Server(Row):
     fault: dict[str, Any] | None
     #: who holds the lock, as nova records it: "owner" or "admin" (None: unlocked)
     locked_by_role: str | None = None
+    #: the name of the key pair given on create (None: none)
+    key_name: str | None = None
 
 
 #: The columns of ``servers`` a ``LockedServer`` holds, for the queries that lock one.
@@ -307,6 +309,17 @@ class HostOverview(HostRoom):
 
     disabled_reason: str | None
     heartbeat_age: timedelta
+    #: up, with a heartbeat recent enough (the scheduler's own test)
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostService(Row):
+    """A compute host as nova's os-services shows its nova-compute (``hosts.services``)."""
+
+    name: str
+    enabled: bool
+    last_heartbeat: datetime
     #: up, with a heartbeat recent enough (the scheduler's own test)
     alive: bool
 

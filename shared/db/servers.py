@@ -31,7 +31,7 @@ _SELECT = """
 SELECT s.id, s.tenant_id, s.user_id, s.name, s.image_id, s.flavor_id, s.vcpus, s.ram_mb,
        s.disk_gb, s.vm_state, s.task_state, s.power_state, s.host, s.progress, s.access_ipv4,
        s.access_ipv6, s.locked, s.version, s.created_at, s.updated_at, s.launched_at,
-       s.deleted_at, s.locked_by_role,
+       s.deleted_at, s.locked_by_role, s.key_name,
        COALESCE((SELECT jsonb_object_agg(m.key, m.value) FROM server_metadata m
                   WHERE m.server_id = s.id), '{}'::jsonb) AS metadata,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('network', a.network,
@@ -64,14 +64,19 @@ class NewServer:
     access_ipv4: str
     access_ipv6: str
     metadata: Mapping[str, str]
+    #: the key pair named on create: its name, public key and fingerprint (None: no key)
+    key_name: str | None = None
+    key_data: str | None = None
+    key_fingerprint: str | None = None
 
 
 async def insert(conn: Conn, server: NewServer) -> None:
     """Insert a new server waiting for a host (BUILD, task ``scheduling``)."""
     await conn.execute(
         """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
-                                disk_gb, vm_state, task_state, access_ipv4, access_ipv6)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+                                disk_gb, vm_state, task_state, access_ipv4, access_ipv6,
+                                key_name, key_data, key_fingerprint)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
         server.id,
         server.tenant_id,
         server.user_id,
@@ -85,6 +90,9 @@ async def insert(conn: Conn, server: NewServer) -> None:
         TaskState.SCHEDULING.value,
         server.access_ipv4,
         server.access_ipv6,
+        server.key_name,
+        server.key_data,
+        server.key_fingerprint,
     )
     if server.metadata:
         await conn.executemany(

@@ -349,6 +349,7 @@ ERROR_SERVER_ALLOW = allowances(
         "metadata",
         "image.links",
         "flavor.links",
+        "key_name",
     ),
     missing=("progress", "fault.details"),
     extra_rels=("self", "bookmark"),

@@ -72,8 +72,9 @@ PAGE_ALLOW = allowances(extra_rels=("bookmark",))
 #: (the prefixed flavor extension members pass as extension members); docs/compatibility.md
 FLAVOR_ALLOW = allowances(extra=("swap", "rxtx_factor"))
 
-#: ``progress`` is shown in ACTIVE, BUILD, REBUILD, RESIZE and VERIFY_RESIZE only (nova's rule)
-SERVER_ALLOW = allowances(missing=("progress",))
+#: ``progress`` is shown in ACTIVE, BUILD, REBUILD, RESIZE and VERIFY_RESIZE only (nova's rule);
+#: show and detail carry os-keypairs' ``key_name``, which has no prefix (docs/compatibility.md)
+SERVER_ALLOW = allowances(missing=("progress",), extra=("key_name",))
 
 #: Samples of chapters 1–2 that no request can reproduce, and why (docs/compatibility.md
 #: gives the same list).

@@ -94,6 +94,8 @@ FAULTS = {
 #: Keep the request line under aiohttp's 8190-byte limit (see the module docstring).
 MAX_TARGET = 7800
 
+#: the project whose quotas os-quota-sets' routes are fuzzed with
+QUOTA_PROJECT = "fuzz-quotas"
 PROJECT = "fuzz-paths"
 STRANGER = "fuzz-stranger"
 ADMIN_HOME = "fuzz-admin-home"
@@ -205,6 +207,9 @@ class Victims:
             "host": self.hosts,
             "alias": self.aliases,
             "name": [self.decoy_keypair] if deletes_it else [self.keypair],
+            # os-quota-sets: a project of its own, so that what a fuzzed PUT sets there never
+            # limits the fuzzer's servers
+            "project": [QUOTA_PROJECT],
         }
         return values.get(name, [])
 

@@ -461,6 +461,23 @@ CASES: list[Case] = [
     Case("hosts", "GET", "/os-hosts", expect=FORBIDDEN),
     Case("host usage by project", "GET", "/os-hosts/{host}", expect=FORBIDDEN),
     Case("host disable", "PUT", "/os-hosts/{host}", {"status": "disable"}, FORBIDDEN),
+    Case("services", "GET", "/os-services", expect=FORBIDDEN),
+    Case(
+        "service disable",
+        "PUT",
+        "/os-services/disable",
+        {"host": "{host}", "binary": "nova-compute"},
+        FORBIDDEN,
+        formats=("json",),  # the JSON body is no XML document (test_services tries XML)
+    ),
+    Case(
+        "service enable",
+        "PUT",
+        "/os-services/enable",
+        {"host": "{host}", "binary": "nova-compute"},
+        FORBIDDEN,
+        formats=("json",),  # the JSON body is no XML document (test_services tries XML)
+    ),
     # key pairs are the user's, not the project's (as in nova): a name is tried in every URL
     # form, and the victim's project URL is refused
     Case("keypair show", "GET", "/os-keypairs/{name}"),
@@ -504,6 +521,11 @@ EXCLUDED = {
         "a flavor's, written by administrators only (test_flavor_extra_specs)"
     ),
     "* /{path}": "the catch-all: 404, 405 or 300 for paths no route serves",
+    "GET /{tenant_id}/os-quota-sets/{project}": (
+        "names the project: another project's quotas are 403 to a member (test_quota_sets)"
+    ),
+    "GET /{tenant_id}/os-quota-sets/{project}/defaults": "the defaults, the same for all",
+    "PUT /{tenant_id}/os-quota-sets/{project}": "administrators only (test_quota_sets)",
     "GET /{tenant_id}/os-keypairs": (
         "the caller's own key pairs, a user's as in nova (test_keypairs: another user's never)"
     ),

@@ -118,9 +118,10 @@ def test_update_changes_only_what_was_given() -> None:
         "access_ipv4": "",
         "access_ipv6": "",
     }
-    assert _update({"name": "x", "metadata": {"a": "b"}, "OS-DCF:diskConfig": "AUTO"}) == {
-        "name": "x"
-    }
+    # OS-DCF's member is taken and not acted on; any other member is refused (nova v2.1)
+    assert _update({"name": "x", "OS-DCF:diskConfig": "AUTO"}) == {"name": "x"}
+    with pytest.raises(pydantic.ValidationError, match="metadata"):
+        _update({"name": "x", "metadata": {"a": "b"}})
 
 
 @pytest.mark.parametrize(
