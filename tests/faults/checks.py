@@ -351,8 +351,8 @@ class DomainWatch:
 
 
 #: How long the hypervisors may take to agree with the database once the load has settled:
-#: a server its restarted host lost is found missing by the next periodic report after the
-#: clocks' margin (conductor/reconcile.py), a deleted server's domain purged after the next.
+#: a server its restarted host lost is found missing by the probe the next periodic report
+#: asks for (conductor/reconcile.py), a deleted server's domain purged after the next.
 DOMAINS_AGREE_WITHIN_S = 20.0
 
 
