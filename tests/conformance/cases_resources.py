@@ -26,6 +26,7 @@ from tests.conformance.registry import (
 )
 from tests.conformance.support import Env, Raw, request_body
 from tests.conftest import IMAGE, test_settings
+from tests.support.gateway import gateway_of_its_own, serving
 
 EXTENSION_ALLOW = allowances(missing_rels=("describedby",))
 #: an embedded image or flavor shows id and links only (tempest's schemas forbid a name)
@@ -35,22 +36,9 @@ REBUILD_ALLOW = allowances(missing=("progress", "image.name", "flavor.name"), ex
 
 
 @asynccontextmanager
-async def _serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@asynccontextmanager
 async def _gateway(env: Env, **overrides: object) -> AsyncIterator[str]:
     """Another gateway on the shared system's database and bus, with other settings."""
-    settings = test_settings(Path(tempfile.mkdtemp()), **overrides)
-    async with _serving(create_app(settings, pool=env.system.pool, bus=env.system.bus)) as url:
+    async with gateway_of_its_own(env.system, Path(tempfile.mkdtemp()), **overrides) as url:
         yield url
 
 
@@ -149,7 +137,7 @@ async def _failing_app() -> AsyncIterator[str]:
     """The gateway's own middlewares around a handler with a bug."""
     app = web.Application(middlewares=[request_id_middleware, fault_middleware])
     app.router.add_get("/boom", _unexpected)
-    async with _serving(app) as url:
+    async with serving(app) as url:
         yield url
 
 
@@ -191,7 +179,7 @@ for _fmt, _accept in (("json", JSON), ("xml", XML)):
         try:
             settings = test_settings(Path(tempfile.mkdtemp()))
             app = create_app(settings, pool=pool, bus=env.system.bus)
-            async with _serving(app) as url:
+            async with serving(app) as url:
                 return await env.call("GET", f"{url}/v2/{env.tenant}/servers", accept=accept)
         finally:
             await pool.close()

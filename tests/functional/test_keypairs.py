@@ -8,23 +8,20 @@ import base64
 import json
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from api_gateway.app import create_app
 from api_gateway.compute.keypairs import fingerprint_of
 from stratus.system import System
-from tests.conftest import test_settings as settings_for
 from tests.support.client import ComputeClient
+from tests.support.gateway import gateway_of_its_own
 from tests.support.xml import JSON, XML, sample, send
 
 KEYS = "/os-keypairs"
@@ -195,18 +192,7 @@ async def test_another_user_cannot_see_or_delete_them_even_in_the_same_project(
     assert (reply.status, reply.body["keypair"]["fingerprint"]) == (200, created["fingerprint"])
 
 
-@asynccontextmanager
-async def _gateway(system: System, tmp: Path, **overrides: object) -> AsyncIterator[str]:
-    assert system.pool is not None and system.bus is not None
-    app = create_app(settings_for(tmp, **overrides), pool=system.pool, bus=system.bus)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+_gateway = gateway_of_its_own
 
 
 async def test_the_quota_refuses_a_key_pair_past_it_until_one_is_deleted(

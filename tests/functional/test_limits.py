@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from api_gateway.app import create_app
 from api_gateway.compute import quotas
 from api_gateway.http.faults import OverLimit
 from api_gateway.schemas.servers import PersonalityFile
@@ -29,6 +26,7 @@ from stratus.system import System
 from tests.conftest import IMAGE
 from tests.conftest import test_settings as settings_for
 from tests.support.client import ComputeClient, Reply
+from tests.support.gateway import gateway_of_its_own
 
 COMMON_NS = "{http://docs.openstack.org/common/api/v1.0}"
 COMPUTE_NS = "{http://docs.openstack.org/compute/api/v1.1}"
@@ -37,19 +35,7 @@ XML = {"Accept": "application/xml"}
 Gateway = Callable[..., Any]
 
 
-@asynccontextmanager
-async def _gateway(system: System, tmp: Path, **overrides: object) -> AsyncIterator[str]:
-    """A gateway application with these settings on the shared system's database and bus."""
-    assert system.pool is not None and system.bus is not None
-    app = create_app(settings_for(tmp, **overrides), pool=system.pool, bus=system.bus)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+_gateway = gateway_of_its_own
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from api_gateway.app import create_app
 from api_gateway.auth.policy import PolicyError
@@ -26,6 +25,7 @@ from tests.conftest import IMAGE
 from tests.conftest import test_settings as settings_for
 from tests.support.actions import act, actions_of, active_server, server_row, wait_until_action_done
 from tests.support.client import ComputeClient, Reply
+from tests.support.gateway import gateway_of_its_own
 
 Clients = Callable[[str, str], ComputeClient]
 
@@ -48,16 +48,8 @@ def admin(client_for: Clients, tenant: str) -> ComputeClient:
 @asynccontextmanager
 async def gateway(system: System, tmp: Path, policy: str) -> AsyncIterator[str]:
     """A gateway with ``policy`` as STRATUS_POLICY on the shared system's database and bus."""
-    assert system.pool is not None and system.bus is not None
-    app = create_app(settings_for(tmp, policy=policy), pool=system.pool, bus=system.bus)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with gateway_of_its_own(system, tmp, policy=policy) as url:
+        yield url
 
 
 def _fault(reply: Reply) -> tuple[int, str, str]:

@@ -10,21 +10,18 @@ from __future__ import annotations
 import json
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import jsonschema
 import pytest
-from aiohttp import web
 from tempest.lib.api_schema.response.compute.v2_1 import quotas as schemas
 
-from api_gateway.app import create_app
 from stratus.system import System
 from tests.conftest import IMAGE
-from tests.conftest import test_settings as settings_for
 from tests.support.client import ComputeClient, Reply
+from tests.support.gateway import gateway_of_its_own
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "nova-2013.1" / "os-quota-sets"
 XML = {"Accept": "application/xml"}
@@ -35,18 +32,7 @@ def _valid(schema: dict[str, object], body: object) -> None:
     jsonschema.validate(body, schema["response_body"])  # type: ignore[arg-type]
 
 
-@asynccontextmanager
-async def _gateway(system: System, tmp: Path, **overrides: object) -> AsyncIterator[str]:
-    assert system.pool is not None and system.bus is not None
-    app = create_app(settings_for(tmp, **overrides), pool=system.pool, bus=system.bus)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+_gateway = gateway_of_its_own
 
 
 @pytest.fixture
