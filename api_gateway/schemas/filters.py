@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlparse
@@ -103,7 +104,10 @@ def name_pattern(query: Mapping[str, str]) -> str | None:
     if len(pattern) > MAX_NAME_FILTER:
         raise BadRequest(f"Invalid name filter: longer than {MAX_NAME_FILTER} characters")
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():
+            # POSIX classes such as [[:alpha:]] are valid for PostgreSQL; Python only warns
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise BadRequest(f"Invalid name filter (not a regular expression): {exc}") from None
     return pattern
