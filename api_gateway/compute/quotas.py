@@ -156,12 +156,7 @@ async def check_instances(
     is nothing to count and no lock is taken).
     """
     requested = {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
-    quotas = await project_quotas(conn, settings, project_id)
-    if not _any_limited(quotas, requested):
-        return
-    await db.lock_project(conn, project_id)
-    used = await db.usage(conn, project_id)
-    _enforce(quotas, used, requested)
+    await _check(conn, settings, project_id, requested)
 
 
 async def check_resize(
@@ -175,7 +170,14 @@ async def check_resize(
     whatever the usage count is extended to read) within the same transaction; otherwise a
     second concurrent resize is checked against the old sizes.
     """
-    requested = {"cores": vcpus_delta, "ram": ram_delta}
+    await _check(conn, settings, project_id, {"cores": vcpus_delta, "ram": ram_delta})
+
+
+async def _check(
+    conn: Conn, settings: Settings, project_id: str, requested: dict[str, int]
+) -> None:
+    """413 unless ``requested`` fits the project's quotas, counted under the project's quota
+    lock (taken only when some quota applies: then there is something to count)."""
     quotas = await project_quotas(conn, settings, project_id)
     if not _any_limited(quotas, requested):
         return
