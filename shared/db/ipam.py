@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from shared.db import locks
 from shared.db.pool import Conn, Executor
 from shared.networks import IPAddress
 
@@ -23,11 +24,7 @@ async def lock_network(conn: Conn, network: str) -> None:
     Not what keeps addresses unique (the primary key does that), but what keeps allocators
     from all chasing the same lowest free address: they take turns instead of colliding.
     """
-    if not conn.is_in_transaction():
-        raise RuntimeError("an allocation lock is only held inside a transaction")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _NETWORK_LOCK_CLASS, network
-    )
+    await locks.hold(conn, _NETWORK_LOCK_CLASS, network, what="an allocation lock")
 
 
 async def address_on(conn: Executor, server_id: uuid.UUID, network: str) -> IPAddress | None:

@@ -6,6 +6,7 @@ transaction ends), so two concurrent creates cannot together pass the quota.
 
 from __future__ import annotations
 
+from shared.db import locks
 from shared.db.pool import Conn, Executor
 from shared.db.records import Keypair
 
@@ -31,11 +32,7 @@ async def get(conn: Executor, user_id: str, name: str) -> Keypair | None:
 
 async def lock_user(conn: Conn, user_id: str) -> None:
     """Hold the user's key pair lock until the transaction ends (never outside one)."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("a key pair quota check must run inside the transaction that creates")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _KEYPAIR_LOCK_CLASS, user_id
-    )
+    await locks.hold(conn, _KEYPAIR_LOCK_CLASS, user_id, what="a user's key pair lock")
 
 
 async def count(conn: Executor, user_id: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.db import locks
 from shared.db.pool import Conn, Executor
 
 #: First half of the two-part advisory lock key; the second is a hash of the project id.
@@ -40,11 +41,7 @@ class Usage:
 
 async def lock_project(conn: Conn, project_id: str) -> None:
     """Hold the project's quota lock until the transaction ends (never outside one)."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("a quota check must run inside the transaction that uses the quota")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _QUOTA_LOCK_CLASS, project_id
-    )
+    await locks.hold(conn, _QUOTA_LOCK_CLASS, project_id, what="a project's quota lock")
 
 
 async def usage(conn: Executor, project_id: str) -> Usage:
