@@ -12,7 +12,6 @@ import pytest
 
 from compute_agent.service import AgentService
 from compute_agent.virt.fake import FakeDriver
-from shared import bus as bus_mod
 from shared.bus.memory import MemoryBus
 from shared.messages import (
     ActionMessage,
@@ -29,25 +28,15 @@ from shared.messages import (
 )
 from shared.rpcapi import domain_name
 from shared.states import ACTIONS, COMMAND_TASKS, TaskState, may_end, task_ended_by
+from tests.support.agents import reporting_agent
 
 HOST = "reporting-host"
 
 
 @pytest.fixture
 async def agent() -> AsyncIterator[tuple[AgentService, FakeDriver, list[Message]]]:
-    bus = MemoryBus()
-    reports: list[Message] = []
-
-    async def collect(message: Message) -> None:
-        reports.append(message)
-
-    subscription = await bus.consume(bus_mod.REPORTS, collect)
-    driver = FakeDriver()
-    await driver.init_host(HOST)
-    yield AgentService(HOST, bus, driver, power_sync_interval_s=0), driver, reports
-    await subscription.cancel()
-    await driver.close()
-    await bus.close()
+    async with reporting_agent(HOST) as the_agent:
+        yield the_agent
 
 
 async def _running_server(driver: FakeDriver) -> InstanceSpec:

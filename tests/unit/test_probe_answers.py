@@ -13,8 +13,6 @@ import pytest
 
 from compute_agent.service import AgentService
 from compute_agent.virt.fake import FakeDriver
-from shared import bus as bus_mod
-from shared.bus.memory import MemoryBus
 from shared.messages import (
     FlavorSpec,
     ImageSpec,
@@ -28,26 +26,15 @@ from shared.messages import (
     parse,
 )
 from shared.states import PowerState
+from tests.support.agents import reporting_agent
 
 HOST = "probed-host"
 
 
 @pytest.fixture
 async def agent() -> AsyncIterator[tuple[AgentService, FakeDriver, list[Message]]]:
-    bus = MemoryBus()
-    reports: list[Message] = []
-
-    async def collect(message: Message) -> None:
-        reports.append(message)
-
-    subscription = await bus.consume(bus_mod.REPORTS, collect)
-    driver = FakeDriver()
-    await driver.init_host(HOST)
-    the_agent = AgentService(HOST, bus, driver, power_sync_interval_s=0)
-    yield the_agent, driver, reports
-    await subscription.cancel()
-    await driver.close()
-    await bus.close()
+    async with reporting_agent(HOST) as the_agent:
+        yield the_agent
 
 
 async def _server(driver: FakeDriver) -> uuid.UUID:
