@@ -10,6 +10,8 @@ if the command cannot be sent, the transaction's effect is undone.
 from __future__ import annotations
 
 import logging
+import secrets
+import string
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +49,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class CreatedServer:
-    id: uuid.UUID
+class CreatedServers:
+    """What a create request made: its servers (in name order), the password they share and
+    the reservation they were made in (nova's multiple create)."""
+
+    ids: list[uuid.UUID]
     admin_pass: str
+    reservation_id: str
 
 
 class ComputeAPI(Transactions):
@@ -158,38 +164,57 @@ class ComputeAPI(Transactions):
 
     # --- create and delete ---------------------------------------------------------------
 
-    async def create_server(self, ctx: RequestContext, request: ServerCreate) -> CreatedServer:
-        """Record the server (BUILD) and ask the conductor to place and build it."""
+    async def create_servers(self, ctx: RequestContext, request: ServerCreate) -> CreatedServers:
+        """Record the servers a create asks for (BUILD), all or none, and ask the conductor
+        to place and build each: as many as ``max_count`` when the quota has room, at
+        least ``min_count`` (nova's multiple create)."""
         quotas.check_create_request(self.settings, request)
         flavor = await self.resolve_flavor(request.flavor_ref)
         image = await self.resolve_image(ctx, request.image_ref)
         check_fits(flavor, image)
         key = await self.resolve_key(ctx, request.key_name)
-        server = _new_server(ctx, request, flavor, image, key)
-        action_id = uuid.uuid4()
+        reservation_id = _reservation_id()
         async with self.pool.acquire() as conn, conn.transaction():
-            await quotas.check_instances(
-                conn, self.settings, ctx.project_id, vcpus=server.vcpus, ram_mb=server.ram_mb
+            count = await quotas.check_instances(
+                conn,
+                self.settings,
+                ctx.project_id,
+                vcpus=flavor.vcpus,
+                ram_mb=flavor.ram_mb,
+                counts=request.count_range,
             )
-            need = Resources(server.vcpus, server.ram_mb, server.disk_gb)
-            await check_capacity(conn, self.settings, need, server.flavor_id)
-            await servers.insert(conn, server)
-            await self.record(conn, ctx, server.id, "create", action_id)
+            need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+            await check_capacity(conn, self.settings, need, flavor.id)
+            batch = [
+                _new_server(ctx, request, flavor, image, key, reservation_id, (n, count))
+                for n in range(1, count + 1)
+            ]
+            envelopes = [await self._insert(conn, ctx, server) for server in batch]
 
         async def forget(conn: Conn) -> None:
-            await servers.mark_deleted(conn, server.id)
+            for server in batch:
+                await servers.mark_deleted(conn, server.id)
 
         admin_pass = request.admin_pass or generate_password()
-        envelope = Envelope(ctx.request_id, server.id, action_id)
-        spec = rpcapi.instance_spec(server, flavor, image)
-        await self.send_or_undo(
-            self.clients.conductor().build_server(envelope, spec, admin_pass),
-            envelope,
+        conductor = self.clients.conductor()
+        builds = [
+            conductor.build_server(env, rpcapi.instance_spec(server, flavor, image), admin_pass)
+            for server, env in zip(batch, envelopes, strict=True)
+        ]
+        await self.send_all_or_undo(
+            list(zip(builds, envelopes, strict=True)),
             what="build",
             undo=forget,
             refusal="The build could not be queued; try again later.",
         )
-        return CreatedServer(server.id, admin_pass)
+        return CreatedServers([server.id for server in batch], admin_pass, reservation_id)
+
+    async def _insert(self, conn: Conn, ctx: RequestContext, server: servers.NewServer) -> Envelope:
+        """Insert a new server and its create action; the envelope of its build."""
+        await servers.insert(conn, server)
+        action_id = uuid.uuid4()
+        await self.record(conn, ctx, server.id, "create", action_id)
+        return Envelope(ctx.request_id, server.id, action_id)
 
     async def resolve_key(self, ctx: RequestContext, key_name: object) -> Keypair | None:
         """The caller's key pair named on create (key pairs are the user's, os-keypairs);
@@ -258,20 +283,30 @@ class ComputeAPI(Transactions):
         )
 
 
+def _reservation_id() -> str:
+    """A new reservation id in nova's form: ``r-`` and 8 lowercase letters or digits."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "r-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
 def _new_server(
     ctx: RequestContext,
     request: ServerCreate,
     flavor: Flavor,
     image: Image,
-    key: Keypair | None = None,
+    key: Keypair | None,
+    reservation_id: str,
+    position: tuple[int, int],
 ) -> servers.NewServer:
-    """The row of a new server: the flavor's sizes are copied, so later changes of the
-    flavor do not change the server."""
+    """The row of a new server, the ``n``-th of ``count`` (``position``): the flavor's sizes
+    are copied, so later changes of the flavor do not change the server. One of several is
+    named ``name-n`` (nova's multi-instance name template, ``%(name)s-%(count)d``)."""
+    n, count = position
     return servers.NewServer(
         id=uuid.uuid4(),
         tenant_id=ctx.project_id,
         user_id=ctx.user_id,
-        name=request.name,
+        name=request.name if count == 1 else f"{request.name}-{n}",
         image_id=image.id,
         flavor_id=flavor.id,
         vcpus=flavor.vcpus,
@@ -283,4 +318,5 @@ def _new_server(
         key_name=None if key is None else key.name,
         key_data=None if key is None else key.public_key,
         key_fingerprint=None if key is None else key.fingerprint,
+        reservation_id=reservation_id,
     )

@@ -30,6 +30,9 @@ from shared.db import quotas as db
 from shared.db.pool import Conn, Executor
 from shared.db.quotas import Usage
 
+#: Room for "any number" of servers, where no quota limits them.
+MAX_SERVERS = 2**31 - 1
+
 #: The per-project resources, in the order a violation message names them.
 _RESOURCES = ("instances", "cores", "ram")
 
@@ -126,10 +129,14 @@ def _any_limited(quotas: Mapping[str, int], requested: Mapping[str, int]) -> boo
     return any(_limited(quotas[resource]) for resource in requested)
 
 
+def _in_use(used: Usage) -> dict[str, int]:
+    return {"instances": used.instances, "cores": used.cores, "ram": used.ram_mb}
+
+
 def _enforce(quotas: Mapping[str, int], used: Usage, requested: Mapping[str, int]) -> None:
     """413 naming every resource ``requested`` would take past its quota (the message
     details the first, as the reference implementation's does)."""
-    in_use = {"instances": used.instances, "cores": used.cores, "ram": used.ram_mb}
+    in_use = _in_use(used)
     overs = [
         resource
         for resource in _RESOURCES
@@ -146,17 +153,51 @@ def _enforce(quotas: Mapping[str, int], used: Usage, requested: Mapping[str, int
 
 
 async def check_instances(
-    conn: Conn, settings: Settings, project_id: str, *, vcpus: int, ram_mb: int, count: int = 1
-) -> None:
-    """413 unless the project has room for ``count`` more servers of this size.
+    conn: Conn,
+    settings: Settings,
+    project_id: str,
+    *,
+    vcpus: int,
+    ram_mb: int,
+    counts: tuple[int, int] = (1, 1),
+) -> int:
+    """How many servers of this size to create for a request of ``counts`` (fewest, most):
+    the most when the project has room for them, else as many as it has room for if that is
+    at least the fewest (nova's multiple create), else 413 for the most.
 
     Call it inside the transaction that inserts the servers, before inserting them: it holds
     the project's quota lock until that transaction ends, so concurrent creates are counted
     one after the other and cannot together exceed the quota (when no quota applies, there
     is nothing to count and no lock is taken).
     """
-    requested = {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
-    await _check(conn, settings, project_id, requested)
+    fewest, most = counts
+    requested = _servers_of(most, vcpus, ram_mb)
+    quotas = await project_quotas(conn, settings, project_id)
+    if not _any_limited(quotas, requested):
+        return most
+    await db.lock_project(conn, project_id)
+    used = await db.usage(conn, project_id)
+    room = _room_for(quotas, used, _servers_of(1, vcpus, ram_mb))
+    if room >= most:
+        return most
+    if room < fewest:
+        _enforce(quotas, used, requested)
+    return room
+
+
+def _servers_of(count: int, vcpus: int, ram_mb: int) -> dict[str, int]:
+    return {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
+
+
+def _room_for(quotas: Mapping[str, int], used: Usage, each: Mapping[str, int]) -> int:
+    """How many more servers taking ``each`` the project's quotas leave room for."""
+    in_use = _in_use(used)
+    rooms = [
+        max(0, quotas[resource] - in_use[resource]) // each[resource]
+        for resource in _RESOURCES
+        if each[resource] > 0 and _limited(quotas[resource])
+    ]
+    return min(rooms, default=MAX_SERVERS)
 
 
 async def check_resize(

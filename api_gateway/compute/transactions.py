@@ -5,9 +5,10 @@ in a task nobody will ever finish."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,35 @@ class Transactions:
                     )
                 await actions.finish(conn, envelope.action_id, success=False, message=str(exc))
             raise ServiceUnavailable(refusal) from exc
+
+    async def send_all_or_undo(
+        self,
+        commands: Sequence[tuple[Awaitable[None], Envelope]],
+        *,
+        what: str,
+        undo: Undo,
+        refusal: str = _NOT_QUEUED,
+    ) -> None:
+        """Send ``commands`` (each with its action's envelope) at once: a request that
+        made several servers. If the broker does not take one of them, take back in one
+        transaction what ``undo`` says for all of them and close every action as failed,
+        then 503: the commands it did take find their servers gone and are dropped."""
+        results = await asyncio.gather(*(c for c, _ in commands), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, PublishFailed)]
+        if refused:
+            log.error(
+                "could not send %d %ss of %d: %s", len(refused), what, len(results), refused[0]
+            )
+            async with self.pool.acquire() as conn, conn.transaction():
+                await undo(conn)
+                for _, envelope in commands:
+                    await actions.finish(
+                        conn, envelope.action_id, success=False, message=str(refused[0])
+                    )
+            raise ServiceUnavailable(refusal) from refused[0]
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def locked(
         self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID, operation: str

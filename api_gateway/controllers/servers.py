@@ -1,4 +1,5 @@
-"""Servers: create, list and detail (with filters), show, update, delete (guide 2.1.1–2.1.5)."""
+"""Servers: create (one or several: os-multiple-create), list and detail (with filters), show,
+update, delete (guide 2.1.1–2.1.5)."""
 
 from __future__ import annotations
 
@@ -105,11 +106,20 @@ async def _detailed(
 
 @routes.post(collection("/servers"))
 async def create(request: web.Request) -> web.Response:
+    """One server, or several (os-multiple-create): the answer is then the first of them,
+    or with ``return_reservation_id`` only the reservation they share (nova's answers)."""
     ctx = keys.context(request)
     body = validate(CreateServerBody, await read_body(request))
     authorize(request, "servers:create")
-    created = await keys.compute(request).create_server(ctx, body.server)
-    server = view.created(created.id, created.admin_pass, base_url(request), ctx.project_id)
+    created = await keys.compute(request).create_servers(ctx, body.server)
+    if body.server.return_reservation_id:
+        return render(
+            request,
+            {"reservation_id": created.reservation_id},
+            status=202,
+            xml_body={"server": {"reservation_id": created.reservation_id}},
+        )
+    server = view.created(created.ids[0], created.admin_pass, base_url(request), ctx.project_id)
     return render(
         request,
         {"server": server},

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 from aiohttp import web
+from pydantic import BeforeValidator
 
 from api_gateway.http.faults import BadRequest
 
 M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+#: The texts nova v2.1 takes for a boolean (its ``parameter_types.boolean``), any case.
+_BOOLEAN_TEXT = {
+    **dict.fromkeys(("true", "1", "on", "yes"), True),
+    **dict.fromkeys(("false", "0", "off", "no"), False),
+}
+
+
+def boolean(value: object) -> object:
+    """A JSON boolean or the text of one: XML carries every value as text, and clients send
+    ``"True"`` in JSON too (nova's multiple-create sample does). Anything else is refused."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_TEXT:
+        return _BOOLEAN_TEXT[value.strip().lower()]
+    raise ValueError("must be a boolean (true or false)")
+
+
+Boolean = Annotated[bool, BeforeValidator(boolean)]
 
 
 def validate(model: type[M], data: Any) -> M:

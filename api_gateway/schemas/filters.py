@@ -133,6 +133,7 @@ def server_filters(query: Mapping[str, str]) -> ServerFilters | None:
         name_regex=name_pattern(query),
         vm_states=vm_states,
         changes_since=since,
+        reservation_id=text(query, "reservation_id"),
     )
 
 

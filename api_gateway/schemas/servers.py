@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from api_gateway.schemas.common import Boolean
+
 
 def _at_most_255_as_given(value: object) -> object:
     """A name is measured as sent, before its surrounding blanks are stripped (as nova did):
@@ -78,6 +80,24 @@ AccessIPv4 = Annotated[str | None, BeforeValidator(_access_ipv4)]
 AccessIPv6 = Annotated[str | None, BeforeValidator(_access_ipv6)]
 
 
+#: The most servers one create request may ask for: quotas bound a project, but an unlimited
+#: quota must not let one request insert a million rows in one transaction.
+MAX_COUNT = 1000
+
+
+def _count(value: object) -> object:
+    """A server count: an integer, or its decimal text (XML attributes are text, and nova's
+    own multiple-create sample sends ``"2"`` in JSON). Booleans and fractions are refused."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_count), Field(strict=True, ge=1, le=MAX_COUNT)]
+
+
 class PersonalityFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,27 +133,40 @@ class ServerCreate(BaseModel):
     admin_pass: str | None = Field(default=None, alias="adminPass")
     access_ipv4: AccessIPv4 = Field(default=None, alias="accessIPv4")
     access_ipv6: AccessIPv6 = Field(default=None, alias="accessIPv6")
-    # the multiple-create extension's members: today's clients send 1 and 1 by default;
-    # more than one server per request is refused rather than silently building one
-    min_count: Annotated[int, Field(ge=1, le=1)] = 1
-    max_count: Annotated[int, Field(ge=1, le=1)] = 1
+    # os-multiple-create: at least min_count servers, as many as max_count if the quota
+    # allows (api_gateway/compute/api.py); integers or their text (XML, and nova's sample)
+    min_count: Count = 1
+    max_count: Count | None = None
+    return_reservation_id: Boolean = False
     # the os-keypairs extension's member: one of the caller's key pairs (None: no key); any
     # other value, a name the caller has no key pair of included, is 400 "Invalid key_name
     # provided." (nova's message), decided by the compute layer
     key_name: Any = None
     # extension members clients send that Stratus accepts without acting on them
     # (docs/compatibility.md): os-user-data, os-availability-zone, os-config-drive,
-    # os-multiple-create's return_reservation_id, os-security-groups, os-networks,
-    # os-volumes' block device mappings, OS-DCF
+    # os-security-groups, os-networks, os-volumes' block device mappings, OS-DCF
     user_data: Any = None
     availability_zone: Any = None
     config_drive: Any = None
-    return_reservation_id: Any = None
     security_groups: Any = None
     networks: Any = None
     block_device_mapping: Any = None
     block_device_mapping_v2: Any = None
     disk_config: Any = Field(default=None, alias="OS-DCF:diskConfig")
+
+    @model_validator(mode="after")
+    def _counts_in_order(self) -> ServerCreate:
+        """``max_count`` defaults to ``min_count`` (nova's rule), and may not be below it."""
+        if self.max_count is None:
+            self.max_count = self.min_count
+        if self.min_count > self.max_count:
+            raise ValueError("min_count must be <= max_count")
+        return self
+
+    @property
+    def count_range(self) -> tuple[int, int]:
+        """(fewest, most) servers the request asks for."""
+        return self.min_count, self.max_count or self.min_count
 
 
 class CreateServerBody(BaseModel):

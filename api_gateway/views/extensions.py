@@ -137,6 +137,15 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="Keypair Support.",
     ),
     Extension(
+        # min_count, max_count and return_reservation_id of server create; reservation_id
+        # as a list filter
+        alias="os-multiple-create",
+        name="MultipleCreate",
+        namespace="http://docs.openstack.org/compute/ext/multiplecreate/api/v1.1",
+        updated="2012-08-07T00:00:00+00:00",
+        description="Allow multiple create in the Create Server v1.1 API.",
+    ),
+    Extension(
         # GET, PUT /os-quota-sets/{project}, GET /os-quota-sets/{project}/defaults
         alias="os-quota-sets",
         name="Quotas",

@@ -68,6 +68,9 @@ class NewServer:
     key_name: str | None = None
     key_data: str | None = None
     key_fingerprint: str | None = None
+    #: the reservation of the create request it came from (every server of a multiple
+    #: create shares it; nova's ``reservation_id``)
+    reservation_id: str | None = None
 
 
 async def insert(conn: Conn, server: NewServer) -> None:
@@ -75,8 +78,9 @@ async def insert(conn: Conn, server: NewServer) -> None:
     await conn.execute(
         """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
                                 disk_gb, vm_state, task_state, access_ipv4, access_ipv6,
-                                key_name, key_data, key_fingerprint)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
+                                key_name, key_data, key_fingerprint, reservation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                   $17)""",
         server.id,
         server.tenant_id,
         server.user_id,
@@ -93,6 +97,7 @@ async def insert(conn: Conn, server: NewServer) -> None:
         server.key_name,
         server.key_data,
         server.key_fingerprint,
+        server.reservation_id,
     )
     if server.metadata:
         await conn.executemany(
@@ -136,6 +141,8 @@ class ServerFilters:
     vm_states: frozenset[str] | None = None
     #: only servers changed at or after this instant, deleted ones included (guide 1.5)
     changes_since: datetime | None = None
+    #: only the servers of one create request (nova's ``reservation_id`` filter)
+    reservation_id: str | None = None
 
     def predicates(self, params: Params) -> list[str]:
         """SQL conditions on ``servers s`` (the tenant's own condition comes first)."""
@@ -144,6 +151,7 @@ class ServerFilters:
         where.compare("flavor_id", "=", self.flavor_id)
         where.among("vm_state", self.vm_states)
         where.compare("name", "~", self.name_regex)
+        where.compare("reservation_id", "=", self.reservation_id)
         return where.conditions
 
 
