@@ -1,17 +1,21 @@
-"""nova 2013.1's os-services (administrators): the compute hosts as nova listed its
-services, and taking one out of scheduling.
+"""nova's os-services (administrators): the compute hosts as nova listed its services, and
+taking one out of scheduling, saying why if the administrator wants to.
 
 * ``GET /os-services`` (``?host=``, ``?binary=``): one ``nova-compute`` per compute host
-  (``compute_hosts``): zone ``nova`` (Stratus has no availability zones), ``status``
-  enabled/disabled (may the scheduler place servers there), ``state`` up/down (the
-  scheduler's own test: up, and a heartbeat within ``STRATUS_HOST_DOWN_AFTER_S``),
-  ``updated_at`` its last heartbeat. nova also listed its scheduler, conductor and other
-  services; Stratus' conductors register nowhere, so only compute hosts are listed
-  (docs/compatibility.md). The members are nova 2013.1's (no ``id``, no
-  ``disabled_reason``: both came later).
+  (``compute_hosts``): ``id`` (a stable integer, numbered as hosts register), zone ``nova``
+  (Stratus has no availability zones), ``status`` enabled/disabled (may the scheduler place
+  servers there), ``disabled_reason`` (null unless an administrator gave one: here, or by
+  ``stratus host disable --reason``), ``state`` up/down (the scheduler's own test: up, and a
+  heartbeat within ``STRATUS_HOST_DOWN_AFTER_S``), ``updated_at`` its last heartbeat. nova
+  also listed its scheduler, conductor and other services; Stratus' conductors register
+  nowhere, so only compute hosts are listed (docs/compatibility.md). ``id`` and
+  ``disabled_reason`` are nova 2013.2's (os-extended-services): tempest's v2.1 schema and
+  the openstack CLI want them.
 * ``PUT /os-services/enable`` and ``/disable`` ``{"host": h, "binary": "nova-compute"}``:
-  as ``stratus host enable/disable`` (and os-hosts' update) do; 404 for a host or binary
-  there is no such service of.
+  as ``stratus host enable/disable`` (and os-hosts' update) do, forgetting any reason; 404
+  for a host or binary there is no such service of.
+* ``PUT /os-services/disable-log-reason`` with ``"disabled_reason"`` too (nova 2013.2): a
+  disable that keeps the reason; the answer names it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from api_gateway.http.responses import render
 from api_gateway.http.routing import collection, member
 from api_gateway.http.serializers import xml
 from api_gateway.schemas.common import validate
-from api_gateway.schemas.services import ServiceUpdate
+from api_gateway.schemas.services import ServiceDisableWithReason, ServiceUpdate
 from shared.db import hosts
 from shared.db.records import HostService
 
@@ -48,18 +52,21 @@ def _updated_at(value: datetime) -> str:
 
 def _service(row: HostService) -> dict[str, Any]:
     return {
+        "id": row.service_id,
         "binary": BINARY,
         "host": row.name,
         "zone": ZONE,
         "status": "enabled" if row.enabled else "disabled",
+        "disabled_reason": row.disabled_reason,
         "state": "up" if row.alive else "down",
         "updated_at": _updated_at(row.last_heartbeat),
     }
 
 
 def _element(value: dict[str, Any]) -> str:
-    """nova's XML: one ``<service>`` whose members are attributes, in no namespace."""
-    attributes = "".join(f" {key}={quoteattr(str(v))}" for key, v in value.items())
+    """nova's XML: one ``<service>`` whose members are attributes, in no namespace; a null
+    member (no disabled reason) is no attribute."""
+    attributes = "".join(f" {key}={quoteattr(str(v))}" for key, v in value.items() if v is not None)
     return f"<service{attributes}/>"
 
 
@@ -86,16 +93,26 @@ async def index(request: web.Request) -> web.Response:
     return _answer(request, {"services": listed}, f"<services>{inner}</services>")
 
 
-async def _update(request: web.Request, enable: bool) -> web.Response:
-    authorize(request, "os-services")
+async def _body(request: web.Request) -> Any:
     data = await read_body(request)
     if body_format(request.content_type) is Format.XML and isinstance(data, dict):
         data = data.get("service", data)  # <service host=... binary=.../>: its attributes
-    body = validate(ServiceUpdate, data)
+    return data
+
+
+async def _set(
+    request: web.Request, body: ServiceUpdate, enable: bool, reason: str | None = None
+) -> None:
     if body.binary != BINARY or not await hosts.set_enabled(
-        request.app[keys.POOL], body.host, enable
+        request.app[keys.POOL], body.host, enable, reason=reason
     ):
         raise ItemNotFound("service not found")
+
+
+async def _update(request: web.Request, enable: bool) -> web.Response:
+    authorize(request, "os-services")
+    body = validate(ServiceUpdate, await _body(request))
+    await _set(request, body, enable)
     answer = {
         "host": body.host,
         "binary": body.binary,
@@ -112,3 +129,17 @@ async def enable(request: web.Request) -> web.Response:
 @routes.put(member("/os-services/disable"))
 async def disable(request: web.Request) -> web.Response:
     return await _update(request, False)
+
+
+@routes.put(member("/os-services/disable-log-reason"))
+async def disable_log_reason(request: web.Request) -> web.Response:
+    authorize(request, "os-services")
+    body = validate(ServiceDisableWithReason, await _body(request))
+    await _set(request, body, False, body.disabled_reason)
+    answer = {
+        "host": body.host,
+        "binary": body.binary,
+        "status": "disabled",
+        "disabled_reason": body.disabled_reason,
+    }
+    return _answer(request, {"service": answer}, _element(answer))

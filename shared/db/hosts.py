@@ -201,11 +201,11 @@ async def overview(conn: Executor, down_after_s: float) -> list[HostOverview]:
 
 
 async def services(conn: Executor, down_after_s: float) -> list[HostService]:
-    """Every compute host as os-services lists it: whether it is enabled, its last heartbeat,
-    and whether it is alive by the scheduler's own test (up, and a heartbeat within
-    ``down_after_s``)."""
+    """Every compute host as os-services lists it: its service id, whether it is enabled (and
+    why not), its last heartbeat, and whether it is alive by the scheduler's own test (up,
+    and a heartbeat within ``down_after_s``)."""
     rows = await conn.fetch(
-        "SELECT name, enabled, last_heartbeat,"
+        "SELECT service_id, name, enabled, disabled_reason, last_heartbeat,"
         " (up AND last_heartbeat >= now() - make_interval(secs => $1)) AS alive"
         " FROM compute_hosts ORDER BY name",
         down_after_s,

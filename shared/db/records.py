@@ -328,8 +328,12 @@ class HostService(Row):
 class ProjectUsage(Row):
     """What one project's live servers on a host hold."""
 
+    #: the service's ``id``: a stable integer, numbered as hosts register
+    service_id: int
     tenant_id: str
     vcpus: int
+    #: why an administrator disabled it (None: no reason given, or enabled)
+    disabled_reason: str | None
     ram_mb: int
     disk_gb: int
 

@@ -479,6 +479,14 @@ CASES: list[Case] = [
         formats=("json",),  # the JSON body is no XML document (test_services tries XML)
     ),
     # key pairs are the user's, not the project's (as in nova): a name is tried in every URL
+    Case(
+        "service disable with a reason",
+        "PUT",
+        "/os-services/disable-log-reason",
+        {"host": "{host}", "binary": "nova-compute", "disabled_reason": "intrusion"},
+        FORBIDDEN,
+        formats=("json",),  # the JSON body is no XML document (test_services tries XML)
+    ),
     # form, and the victim's project URL is refused
     Case("keypair show", "GET", "/os-keypairs/{name}"),
     # deletes last: should one leak, the cases above have already run against the victim
