@@ -11,6 +11,8 @@ from api_gateway import keys
 from api_gateway.auth import AUTH, policy
 from api_gateway.auth.factory import create_strategy
 from api_gateway.compute.api import ComputeAPI
+from api_gateway.consoles import pages as console_pages
+from api_gateway.consoles import proxy as console_proxy
 from api_gateway.controllers import (
     extensions,
     flavor_extra_specs,
@@ -123,6 +125,8 @@ def create_app(
     return app
 
 
+        console_proxy,
+        console_pages,  # after the proxy: its route would take the proxy's paths too
 async def open_pool(settings: Settings, url: str) -> asyncpg.Pool:
     """The gateway's pool: every statement bounded by ``api_statement_timeout_s``, so no
     request holds a connection for minutes (``stratus up`` opens one beside the conductor's)."""

@@ -6,7 +6,9 @@ server (in arrival order), and its outcome goes back to the conductors as one
 ``CommandReport`` (compute_agent/reporting.py). A command is acknowledged only after its
 report is confirmed by the broker, so a crash in between means the command runs again, and
 the driver's operations are idempotent. What the hypervisor tells on its own (a guest that
-shut itself down...) is reported too (compute_agent/power_states.py).
+shut itself down...) is reported too (compute_agent/power_states.py). Gateways' calls, which
+wait for their answer (where a guest's display listens), come on ``calls.<host>`` and are
+answered by compute_agent/consoles.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from compute_agent.action_timing import timed
+from compute_agent.consoles import ConsoleResponder
 from compute_agent.live_migration import LiveMigrationSteps
 from compute_agent.locks import KeyedLocks
 from compute_agent.power_states import PowerStateWatch, wall_clock
@@ -105,6 +108,7 @@ class AgentService:
         self.reporter = Reporter(host, bus)
         self._locks = KeyedLocks()
         self._subscription: Subscription | None = None
+        self._calls: Subscription | None = None
         # jittered, never later than the interval: agents started together (a simulated
         # cluster, a fleet back from an outage) drift apart instead of beating in step
         self.heartbeats = Periodic(
@@ -169,12 +173,16 @@ class AgentService:
         self._subscription = await self.bus.consume(
             bus_mod.compute_queue(self.host), self.handle, prefetch=self.concurrency
         )
+        self._calls = await self.bus.serve(
+            bus_mod.call_queue(self.host), ConsoleResponder(self.driver)
+        )
         log.info("compute agent for host %s started", self.host)
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
-            self._subscription = None
+        for subscription in (self._subscription, self._calls):
+            if subscription is not None:
+                await subscription.cancel()
+        self._subscription = self._calls = None
         await self.heartbeats.stop()
         await self.power_states.stop()
         await self.driver.close()

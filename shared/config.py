@@ -341,3 +341,52 @@ class Settings(BaseSettings):
         "hypervisor and reports it (a safety net behind the hypervisor's lifecycle events, "
         "which are reported at once); 0 turns the check off.",
     )
+    console_listen: str = Field(
+        default="127.0.0.1",
+        description="Where the displays (VNC, SPICE) of a libvirt host's guests listen; "
+        "the gateways' console proxies must reach it.",
+    )
+    console_proxyclient_address: str | None = Field(
+        default=None,
+        description="The address console proxies reach this host's guests' displays at "
+        "(nova's vncserver_proxyclient_address); unset: `console_listen` (loopback for a "
+        "wildcard).",
+    )
+
+    # --- consoles (gateway; nova's os-consoles) ---------------------------------------
+    console_token_ttl_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a console URL's token may be used to open a console "
+        "(nova's console_token_ttl).",
+    )
+    console_call_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a gateway waits for a host to say where a guest's display "
+        "listens before answering 503.",
+    )
+    novncproxy_base_url: str | None = Field(
+        default=None,
+        description="The noVNC page of novnc console URLs, as clients reach it; unset: the "
+        "gateway's own `/consoles/novnc/vnc_auto.html`.",
+    )
+    xvpvncproxy_base_url: str | None = Field(
+        default=None,
+        description="The base of xvpvnc console URLs; unset: the gateway's own "
+        "`/consoles/xvpvnc/console`.",
+    )
+    html5proxy_base_url: str | None = Field(
+        default=None,
+        description="The SPICE page of spice-html5 console URLs; unset: the gateway's own "
+        "`/consoles/spice/spice_auto.html`.",
+    )
+    novnc_dir: Path = Field(
+        default=Path("/usr/share/novnc"),
+        description="noVNC's files (Debian's novnc package), served under /consoles/novnc/.",
+    )
+    spice_html5_dir: Path = Field(
+        default=Path("/usr/share/spice-html5"),
+        description="spice-html5's files (Debian's spice-html5 package), served under "
+        "/consoles/spice/.",
+    )

@@ -542,6 +542,39 @@ class PurgeServers(Message):
     servers: list[uuid.UUID]
 
 
+# --- consoles (nova's os-consoles): a question a gateway asks a host, answered at once ------
+
+
+#: The display protocols a guest's console speaks (a console type of the API maps to one).
+ConsoleProtocol = Literal["vnc", "spice"]
+
+#: Why a host gives no console: its hypervisor has no consoles at all (``unsupported``), the
+#: guest has none of this protocol (``unavailable``), the guest is not running here now
+#: (``not_ready``).
+ConsoleRefusal = Literal["unsupported", "unavailable", "not_ready"]
+
+
+class GetConsole(Message):
+    """Gateway -> agent, a request that waits for its answer (``Bus.call``): where the
+    display of the server's running domain listens. Not a command: it changes nothing and
+    is never retried, so it carries no action."""
+
+    type: Literal["get_console"] = "get_console"
+    domain_name: str
+    protocol: ConsoleProtocol
+
+
+class ConsoleAnswer(Message):
+    """The answer to a ``GetConsole``: the address the gateway's console proxy connects to
+    (``host``, ``port``), or why there is none (``refused``, with a message for the log)."""
+
+    type: Literal["console_answer"] = "console_answer"
+    host: str = ""
+    port: int = 0
+    refused: ConsoleRefusal | None = None
+    detail: str = ""
+
+
 AnyMessage = Annotated[
     BuildServer
     | SpawnServer
@@ -578,7 +611,9 @@ AnyMessage = Annotated[
     | HostInventory
     | ProbeServers
     | ProbeReport
-    | PurgeServers,
+    | PurgeServers
+    | GetConsole
+    | ConsoleAnswer,
     Field(discriminator="type"),
 ]
 

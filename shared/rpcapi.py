@@ -14,7 +14,8 @@ never build one themselves; they call a client here, ``ConductorClient(bus)`` or
   sends, so no clear password reaches the broker.
 
 Publishing waits for the broker and raises ``shared.bus.PublishFailed`` when it does not take
-the command; what to take back then is the sender's business.
+the command; what to take back then is the sender's business. The one question a gateway asks
+a host and waits for (``ComputeClient.get_console``) is a call (shared/bus: ``Bus.call``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ from shared.messages import (
     ChangePassword,
     CleanUpLiveMigration,
     ConfirmResize,
+    ConsoleAnswer,
+    ConsoleProtocol,
+    ConsoleRefusal,
     DestroyServer,
     FinishLiveMigration,
     FinishResize,
     FinishRevertResize,
     FlavorSpec,
+    GetConsole,
     ImageSpec,
     InjectNetworkInfo,
     InstanceSpec,
@@ -101,6 +106,15 @@ def _fields(envelope: Envelope) -> _Fields:
         "server_id": envelope.server_id,
         "action_id": envelope.action_id,
     }
+
+
+class ConsoleRefused(Exception):
+    """The host has no console to give for the server: ``reason`` says why (shared/messages.py
+    ``ConsoleRefusal``), ``str()`` the host's words, for the log."""
+
+    def __init__(self, reason: ConsoleRefusal, detail: str) -> None:
+        super().__init__(detail or reason)
+        self.reason: ConsoleRefusal = reason
 
 
 # --- specs from rows -----------------------------------------------------------------------
@@ -367,6 +381,26 @@ class ComputeClient(_Client):
         await self._send_to_domain(ResetNetwork, envelope, addresses=addresses)
 
     # --- sent by conductors
+    async def get_console(
+        self, request_id: str, server_id: uuid.UUID, protocol: ConsoleProtocol, *, timeout_s: float
+    ) -> ConsoleAnswer:
+        """Where the display (``protocol``) of the server's running domain listens on this
+        host: an answer with ``host`` and ``port``. A call, not a command: raises
+        ``PublishFailed`` or ``CallTimeout`` when the host does not answer, ``ConsoleRefused``
+        when it has no such console for the server."""
+        request = GetConsole(
+            request_id=request_id,
+            server_id=server_id,
+            domain_name=domain_name(server_id),
+            protocol=protocol,
+        )
+        answer = await self.bus.call(bus_mod.call_queue(self.host), request, timeout_s=timeout_s)
+        if not isinstance(answer, ConsoleAnswer):
+            raise bus_mod.CallTimeout(f"host {self.host} answered {answer.type} to get_console")
+        if answer.refused is not None:
+            raise ConsoleRefused(answer.refused, answer.detail)
+        return answer
+
 
     async def spawn_server(
         self, envelope: Envelope, instance: InstanceSpec, admin_pass: SealedSecret

@@ -107,6 +107,9 @@ OPERATIONS: Mapping[str, Operation] = {
     "OS-EXT-SRV-ATTR": _ADMIN,
     "os-instance-actions": _OWNER,
     "os-instance-actions:events": _ADMIN,
+    # nova's os-consoles (compute_extension:consoles): the owner's; a lock does not refuse a
+    # console, which changes nothing on the server (nova allowed it on locked servers)
+    "os-consoles": _OWNER,
     # extensions of the cloud rather than of a server (nova 2013.1: rule:admin_api)
     "os-flavor-extra-specs:write": _ADMIN,  # reads are everyone's
     "os-hosts": _ADMIN,

@@ -5,7 +5,9 @@ The body's single top-level key (the XML root element) names the action; the act
 the body names exactly one action that exists, then 403 unless the policy allows it (both
 before the server is looked up, as the reference implementation), validates the action's
 value (400), runs its plan, and answers the table's status without a body. The responses
-below are the exceptions: the actions whose answer has a body or a ``Location``.
+below are the exceptions: the actions whose answer has a body or a ``Location``. The console
+actions (api_gateway/consoles/actions.py) change nothing and run no plan: they answer
+themselves.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from api_gateway.compute.actions.table import (
     REBUILD,
     ServerAction,
 )
+from api_gateway.consoles import actions as consoles
 from api_gateway.http.bodies import read_body
 from api_gateway.http.faults import BadRequest
 from api_gateway.http.responses import render
@@ -60,6 +63,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or len(body) != 1:
         raise BadRequest("Malformed request body")
     ((name, value),) = body.items()
+    answer = consoles.ACTIONS.get(name)
+    if answer is not None:
+        return await answer(request, value)
     action = ACTION_TABLE.get(name)
     if action is None:
         raise BadRequest(f"There is no such action: {name}")

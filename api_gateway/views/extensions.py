@@ -72,6 +72,15 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="View a log of actions and events taken on an instance.",
     ),
     Extension(
+        # the os-getVNCConsole and os-getSPICEConsole server actions, and the console proxy
+        # their URLs lead to (api_gateway/consoles)
+        alias="os-consoles",
+        name="Consoles",
+        namespace="http://docs.openstack.org/compute/ext/os-consoles/api/v2",
+        updated="2011-12-23T00:00:00+00:00",
+        description="Interactive Console support.",
+    ),
+    Extension(
         # OS-FLV-DISABLED:disabled in flavor representations
         alias="OS-FLV-DISABLED",
         name="FlavorDisabled",

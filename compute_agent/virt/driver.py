@@ -18,15 +18,39 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared import rpcapi
-from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
+from shared.messages import ConsoleProtocol, HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
 
 class DriverError(Exception):
     """The hypervisor refused or failed an operation; the message is fit for a server fault."""
+
+
+class ConsoleNotSupported(DriverError):
+    """This hypervisor gives its guests no consoles at all (nova: the driver does not
+    implement consoles)."""
+
+
+class ConsoleUnavailable(DriverError):
+    """The guest has no console of the protocol asked for (a QEMU without SPICE, a domain
+    defined without graphics)."""
+
+
+class ConsoleNotReady(DriverError):
+    """The guest is not running on this host now, so its display listens nowhere."""
+
+
+@dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where a running guest's display server listens, as the gateway's console proxy
+    reaches it."""
+
+    host: str
+    port: int
 
 
 #: what every server's domain name starts with, as shared/rpcapi.py's ``domain_name`` names
@@ -260,3 +284,12 @@ class ComputeDriver(abc.ABC):
         """Destination, after a failed migration, once the source runs the server again:
         remove what was prepared or received here (a definition, running or not; the local
         disks only with ``block_migration``); nothing there is fine."""
+
+    # --- consoles (nova's os-consoles) ----------------------------------------------------
+
+    async def get_console(self, domain_name: str, protocol: ConsoleProtocol) -> ConsoleEndpoint:
+        """Where the display (``protocol``) of the running server listens, read from the
+        hypervisor now (ports are chosen when a guest starts, so they are never remembered).
+        Raises ``ConsoleNotSupported`` (the default: a hypervisor without consoles),
+        ``ConsoleUnavailable`` or ``ConsoleNotReady``."""
+        raise ConsoleNotSupported(f"this hypervisor gives {domain_name} no {protocol} console")

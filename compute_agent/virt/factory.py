@@ -55,6 +55,8 @@ def create_driver(
         virt_type=settings.libvirt_virt_type,
         network=settings.libvirt_network,
         shutdown_timeout_s=settings.libvirt_shutdown_timeout_s,
+        display_listen=settings.console_listen,
+        display_address=settings.console_proxyclient_address,
         **overrides,
     )
 

@@ -10,6 +10,11 @@ operation fail once, as a hypervisor error would; ``hold`` makes an operation wa
 released, like a slow hypervisor, so the states of a running action can be watched; and
 ``guest_power`` makes a guest change its power by itself (shut down, crash...), which the
 driver tells its listener, as a hypervisor's lifecycle event would.
+
+Its guests have no displays of their own: an in-memory guest draws nothing. ``displays``
+says where the displays of this host's running guests are served, by protocol, when
+something serves them (a test's stand-in for QEMU's VNC server); empty, as by default, the
+hypervisor has no consoles, as nova's drivers without them answered.
 """
 
 from __future__ import annotations
@@ -21,10 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
+from shared.messages import ConsoleProtocol, HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
-from .driver import ComputeDriver, DriverError
+from .driver import (
+    ComputeDriver,
+    ConsoleEndpoint,
+    ConsoleNotReady,
+    ConsoleNotSupported,
+    ConsoleUnavailable,
+    DriverError,
+)
 
 
 @dataclass
@@ -65,6 +77,8 @@ class FakeDriver(ComputeDriver):
         #: servers this host prepared to receive by live migration
         self.arriving: set[str] = set()
         self._listener: Callable[[str], None] | None = None
+        #: where the displays of running guests are served, by protocol (none by default)
+        self.displays: dict[ConsoleProtocol, ConsoleEndpoint] = {}
 
     # --- behaving like a troubled host ---------------------------------------------------
 
@@ -351,6 +365,21 @@ class FakeDriver(ComputeDriver):
         ):
             return domain.power
         return self._start(instance).power
+
+    # --- consoles ------------------------------------------------------------------------
+
+    async def get_console(self, domain_name: str, protocol: ConsoleProtocol) -> ConsoleEndpoint:
+        """A running guest's display, where ``displays`` says."""
+        await self._enter("get_console")
+        if not self.displays:
+            raise ConsoleNotSupported("the fake hypervisor serves no consoles")
+        domain = self.domains.get(domain_name)
+        if domain is None or domain.power is not PowerState.RUNNING:
+            raise ConsoleNotReady(f"server {domain_name} is not running on this host")
+        endpoint = self.displays.get(protocol)
+        if endpoint is None:
+            raise ConsoleUnavailable(f"the fake hypervisor serves no {protocol} console")
+        return endpoint
 
 
 def _require(domain: FakeDomain, name: str, power: PowerState, operation: str) -> None:

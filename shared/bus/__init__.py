@@ -6,6 +6,13 @@ and raises ``PublishFailed`` when it cannot be; a handler's message is acknowled
 the handler returns; a handler that raises gets the message again, up to
 ``max_redeliveries`` times, each after a longer wait (``retry_delay_s``), after which it is
 dead-lettered.
+
+Besides commands, a bus carries *calls*: a question whose sender waits for the answer
+(``call``), to a responder that ``serve``s a queue of its own (``call_queue(host)`` for an
+agent). Calls are for reads that change nothing (where a guest's console listens), so they
+are sent at most once: not persisted, never redelivered nor dead-lettered, dropped when
+nobody took them within the caller's timeout. The caller gets ``PublishFailed`` when no
+responder ever served the queue, ``CallTimeout`` when no answer came in time.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from typing import Protocol
 from shared.messages import Message
 
 Handler = Callable[[Message], Awaitable[None]]
+#: What a served queue's responder does with a call: the answer, sent back to the caller.
+Responder = Callable[[Message], Awaitable[Message]]
 
 # Routing keys, which are also the queue names (RabbitMQ prefixes them with the deployment's
 # ``amqp_prefix``).
@@ -35,6 +44,16 @@ def retry_delay_s(attempt: int) -> float:
 def compute_queue(host: str) -> str:
     """The queue (and routing key) of the compute agent on ``host``."""
     return f"compute.{host}"
+
+
+def call_queue(host: str) -> str:
+    """The queue of the calls the compute agent on ``host`` answers (its commands have
+    ``compute_queue``: a call must not wait behind them, nor outlive its caller there)."""
+    return f"calls.{host}"
+
+
+class CallTimeout(Exception):
+    """A call got no answer in time: the responder is away, slow, or could not answer."""
 
 
 class PublishFailed(Exception):
@@ -69,14 +88,27 @@ class Bus(Protocol):
         """Run ``handler`` on every message of ``queue``, at most ``prefetch`` at a time."""
         ...
 
+    async def call(self, routing_key: str, message: Message, *, timeout_s: float) -> Message:
+        """Send ``message`` to whoever serves ``routing_key`` and return the answer; raises
+        ``PublishFailed`` (nobody serves it) or ``CallTimeout`` (no answer in ``timeout_s``)."""
+        ...
+
+    async def serve(self, queue: str, responder: Responder) -> Subscription:
+        """Answer every call sent to ``queue`` with what ``responder`` returns; a responder
+        that raises sends no answer (its caller's timeout tells)."""
+        ...
+
 
 __all__: Sequence[str] = (
     "CONDUCTOR",
     "HEARTBEATS",
     "REPORTS",
     "Bus",
+    "CallTimeout",
     "Handler",
     "PublishFailed",
+    "Responder",
     "Subscription",
+    "call_queue",
     "compute_queue",
 )

@@ -2,7 +2,8 @@
 
 Messages travel as encoded bytes, exactly as on RabbitMQ, so a model that does not survive
 serialization fails here too. Consumers of one queue compete; a failing handler sees the
-message again up to ``max_redeliveries`` times, then it goes to ``dead``.
+message again up to ``max_redeliveries`` times, then it goes to ``dead``. Calls wait in
+a queue of their own until a responder takes them, each with the future its caller awaits.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import contextlib
 import logging
 
 from shared import messages, metrics
-from shared.bus import Handler, PublishFailed, retry_delay_s
+from shared.bus import CallTimeout, Handler, PublishFailed, Responder, retry_delay_s
 from shared.logging import request_context
 
 log = logging.getLogger(__name__)
+
+#: a call waiting for its responder: the request's bytes, and where its answer's go
+_Call = tuple[bytes, asyncio.Future[bytes]]
 
 
 class _Consumer:
@@ -32,6 +36,7 @@ class MemoryBus:
     def __init__(self, *, max_redeliveries: int = 5) -> None:
         self.max_redeliveries = max_redeliveries
         self._queues: dict[str, asyncio.Queue[tuple[bytes, int]]] = {}
+        self._calls: dict[str, asyncio.Queue[_Call]] = {}
         self._consumers: list[_Consumer] = []
         self._running: set[asyncio.Task[None]] = set()
         self.dead: list[bytes] = []
@@ -124,3 +129,57 @@ class MemoryBus:
                 retry_delay_s(attempts + 1), queue.put_nowait, (body, attempts + 1)
             )
             metrics.message_redelivered(message.type)
+
+    # --- calls ---------------------------------------------------------------------------
+
+    async def call(
+        self, routing_key: str, message: messages.Message, *, timeout_s: float
+    ) -> messages.Message:
+        calls = self._calls.get(routing_key)
+        if calls is None:
+            raise PublishFailed(f"nobody serves calls on {routing_key!r}")
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        calls.put_nowait((messages.encode(message), answer))
+        metrics.message_published(message.type)
+        try:
+            body = await asyncio.wait_for(answer, timeout_s)
+        except TimeoutError:
+            raise CallTimeout(f"no answer to {message.type} within {timeout_s} s") from None
+        try:
+            return messages.parse(body)
+        except ValueError:
+            raise CallTimeout(f"the answer to {message.type} does not parse") from None
+
+    async def serve(self, queue: str, responder: Responder) -> _Consumer:
+        calls = self._calls.setdefault(queue, asyncio.Queue())
+        consumer = _Consumer(asyncio.create_task(self._take_calls(calls, responder)))
+        self._consumers.append(consumer)
+        return consumer
+
+    async def _take_calls(self, calls: asyncio.Queue[_Call], responder: Responder) -> None:
+        while True:
+            body, answer = await calls.get()
+            task = asyncio.create_task(self._answer(body, answer, responder))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _answer(
+        self, body: bytes, answer: asyncio.Future[bytes], responder: Responder
+    ) -> None:
+        """Answer one call, unless its caller gave up waiting already (timed out)."""
+        if answer.done():
+            return
+        try:
+            request = messages.parse(body)
+        except ValueError:
+            log.error("dropping a call that does not parse: %.200r", body)
+            return
+        try:
+            reply = await responder(request)
+        except Exception:
+            with request_context(request.request_id):
+                log.exception("could not answer %s; its caller will time out", request.type)
+            return
+        if not answer.done():
+            answer.set_result(messages.encode(reply))
+        metrics.message_consumed(request.type)

@@ -11,12 +11,20 @@ Topology, all names prefixed with the deployment's ``prefix``:
 A failed handler's message is re-published with an attempt counter in a header and the
 original acknowledged: classic queues keep no delivery count of their own. Each retry waits
 longer than the last (``retry_delay_s``).
+
+Calls (``call``/``serve``) use AMQP's reply-to pattern: the caller consumes an exclusive
+queue of its own, ``<prefix>.replies.<random>``, and sends each request with that queue's
+name as ``reply_to`` and a fresh ``correlation_id``, transient and expiring with the caller's
+timeout; a served queue ``<prefix>.<name>`` (no dead-lettering: an expired or refused call is
+dropped) is answered through the default exchange to ``reply_to``, with the same
+``correlation_id``, which finds the waiting caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 import aio_pika
@@ -25,7 +33,14 @@ import aio_pika.exceptions
 import aiormq.exceptions
 
 from shared import messages, metrics
-from shared.bus import HEARTBEATS, Handler, PublishFailed, retry_delay_s
+from shared.bus import (
+    HEARTBEATS,
+    CallTimeout,
+    Handler,
+    PublishFailed,
+    Responder,
+    retry_delay_s,
+)
 from shared.logging import request_context
 
 log = logging.getLogger(__name__)
@@ -34,6 +49,8 @@ _ATTEMPTS = "x-stratus-attempts"
 _TRANSIENT_TTL_MS = 60_000
 _PUBLISH_TIMEOUT_S = 10.0
 _CONNECT_RETRY_S = 2.0
+#: calls one served queue's consumer answers at once
+_CALLS_PREFETCH = 16
 
 
 class _Consumer:
@@ -59,6 +76,11 @@ class RabbitBus:
         self._publisher: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._declared: set[str] = set()
+        #: the calls sent and not answered yet, by correlation id
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._reply_to = f"{prefix}.replies.{uuid.uuid4().hex}"
+        self._replies: aio_pika.abc.AbstractQueue | None = None
+        self._replies_lock = asyncio.Lock()
 
     def _qname(self, name: str) -> str:
         return f"{self.prefix}.{name}"
@@ -135,6 +157,12 @@ class RabbitBus:
             ),
             headers={_ATTEMPTS: attempts} if attempts else None,
         )
+        await self._send(routing_key, amqp_message)
+
+    async def _send(self, routing_key: str, amqp_message: aio_pika.Message) -> None:
+        """Publish to the exchange, confirmed, refused when no queue is bound to the key."""
+        if self._exchange is None:
+            raise PublishFailed("not connected to RabbitMQ")
         try:
             await self._exchange.publish(
                 amqp_message, routing_key, mandatory=True, timeout=_PUBLISH_TIMEOUT_S
@@ -205,6 +233,117 @@ class RabbitBus:
             return
         await incoming.ack()
         metrics.message_redelivered(message.type)
+
+    # --- calls -----------------------------------------------------------------------------
+
+    async def call(
+        self, routing_key: str, message: messages.Message, *, timeout_s: float
+    ) -> messages.Message:
+        reply_to = await self._reply_queue()
+        correlation_id = uuid.uuid4().hex
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = answer
+        try:
+            await self._send(
+                routing_key,
+                aio_pika.Message(
+                    messages.encode(message),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                    correlation_id=correlation_id,
+                    reply_to=reply_to,
+                    expiration=timeout_s,  # not taken by then: nobody waits for it any more
+                ),
+            )
+            metrics.message_published(message.type)
+            body = await asyncio.wait_for(answer, timeout_s)
+        except TimeoutError:
+            raise CallTimeout(f"no answer to {message.type} within {timeout_s} s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+        try:
+            return messages.parse(body)
+        except ValueError:
+            raise CallTimeout(f"the answer to {message.type} does not parse") from None
+
+    async def _reply_queue(self) -> str:
+        """The name of this bus's reply queue, declared and consumed at the first call (a
+        name of our own, so a robust reconnect declares the same queue again)."""
+        async with self._replies_lock:
+            if self._replies is None:
+                if self._connection is None:
+                    raise PublishFailed("not connected to RabbitMQ")
+                channel = await self._connection.channel()
+                queue = await channel.declare_queue(
+                    self._reply_to, exclusive=True, auto_delete=True
+                )
+                await queue.consume(self._on_reply, no_ack=True)
+                self._replies = queue
+        return self._reply_to
+
+    async def _on_reply(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        answer = self._pending.get(incoming.correlation_id or "")
+        if answer is not None and not answer.done():
+            answer.set_result(incoming.body)
+
+    async def serve(self, queue: str, responder: Responder) -> _Consumer:
+        assert self._connection is not None, "connect() first"
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=_CALLS_PREFETCH)
+        amqp_queue = await channel.declare_queue(self._qname(queue), durable=True)
+        await amqp_queue.bind(self.prefix, routing_key=queue)
+
+        async def on_call(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await self._answer(channel, incoming, responder)
+
+        tag = await amqp_queue.consume(on_call)
+        return _Consumer(channel, amqp_queue, tag)
+
+    async def _answer(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        incoming: aio_pika.abc.AbstractIncomingMessage,
+        responder: Responder,
+    ) -> None:
+        """Answer one call to its ``reply_to``; a call that does not parse, or that the
+        responder cannot answer, is dropped (at most once: its caller times out)."""
+        try:
+            request = messages.parse(incoming.body)
+        except ValueError:
+            log.error("dropping a call that does not parse: %.200r", incoming.body)
+            await incoming.reject(requeue=False)
+            return
+        try:
+            reply = await responder(request)
+        except Exception:
+            with request_context(request.request_id):
+                log.exception("could not answer %s; its caller will time out", request.type)
+            await incoming.reject(requeue=False)
+            return
+        if incoming.reply_to:
+            await self._reply(channel, incoming, reply)
+        await incoming.ack()
+        metrics.message_consumed(request.type)
+
+    async def _reply(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        incoming: aio_pika.abc.AbstractIncomingMessage,
+        reply: messages.Message,
+    ) -> None:
+        try:
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    messages.encode(reply),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                    correlation_id=incoming.correlation_id,
+                ),
+                routing_key=incoming.reply_to or "",
+                timeout=_PUBLISH_TIMEOUT_S,
+            )
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            log.warning("could not send the answer to %s; its caller will time out", reply.type)
 
 
 # --- what operators ask of the broker (stratus status) ---------------------------------------

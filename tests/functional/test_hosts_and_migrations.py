@@ -139,4 +139,4 @@ async def test_the_extensions_are_listed(admin: ComputeClient) -> None:
         "os-migrations": "Migrations",
         "os-flavor-extra-specs": "FlavorExtraSpecs",
     }
-    assert (await admin.get("/extensions/os-consoles")).status == 404
+    assert (await admin.get("/extensions/os-no-such-extension")).status == 404

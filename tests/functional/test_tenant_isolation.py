@@ -559,6 +559,13 @@ def route_key(method: str, canonical: str) -> str:
         path = path.removeprefix("/v2")
     return f"{method} {path}"
 
+    # the console proxy (api_gateway/consoles): a console token is the credential, and is
+    # only made for a server the caller may see (test_consoles)
+    "GET /consoles/novnc/websockify": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/spice/websockify": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/xvpvnc/console": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/novnc/{path}": "noVNC's static files, the same for all",
+    "GET /consoles/spice/{path}": "spice-html5's static files, the same for all",
 
 def _params() -> list[Any]:
     params = []

@@ -32,10 +32,12 @@ def unique_prefix() -> str:
 
 
 async def delete_topology(prefix: str, queues: list[str]) -> None:
-    """Remove a test's exchanges and queues from the shared broker."""
+    """Remove a test's exchanges and queues from the shared broker (a host's calls queue
+    with its command queue: an agent that serves ``compute.<host>`` serves ``calls.<host>``)."""
+    calls = [f"calls.{q.removeprefix('compute.')}" for q in queues if q.startswith("compute.")]
     connection = await aio_pika.connect(AMQP_URL)
     try:
-        for name in [*queues, "dead"]:
+        for name in [*queues, *calls, "dead"]:
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(f"{prefix}.{name}")

@@ -8,7 +8,9 @@ A domain is what a small cloud server needs under QEMU: the flavor's vCPUs and R
 (soft reboots and shutdowns are the guest's power button); its root disk on virtio; a virtio
 NIC on QEMU's user-mode network (no bridge needed) or on a libvirt network; its serial
 console on a pty and logged to a file; the QEMU guest agent's channel
-(``org.qemu.guest_agent.0``: passwords, file writes, quiesced snapshots). It boots from its
+(``org.qemu.guest_agent.0``: passwords, file writes, quiesced snapshots); and its displays
+(``<graphics>``: VNC, and SPICE where QEMU has it) on ports QEMU chooses when the guest starts,
+on the host's listen address, for the consoles of nova's os-consoles. It boots from its
 disk, or from a kernel of its image's (images.py).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 from compute_agent.virt.libvirt.images import BootFiles
@@ -40,10 +43,14 @@ def build(
     boot: BootFiles | None = None,
     network: str = "",
     cache: str = "none",
+    displays: Sequence[str] = (),
+    display_listen: str = "127.0.0.1",
 ) -> str:
     """The ``<domain>`` document for ``instance`` on a hypervisor of ``domain_type`` (``kvm``,
     ``qemu``, or ``test``), its root disk at ``disk_path``, its console logged to
-    ``console_log``; on the libvirt ``network`` (empty: QEMU's user-mode networking)."""
+    ``console_log``; on the libvirt ``network`` (empty: QEMU's user-mode networking); with a
+    display of each protocol of ``displays`` (``vnc``, ``spice``) listening on
+    ``display_listen``."""
     domain = ET.Element("domain", type=domain_type)
     ET.SubElement(domain, "name").text = instance.domain_name
     ET.SubElement(domain, "uuid").text = str(instance.server_id)
@@ -64,6 +71,8 @@ def build(
     _console(devices, console_log)
     channel = ET.SubElement(devices, "channel", type="unix")
     ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+    for protocol in displays:
+        _graphics(devices, protocol, display_listen)
     return ET.tostring(domain, encoding="unicode")
 
 
@@ -127,6 +136,13 @@ def _console(devices: ET.Element, console_log: Path | None) -> None:
     ET.SubElement(console, "target", type="serial", port="0")
 
 
+def _graphics(devices: ET.Element, protocol: str, listen: str) -> None:
+    """A display QEMU serves on a port it picks at each start (``autoport``: fixed ports
+    would collide between guests and across migrations), on ``listen`` only."""
+    graphics = ET.SubElement(devices, "graphics", type=protocol, autoport="yes", listen=listen)
+    ET.SubElement(graphics, "listen", type="address", address=listen)
+
+
 ET.register_namespace("stratus", METADATA_NS)
 
 
@@ -181,3 +197,21 @@ def relocate(xml: str, old_dir: Path, new_dir: Path) -> str:
             if value is not None and (value == old or value.startswith(old + "/")):
                 element.set(attribute, str(new_dir) + value[len(old) :])
     return ET.tostring(root, encoding="unicode")
+
+
+def display(live_xml: str, protocol: str) -> tuple[str, int] | None:
+    """Where the running domain's display of ``protocol`` listens (address as libvirt
+    writes it, ``""`` when it writes none; port), from its live document; None when it has
+    no such display, or no port yet (libvirt writes ``-1`` until QEMU runs)."""
+    graphics = ET.fromstring(live_xml).find(f"devices/graphics[@type='{protocol}']")
+    if graphics is None:
+        return None
+    try:
+        port = int(graphics.get("port", "-1"))
+    except ValueError:
+        return None
+    if port <= 0:
+        return None
+    listen = graphics.find("listen[@type='address']")
+    address = graphics.get("listen") or (listen.get("address") if listen is not None else None)
+    return address or "", port

@@ -27,8 +27,17 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from compute_agent.virt.driver import DOMAIN_PREFIX, ComputeDriver, DriverError, server_id_of
+from compute_agent.virt.driver import (
+    DOMAIN_PREFIX,
+    ComputeDriver,
+    ConsoleEndpoint,
+    ConsoleNotSupported,
+    ConsoleUnavailable,
+    DriverError,
+    server_id_of,
+)
 from compute_agent.virt.libvirt import (
+    consoles,
     domain_xml,
     events,
     guest_agent,
@@ -41,7 +50,7 @@ from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks
 from compute_agent.virt.libvirt.images import BootFiles, ImageStore
 from compute_agent.virt.libvirt.migration import LibvirtLiveMigration
 from compute_agent.virt.libvirt.resize import LibvirtResize
-from shared.messages import HostCapacity, InstanceSpec, NetworkAddress
+from shared.messages import ConsoleProtocol, HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
 log = logging.getLogger(__name__)
@@ -100,11 +109,15 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         virt_type: str = "auto",
         network: str = "",
         shutdown_timeout_s: float = 60.0,
+        display_listen: str = "127.0.0.1",
+        display_address: str | None = None,
     ) -> None:
         """``image_store``: where images' files are (STRATUS_IMAGE_STORE_DIR; a real host
         without one boots nothing); ``virt_type``: auto, kvm or qemu; ``network``: the
         libvirt network of servers' NICs (empty: QEMU's user-mode networking);
-        ``shutdown_timeout_s``: how long a guest may take to shut down or reboot when asked."""
+        ``shutdown_timeout_s``: how long a guest may take to shut down or reboot when asked;
+        ``display_listen``: where guests' displays listen (STRATUS_CONSOLE_LISTEN), reached
+        by the console proxy at ``display_address`` (None: that listen address)."""
         self.uri = uri
         self.instances_dir = instances_dir
         self._overrides = (vcpus, ram_mb, disk_gb)
@@ -120,6 +133,10 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         self._domain_type = "test"
         self._events: events.DomainEvents | None = None
         self._local_disks = LocalDisks(instances_dir, self.store, host="")
+        self.display_listen = display_listen
+        self.display_address = display_address
+        #: the displays guests get here (init_host asks the hypervisor)
+        self._displays: tuple[ConsoleProtocol, ...] = ("vnc",)
 
     @property
     def _is_test(self) -> bool:
@@ -146,6 +163,9 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
                 virt_type.choose, self._conn, self.virt_type_setting
             )
             log.info("servers on %s run as %s domains", self.uri, self._domain_type)
+            self._displays = await asyncio.to_thread(
+                consoles.supported_displays, self._conn, self._domain_type
+            )
 
     async def close(self) -> None:
         if self._events is not None:
@@ -216,6 +236,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             boot=self._boot_files(instance),
             network=self.network,
             cache=self._disks.cache_mode(),
+            displays=self._displays,
+            display_listen=self.display_listen,
         )
         return self._conn.defineXML(xml)
 
@@ -248,6 +270,22 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             return await asyncio.to_thread(call, *args)
         except libvirt.libvirtError as exc:
             raise DriverError(f"libvirt could not {what}: {exc}") from exc
+
+    # --- consoles -------------------------------------------------------------------------
+
+    async def get_console(self, domain_name: str, protocol: ConsoleProtocol) -> ConsoleEndpoint:
+        if self._is_test:
+            raise ConsoleNotSupported("libvirt's test hypervisor runs no display servers")
+        if protocol not in self._displays:
+            raise ConsoleUnavailable(f"QEMU on host {self._host} has no {protocol} display")
+        return await self._blocking(
+            "read the server's display",
+            consoles.endpoint,
+            self._conn,
+            domain_name,
+            protocol,
+            self.display_address,
+        )
 
     # --- building and removing -----------------------------------------------------------
 
