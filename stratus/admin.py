@@ -298,9 +298,21 @@ async def quota_show(conn: Conn, settings: Settings, project: str) -> str:
         ("ram (MB)", "maxTotalRAMSize", overrides.get("ram", settings.quota_ram_mb), usage.ram_mb),
     )
     per_request = (
-        ("metadata items", "maxServerMeta", settings.quota_metadata_items),
-        ("personality files", "maxPersonality", settings.quota_personality),
-        ("personality bytes", "maxPersonalitySize", settings.quota_personality_size),
+        (
+            "metadata items",
+            "maxServerMeta",
+            overrides.get("metadata_items", settings.quota_metadata_items),
+        ),
+        (
+            "personality files",
+            "maxPersonality",
+            overrides.get("injected_files", settings.quota_personality),
+        ),
+        (
+            "personality bytes",
+            "maxPersonalitySize",
+            overrides.get("injected_file_content_bytes", settings.quota_personality_size),
+        ),
     )
     rows: list[tuple[str, str, str, object, object]] = [
         (name, api, _limit(limit), used, "-" if limit < 0 else max(limit - used, 0))

@@ -28,7 +28,7 @@ from api_gateway.compute.checks import (
     marker_uuid,
     parse_uuid,
 )
-from api_gateway.compute.metadata import MetadataEdit, edited
+from api_gateway.compute.metadata import MetadataEdit, edited_for
 from api_gateway.compute.passwords import generate_password
 from api_gateway.compute.transactions import Transactions
 from api_gateway.context import RequestContext
@@ -158,7 +158,7 @@ class ComputeAPI(Transactions):
             row = await self.locked(conn, ctx, sid, "servers:metadata")
             check_metadata_writable(row, edit)
             current = await metadata_db.read(conn, metadata_db.Table.SERVER, sid)
-            new = edited(self.settings, edit, current)
+            new = await edited_for(conn, self.settings, ctx.project_id, edit, current)
             await metadata_db.write(conn, metadata_db.Table.SERVER, sid, current, new)
         return new
 
@@ -168,7 +168,9 @@ class ComputeAPI(Transactions):
         """Record the servers a create asks for (BUILD), all or none, and ask the conductor
         to place and build each: as many as ``max_count`` when the quota has room, at
         least ``min_count`` (nova's multiple create)."""
-        quotas.check_create_request(self.settings, request)
+        # the project's quotas, read once for the per-request limits and the instance count
+        project_quotas = await quotas.project_quotas(self.pool, self.settings, ctx.project_id)
+        quotas.check_create_request(project_quotas, request)
         flavor = await self.resolve_flavor(request.flavor_ref)
         image = await self.resolve_image(ctx, request.image_ref)
         check_fits(flavor, image)
@@ -182,6 +184,7 @@ class ComputeAPI(Transactions):
                 vcpus=flavor.vcpus,
                 ram_mb=flavor.ram_mb,
                 counts=request.count_range,
+                known=project_quotas,
             )
             need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
             await check_capacity(conn, self.settings, need, flavor.id)

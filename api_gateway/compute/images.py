@@ -12,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from api_gateway.compute.metadata import MetadataEdit, edited
+from api_gateway.compute.metadata import MetadataEdit, edited_for
 from api_gateway.context import RequestContext
 from shared.config import Settings
 from shared.db import images
@@ -101,6 +101,6 @@ async def edit_image_metadata(
     async with pool.acquire() as conn, conn.transaction():
         iid = await _locked_for_change(conn, ctx, image_id)
         current = await metadata_db.read(conn, metadata_db.Table.IMAGE, iid)
-        new = edited(settings, edit, current)
+        new = await edited_for(conn, settings, ctx.project_id, edit, current)
         await metadata_db.write(conn, metadata_db.Table.IMAGE, iid, current, new)
     return new

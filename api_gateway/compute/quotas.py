@@ -8,10 +8,13 @@ implementation. Messages are the reference implementation's, so clients that sho
 the same thing.
 
 Per-project quotas an administrator set (nova's os-quota-sets, ``quota_overrides``) replace
-the settings' defaults for instances, cores, RAM (creates, resizes, ``GET /limits``) and key
-pairs (a user's key pairs are counted against the quota of the project the request acts in).
-The per-request limits (metadata items, personality files) stay the settings' (an override of
-them is stored and shown, not enforced: docs/compatibility.md).
+the settings' defaults for instances, cores, RAM (creates, resizes, ``GET /limits``), key
+pairs (a user's key pairs are counted against the quota of the project the request acts in),
+and the per-request limits: metadata items (server and image metadata, as nova 2013.1
+applied ``metadata_items`` to both), personality files, their size and path length
+(``injected_files``, ``injected_file_content_bytes``, ``injected_file_path_bytes``). The
+per-request checks take the project's quota set (``project_quotas``), so a create reads it
+once for both kinds of check.
 
 For other engineers: ``check_metadata_items`` before writing metadata, and
 ``check_resize`` inside the transaction that records a resize.
@@ -46,9 +49,10 @@ def _limited(quota: int) -> bool:
     return quota >= 0
 
 
-def check_metadata_items(settings: Settings, count: int) -> None:
-    """413 if a server or image would hold more than ``maxServerMeta`` metadata items."""
-    quota = settings.quota_metadata_items
+def check_metadata_items(quotas: Mapping[str, int], count: int) -> None:
+    """413 if a server or image would hold more metadata items than the project's
+    ``metadata_items`` quota (``maxServerMeta``/``maxImageMeta``)."""
+    quota = quotas["metadata_items"]
     if _limited(quota) and count > quota:
         raise _exceeded(f"Maximum number of metadata items exceeds {quota}")
 
@@ -57,22 +61,33 @@ def _decoded_size(file: PersonalityFile) -> int:
     return len(base64.b64decode("".join(file.contents.split())))
 
 
-def check_personality(settings: Settings, files: Sequence[PersonalityFile]) -> None:
-    """413 for more files than ``maxPersonality`` or one larger than ``maxPersonalitySize``."""
-    if _limited(settings.quota_personality) and len(files) > settings.quota_personality:
+def _over(quota: int, value: int) -> bool:
+    return _limited(quota) and value > quota
+
+
+def check_personality(quotas: Mapping[str, int], files: Sequence[PersonalityFile]) -> None:
+    """413 for more files than the project's ``injected_files`` (``maxPersonality``), a path
+    longer than ``injected_file_path_bytes`` or contents larger than
+    ``injected_file_content_bytes`` (``maxPersonalitySize``), in nova 2013.1's order and
+    words. A path is measured in characters, as nova measured it."""
+    if _over(quotas["injected_files"], len(files)):
         raise _exceeded("Personality file limit exceeded")
-    size_quota = settings.quota_personality_size
+    if _over(quotas["injected_file_path_bytes"], max((len(f.path) for f in files), default=0)):
+        raise _exceeded("Personality file path too long")
+    size_quota = quotas["injected_file_content_bytes"]
     if _limited(size_quota) and any(_decoded_size(f) > size_quota for f in files):
         raise _exceeded("Personality file content too long")
 
 
-def check_create_request(settings: Settings, request: ServerCreate) -> None:
-    """The per-request absolute limits of a create (no database needed)."""
-    check_metadata_items(settings, len(request.metadata))
-    check_personality(settings, request.personality)
+def check_create_request(quotas: Mapping[str, int], request: ServerCreate) -> None:
+    """The per-request absolute limits of a create, against the project's quotas."""
+    check_metadata_items(quotas, len(request.metadata))
+    check_personality(quotas, request.personality)
 
 
-#: nova 2013.1's defaults of the resources Stratus does not serve (os-quota-sets shows them).
+#: nova 2013.1's defaults of the quotas no setting holds: those of the resources Stratus
+#: does not serve (os-quota-sets shows them) and the personality path length (enforced; a
+#: path is at most 255 characters anyway, the request schema's bound).
 _NOT_SERVED = {
     "floating_ips": 10,
     "fixed_ips": -1,
@@ -160,6 +175,7 @@ async def check_instances(
     vcpus: int,
     ram_mb: int,
     counts: tuple[int, int] = (1, 1),
+    known: Mapping[str, int] | None = None,
 ) -> int:
     """How many servers of this size to create for a request of ``counts`` (fewest, most):
     the most when the project has room for them, else as many as it has room for if that is
@@ -168,11 +184,12 @@ async def check_instances(
     Call it inside the transaction that inserts the servers, before inserting them: it holds
     the project's quota lock until that transaction ends, so concurrent creates are counted
     one after the other and cannot together exceed the quota (when no quota applies, there
-    is nothing to count and no lock is taken).
+    is nothing to count and no lock is taken). ``known``: the project's quotas when the
+    caller has read them already (a create does, for its per-request limits), to save a query.
     """
     fewest, most = counts
     requested = _servers_of(most, vcpus, ram_mb)
-    quotas = await project_quotas(conn, settings, project_id)
+    quotas = known if known is not None else await project_quotas(conn, settings, project_id)
     if not _any_limited(quotas, requested):
         return most
     await db.lock_project(conn, project_id)

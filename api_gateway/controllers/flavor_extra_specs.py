@@ -2,7 +2,8 @@
 
 Everyone may read them (``nova flavor-show`` does, for every flavor it shows); only an
 administrator may set or remove them (``os-flavor-extra-specs:write``). 404 for a flavor that
-does not exist, and for a key the flavor does not have.
+does not exist, and for a key the flavor does not have. XML answers are nova's, with keys that
+are no element names carried in an attribute (``views/flavor_extra_specs.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from api_gateway import keys
 from api_gateway.auth.policy import authorize
 from api_gateway.http.bodies import read_body
 from api_gateway.http.faults import BadRequest, ItemNotFound
+from api_gateway.http.negotiation import CONTENT_TYPES, Format, response_format
 from api_gateway.http.responses import render
 from api_gateway.http.routing import collection, member
 from api_gateway.schemas.common import validate
 from api_gateway.schemas.extra_specs import ExtraSpecItem, ExtraSpecsBody
+from api_gateway.views import flavor_extra_specs as view
 from shared.db import flavor_extra_specs as specs
 from shared.db import flavors
 
@@ -34,10 +37,25 @@ async def _flavor_id(request: web.Request) -> str:
     return flavor_id
 
 
+def _specs(request: web.Request, specs: dict[str, str]) -> web.Response:
+    """``{"extra_specs": specs}``; in XML nova's form, which the mechanical mapping (keys as
+    attributes) does not give and could not give for keys that are no XML names."""
+    if response_format(request) is Format.XML:
+        return web.Response(body=view.specs_xml(specs), content_type=CONTENT_TYPES[Format.XML])
+    return render(request, {"extra_specs": specs})
+
+
+def _spec(request: web.Request, key: str, value: str) -> web.Response:
+    """``{key: value}``; in XML ``<extra_spec key=…>``, since the key may be no element name."""
+    if response_format(request) is Format.XML:
+        return web.Response(body=view.spec_xml(key, value), content_type=CONTENT_TYPES[Format.XML])
+    return render(request, {key: value})
+
+
 @routes.get(collection(_SPECS))
 async def index(request: web.Request) -> web.Response:
     flavor_id = await _flavor_id(request)
-    return render(request, {"extra_specs": await specs.read(request.app[keys.POOL], flavor_id)})
+    return _specs(request, await specs.read(request.app[keys.POOL], flavor_id))
 
 
 @routes.get(member(_SPEC))
@@ -47,7 +65,7 @@ async def show(request: web.Request) -> web.Response:
     value = (await specs.read(request.app[keys.POOL], flavor_id)).get(key)
     if value is None:
         raise ItemNotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
-    return render(request, {key: value})
+    return _spec(request, key, value)
 
 
 @routes.post(collection(_SPECS))
@@ -57,7 +75,7 @@ async def create(request: web.Request) -> web.Response:
     body = validate(ExtraSpecsBody, await read_body(request))
     flavor_id = await _flavor_id(request)
     await specs.upsert(request.app[keys.POOL], flavor_id, body.extra_specs)
-    return render(request, {"extra_specs": body.extra_specs})
+    return _specs(request, body.extra_specs)
 
 
 @routes.put(member(_SPEC))
@@ -70,7 +88,7 @@ async def update(request: web.Request) -> web.Response:
         raise BadRequest("The body must hold exactly the key named in the URL.")
     flavor_id = await _flavor_id(request)
     await specs.upsert(request.app[keys.POOL], flavor_id, item)
-    return render(request, item)
+    return _spec(request, key, item[key])
 
 
 @routes.delete(member(_SPEC))

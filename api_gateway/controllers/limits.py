@@ -31,5 +31,5 @@ async def show(request: web.Request) -> web.Response:
         )
     used = await quotas.usage(pool, ctx.project_id)
     project_quotas = await quotas.project_quotas(pool, settings, ctx.project_id)
-    absolute = view.absolute(settings, used, project_quotas)
+    absolute = view.absolute(used, project_quotas)
     return render(request, view.limits(view.rate(limiter.limits, levels, now), absolute))

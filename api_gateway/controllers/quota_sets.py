@@ -9,8 +9,9 @@
   had ``DELETE`` (both came in 2013.2): neither does Stratus.
 
 The keys are nova 2013.1's; the resources Stratus does not serve (floating and fixed IPs,
-security groups and their rules, file path bytes) are answered with nova's defaults, and
-can be set, to no effect. Where the quotas are enforced: ``api_gateway/compute/quotas.py``.
+security groups and their rules) are answered with nova's defaults, and can be set, to no
+effect; ``injected_file_path_bytes`` has nova's default too, and is enforced. Where the quotas
+are enforced: ``api_gateway/compute/quotas.py``.
 """
 
 from __future__ import annotations

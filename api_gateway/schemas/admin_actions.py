@@ -2,8 +2,10 @@
 
 The XML samples put parameters in child elements, which arrive as text (``"1"``,
 ``"active"``): ``rotation`` is turned into an integer here, as the JSON form gives it. The
-actions without parameters (pause, lock, ...) take any value, ``null`` or ``<pause/>`` alike,
-as the reference implementation ignored it. Faults carry nova 2013.1's messages.
+actions without parameters (pause, lock, ...) take ``null``, ``<pause/>`` or any value but an
+object with members (server_actions.no_arguments). A member nova v2.1's schema of the action
+does not allow is 400 naming it, in nova v2.1's words; other faults carry nova 2013.1's
+messages.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ _MAX_ROTATION = 2**31 - 1
 
 
 class CreateBackup(BaseModel):
-    """Table 3.1, plus the optional ``metadata`` (image properties, as createImage's)."""
+    """Table 3.1, plus the optional ``metadata`` (image properties, as createImage's): nova
+    v2.1's members, and no others."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     name: Name
     backup_type: Name
@@ -63,10 +66,44 @@ def _rotation(value: object) -> int:
 _RESET_STATES = {"active": VmState.ACTIVE, "error": VmState.ERROR}
 
 
+class _ResetStateMembers(BaseModel):
+    """os-resetState's one member, ``state`` (checked by ``reset_state``), and no other."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: Any = None
+
+
 def reset_state(value: Any) -> VmState:
-    """The vm_state ``{"state": ...}`` asks for, or 400 (lower case only, as nova)."""
+    """The vm_state ``{"state": ...}`` asks for, or 400 (lower case only, as nova); a member
+    beside ``state`` is 400 naming it."""
+    if isinstance(value, dict):
+        validate(_ResetStateMembers, value)
     state = value.get("state") if isinstance(value, dict) else None
     if not isinstance(state, str) or state not in _RESET_STATES:
         valid = ", ".join(sorted(_RESET_STATES))
         raise BadRequest(f"Desired state must be specified.  Valid states are: {valid}")
     return _RESET_STATES[state]
+
+
+class _MigrateMembers(BaseModel):
+    """migrate's value as an object: only nova 2.56's ``host`` (checked by ``migrate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: Any = None
+
+
+def migrate(value: Any) -> None:
+    """migrate takes no parameters (``null``, ``<migrate/>``), as nova v2.1 without
+    microversions. openstacksdk sends ``{"host": ...}`` only when asked for a destination,
+    which Stratus does not take: 400 rather than a migration elsewhere; ``host: null`` is
+    the same as none. Any other member is 400 naming it."""
+    if not isinstance(value, dict):
+        return
+    validate(_MigrateMembers, value)
+    if value.get("host") is not None:
+        raise BadRequest(
+            "Invalid input for field/attribute host. migrate takes no destination host"
+            " (microversion 2.56); leave host out and the scheduler picks one."
+        )

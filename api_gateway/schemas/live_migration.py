@@ -5,36 +5,24 @@ as the reference implementation answered it. ``host`` may be ``null`` or left ou
 2013.2, what ``nova live-migration SERVER`` and openstacksdk send): the conductor's scheduler
 then picks the destination (in XML: no ``<host>`` element, or an empty one); ``""`` is still
 missing. The XML form puts the members in child elements, which arrive as text:
-``block_migration`` and ``disk_over_commit`` are then ``"true"`` or ``"false"``, turned into
-booleans here exactly as the JSON form gives them. (nova 2013.1 passed the text
-on, so ``"false"`` counted as true; we do not copy that.) Anything else is a 400.
+``block_migration`` and ``disk_over_commit`` are then text, turned into booleans here as
+nova v2.1 reads a boolean (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``).
+(nova 2013.1 passed the text on, so ``"false"`` counted as true; we do not copy that.) Anything else is a 400, a member
+nova v2.1's schema does not allow (2.25's ``force``, a misspelling) included, naming it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api_gateway.http.faults import BadRequest
-from api_gateway.schemas.common import validate
+from api_gateway.schemas.common import Boolean, validate
 
 MISSING = "host and block_migration must be specified."
 
 _REQUIRED = ("block_migration", "disk_over_commit")
-_TEXT = {"true": True, "false": False}
-
-
-def _boolean(value: object) -> object:
-    """A JSON boolean, or the text of one (XML): ``true``/``false`` in any case."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TEXT:
-        return _TEXT[value.strip().lower()]
-    raise ValueError("must be true or false")
-
-
-Boolean = Annotated[bool, BeforeValidator(_boolean)]
 
 
 class LiveMigrate(BaseModel):
@@ -43,7 +31,7 @@ class LiveMigrate(BaseModel):
     defect of the guide) and the destination's free disk may be over-committed
     (``disk_over_commit``)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str | None = Field(default=None, min_length=1, max_length=255)
     block_migration: Boolean

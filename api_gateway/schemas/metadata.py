@@ -2,7 +2,9 @@
 
 ``{"metadata": {"k": "v", ...}}`` / ``<metadata><meta key="k">v</meta>...</metadata>`` for the
 whole set, ``{"meta": {"k": "v"}}`` / ``<meta key="k">v</meta>`` for one item. Keys are 1–255
-characters, values at most 255, both strings; anything else is a 400.
+characters, values at most 255, both strings; anything else is a 400. A member beside
+``metadata`` or ``meta`` (in XML an attribute of the root, or a child other than ``<meta>``)
+is 400 naming it, as nova v2.1's schemas refuse it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from api_gateway.schemas.servers import MetaKey, MetaValue
 class MetadataBody(BaseModel):
     """Set Metadata (PUT) and Update Metadata (POST)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     metadata: dict[MetaKey, MetaValue]
 
@@ -24,7 +26,7 @@ class MetadataBody(BaseModel):
 class MetaItemBody(BaseModel):
     """Set Metadata Item (PUT on a key)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     meta: dict[MetaKey, MetaValue]
 

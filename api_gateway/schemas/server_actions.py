@@ -101,7 +101,14 @@ def reboot(value: Any) -> Reboot:
     return validate(Reboot, members(value))
 
 
+class _NoMembers(_Action):
+    """The value of an action without parameters, when it is an object: an empty one."""
+
+
 def no_arguments(value: Any) -> None:
-    """The schema of an action without parameters (pause, lock, confirmResize...): its value
-    is ignored, ``null`` or ``<pause/>`` alike, as the reference implementation ignored it."""
-    return None
+    """The schema of an action without parameters (pause, lock, confirmResize...): ``null``,
+    ``<pause/>``, ``{}`` or any value that is not an object are alike, as nova's v2.1 schemas
+    take any value there. An object with members is 400 naming the first: a member means
+    something (a lock's ``locked_reason``, microversion 2.73) that would silently not happen."""
+    if isinstance(value, dict):
+        validate(_NoMembers, value)

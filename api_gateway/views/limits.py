@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api_gateway.views.links import isotime
-from shared.config import Settings
 from shared.db.quotas import Usage
 from shared.rate_limits import RateLimit
 
@@ -41,14 +40,15 @@ def rate(
     return list(groups.values())
 
 
-def absolute(settings: Settings, used: Usage, quotas: Mapping[str, int]) -> dict[str, int]:
-    """``quotas``: the project's (os-quota-sets), for the limits enforced per project."""
+def absolute(used: Usage, quotas: Mapping[str, int]) -> dict[str, int]:
+    """``quotas``: the project's (os-quota-sets: an administrator's overrides, else the
+    settings), for every limit enforced, per project and per request alike."""
     return {
         "maxTotalRAMSize": quotas["ram"],
-        "maxServerMeta": settings.quota_metadata_items,
-        "maxImageMeta": settings.quota_metadata_items,
-        "maxPersonality": settings.quota_personality,
-        "maxPersonalitySize": settings.quota_personality_size,
+        "maxServerMeta": quotas["metadata_items"],
+        "maxImageMeta": quotas["metadata_items"],
+        "maxPersonality": quotas["injected_files"],
+        "maxPersonalitySize": quotas["injected_file_content_bytes"],
         "maxTotalInstances": quotas["instances"],
         "maxTotalCores": quotas["cores"],
         "maxTotalKeypairs": quotas["key_pairs"],

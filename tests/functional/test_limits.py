@@ -462,10 +462,10 @@ async def test_check_resize_counts_growth_against_the_project_quota(
 
 
 def test_check_metadata_items_and_personality_follow_the_settings(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, quota_metadata_items=3, quota_personality=-1)
+    settings = quotas.defaults(settings_for(tmp_path, quota_metadata_items=3, quota_personality=-1))
     quotas.check_metadata_items(settings, 3)
     with pytest.raises(OverLimit, match="Maximum number of metadata items exceeds 3"):
         quotas.check_metadata_items(settings, 4)
-    unlimited = settings_for(tmp_path, quota_metadata_items=-1)
+    unlimited = quotas.defaults(settings_for(tmp_path, quota_metadata_items=-1))
     quotas.check_metadata_items(unlimited, 10_000)
     quotas.check_personality(settings, [PersonalityFile(path="/f", contents="YQ==")] * 50)

@@ -406,7 +406,7 @@ async def test_a_bad_request_or_an_unusable_destination_is_400_and_changes_nothi
         ({"os-migrateLive": {"host": "", "block_migration": False}}, missing),
         ({"os-migrateLive": None}, missing),
         (
-            {"os-migrateLive": {"host": dest, "block_migration": "no", "disk_over_commit": False}},
+            {"os-migrateLive": {"host": dest, "block_migration": "maybe", "disk_over_commit": False}},
             "block_migration",
         ),
         (_body("no-such-host"), "Compute host no-such-host could not be found."),

@@ -138,9 +138,9 @@ def test_an_empty_xml_member_is_missing() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        {"host": "h2", "block_migration": "yes", "disk_over_commit": False},
+        {"host": "h2", "block_migration": "perhaps", "disk_over_commit": False},
         {"host": "h2", "block_migration": 1, "disk_over_commit": False},
-        {"host": "h2", "block_migration": False, "disk_over_commit": "0"},
+        {"host": "h2", "block_migration": False, "disk_over_commit": "2"},
         {"host": "h2", "block_migration": False, "disk_over_commit": {"a": 1}},
         {"host": 42, "block_migration": False, "disk_over_commit": False},
         {"host": "h" * 256, "block_migration": False, "disk_over_commit": False},

@@ -70,8 +70,11 @@ class Rebuild(OnItsHost):
         self._previous: _Labels | None = None
 
     async def check(self, compute: ComputeAPI, ctx: RequestContext) -> None:
-        quotas.check_metadata_items(compute.settings, len(self.request.metadata or {}))
-        quotas.check_personality(compute.settings, self.request.personality)
+        if self.request.metadata or self.request.personality:
+            # the project's own limits (os-quota-sets), read only when there is something to check
+            limits = await quotas.project_quotas(compute.pool, compute.settings, ctx.project_id)
+            quotas.check_metadata_items(limits, len(self.request.metadata or {}))
+            quotas.check_personality(limits, self.request.personality)
         self.image = await compute.resolve_image(ctx, self.request.image_ref)
 
     async def prepare(self, locked: Locked) -> None:

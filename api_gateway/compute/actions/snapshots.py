@@ -39,7 +39,9 @@ class _Snapshot(OnItsHost):
         self.disk_format = "qcow2"
 
     async def check(self, compute: ComputeAPI, ctx: RequestContext) -> None:
-        quotas.check_metadata_items(compute.settings, len(self.metadata))
+        if self.metadata:  # against the project's own limit (os-quota-sets), when there is any
+            limits = await quotas.project_quotas(compute.pool, compute.settings, ctx.project_id)
+            quotas.check_metadata_items(limits, len(self.metadata))
 
     async def prepare(self, locked: Locked) -> None:
         row = locked.row

@@ -49,13 +49,20 @@ def action(
     return ServerAction(name, name, schema, plan, status)
 
 
-def plain(name: str, plan: Callable[[], P], *, status: int = 202) -> ServerAction[None, P]:
-    """An action without parameters: whatever its value, it means the same."""
+def plain(
+    name: str,
+    plan: Callable[[], P],
+    *,
+    status: int = 202,
+    arguments: Callable[[Any], None] = schema.no_arguments,
+) -> ServerAction[None, P]:
+    """An action without parameters: ``null`` or no members, however sent, mean the same
+    (``arguments`` refuses anything else)."""
 
     def make(_: None) -> P:
         return plan()
 
-    return action(name, schema.no_arguments, make, status=status)
+    return action(name, arguments, make, status=status)
 
 
 class ActionTable:
@@ -91,7 +98,7 @@ PAUSE = plain("pause", host.Pause)
 UNPAUSE = plain("unpause", host.Unpause)
 SUSPEND = plain("suspend", host.Suspend)
 RESUME = plain("resume", host.Resume)
-MIGRATE = plain("migrate", resize.Migrate)
+MIGRATE = plain("migrate", resize.Migrate, arguments=admin_schema.migrate)
 RESET_NETWORK = plain("resetNetwork", host.ResetNetwork)
 INJECT_NETWORK_INFO = plain("injectNetworkInfo", host.InjectNetworkInfo)
 LOCK = plain("lock", database.Lock)

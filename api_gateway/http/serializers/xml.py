@@ -219,6 +219,34 @@ def flat(tag: str, value: Mapping[str, Any]) -> str:
     return f"<{tag}>{inner}</{tag}>"
 
 
+#: Keys written as element names: a conservative subset of XML's NCName that every parser
+#: takes without a namespace declaration (ASCII, no colon, not the reserved ``xml…``).
+_PLAIN_NAME = re.compile(r"(?![Xx][Mm][Ll])[A-Za-z_][A-Za-z0-9._-]*")
+
+
+def is_plain_name(key: str) -> bool:
+    """Can ``key`` be an element's name in any XML parser's eyes?"""
+    return _PLAIN_NAME.fullmatch(key) is not None
+
+
+def extra_spec(key: str, value: str) -> str:
+    """One flavor extra spec whatever its key: ``<extra_spec key="hw:cpu_policy">…`` (nova's
+    form for the single-key show and update, which carries keys no element name can)."""
+    return f"<extra_spec key={_quoted(key)}>{_text(value)}</extra_spec>"
+
+
+def extra_specs(specs: Mapping[str, str]) -> str:
+    """nova's ``<extra_specs><key1>value1</key1></extra_specs>`` for keys that are element
+    names, so its samples and the clients reading them still match; every other key (a colon,
+    a space, a leading digit…) as ``<extra_spec key=…>``, since naming an element after it
+    would give a document no parser accepts."""
+    inner = "".join(
+        f"<{key}>{_text(value)}</{key}>" if is_plain_name(key) else extra_spec(key, value)
+        for key, value in specs.items()
+    )
+    return f"<extra_specs>{inner}</extra_specs>" if inner else "<extra_specs/>"
+
+
 def flat_document(body: str) -> bytes:
     """A document of ``flat`` elements, with no namespace declaration."""
     return (DECLARATION + body).encode()
