@@ -86,7 +86,7 @@ async def show(request: web.Request) -> web.Response:
     )
     if row is None:
         raise _not_found()
-    body = view.listed(row)
+    body = view.shown(row)
     return _answer(request, {"keypair": body}, view.keypair_xml(body))
 
 

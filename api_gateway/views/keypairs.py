@@ -7,6 +7,7 @@ namespace (``<keypairs><keypair><public_key>…</public_key>…</keypair></keypa
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from api_gateway.http.serializers import xml
@@ -14,8 +15,27 @@ from shared.db.records import Keypair
 
 
 def listed(row: Keypair) -> dict[str, Any]:
-    """What the list and show give: no user, no private key."""
+    """What the list gives: no user, no private key."""
     return {"name": row.name, "public_key": row.public_key, "fingerprint": row.fingerprint}
+
+
+def shown(row: Keypair) -> dict[str, Any]:
+    """What the show gives: nova 2013.1 answered the key pair's database record, so with its
+    user and bookkeeping members, which tempest's v2.1 ``get_keypair`` schema requires (and
+    openstacksdk reads ``user_id``, ``created_at`` and ``deleted``). A key pair is never
+    updated and is gone once deleted: ``updated_at`` and ``deleted_at`` are null,
+    ``deleted`` false. nova's ``id`` was its row number; Stratus keys key pairs by user and
+    name (migration 0012) and has none to show. ``created_at`` is written as nova wrote its
+    records' times (UTC, microseconds, no zone)."""
+    created = row.created_at.astimezone(UTC).replace(tzinfo=None)
+    return {
+        **listed(row),
+        "user_id": row.user_id,
+        "created_at": created.isoformat(timespec="microseconds"),
+        "updated_at": None,
+        "deleted_at": None,
+        "deleted": False,
+    }
 
 
 def created(row: Keypair, private_key: str | None = None) -> dict[str, Any]:

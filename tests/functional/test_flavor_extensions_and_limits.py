@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from typing import Any
-
-import jsonschema
-from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_schema
-from tempest.lib.api_schema.response.compute.v2_1 import limits as limits_schema
 
 from shared.db import flavors
 from stratus.system import System
@@ -34,22 +29,18 @@ TINY_EXTENSIONS = {
 }
 
 
-def _valid(schema: dict[str, Any], status: int, body: Any) -> None:
-    """``body`` as tempest checks it: the status its schema lists, and the schema itself."""
-    assert status in schema["status_code"], status
-    jsonschema.Draft4Validator(schema["response_body"]).validate(body)
-
-
 async def test_flavor_reads_pass_tempests_schemas(api: ComputeClient) -> None:
+    """list_flavors, list_flavors_details, create_update_get_flavor_details: the client
+    checks every answer against tempest's schema of its call (tests/support/schemas.py)."""
     listed = await api.get("/flavors")
-    _valid(flavors_schema.list_flavors, listed.status, listed.body)
+    assert listed.status == 200
     detail = await api.get("/flavors/detail")
-    _valid(flavors_schema.list_flavors_details, detail.status, detail.body)
+    assert detail.status == 200
     paged = await api.get("/flavors/detail?limit=1")
+    assert paged.status == 200
     assert "flavors_links" in paged.body
-    _valid(flavors_schema.list_flavors_details, paged.status, paged.body)
     shown = await api.get("/flavors/1")
-    _valid(flavors_schema.create_update_get_flavor_details, shown.status, shown.body)
+    assert shown.status == 200
 
     tiny = shown.body["flavor"]
     assert {k: tiny[k] for k in TINY_EXTENSIONS} == TINY_EXTENSIONS
@@ -116,7 +107,7 @@ UNSERVED = {
 
 async def test_limits_pass_tempests_schema(api: ComputeClient) -> None:
     reply = await api.get("/limits")
-    _valid(limits_schema.get_limit, reply.status, reply.body)
+    assert reply.status == 200  # and tempest's get_limit (the client checks)
     absolute = reply.body["limits"]["absolute"]
     assert {k: absolute[k] for k in UNSERVED} == UNSERVED
     assert absolute["maxTotalKeypairs"] == 100

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import jsonschema
-from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_schema
 
 from tests.conftest import IMAGE
 from tests.support.client import ComputeClient
@@ -190,29 +186,24 @@ async def test_a_blank_id_is_not_found_rather_than_a_bad_method(api: ComputeClie
 # --- 6. update and rebuild answer without show's decorations ----------------------------------
 
 
-def _valid(schema: dict[str, Any], status: int, body: Any) -> None:
-    """``body`` as tempest checks it: the status its schema lists, and the schema itself."""
-    assert status in schema["status_code"], status
-    checker = jsonschema.Draft4Validator.FORMAT_CHECKER  # ipv4/ipv6, as tempest checks
-    jsonschema.Draft4Validator(schema["response_body"], format_checker=checker).validate(body)
-
-
 async def test_update_and_rebuild_answers_pass_tempests_schemas(
     api: ComputeClient, client_for: Callable[[str, str], ComputeClient]
 ) -> None:
+    """The client checks every JSON answer against tempest's schema of its call
+    (tests/support/schemas.py: update_server, rebuild_server_with_admin_pass, get_server)."""
     server_id = (await api.create_server("schemas", IMAGE)).body["server"]["id"]
     await api.wait_for_status(server_id, "ACTIVE")
     admin = client_for(api.tenant, "admin")  # who would see the most members
     path = f"/servers/{server_id}"
     for who in (api, admin):
         updated = await who.request("PUT", path, {"server": {"name": "renamed"}})
-        _valid(servers_schema.update_server, updated.status, updated.body)
+        assert updated.status == 200, updated
         as_xml = await send(who, "PUT", path, f'<server xmlns="{COMPUTE[1:-1]}" name="x"/>')
         assert as_xml.status == 200, as_xml
         assert not [a for a in as_xml.xml.attrib if a.startswith("{")], as_xml.text
 
         rebuilt = await who.post(f"{path}/action", {"rebuild": {"imageRef": IMAGE}})
-        _valid(servers_schema.rebuild_server_with_admin_pass, rebuilt.status, rebuilt.body)
+        assert rebuilt.status == 202, rebuilt
         await api.wait_for_status(server_id, "ACTIVE")
         rebuilt_xml = await send(
             who, "POST", f"{path}/action", f'<rebuild xmlns="{COMPUTE[1:-1]}" imageRef="{IMAGE}"/>'
@@ -225,7 +216,6 @@ async def test_update_and_rebuild_answers_pass_tempests_schemas(
     # show and detail keep them (an administrator sees the host as well)
     shown = (await admin.get(path)).body["server"]
     assert {"OS-EXT-STS:vm_state", "OS-EXT-SRV-ATTR:host"} <= set(shown)
-    _valid(servers_schema.get_server, 200, {"server": shown})
     shown_xml = await send(admin, "GET", path)
     assert [a for a in shown_xml.xml.attrib if a.startswith("{")]
     await api.delete_and_wait(server_id)

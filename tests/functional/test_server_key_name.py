@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
-import jsonschema
 import pytest
-from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_schema
 
 from stratus.system import System
 from tests.conftest import IMAGE
@@ -25,12 +22,6 @@ INVALID = "Invalid key_name provided."
 def user_api(client_for: Callable[[str, str], ComputeClient], tenant: str) -> ComputeClient:
     """A user of its own (key pairs are the user's)."""
     return client_for(tenant, f"u{uuid.uuid4().hex[:10]}")
-
-
-def _valid(schema: dict[str, Any], status: int, body: Any) -> None:
-    assert status in schema["status_code"], status
-    checker = jsonschema.Draft4Validator.FORMAT_CHECKER
-    jsonschema.Draft4Validator(schema["response_body"], format_checker=checker).validate(body)
 
 
 async def _server_count(system: System, tenant: str) -> int:
@@ -49,11 +40,12 @@ async def test_a_server_created_with_a_key_shows_it(
     assert "key_name" not in reply.body["server"]
     await user_api.wait_for_status(server_id, "ACTIVE")
 
+    # show and detail pass tempest's get_server and list_servers_detail (the client checks)
     shown = await user_api.get(f"/servers/{server_id}")
+    assert shown.status == 200
     assert shown.body["server"]["key_name"] == "my key"
-    _valid(servers_schema.get_server, shown.status, shown.body)
     detail = await user_api.get("/servers/detail")
-    _valid(servers_schema.list_servers_detail, detail.status, detail.body)
+    assert detail.status == 200
     assert [s["key_name"] for s in detail.body["servers"]] == ["my key"]
 
     # the key's public half and fingerprint are kept with the server, for the guest
@@ -65,7 +57,7 @@ async def test_a_server_created_with_a_key_shows_it(
 
     # update answers keep tempest's update schema (no key_name there)
     updated = await user_api.request("PUT", f"/servers/{server_id}", {"server": {"name": "n"}})
-    _valid(servers_schema.update_server, updated.status, updated.body)
+    assert updated.status == 200
     assert "key_name" not in updated.body["server"]
 
     # deleting the key pair leaves the server's record of it
@@ -80,8 +72,8 @@ async def test_a_server_without_a_key_shows_null(api: ComputeClient) -> None:
     assert reply.status == 202, reply
     server_id = reply.body["server"]["id"]
     shown = await api.get(f"/servers/{server_id}")
+    assert shown.status == 200  # and tempest's get_server, which allows null (the client checks)
     assert shown.body["server"]["key_name"] is None
-    _valid(servers_schema.get_server, shown.status, shown.body)
     await api.delete_and_wait(server_id)
 
 
