@@ -4,6 +4,7 @@ reading their tables."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,6 +33,13 @@ def run(program: str, env: Mapping[str, str], *args: str, timeout_s: float = 180
     if result.returncode != 0:
         raise CommandFailed(command, result)
     return result.stdout
+
+
+def openstack(clouds_yaml: Path, cloud: str, *args: str) -> str:
+    """``openstack args`` as ``cloud`` of ``clouds_yaml``; the caller's ``OS_*`` are not read."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update({"OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": cloud})
+    return run("openstack", env, *args)
 
 
 def table(output: str) -> dict[str, str]:

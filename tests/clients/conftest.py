@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from keystoneauth1 import session
 from keystoneauth1.token_endpoint import Token
 from novaclient import client as nova_client
 from novaclient.v2.client import Client as NovaClient
 
+from tests.clients.cli import run
 from tests.support.databases import fresh_database
 from tests.support.keystone import Keystone, populate, running_keystone
 from tests.support.processes import STRATUS, Processes, free_port, wait_for_hosts
@@ -112,6 +114,30 @@ class KeystoneCloud:
         """The environment of a command-line client run as ``user``."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
         return {**clean, **self.keystone.environment(user)}
+
+    def nova(self, user: str, *args: str) -> str:
+        """``nova args`` as ``user``."""
+        return run("nova", self.env(user), *args)
+
+    def clouds_yaml(self, path: Path, users: tuple[str, ...]) -> Path:
+        """A clouds.yaml at ``path`` with one cloud per user, named as the user."""
+        clouds = {}
+        for user in users:
+            who = self.keystone.users[user]
+            clouds[user] = {
+                "auth": {
+                    "auth_url": self.keystone.url,
+                    "username": who.name,
+                    "password": who.password,
+                    "project_name": who.project,
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "region_name": "RegionOne",
+                "identity_api_version": 3,
+            }
+        path.write_text(yaml.safe_dump({"clouds": clouds}))
+        return path
 
 
 @pytest.fixture(scope="session")

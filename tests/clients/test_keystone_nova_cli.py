@@ -10,7 +10,7 @@ import pytest
 
 from compute_agent.virt.factory import libvirt_available
 from shared.db import seed
-from tests.clients.cli import CommandFailed, eventually, listing, run, table
+from tests.clients.cli import CommandFailed, eventually, listing, table
 from tests.clients.conftest import KEYSTONE_HOSTS, KeystoneCloud
 from tests.support.missing import LIBVIRT_BINDING
 
@@ -18,12 +18,8 @@ IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
 pytestmark = pytest.mark.integration
 
 
-def nova(cloud: KeystoneCloud, user: str, *args: str) -> str:
-    return run("nova", cloud.env(user), *args)
-
-
 def status(cloud: KeystoneCloud, user: str, server_id: str) -> dict[str, str]:
-    return table(nova(cloud, user, "show", server_id))
+    return table(cloud.nova(user, "show", server_id))
 
 
 def wait_for(cloud: KeystoneCloud, user: str, server_id: str, wanted: str) -> dict[str, str]:
@@ -40,13 +36,13 @@ def wait_for(cloud: KeystoneCloud, user: str, server_id: str, wanted: str) -> di
 
 def boot(cloud: KeystoneCloud, user: str, name: str) -> str:
     shown = table(
-        nova(cloud, user, "boot", "--image", IMAGE_NAME, "--flavor", "m1.tiny", "--poll", name)
+        cloud.nova(user, "boot", "--image", IMAGE_NAME, "--flavor", "m1.tiny", "--poll", name)
     )
     return shown["id"]
 
 
 def delete(cloud: KeystoneCloud, user: str, server_id: str) -> None:
-    nova(cloud, user, "delete", server_id)
+    cloud.nova(user, "delete", server_id)
 
     def gone() -> bool:
         try:
@@ -69,40 +65,38 @@ def test_boot_list_show_rename_and_delete(keystone_cloud: KeystoneCloud, server:
     shown = status(keystone_cloud, "demo", server)
     assert (shown["status"], shown["image"].split(" (")[0]) == ("ACTIVE", IMAGE_NAME)
     assert shown["tenant_id"] == keystone_cloud.keystone.projects["demo"]
-    assert server in [row["ID"] for row in listing(nova(keystone_cloud, "demo", "list"))]
-    nova(keystone_cloud, "demo", "update", "--name", "renamed", server)
+    assert server in [row["ID"] for row in listing(keystone_cloud.nova("demo", "list"))]
+    keystone_cloud.nova("demo", "update", "--name", "renamed", server)
     assert status(keystone_cloud, "demo", server)["name"] == "renamed"
 
 
 def test_reboot_soft_and_hard(keystone_cloud: KeystoneCloud, server: str) -> None:
-    nova(keystone_cloud, "demo", "reboot", "--poll", server)
-    nova(keystone_cloud, "demo", "reboot", "--hard", "--poll", server)
+    keystone_cloud.nova("demo", "reboot", "--poll", server)
+    keystone_cloud.nova("demo", "reboot", "--hard", "--poll", server)
     assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"
 
 
 def test_rebuild_by_image_name(keystone_cloud: KeystoneCloud, server: str) -> None:
-    nova(keystone_cloud, "demo", "rebuild", "--name", "rebuilt", "--poll", server, IMAGE_NAME)
+    keystone_cloud.nova("demo", "rebuild", "--name", "rebuilt", "--poll", server, IMAGE_NAME)
     shown = wait_for(keystone_cloud, "demo", server, "ACTIVE")
     assert shown["name"] == "rebuilt"
 
 
 def test_resize_then_revert_then_confirm(keystone_cloud: KeystoneCloud, server: str) -> None:
-    nova(keystone_cloud, "demo", "resize", "--poll", server, "m1.small")
+    keystone_cloud.nova("demo", "resize", "--poll", server, "m1.small")
     wait_for(keystone_cloud, "demo", server, "VERIFY_RESIZE")
-    nova(keystone_cloud, "demo", "resize-revert", server)
+    keystone_cloud.nova("demo", "resize-revert", server)
     assert wait_for(keystone_cloud, "demo", server, "ACTIVE")["flavor"].startswith("m1.tiny")
-    nova(keystone_cloud, "demo", "resize", "--poll", server, "m1.small")
+    keystone_cloud.nova("demo", "resize", "--poll", server, "m1.small")
     wait_for(keystone_cloud, "demo", server, "VERIFY_RESIZE")
-    nova(keystone_cloud, "demo", "resize-confirm", server)
+    keystone_cloud.nova("demo", "resize-confirm", server)
     assert wait_for(keystone_cloud, "demo", server, "ACTIVE")["flavor"].startswith("m1.small")
 
 
 def test_image_create_waits_through_the_image_service(
     keystone_cloud: KeystoneCloud, server: str
 ) -> None:
-    nova(
-        keystone_cloud, "demo", "image-create", "--poll", "--metadata", "kind=gold", server, "snap"
-    )
+    keystone_cloud.nova("demo", "image-create", "--poll", "--metadata", "kind=gold", server, "snap")
     session = keystone_cloud.keystone.session("demo")
     images = session.get("/v2/images?name=snap", endpoint_filter={"service_type": "image"}).json()[
         "images"
@@ -113,8 +107,8 @@ def test_image_create_waits_through_the_image_service(
 
 
 def test_meta_is_set_and_deleted(keystone_cloud: KeystoneCloud, server: str) -> None:
-    nova(keystone_cloud, "demo", "meta", server, "set", "a=1", "b=2")
-    nova(keystone_cloud, "demo", "meta", server, "delete", "a")
+    keystone_cloud.nova("demo", "meta", server, "set", "a=1", "b=2")
+    keystone_cloud.nova("demo", "meta", server, "delete", "a")
     assert status(keystone_cloud, "demo", server)["metadata"] == '{"b": "2"}'
 
 
@@ -129,7 +123,7 @@ def test_pause_unpause_suspend_resume_stop_start(
         ("stop", "SHUTOFF"),
         ("start", "ACTIVE"),
     ):
-        nova(keystone_cloud, "demo", command, server)
+        keystone_cloud.nova("demo", command, server)
         wait_for(keystone_cloud, "demo", server, wanted)
 
 
@@ -138,24 +132,24 @@ def test_lock_and_unlock_by_the_owner_and_an_administrator(
 ) -> None:
     """The owner locks its own server (nova 2013.2's default) and its changes are refused
     until it unlocks; an administrator's lock is not the owner's to lift."""
-    nova(keystone_cloud, "demo", "lock", server)
+    keystone_cloud.nova("demo", "lock", server)
     with pytest.raises(CommandFailed, match="409"):
-        nova(keystone_cloud, "demo", "stop", server)
-    nova(keystone_cloud, "demo", "unlock", server)
-    nova(keystone_cloud, "admin_in_demo", "lock", server)
+        keystone_cloud.nova("demo", "stop", server)
+    keystone_cloud.nova("demo", "unlock", server)
+    keystone_cloud.nova("admin_in_demo", "lock", server)
     with pytest.raises(CommandFailed, match="403"):
-        nova(keystone_cloud, "demo", "unlock", server)
+        keystone_cloud.nova("demo", "unlock", server)
     with pytest.raises(CommandFailed, match="409"):
-        nova(keystone_cloud, "demo", "stop", server)
-    nova(keystone_cloud, "admin_in_demo", "unlock", server)
-    nova(keystone_cloud, "demo", "reboot", "--poll", server)
+        keystone_cloud.nova("demo", "stop", server)
+    keystone_cloud.nova("admin_in_demo", "unlock", server)
+    keystone_cloud.nova("demo", "reboot", "--poll", server)
 
 
 def test_backup_keeps_its_rotation(keystone_cloud: KeystoneCloud, server: str) -> None:
     session = keystone_cloud.keystone.session("demo")
     compute = {"service_type": "compute"}
     for i in range(3):
-        nova(keystone_cloud, "demo", "backup", server, f"nightly-{i}", "daily", "2")
+        keystone_cloud.nova("demo", "backup", server, f"nightly-{i}", "daily", "2")
 
         def idle() -> bool:
             return status(keystone_cloud, "demo", server)["OS-EXT-STS:task_state"] == "-"
@@ -175,12 +169,12 @@ def _host(cloud: KeystoneCloud, server: str) -> str:
 
 def test_migrate_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
     source = _host(keystone_cloud, server)
-    nova(keystone_cloud, "admin_in_demo", "migrate", "--poll", server)
+    keystone_cloud.nova("admin_in_demo", "migrate", "--poll", server)
     wait_for(keystone_cloud, "admin_in_demo", server, "VERIFY_RESIZE")
-    nova(keystone_cloud, "admin_in_demo", "resize-confirm", server)
+    keystone_cloud.nova("admin_in_demo", "resize-confirm", server)
     wait_for(keystone_cloud, "admin_in_demo", server, "ACTIVE")
     assert _host(keystone_cloud, server) != source
-    migrations = listing(nova(keystone_cloud, "admin", "migration-list"))
+    migrations = listing(keystone_cloud.nova("admin", "migration-list"))
     assert source in {m["Source Compute"] for m in migrations}
 
 
@@ -191,40 +185,40 @@ def test_migrate_by_an_administrator(keystone_cloud: KeystoneCloud, server: str)
 def test_live_migration_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
     source = _host(keystone_cloud, server)
     target = next(h for h in KEYSTONE_HOSTS if h != source)
-    nova(keystone_cloud, "admin_in_demo", "live-migration", server, target)
+    keystone_cloud.nova("admin_in_demo", "live-migration", server, target)
 
     def moved() -> bool:
         shown = status(keystone_cloud, "admin_in_demo", server)
         return (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", target)
 
     eventually(moved, "the server runs on the other host")
-    migrations = listing(nova(keystone_cloud, "admin", "migration-list"))
+    migrations = listing(keystone_cloud.nova("admin", "migration-list"))
     assert source in {m["Source Compute"] for m in migrations}
 
 
 def test_reset_state_by_an_administrator(keystone_cloud: KeystoneCloud, server: str) -> None:
     with pytest.raises(CommandFailed, match="403"):
-        nova(keystone_cloud, "demo", "reset-state", server)
-    nova(keystone_cloud, "admin_in_demo", "reset-state", server)
+        keystone_cloud.nova("demo", "reset-state", server)
+    keystone_cloud.nova("admin_in_demo", "reset-state", server)
     assert status(keystone_cloud, "demo", server)["status"] == "ERROR"
-    nova(keystone_cloud, "admin_in_demo", "reset-state", "--active", server)
+    keystone_cloud.nova("admin_in_demo", "reset-state", "--active", server)
     assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"
 
 
 def test_limits_and_flavors(keystone_cloud: KeystoneCloud) -> None:
-    limits = listing(nova(keystone_cloud, "demo", "limits"))
+    limits = listing(keystone_cloud.nova("demo", "limits"))
     assert "Instances" in {row["Name"] for row in limits}
-    flavors = {row["Name"]: row for row in listing(nova(keystone_cloud, "demo", "flavor-list"))}
+    flavors = {row["Name"]: row for row in listing(keystone_cloud.nova("demo", "flavor-list"))}
     assert {"m1.tiny", "m1.small", "m1.medium", "m1.large", "m1.xlarge"} <= set(flavors)
-    shown = table(nova(keystone_cloud, "demo", "flavor-show", "m1.small"))
+    shown = table(keystone_cloud.nova("demo", "flavor-show", "m1.small"))
     assert (shown["ram"], shown["extra_specs"]) == ("2048", "{}")
 
 
 def test_another_project_cannot_see_or_touch_demos_servers(
     keystone_cloud: KeystoneCloud, server: str
 ) -> None:
-    assert listing(nova(keystone_cloud, "alt_demo", "list")) == []
+    assert listing(keystone_cloud.nova("alt_demo", "list")) == []
     for command in (("show", server), ("delete", server), ("reboot", server)):
         with pytest.raises(CommandFailed, match="No server with a name or ID"):
-            nova(keystone_cloud, "alt_demo", *command)
+            keystone_cloud.nova("alt_demo", *command)
     assert status(keystone_cloud, "demo", server)["status"] == "ACTIVE"

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.db import seed
-from tests.clients.cli import CommandFailed, as_json, eventually, run
+from tests.clients.cli import CommandFailed, as_json, eventually, openstack
 from tests.clients.conftest import KeystoneCloud
 
 IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
@@ -23,30 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def clouds_yaml(keystone_cloud: KeystoneCloud, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clouds.yaml with one cloud per user of the Keystone cloud."""
-    clouds = {}
-    for user in ("demo", "alt_demo", "admin_in_demo"):
-        who = keystone_cloud.keystone.users[user]
-        clouds[user] = {
-            "auth": {
-                "auth_url": keystone_cloud.keystone.url,
-                "username": who.name,
-                "password": who.password,
-                "project_name": who.project,
-                "user_domain_name": "Default",
-                "project_domain_name": "Default",
-            },
-            "region_name": "RegionOne",
-            "identity_api_version": 3,
-        }
     path = tmp_path_factory.mktemp("clouds") / "clouds.yaml"
-    path.write_text(yaml.safe_dump({"clouds": clouds}))
-    return path
-
-
-def openstack(clouds_yaml: Path, cloud: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update({"OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": cloud})
-    return run("openstack", env, *args)
+    return keystone_cloud.clouds_yaml(path, ("demo", "alt_demo", "admin_in_demo"))
 
 
 def show(clouds_yaml: Path, server_id: str, cloud: str = "demo") -> Any:

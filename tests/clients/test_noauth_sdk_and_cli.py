@@ -3,7 +3,6 @@ configured by the ``clouds.yaml`` that README.md and docs/clients.md show."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import yaml
 from openstack.connection import Connection
 
 from shared.db import seed
-from tests.clients.cli import as_json, eventually, run
+from tests.clients import cli
+from tests.clients.cli import as_json, eventually
 
 IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
 
@@ -47,9 +47,8 @@ def clouds_yaml(stratus_up: str, project: str, tmp_path: Path) -> Path:
 
 
 def openstack_cli(clouds_yaml: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update({"OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": "stratus"})
-    return run("openstack", env, *args)
+    """``openstack args`` as the ``stratus`` cloud of ``clouds_yaml``."""
+    return cli.openstack(clouds_yaml, "stratus", *args)
 
 
 def test_the_cli_builds_lists_acts_on_and_deletes_a_server(clouds_yaml: Path) -> None:
