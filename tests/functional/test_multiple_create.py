@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -126,7 +127,7 @@ async def test_multiple_create_in_xml(api: ComputeClient) -> None:
     ],
 )
 async def test_counts_that_are_no_counts_are_refused(
-    api: ComputeClient, counts: dict[str, object], field: str
+    api: ComputeClient, counts: dict[str, Any], field: str
 ) -> None:
     refused = await api.create_server("bad", IMAGE, **counts)
     assert refused.status == 400, refused
@@ -216,7 +217,7 @@ async def test_a_batch_the_broker_refuses_in_part_is_taken_back_whole(
     conductor finds it gone and drops it)."""
     assert system.bus is not None and system.pool is not None
     broker = _BrokerRefusingTheSecondBuild(system.bus)
-    app = create_app(conftest.test_settings(tmp_path), pool=system.pool, bus=broker)
+    app = create_app(conftest.test_settings(tmp_path), pool=system.pool, bus=cast(Bus, broker))
     async with serving(app) as url:
         member = ComputeClient(http, url, api.tenant, "alice")
         refused = await member.create_server("lost", IMAGE, min_count=3, max_count=3)
