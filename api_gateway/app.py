@@ -18,6 +18,7 @@ from api_gateway.controllers import (
     flavor_extra_specs,
     flavors,
     hosts,
+    image_data,
     image_service,
     images,
     instance_actions,
@@ -38,6 +39,7 @@ from api_gateway.http.middlewares import (
     fault_middleware,
     request_id_middleware,
     retry_middleware,
+    stamp_request_id,
     storable_input_middleware,
 )
 from api_gateway.http.negotiation import requested_version
@@ -49,6 +51,7 @@ from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db.pool import create_pool
+from shared.image_data.filesystem import DirectoryImageData
 from shared.rpcapi import ConductorClient
 
 
@@ -73,8 +76,10 @@ def create_app(
         client_max_size=settings.max_request_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app.on_response_prepare.append(stamp_request_id)
     policy.configured(settings.policy)  # a malformed STRATUS_POLICY stops the gateway here
     app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
+    app[keys.IMAGE_DATA] = DirectoryImageData(settings.image_store)
     app[AUTH] = create_strategy(settings)
     readiness = health.Readiness()  # its checks are added once the pool and the bus are open
     ops_http.add_routes(app, readiness)  # first: no project route may shadow them
@@ -115,18 +120,19 @@ def create_app(
         migrations,
         hosts,
         image_service,
+        image_data,
         server_actions,
         keypairs,
         quota_sets,
         services,
+        console_proxy,
+        console_pages,  # after the proxy: its route would take the proxy's paths too
     )
     add_routes(app, [m.routes for m in controllers])
     app.router.add_route("*", "/{path:.*}", unknown_path)
     return app
 
 
-        console_proxy,
-        console_pages,  # after the proxy: its route would take the proxy's paths too
 async def open_pool(settings: Settings, url: str) -> asyncpg.Pool:
     """The gateway's pool: every statement bounded by ``api_statement_timeout_s``, so no
     request holds a connection for minutes (``stratus up`` opens one beside the conductor's)."""

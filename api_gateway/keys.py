@@ -10,6 +10,7 @@ from aiohttp import web
 from api_gateway.views.cache import RenderCache
 from shared.bus import Bus
 from shared.config import Settings
+from shared.image_data import ImageData
 
 if TYPE_CHECKING:
     from api_gateway.compute.api import ComputeAPI
@@ -20,6 +21,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 BUS = web.AppKey("bus", Bus)
 COMPUTE: web.AppKey[ComputeAPI] = web.AppKey("compute")
 RENDER_CACHE = web.AppKey("render_cache", RenderCache)
+IMAGE_DATA: web.AppKey[ImageData] = web.AppKey("image_data")
 
 # per request (``request[...]``): set by the middlewares
 REQUEST_ID = web.RequestKey("request_id", str)

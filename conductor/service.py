@@ -31,7 +31,7 @@ from conductor.scheduler.scheduler import Scheduler
 from shared import bus as bus_mod
 from shared.bus import Bus, Subscription
 from shared.config import Settings
-from shared.db import hosts
+from shared.db import hosts, image_uploads
 from shared.db.hosts import Ratios
 from shared.logging import request_context
 from shared.messages import (
@@ -88,6 +88,12 @@ class ConductorService:
             interval_s=max(1.0, settings.host_down_after_s / 3),
             tolerated=(OSError, asyncpg.PostgresError),
         )
+        self.upload_check = Periodic(
+            "put stale image uploads back",
+            self.reset_stale_uploads,
+            interval_s=max(1.0, settings.image_upload_stale_after_s / 4),
+            tolerated=(OSError, asyncpg.PostgresError),
+        )
         self._queues: dict[str, Mapping[type[Message], Handler]] = {
             bus_mod.CONDUCTOR: {
                 BuildServer: self.builds.build,
@@ -109,6 +115,7 @@ class ConductorService:
             dispatch = functools.partial(_dispatch, queue, handlers)
             self._subscriptions.append(await self.bus.consume(queue, dispatch, prefetch=32))
         self.host_check.start()
+        self.upload_check.start()
         self.reaper.start()
         self.cluster_state.start()
         log.info("conductor started")
@@ -117,6 +124,7 @@ class ConductorService:
         await self.cluster_state.stop()
         await self.reaper.stop()
         await self.host_check.stop()
+        await self.upload_check.stop()
         for subscription in self._subscriptions:
             await subscription.cancel()
         self._subscriptions.clear()
@@ -132,6 +140,13 @@ class ConductorService:
     async def heartbeat(self, message: Heartbeat) -> None:
         if await hosts.heartbeat(self.pool, message.host, message.capacity):
             log.info("compute host %s is up", message.host)
+
+    async def reset_stale_uploads(self) -> None:
+        """An image upload whose gateway died stays ``saving`` with nobody to finish it: put
+        it back to ``queued`` (its data never became visible) so it can be uploaded again."""
+        stale = self.settings.image_upload_stale_after_s
+        for image_id in await image_uploads.reset_stale(self.pool, stale):
+            log.warning("image %s: its upload stopped (no gateway); queued again", image_id)
 
     async def mark_dead_hosts(self) -> None:
         for name in await hosts.mark_down_stale(self.pool, self.settings.host_down_after_s):

@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     quota_keypairs: int = Field(
         default=100, description="maxTotalKeypairs: key pairs per user (os-keypairs)."
     )
+    quota_images: int = Field(
+        default=100,
+        description="Images a project may own through the image API (Glance's "
+        "`image_count_total`); -1: unlimited.",
+    )
+    quota_image_bytes: int = Field(
+        default=1 << 40,
+        description="Bytes of image data a project may own (Glance's `image_size_total`; "
+        "an upload past it is 413 and keeps nothing); -1: unlimited.",
+    )
+    image_upload_stale_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="An image upload (`saving`) its gateway has not marked alive for this "
+        "long is put back to `queued` (its gateway died).",
+    )
 
     # --- conductor ---------------------------------------------------------------------
     host_down_after_s: float = Field(

@@ -143,7 +143,7 @@ class ImageRow(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def disk_format(self) -> str: ...
+    def disk_format(self) -> str | None: ...
     @property
     def location(self) -> str | None: ...
     @property
@@ -192,7 +192,8 @@ def image_spec(image: ImageRow | None, image_id: uuid.UUID) -> ImageSpec:
     return ImageSpec(
         id=image.id,
         name=image.name,
-        disk_format=image.disk_format,
+        # an image without a format has no data either: only active images are built from
+        disk_format=image.disk_format or "",
         location=image.location,
         min_disk_gb=image.min_disk_gb,
         properties=dict(image.metadata),
@@ -380,7 +381,6 @@ class ComputeClient(_Client):
     async def reset_network(self, envelope: Envelope, addresses: list[NetworkAddress]) -> None:
         await self._send_to_domain(ResetNetwork, envelope, addresses=addresses)
 
-    # --- sent by conductors
     async def get_console(
         self, request_id: str, server_id: uuid.UUID, protocol: ConsoleProtocol, *, timeout_s: float
     ) -> ConsoleAnswer:
@@ -401,6 +401,7 @@ class ComputeClient(_Client):
             raise ConsoleRefused(answer.refused, answer.detail)
         return answer
 
+    # --- sent by conductors
 
     async def spawn_server(
         self, envelope: Envelope, instance: InstanceSpec, admin_pass: SealedSecret

@@ -12,13 +12,14 @@ makes base images (the API never does); their rows are ``shared/db/images.py``'s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import shutil
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ import platformdirs
 from shared.config import Settings
 from shared.db import images, seed
 from shared.db.pool import Conn
+from shared.image_data import Saved
+from shared.image_data.filesystem import DirectoryImageData
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,7 @@ async def import_image(
     check_format(image.path, image.disk_format)
     location = f"{image_id}.{image.disk_format}"
     metadata = {**image.metadata, **_boot_files(image, image_id, store, progress)}
-    size = copy_into_store(image.path, store, location, progress)
+    saved = await _save_disk(image.path, store, location, progress)
     await images.insert_base(
         conn,
         images.NewBaseImage(
@@ -187,12 +190,39 @@ async def import_image(
             min_ram_mb=image.min_ram_mb,
             disk_format=image.disk_format,
             location=location,
-            size_bytes=size,
+            size_bytes=saved.size,
             metadata=metadata,
+            checksum=saved.checksum,
+            os_hash_value=saved.os_hash_value,
         ),
     )
     log.info("image %s (%s) imported as %s", image_id, image.name, store / location)
-    return Imported(image_id, image.name, location, size, created=True)
+    return Imported(image_id, image.name, location, saved.size, created=True)
+
+
+async def _save_disk(source: Path, store: Path, location: str, progress: Progress | None) -> Saved:
+    """The disk into the store as the image API's uploads go (shared/image_data): whole or
+    not at all, with the checksum and hash the image service shows."""
+    try:
+        return await DirectoryImageData(store).save(location, _read(source, progress))
+    except OSError as exc:
+        raise ImageImportError(f"cannot copy {source} into {store}: {exc.strerror}") from exc
+
+
+async def _read(source: Path, progress: Progress | None) -> AsyncIterator[bytes]:
+    """The file's bytes in chunks, telling ``progress`` after each: disk images are
+    gigabytes."""
+    reader = await asyncio.to_thread(source.open, "rb")
+    with reader:
+        total = os.fstat(reader.fileno()).st_size
+        done = 0
+        if progress is not None:
+            progress(source.name, done, total)
+        while chunk := await asyncio.to_thread(reader.read, _CHUNK):
+            done += len(chunk)
+            if progress is not None:
+                progress(source.name, done, total)
+            yield chunk
 
 
 # --- the guest deploy/guest/build.sh builds ------------------------------------------------

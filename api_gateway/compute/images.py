@@ -19,7 +19,7 @@ from shared.db import images
 from shared.db import metadata as metadata_db
 from shared.db.images import ImageFilters
 from shared.db.pool import Conn, Executor
-from shared.db.records import Image
+from shared.db.records import Image, LockedImage
 from shared.errors import Invalid, NotFound, NotPermitted
 
 _NOT_FOUND = "Image not found."
@@ -65,23 +65,30 @@ async def get_image(conn: Executor, ctx: RequestContext, image_id: str) -> Image
     return row
 
 
-async def _locked_for_change(conn: Conn, ctx: RequestContext, image_id: str) -> uuid.UUID:
+async def locked_for_change(conn: Conn, ctx: RequestContext, image_id: str) -> uuid.UUID:
     """Lock an image the caller may change: 404 if the project cannot see it, 403 if it may
     see but not change it (another's public image, the provider's base images)."""
+    return (await _locked(conn, ctx, image_id)).id
+
+
+async def _locked(conn: Conn, ctx: RequestContext, image_id: str) -> LockedImage:
     iid = _image_id(image_id)
     row = await images.lock(conn, iid, ctx.project_id)
     if row is None:
         raise NotFound(_NOT_FOUND)
     if not ctx.is_admin and row.owner != ctx.project_id:
         raise NotPermitted(f"Image {iid} is not owned by this project; it cannot be changed.")
-    return iid
+    return row
 
 
 async def delete_image(pool: asyncpg.Pool, ctx: RequestContext, image_id: str) -> None:
-    """Soft-delete the image (status DELETED, still listed by changes-since)."""
+    """Soft-delete the image (status DELETED, still listed by changes-since); a protected
+    one is 403 until its ``protected`` is cleared (Glance's rule)."""
     async with pool.acquire() as conn, conn.transaction():
-        iid = await _locked_for_change(conn, ctx, image_id)
-        await images.mark_deleted(conn, iid)
+        row = await _locked(conn, ctx, image_id)
+        if row.protected:
+            raise NotPermitted(f"Image {row.id} is protected and cannot be deleted.")
+        await images.mark_deleted(conn, row.id)
 
 
 async def image_metadata(pool: asyncpg.Pool, ctx: RequestContext, image_id: str) -> dict[str, str]:
@@ -99,7 +106,7 @@ async def edit_image_metadata(
 ) -> dict[str, str]:
     """Apply ``edit`` to the image's metadata under its row lock; returns the new set."""
     async with pool.acquire() as conn, conn.transaction():
-        iid = await _locked_for_change(conn, ctx, image_id)
+        iid = await locked_for_change(conn, ctx, image_id)
         current = await metadata_db.read(conn, metadata_db.Table.IMAGE, iid)
         new = await edited_for(conn, settings, ctx.project_id, edit, current)
         await metadata_db.write(conn, metadata_db.Table.IMAGE, iid, current, new)

@@ -1,17 +1,20 @@
-"""The reads of the image service API (Glance v2) under ``/image``, from our own images.
+"""The image service API (Glance v2) under ``/image``, on our own images.
 
 Clients resolve an image name or id through the catalog's ``image`` endpoint, never through
 the compute API's ``/images`` (novaclient, openstacksdk and the ``openstack`` CLI all do), so
-the gateway serves what they read: discovery (``GET /image/``, no token), ``GET
-/image/v2/images`` (``name``, ``status``, ``limit``, ``marker``; other filters are ignored)
-and ``GET /image/v2/images/{id}``, and ``DELETE /image/v2/images/{id}`` (a snapshot's owner
-removing it). Uploads are not served: images come from servers (createImage, createBackup).
-The catalog's image endpoint is then ``http://HOST:PORT/image``. A project sees the public
-images and its own, as in the compute API. Answers are JSON, as the image service's are.
+the gateway serves what they use: discovery (``GET /image/``, no token), ``GET
+/image/v2/images`` (``name``, ``status``, ``limit``, ``marker``; other filters are ignored),
+``GET``, ``PATCH`` (JSON Patch) and ``DELETE /image/v2/images/{id}``, ``POST
+/image/v2/images`` (a ``queued`` image, whose data ``controllers/image_data.py`` takes),
+``GET /image/v2/images/{id}/tasks`` and the JSON schemas of ``/image/v2/schemas/``. The
+catalog's image endpoint is then ``http://HOST:PORT/image``. A project sees the public images
+and its own, as in the compute API, and changes its own. Answers are JSON, as the image
+service's are; errors are v2 faults.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import urlencode
 
@@ -20,8 +23,11 @@ from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.auth import token_required
+from api_gateway.compute import image_uploads
 from api_gateway.compute import images as domain
-from api_gateway.http.faults import BadRequest
+from api_gateway.http.bodies import read_body
+from api_gateway.http.faults import BadMediaType, BadRequest
+from api_gateway.schemas import image_service as schemas
 from api_gateway.schemas.filters import text
 from api_gateway.views import image_service as view
 from api_gateway.views.links import base_url
@@ -71,6 +77,64 @@ async def show(request: web.Request) -> web.Response:
     row = await domain.get_image(pool, ctx, request.match_info["image_id"])
     (shown,) = await _shown(pool, [row])
     return web.json_response(shown)
+
+
+@routes.post("/image/v2/images")
+@token_required
+async def create(request: web.Request) -> web.Response:
+    """201 with the new ``queued`` image and its ``Location``."""
+    if request.content_type != "application/json":
+        raise BadMediaType(f"Unsupported Content-Type {request.content_type!r}: JSON only.")
+    ctx = keys.context(request)
+    new = schemas.new_image(await read_body(request))
+    pool = request.app[keys.POOL]
+    row = await image_uploads.create_image(pool, request.app[keys.SETTINGS], ctx, new)
+    (shown,) = await _shown(pool, [row])
+    return web.json_response(
+        shown, status=201, headers={"Location": f"{base_url(request)}/image/v2/images/{row.id}"}
+    )
+
+
+@routes.patch("/image/v2/images/{image_id}")
+@token_required
+async def update(request: web.Request) -> web.Response:
+    """200 with the image after every operation of the patch (all or none)."""
+    if request.content_type not in schemas.PATCH_MEDIA_TYPES:
+        raise BadMediaType(
+            f"Unsupported Content-Type {request.content_type!r}: a patch is "
+            f"{schemas.PATCH_MEDIA_TYPES[0]}."
+        )
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Malformed request body.") from None
+    ops = schemas.patch(body)
+    pool = request.app[keys.POOL]
+    row = await image_uploads.patch_image(
+        pool, request.app[keys.SETTINGS], keys.context(request), request.match_info["image_id"], ops
+    )
+    (shown,) = await _shown(pool, [row])
+    return web.json_response(shown)
+
+
+@routes.get("/image/v2/images/{image_id}/tasks")
+@token_required
+async def tasks(request: web.Request) -> web.Response:
+    """The image's import tasks (Glance 2.12): none, as data only comes by upload here."""
+    await domain.get_image(
+        request.app[keys.POOL], keys.context(request), request.match_info["image_id"]
+    )
+    return web.json_response({"tasks": []})
+
+
+@routes.get("/image/v2/schemas/image")
+async def image_schema(request: web.Request) -> web.Response:
+    return web.json_response(view.image_schema())
+
+
+@routes.get("/image/v2/schemas/images")
+async def images_schema(request: web.Request) -> web.Response:
+    return web.json_response(view.images_schema())
 
 
 @routes.delete("/image/v2/images/{image_id}")

@@ -93,6 +93,11 @@ class BadMediaType(Fault):
     code = 415
 
 
+class RangeNotSatisfiable(Fault):
+    name = "rangeNotSatisfiable"
+    code = 416
+
+
 class NotImplementedFault(Fault):
     name = "notImplemented"
     code = 501

@@ -27,19 +27,21 @@ log = logging.getLogger(__name__)
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id, log it on every line, and return it to the client."""
+    """Give every request an id and log it on every line (``stamp_request_id`` returns it
+    to the client)."""
     request_id = f"req-{uuid.uuid4()}"
     request[REQUEST_ID] = request_id
     with request_context(request_id):
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # redirects and the like, raised as exceptions
-            exc.headers["x-openstack-request-id"] = request_id
-            exc.headers["X-Compute-Request-Id"] = request_id
-            raise
-    response.headers["x-openstack-request-id"] = request_id
-    response.headers["X-Compute-Request-Id"] = request_id
-    return response
+        return await handler(request)
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Return the request's id to the client (``on_response_prepare``, so that an answer a
+    handler streams, prepared before the middleware sees it, carries it too)."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["x-openstack-request-id"] = request_id
+        response.headers["X-Compute-Request-Id"] = request_id
 
 
 def fault_response(request: web.Request, fault: faults.Fault) -> web.Response:

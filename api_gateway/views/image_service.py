@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api_gateway.schemas.image_service import CONTAINER_FORMATS, DISK_FORMATS
 from api_gateway.views.links import isotime
 from shared.db.records import Image, ImageSharing
 
@@ -61,7 +62,8 @@ def versions(base: str) -> dict[str, Any]:
 
 
 def image(row: Image, sharing: ImageSharing) -> dict[str, Any]:
-    """One image; ``sharing`` holds its ``is_public`` and ``size_bytes``."""
+    """One image; ``sharing`` holds what only the image service shows (visibility, size,
+    formats, hashes)."""
     image_id = str(row.id)
     shown: dict[str, Any] = {key: value for key, value in row.metadata.items() if key not in _CORE}
     shown.update(
@@ -70,18 +72,18 @@ def image(row: Image, sharing: ImageSharing) -> dict[str, Any]:
             "name": row.name,
             "status": row.status,
             "visibility": "public" if sharing.is_public else "private",
-            "protected": False,
+            "protected": sharing.protected,
             "os_hidden": False,
-            "checksum": None,
-            "os_hash_algo": None,
-            "os_hash_value": None,
+            "checksum": sharing.checksum,
+            "os_hash_algo": sharing.os_hash_algo,
+            "os_hash_value": sharing.os_hash_value,
             "owner": row.owner,
             "size": sharing.size_bytes,
             "virtual_size": None,
             "min_ram": row.min_ram_mb,
             "min_disk": row.min_disk_gb,
             "disk_format": row.disk_format,
-            "container_format": "bare",
+            "container_format": sharing.container_format,
             "created_at": isotime(row.created_at),
             "updated_at": isotime(row.updated_at),
             "tags": [],
@@ -106,3 +108,73 @@ def page(images: list[dict[str, Any]], next_query: str | None) -> dict[str, Any]
     if next_query is not None:
         body["next"] = f"/v2/images?{next_query}"
     return body
+
+
+_UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _nullable(kind: str, **more: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **more}
+
+
+def image_schema() -> dict[str, Any]:
+    """``GET /image/v2/schemas/image``: Glance's image schema, for the attributes served (a
+    client validates images and builds patches with it)."""
+    properties: dict[str, Any] = {
+        "id": {"type": "string", "pattern": _UUID},
+        "name": _nullable("string", maxLength=255),
+        "status": {
+            "type": "string",
+            "readOnly": True,
+            "enum": ["queued", "saving", "active", "killed", "deleted"],
+        },
+        "visibility": {"type": "string", "enum": ["public", "private"]},
+        "protected": {"type": "boolean"},
+        "os_hidden": {"type": "boolean", "readOnly": True},
+        "checksum": _nullable("string", readOnly=True, maxLength=32),
+        "os_hash_algo": _nullable("string", readOnly=True, maxLength=64),
+        "os_hash_value": _nullable("string", readOnly=True, maxLength=128),
+        "owner": _nullable("string", readOnly=True, maxLength=255),
+        "size": _nullable("integer", readOnly=True),
+        "virtual_size": _nullable("integer", readOnly=True),
+        "container_format": {"enum": [None, *CONTAINER_FORMATS]},
+        "disk_format": {"enum": [None, *DISK_FORMATS]},
+        "created_at": {"type": "string", "readOnly": True},
+        "updated_at": {"type": "string", "readOnly": True},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}},
+        "min_ram": {"type": "integer"},
+        "min_disk": {"type": "integer"},
+        "self": {"type": "string", "readOnly": True},
+        "file": {"type": "string", "readOnly": True},
+        "schema": {"type": "string", "readOnly": True},
+        "image_type": {"type": "string"},
+        "instance_uuid": {"type": "string"},
+    }
+    return {
+        "name": "image",
+        "properties": properties,
+        "additionalProperties": {"type": "string"},
+        "links": [
+            {"rel": "self", "href": "{self}"},
+            {"rel": "enclosure", "href": "{file}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }
+
+
+def images_schema() -> dict[str, Any]:
+    """``GET /image/v2/schemas/images``: a page of images."""
+    return {
+        "name": "images",
+        "properties": {
+            "images": {"type": "array", "items": image_schema()},
+            "schema": {"type": "string"},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }

@@ -128,7 +128,7 @@ async def lock(conn: Conn, image_id: uuid.UUID, project_id: str) -> LockedImage 
     """A live image the project may see, locked until the transaction ends, with what
     deciding who may change it needs."""
     row = await conn.fetchrow(
-        f"""SELECT i.id, i.owner, i.is_public, i.status FROM images i
+        f"""SELECT i.id, i.owner, i.is_public, i.status, i.protected FROM images i
              WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL
                FOR UPDATE""",
         project_id,
@@ -292,7 +292,10 @@ async def sharing(conn: Executor, image_ids: list[uuid.UUID]) -> dict[uuid.UUID,
     """``is_public`` and ``size_bytes`` of images, by id (the image service API shows them;
     the compute API does not)."""
     rows = await conn.fetch(
-        "SELECT id, is_public, size_bytes FROM images WHERE id = ANY($1::uuid[])", image_ids
+        """SELECT id, is_public, size_bytes, container_format, protected, checksum, os_hash_algo,
+                  os_hash_value
+             FROM images WHERE id = ANY($1::uuid[])""",
+        image_ids,
     )
     return {row["id"]: ImageSharing.from_record(row) for row in rows}
 
@@ -334,6 +337,9 @@ class NewBaseImage:
     location: str
     size_bytes: int
     metadata: dict[str, str]
+    #: MD5 and SHA-512 of the file, as an upload through the image API records them
+    checksum: str | None = None
+    os_hash_value: str | None = None
 
 
 async def get_live(conn: Executor, image_id: uuid.UUID) -> StoredImage | None:
@@ -350,8 +356,10 @@ async def insert_base(conn: Conn, image: NewBaseImage) -> None:
     async with conn.transaction():
         await conn.execute(
             """INSERT INTO images (id, name, status, progress, owner, is_public, min_disk_gb,
-                                   min_ram_mb, disk_format, location, size_bytes, image_type)
-               VALUES ($1, $2, 'active', 100, $3, $4, $5, $6, $7, $8, $9, 'base')""",
+                                   min_ram_mb, disk_format, location, size_bytes, image_type,
+                                   checksum, os_hash_algo, os_hash_value)
+               VALUES ($1, $2, 'active', 100, $3, $4, $5, $6, $7, $8, $9, 'base', $10,
+                       CASE WHEN $11::text IS NULL THEN NULL ELSE 'sha512' END, $11)""",
             image.id,
             image.name,
             image.owner,
@@ -361,6 +369,8 @@ async def insert_base(conn: Conn, image: NewBaseImage) -> None:
             image.disk_format,
             image.location,
             image.size_bytes,
+            image.checksum,
+            image.os_hash_value,
         )
         await conn.executemany(
             "INSERT INTO image_metadata (image_id, key, value) VALUES ($1, $2, $3)",

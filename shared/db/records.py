@@ -234,7 +234,8 @@ class Image(Row):
     user_id: str | None
     min_disk_gb: int
     min_ram_mb: int
-    disk_format: str
+    #: None only for an image created through the image API whose format is not said yet
+    disk_format: str | None
     #: the image file's path in the image store
     location: str | None
     #: the server a snapshot or backup was made from
@@ -257,6 +258,8 @@ class LockedImage(Row):
     owner: str | None
     is_public: bool
     status: str
+    #: a protected image cannot be deleted (Glance's ``protected``)
+    protected: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,14 @@ class ImageSharing(Row):
     id: uuid.UUID
     is_public: bool
     size_bytes: int | None
+    #: as the image's creator gave it (None: not yet said; ``bare`` for images not uploaded)
+    container_format: str | None
+    #: a protected image cannot be deleted (Glance's ``protected``)
+    protected: bool
+    #: MD5 and SHA-512 of the uploaded data (None: not uploaded through the image API)
+    checksum: str | None
+    os_hash_algo: str | None
+    os_hash_value: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +328,12 @@ class HostOverview(HostRoom):
 class HostService(Row):
     """A compute host as nova's os-services shows its nova-compute (``hosts.services``)."""
 
+    #: the service's ``id``: a stable integer, numbered as hosts register
+    service_id: int
     name: str
     enabled: bool
+    #: why an administrator disabled it (None: no reason given, or enabled)
+    disabled_reason: str | None
     last_heartbeat: datetime
     #: up, with a heartbeat recent enough (the scheduler's own test)
     alive: bool
@@ -328,12 +343,8 @@ class HostService(Row):
 class ProjectUsage(Row):
     """What one project's live servers on a host hold."""
 
-    #: the service's ``id``: a stable integer, numbered as hosts register
-    service_id: int
     tenant_id: str
     vcpus: int
-    #: why an administrator disabled it (None: no reason given, or enabled)
-    disabled_reason: str | None
     ram_mb: int
     disk_gb: int
 

@@ -334,6 +334,7 @@ ACTION_BODIES: dict[str, Any] = {
 NOT_FOUND = (404, "itemNotFound")
 FORBIDDEN = (403, "forbidden")
 BAD_REQUEST = (400, "badRequest")
+BAD_MEDIA_TYPE = (415, "badMediaType")
 
 
 @dataclass(frozen=True)
@@ -478,7 +479,6 @@ CASES: list[Case] = [
         FORBIDDEN,
         formats=("json",),  # the JSON body is no XML document (test_services tries XML)
     ),
-    # key pairs are the user's, not the project's (as in nova): a name is tried in every URL
     Case(
         "service disable with a reason",
         "PUT",
@@ -487,12 +487,20 @@ CASES: list[Case] = [
         FORBIDDEN,
         formats=("json",),  # the JSON body is no XML document (test_services tries XML)
     ),
+    # key pairs are the user's, not the project's (as in nova): a name is tried in every URL
     # form, and the victim's project URL is refused
     Case("keypair show", "GET", "/os-keypairs/{name}"),
     # deletes last: should one leak, the cases above have already run against the victim
     Case("server delete", "DELETE", "/servers/{server_id}"),
     Case("image delete", "DELETE", "/images/{image_id}"),
     Case("keypair delete", "DELETE", "/os-keypairs/{name}"),
+    _image_service("image service tasks", "GET", "/image/v2/images/{image_id}/tasks", NOT_FOUND),
+    _image_service("image download", "GET", "/image/v2/images/{image_id}/file", NOT_FOUND),
+    # a patch without its media type is refused before any image is looked up, the same for
+    # every id; with it, a stranger's patch is 404 too (test_image_uploads)
+    _image_service("image patch", "PATCH", "/image/v2/images/{image_id}", BAD_MEDIA_TYPE),
+    # no body: an empty upload (aiohttp takes no Content-Type for application/octet-stream)
+    _image_service("image upload", "PUT", "/image/v2/images/{image_id}/file", NOT_FOUND),
     _image_service("image service delete", "DELETE", "/image/v2/images/{image_id}", NOT_FOUND),
 ]
 
@@ -545,9 +553,19 @@ EXCLUDED = {
     "PUT /{tenant_id}/servers/": "a blank server id: always 404",
     "DELETE /{tenant_id}/servers/{server_id}/metadata/": "a blank key: always 404, unread",
     "DELETE /{tenant_id}/images/{image_id}/metadata/": "a blank key: always 404, unread",
+    "POST /image/v2/images": "creates an image of the caller's own project (test_image_uploads)",
+    "GET /image/v2/schemas/image": "the image schema: static, the same for all",
+    "GET /image/v2/schemas/images": "the image list schema: static, the same for all",
     "GET /metrics": "operations (shared/ops_http.py): no token, no project",
     "GET /healthz": "operations (shared/ops_http.py): no token, no project",
     "GET /readyz": "operations (shared/ops_http.py): no token, no project",
+    # the console proxy (api_gateway/consoles): a console token is the credential, and is
+    # only made for a server the caller may see (test_consoles)
+    "GET /consoles/novnc/websockify": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/spice/websockify": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/xvpvnc/console": "a console token opens it, no project (test_consoles)",
+    "GET /consoles/novnc/{path}": "noVNC's static files, the same for all",
+    "GET /consoles/spice/{path}": "spice-html5's static files, the same for all",
 }
 
 
@@ -559,13 +577,6 @@ def route_key(method: str, canonical: str) -> str:
         path = path.removeprefix("/v2")
     return f"{method} {path}"
 
-    # the console proxy (api_gateway/consoles): a console token is the credential, and is
-    # only made for a server the caller may see (test_consoles)
-    "GET /consoles/novnc/websockify": "a console token opens it, no project (test_consoles)",
-    "GET /consoles/spice/websockify": "a console token opens it, no project (test_consoles)",
-    "GET /consoles/xvpvnc/console": "a console token opens it, no project (test_consoles)",
-    "GET /consoles/novnc/{path}": "noVNC's static files, the same for all",
-    "GET /consoles/spice/{path}": "spice-html5's static files, the same for all",
 
 def _params() -> list[Any]:
     params = []

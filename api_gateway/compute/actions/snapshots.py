@@ -46,7 +46,7 @@ class _Snapshot(OnItsHost):
     async def prepare(self, locked: Locked) -> None:
         row = locked.row
         base = await images.get_any(locked.conn, (await locked.server()).image_id)
-        if base is not None:
+        if base is not None and base.disk_format is not None:
             self.disk_format = base.disk_format
         await images.insert_snapshot(
             locked.conn,
