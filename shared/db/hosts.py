@@ -29,21 +29,33 @@ class Ratios:
     disk: float
 
 
-def fits(params: Params, need: Resources, ratios: Ratios, *, empty: bool = False) -> str:
+def fits(
+    params: Params,
+    need: Resources,
+    ratios: Ratios,
+    *,
+    empty: bool = False,
+    check_disk: bool = True,
+) -> str:
     """SQL predicate on ``compute_hosts``: ``need`` fits under the allocation ratios, on top
-    of the host's current usage (or on the empty host, ``empty``: could it *ever* fit)."""
+    of the host's current usage (or on the empty host, ``empty``: could it *ever* fit); the
+    disk left out with ``check_disk`` False (a live migration that may over-commit it)."""
     used = (
         {"vcpus": "0", "ram_mb": "0", "disk_gb": "0"}
         if empty
         else {"vcpus": "vcpus_used", "ram_mb": "ram_mb_used", "disk_gb": "disk_gb_used"}
     )
-    return (
-        f"{used['vcpus']} + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8"
-        f" AND {used['ram_mb']} + {params.add(need.ram_mb)}"
-        f" <= ram_mb * {params.add(ratios.ram)}::float8"
-        f" AND {used['disk_gb']} + {params.add(need.disk_gb)}"
-        f" <= disk_gb * {params.add(ratios.disk)}::float8"
-    )
+    checks = [
+        f"{used['vcpus']} + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8",
+        f"{used['ram_mb']} + {params.add(need.ram_mb)}"
+        f" <= ram_mb * {params.add(ratios.ram)}::float8",
+    ]
+    if check_disk:
+        checks.append(
+            f"{used['disk_gb']} + {params.add(need.disk_gb)}"
+            f" <= disk_gb * {params.add(ratios.disk)}::float8"
+        )
+    return " AND ".join(checks)
 
 
 async def could_ever_fit(

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.db import hosts
+from shared.db import hosts, placement
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
 from shared.db.records import LiveMigration, MigrationRecord
@@ -181,21 +181,6 @@ async def target_refusal(
     return None
 
 
-def _fits(params: Params, need: Resources, ratios: Ratios, *, check_disk: bool) -> str:
-    """SQL predicate on ``compute_hosts``: ``need`` fits on top of the usage, under the
-    allocation ratios; the disk is left out when the request allows disk over-commit."""
-    checks = [
-        f"vcpus_used + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8",
-        f"ram_mb_used + {params.add(need.ram_mb)} <= ram_mb * {params.add(ratios.ram)}::float8",
-    ]
-    if check_disk:
-        checks.append(
-            f"disk_gb_used + {params.add(need.disk_gb)}"
-            f" <= disk_gb * {params.add(ratios.disk)}::float8"
-        )
-    return " AND ".join(checks)
-
-
 def _no_room(dest: str, need: Resources) -> str:
     return (
         f"Host {dest} does not have room for the server ({need.vcpus} vCPUs, "
@@ -209,7 +194,7 @@ async def room_refusal(
     """Why ``dest`` has no room for ``need`` now (a look, no claim); None when it has."""
     params = Params(dest)
     fits = await conn.fetchval(
-        f"SELECT {_fits(params, need, ratios, check_disk=check_disk)}"
+        f"SELECT {hosts.fits(params, need, ratios, check_disk=check_disk)}"
         " FROM compute_hosts WHERE name = $1",
         *params.values,
     )
@@ -227,7 +212,7 @@ async def claim(
         f"""UPDATE compute_hosts
                SET vcpus_used = vcpus_used + $2, ram_mb_used = ram_mb_used + $3,
                    disk_gb_used = disk_gb_used + $4
-             WHERE name = $1 AND {_fits(params, need, ratios, check_disk=check_disk)}""",
+             WHERE name = $1 AND {hosts.fits(params, need, ratios, check_disk=check_disk)}""",
         *params.values,
     )
     return None if status == "UPDATE 1" else _no_room(dest, need)
@@ -243,24 +228,22 @@ async def candidates(
     down_after_s: float,
     limit: int = 20,
 ) -> list[str]:
-    """The hosts the server could live-migrate to from ``source`` now, best first (the most
-    free RAM, as the scheduler weighs): enabled, alive, not the source, the source's
-    hypervisor, room for ``need`` (a look, no claim: ``claim`` decides)."""
-    params = Params(source, down_after_s, limit)
-    fits = _fits(params, need, ratios, check_disk=check_disk)
-    rows = await conn.fetch(
-        f"""SELECT name FROM compute_hosts
-             WHERE name <> $1 AND enabled AND up
-               AND last_heartbeat >= now() - make_interval(secs => $2)
-               AND hypervisor_type = COALESCE(
-                   (SELECT s.hypervisor_type FROM compute_hosts s WHERE s.name = $1),
-                   hypervisor_type)
-               AND {fits}
-             ORDER BY ram_mb * {params.add(ratios.ram)}::float8 - ram_mb_used DESC, name
-             LIMIT $3""",
-        *params.values,
+    """The hosts the server could live-migrate to from ``source`` now, best first: the
+    scheduler's filters and weighing (shared/db/placement.py: enabled and alive, room for
+    ``need``, the most free RAM first), not the source, the source's hypervisor. A look,
+    no claim: ``claim`` decides."""
+    decision = placement.Decision(
+        need=need,
+        ratios=ratios,
+        filters=[
+            placement.AliveFilter(down_after_s),
+            placement.CapacityFilter(need, ratios, check_disk=check_disk),
+            placement.ExcludeHostsFilter([source]),
+            placement.SameHypervisorFilter(source),
+        ],
+        weighers=[placement.FreeRamWeigher(ratios.ram)],
     )
-    return [r["name"] for r in rows]
+    return await placement.ranked_names(conn, decision, limit=limit)
 
 
 async def set_dest(conn: Executor, migration_id: uuid.UUID, dest: str) -> None:

@@ -61,9 +61,25 @@ class CapacityFilter:
 
     need: Resources
     ratios: Ratios
+    #: False: the disk may be over-committed (a live migration that says so)
+    check_disk: bool = True
 
     def predicate(self, params: Params) -> str:
-        return hosts.fits(params, self.need, self.ratios)
+        return hosts.fits(params, self.need, self.ratios, check_disk=self.check_disk)
+
+
+@dataclass(frozen=True)
+class SameHypervisorFilter:
+    """Only hosts of ``host``'s hypervisor type (a live migration's source: a guest cannot
+    move between hypervisors); any host when ``host`` is not registered (nothing to match)."""
+
+    host: str
+
+    def predicate(self, params: Params) -> str:
+        return (
+            "hypervisor_type = COALESCE((SELECT s.hypervisor_type FROM compute_hosts s"
+            f" WHERE s.name = {params.add(self.host)}), hypervisor_type)"
+        )
 
 
 @dataclass(frozen=True)
