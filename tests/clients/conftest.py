@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,33 @@ def nova(url: str, project: str, user: str) -> NovaClient:
 # --- a Keystone-run cloud: real Keystone, Stratus as separate processes ------------------------
 
 BIN = Path(sys.executable).parent
+
+
+def noauth_cloud(url: str, project: str, user: str) -> dict[str, object]:
+    """The clouds.yaml entry for `stratus up` as ``user`` of ``project`` (docs/clients.md)."""
+    return {
+        "auth_type": "admin_token",
+        "auth": {"endpoint": f"{url}/v2/{project}", "token": f"{user}:{project}"},
+        "compute_endpoint_override": f"{url}/v2/{project}",
+        "image_endpoint_override": f"{url}/image",
+        # no identity service: the CLI's `server list` wants an identity client all the
+        # same; pointed here, it finds no identity API and carries on without one
+        "identity_endpoint_override": f"{url}/",
+        "identity_api_version": 3,
+    }
+
+
+@pytest.fixture
+def noauth_clouds(stratus_up: str, tmp_path: Path) -> Path:
+    """A clouds.yaml of `stratus up` (docs/clients.md) with the clouds ``alice`` and ``bob``,
+    members of one fresh project of their own."""
+    project = f"p{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "clouds.yaml"
+    clouds = {user: noauth_cloud(stratus_up, project, user) for user in ("alice", "bob")}
+    path.write_text(yaml.safe_dump({"clouds": clouds}))
+    return path
+
+
 KEYSTONE_HOSTS = ("kscloud-a", "kscloud-b")
 
 

@@ -26,8 +26,7 @@ from shared.db import seed
 from stratus.system import System
 from tests import conftest
 from tests.clients.cli import run, table
-from tests.clients.conftest import nova
-from tests.clients.test_noauth_sdk_and_cli import noauth_cloud
+from tests.clients.conftest import noauth_cloud, nova
 from tests.support.databases import fresh_database
 
 BANNER = b"RFB 003.008\n"

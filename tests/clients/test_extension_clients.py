@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -26,7 +25,6 @@ from compute_agent.virt.factory import libvirt_available
 from shared.db import seed
 from tests.clients.cli import CommandFailed, as_json, eventually, listing, openstack, table
 from tests.clients.conftest import KEYSTONE_HOSTS, KeystoneCloud
-from tests.clients.test_noauth_sdk_and_cli import noauth_cloud
 from tests.support.missing import LIBVIRT_BINDING
 
 IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
@@ -37,17 +35,6 @@ def openstack_json(clouds_yaml: Path, cloud: str, *args: str) -> Any:
 
 
 # --- key pairs, against `stratus up` ----------------------------------------------------------
-
-
-@pytest.fixture
-def noauth_clouds(stratus_up: str, tmp_path: Path) -> Path:
-    """A clouds.yaml of `stratus up` (docs/clients.md) for ``alice`` and ``bob``, both
-    members of one project of their own."""
-    project = f"kp{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "clouds.yaml"
-    clouds = {user: noauth_cloud(stratus_up, project, user) for user in ("alice", "bob")}
-    path.write_text(yaml.safe_dump({"clouds": clouds}))
-    return path
 
 
 def _public_key() -> tuple[str, str]:

@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import openstack
 import pytest
-import yaml
 from openstack.connection import Connection
 
+from tests.clients import cli
 from tests.clients.cli import as_json
-from tests.clients.test_noauth_sdk_and_cli import noauth_cloud, openstack_cli
-
-
-@pytest.fixture
-def clouds_yaml(stratus_up: str, tmp_path: Path) -> Path:
-    project = f"img{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "clouds.yaml"
-    path.write_text(
-        yaml.safe_dump({"clouds": {"stratus": noauth_cloud(stratus_up, project, "alice")}})
-    )
-    return path
 
 
 @pytest.fixture
@@ -36,11 +24,12 @@ def disk(tmp_path: Path) -> Path:
 
 
 def test_the_cli_uploads_saves_sets_boots_and_deletes(
-    clouds_yaml: Path, disk: Path, tmp_path: Path
+    noauth_clouds: Path, disk: Path, tmp_path: Path
 ) -> None:
     created = as_json(
-        openstack_cli(
-            clouds_yaml,
+        cli.openstack(
+            noauth_clouds,
+            "alice",
             "image",
             "create",
             "--disk-format",
@@ -57,21 +46,24 @@ def test_the_cli_uploads_saves_sets_boots_and_deletes(
         )
     )
     image_id = created["id"]
-    shown = as_json(openstack_cli(clouds_yaml, "image", "show", "-f", "json", image_id))
+    shown = as_json(cli.openstack(noauth_clouds, "alice", "image", "show", "-f", "json", image_id))
     assert (shown["status"], shown["size"]) == ("active", disk.stat().st_size)
     assert shown["checksum"] == hashlib.md5(disk.read_bytes()).hexdigest()
 
     saved = tmp_path / "saved.qcow2"
-    openstack_cli(clouds_yaml, "image", "save", "--file", str(saved), image_id)
+    cli.openstack(noauth_clouds, "alice", "image", "save", "--file", str(saved), image_id)
     assert saved.read_bytes() == disk.read_bytes()
 
-    openstack_cli(clouds_yaml, "image", "set", "--name", "osc-renamed", "--min-ram", "64", image_id)
-    shown = as_json(openstack_cli(clouds_yaml, "image", "show", "-f", "json", image_id))
+    cli.openstack(
+        noauth_clouds, "alice", "image", "set", "--name", "osc-renamed", "--min-ram", "64", image_id
+    )
+    shown = as_json(cli.openstack(noauth_clouds, "alice", "image", "show", "-f", "json", image_id))
     assert (shown["name"], shown["min_ram"]) == ("osc-renamed", 64)
 
     server = as_json(
-        openstack_cli(
-            clouds_yaml,
+        cli.openstack(
+            noauth_clouds,
+            "alice",
             "server",
             "create",
             "--image",
@@ -85,17 +77,17 @@ def test_the_cli_uploads_saves_sets_boots_and_deletes(
         )
     )
     assert server["status"] == "ACTIVE"
-    openstack_cli(clouds_yaml, "server", "delete", "--wait", server["id"])
-    openstack_cli(clouds_yaml, "image", "delete", image_id)
-    listed = as_json(openstack_cli(clouds_yaml, "image", "list", "-f", "json"))
+    cli.openstack(noauth_clouds, "alice", "server", "delete", "--wait", server["id"])
+    cli.openstack(noauth_clouds, "alice", "image", "delete", image_id)
+    listed = as_json(cli.openstack(noauth_clouds, "alice", "image", "list", "-f", "json"))
     assert image_id not in {i["ID"] for i in listed}
 
 
 def test_openstacksdk_uploads_and_downloads(
-    clouds_yaml: Path, disk: Path, monkeypatch: pytest.MonkeyPatch
+    noauth_clouds: Path, disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
-    conn: Connection = openstack.connect(cloud="stratus")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(noauth_clouds))
+    conn: Connection = openstack.connect(cloud="alice")
     image = conn.image.create_image(
         name="sdk-upload",
         filename=str(disk),

@@ -3,52 +3,43 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import openstack
 import pytest
-import yaml
 from openstack.connection import Connection
 
 from shared.db import seed
+from tests.clients import cli
 from tests.clients.cli import as_json, eventually
-from tests.clients.test_noauth_sdk_and_cli import noauth_cloud, openstack_cli
 
 IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
 
 
-@pytest.fixture
-def clouds_yaml(stratus_up: str, tmp_path: Path) -> Path:
-    project = f"mc{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "clouds.yaml"
-    path.write_text(
-        yaml.safe_dump({"clouds": {"stratus": noauth_cloud(stratus_up, project, "alice")}})
-    )
-    return path
-
-
-def _servers(clouds_yaml: Path) -> dict[str, str]:
+def _servers(noauth_clouds: Path) -> dict[str, str]:
     """{name: status} of the project's servers."""
-    listed = as_json(openstack_cli(clouds_yaml, "server", "list", "-f", "json"))
+    listed = as_json(cli.openstack(noauth_clouds, "alice", "server", "list", "-f", "json"))
     return {s["Name"]: s["Status"] for s in listed}
 
 
-def _all_active(clouds_yaml: Path, names: list[str]) -> bool:
-    servers = _servers(clouds_yaml)
+def _all_active(noauth_clouds: Path, names: list[str]) -> bool:
+    servers = _servers(noauth_clouds)
     return sorted(servers) == names and set(servers.values()) == {"ACTIVE"}
 
 
-def _delete_all(clouds_yaml: Path) -> None:
-    listed = as_json(openstack_cli(clouds_yaml, "server", "list", "-f", "json"))
+def _delete_all(noauth_clouds: Path) -> None:
+    listed = as_json(cli.openstack(noauth_clouds, "alice", "server", "list", "-f", "json"))
     if listed:
-        openstack_cli(clouds_yaml, "server", "delete", "--wait", *(s["ID"] for s in listed))
-    assert _servers(clouds_yaml) == {}
+        cli.openstack(
+            noauth_clouds, "alice", "server", "delete", "--wait", *(s["ID"] for s in listed)
+        )
+    assert _servers(noauth_clouds) == {}
 
 
-def test_openstack_server_create_min_3_max_3(clouds_yaml: Path) -> None:
-    openstack_cli(
-        clouds_yaml,
+def test_openstack_server_create_min_3_max_3(noauth_clouds: Path) -> None:
+    cli.openstack(
+        noauth_clouds,
+        "alice",
         "server",
         "create",
         "--image",
@@ -64,18 +55,20 @@ def test_openstack_server_create_min_3_max_3(clouds_yaml: Path) -> None:
         "osc-many",
     )
     names = ["osc-many-1", "osc-many-2", "osc-many-3"]
-    eventually(lambda: _all_active(clouds_yaml, names), "three ACTIVE servers")
-    _delete_all(clouds_yaml)
+    eventually(lambda: _all_active(noauth_clouds, names), "three ACTIVE servers")
+    _delete_all(noauth_clouds)
 
 
-def test_openstacksdk_min_and_max_count(clouds_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
-    conn: Connection = openstack.connect(cloud="stratus")
+def test_openstacksdk_min_and_max_count(
+    noauth_clouds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(noauth_clouds))
+    conn: Connection = openstack.connect(cloud="alice")
     image = conn.image.find_image(IMAGE_NAME, ignore_missing=False)
     first = conn.compute.create_server(
         name="sdk-many", image_id=image.id, flavor_id="1", min_count=2, max_count=2
     )
     conn.compute.wait_for_server(first, wait=60, interval=0.5)
-    eventually(lambda: _all_active(clouds_yaml, ["sdk-many-1", "sdk-many-2"]), "ACTIVE")
+    eventually(lambda: _all_active(noauth_clouds, ["sdk-many-1", "sdk-many-2"]), "ACTIVE")
     assert conn.compute.get_server(first.id).name == "sdk-many-1"
-    _delete_all(clouds_yaml)
+    _delete_all(noauth_clouds)

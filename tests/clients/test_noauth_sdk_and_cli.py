@@ -14,22 +14,9 @@ from openstack.connection import Connection
 from shared.db import seed
 from tests.clients import cli
 from tests.clients.cli import as_json, eventually
+from tests.clients.conftest import noauth_cloud
 
 IMAGE_NAME = seed.DEFAULT_IMAGES[0][0]
-
-
-def noauth_cloud(url: str, project: str, user: str) -> dict[str, object]:
-    """The clouds.yaml entry for `stratus up` as ``user`` of ``project`` (docs/clients.md)."""
-    return {
-        "auth_type": "admin_token",
-        "auth": {"endpoint": f"{url}/v2/{project}", "token": f"{user}:{project}"},
-        "compute_endpoint_override": f"{url}/v2/{project}",
-        "image_endpoint_override": f"{url}/image",
-        # no identity service: the CLI's `server list` wants an identity client all the
-        # same; pointed here, it finds no identity API and carries on without one
-        "identity_endpoint_override": f"{url}/",
-        "identity_api_version": 3,
-    }
 
 
 @pytest.fixture

@@ -33,10 +33,9 @@ from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
 from conductor.reports import apply_report
 from shared import bus as bus_mod
-from shared.bus import Bus, Handler, PublishFailed, Subscription
 from shared.db import actions, servers
 from shared.db import live_migrations as live_db
-from shared.messages import CommandReport, LiveMigrateServer, Message
+from shared.messages import CommandReport, LiveMigrateServer
 from shared.states import PowerState
 from stratus.system import System
 from tests import conftest
@@ -51,6 +50,7 @@ from tests.support.actions import (
     server_row,
     wait_until_action_done,
 )
+from tests.support.brokers import RefusingBroker
 from tests.support.client import ComputeClient, Reply
 from tests.support.databases import fresh_database
 from tests.support.missing import LIBVIRT_BINDING
@@ -406,7 +406,13 @@ async def test_a_bad_request_or_an_unusable_destination_is_400_and_changes_nothi
         ({"os-migrateLive": {"host": "", "block_migration": False}}, missing),
         ({"os-migrateLive": None}, missing),
         (
-            {"os-migrateLive": {"host": dest, "block_migration": "maybe", "disk_over_commit": False}},
+            {
+                "os-migrateLive": {
+                    "host": dest,
+                    "block_migration": "maybe",
+                    "disk_over_commit": False,
+                }
+            },
             "block_migration",
         ),
         (_body("no-such-host"), "Compute host no-such-host could not be found."),
@@ -536,31 +542,6 @@ async def test_the_conductor_refuses_a_destination_that_is_full_when_it_claims(
     await api.delete_and_wait(server_id)
 
 
-class _RefusingBroker:
-    """The cluster's bus behind a broker that refuses (nacks) whatever goes to the
-    conductors, as RabbitMQ does when it cannot take a message."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-
-    async def connect(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def declare(self, queue: str) -> None:
-        await self.bus.declare(queue)
-
-    async def publish(self, routing_key: str, message: Message) -> None:
-        if routing_key == bus_mod.CONDUCTOR:
-            raise PublishFailed("the broker refused the message")
-        await self.bus.publish(routing_key, message)
-
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> Subscription:
-        return await self.bus.consume(queue, handler, prefetch=prefetch)
-
-
 async def test_a_live_migration_that_cannot_be_queued_is_taken_back(
     api: ComputeClient, cluster: Cluster, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -568,7 +549,9 @@ async def test_a_live_migration_that_cannot_be_queued_is_taken_back(
     _, dest = await _other(cluster, server_id)
     assert cluster.system.bus is not None
     app = create_app(
-        conftest.test_settings(tmp_path), pool=cluster.pool, bus=_RefusingBroker(cluster.system.bus)
+        conftest.test_settings(tmp_path),
+        pool=cluster.pool,
+        bus=RefusingBroker(cluster.system.bus).as_bus(),
     )
     runner = web.AppRunner(app)
     await runner.setup()

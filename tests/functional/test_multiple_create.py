@@ -8,19 +8,17 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
 
 from api_gateway.app import create_app
-from shared import bus as bus_mod
-from shared.bus import Bus, Handler, PublishFailed, Subscription
-from shared.messages import Message
 from shared.rpcapi import domain_name
 from stratus.system import System
 from tests import conftest
 from tests.conftest import IMAGE
+from tests.support.brokers import RefusingBroker
 from tests.support.client import ComputeClient
 from tests.support.gateway import gateway_of_its_own, serving
 from tests.support.xml import COMPUTE, XML, send
@@ -172,34 +170,6 @@ async def test_the_extension_is_listed(api: ComputeClient) -> None:
     assert reply.body["extension"]["name"] == "MultipleCreate"
 
 
-class _BrokerRefusingTheSecondBuild:
-    """The system's bus behind a broker that takes the first message to the conductors and
-    refuses (nacks) every later one, as RabbitMQ may in the middle of a batch."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.taken = 0
-
-    async def connect(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def declare(self, queue: str) -> None:
-        await self.bus.declare(queue)
-
-    async def publish(self, routing_key: str, message: Message) -> None:
-        if routing_key == bus_mod.CONDUCTOR:
-            self.taken += 1
-            if self.taken > 1:
-                raise PublishFailed("the broker refused the message")
-        await self.bus.publish(routing_key, message)
-
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> Subscription:
-        return await self.bus.consume(queue, handler, prefetch=prefetch)
-
-
 async def _domains_of(system: System, server_ids: set[uuid.UUID]) -> set[str]:
     """The domains of ``server_ids`` that any host of the system holds."""
     names = {domain_name(server_id) for server_id in server_ids}
@@ -216,13 +186,13 @@ async def test_a_batch_the_broker_refuses_in_part_is_taken_back_whole(
     503 and none of the three servers stays, not even the one whose build was sent (the
     conductor finds it gone and drops it)."""
     assert system.bus is not None and system.pool is not None
-    broker = _BrokerRefusingTheSecondBuild(system.bus)
-    app = create_app(conftest.test_settings(tmp_path), pool=system.pool, bus=cast(Bus, broker))
+    broker = RefusingBroker(system.bus, take=1)  # the first build goes, the second is refused
+    app = create_app(conftest.test_settings(tmp_path), pool=system.pool, bus=broker.as_bus())
     async with serving(app) as url:
         member = ComputeClient(http, url, api.tenant, "alice")
         refused = await member.create_server("lost", IMAGE, min_count=3, max_count=3)
     assert refused.status == 503, refused
-    assert broker.taken >= 2
+    assert broker.offered >= 2
     rows = await system.pool.fetch(
         "SELECT id, vm_state, deleted_at FROM servers WHERE tenant_id = $1", api.tenant
     )
