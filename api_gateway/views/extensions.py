@@ -171,6 +171,15 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="Services support.",
     ),
     Extension(
+        # os-services' id and disabled_reason, and PUT /os-services/disable-log-reason
+        # (nova 2013.2)
+        alias="os-extended-services",
+        name="ExtendedServices",
+        namespace="http://docs.openstack.org/compute/ext/extended_services/api/v2",
+        updated="2013-05-17T00:00:00+00:00",
+        description="Extended services support.",
+    ),
+    Extension(
         # GET /os-migrations (administrators); nova added it in 2013.2
         alias="os-migrations",
         name="Migrations",
