@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -54,6 +55,8 @@ from shared.db.pool import create_pool
 from shared.image_data.filesystem import DirectoryImageData
 from shared.rpcapi import ConductorClient
 
+log = logging.getLogger(__name__)
+
 
 def create_app(
     settings: Settings, *, pool: asyncpg.Pool | None = None, bus: Bus | None = None
@@ -96,6 +99,9 @@ def create_app(
         app[keys.BUS] = the_bus
         await ConductorClient(the_bus).declare()  # the queue the gateway sends to
         app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
+        swept = await app[keys.IMAGE_DATA].sweep(settings.image_upload_stale_after_s)
+        if swept:
+            log.warning("removed %d half-written image uploads: %s", len(swept), swept)
         readiness.add(health.checks_for(pool=app[keys.POOL], bus=the_bus))
         await app[AUTH].start()
         yield

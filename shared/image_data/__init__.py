@@ -76,3 +76,8 @@ class ImageData(Protocol):
     async def delete(self, location: str) -> None:
         """Remove stored data (nothing when there is none)."""
         ...
+
+    async def sweep(self, older_than_s: float) -> list[str]:
+        """Remove what uploads that stopped ``older_than_s`` ago left half-written (their
+        gateway died); what was removed."""
+        ...

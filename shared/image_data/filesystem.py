@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -83,6 +84,11 @@ class DirectoryImageData:
         finally:
             handle.close()
 
+    async def sweep(self, older_than_s: float) -> list[str]:
+        """Remove the temporary files of uploads that stopped ``older_than_s`` ago or more
+        (their gateway died mid-upload: nothing will ever rename them); their names."""
+        return await asyncio.to_thread(_sweep, self.root, older_than_s)
+
     async def delete(self, location: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self._path(location).unlink)
@@ -114,3 +120,16 @@ def _flush(out: BinaryIO) -> None:
 def _discard(out: BinaryIO, temporary: Path) -> None:
     out.close()
     temporary.unlink(missing_ok=True)
+
+
+def _sweep(root: Path, older_than_s: float) -> list[str]:
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for path in root.glob(f"{TEMPORARY_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path.name)
+    return removed

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -357,3 +358,26 @@ async def test_quotas_bound_images_and_their_bytes(
             assert _stored(system, iid) == []
         assert (await _upload(api, first, b"z" * 1000)).status == 204
         assert (await _upload(api, second, b"z")).status == 413  # the project's bytes are used
+
+
+async def test_a_gateway_starting_removes_half_written_uploads_of_dead_gateways(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
+) -> None:
+    """A gateway that died mid-upload leaves its temporary file; the next gateway to start
+    on that store removes it once it is older than the stale threshold, and leaves a fresh
+    one (another gateway's upload under way) alone."""
+    store = system.settings.image_store
+    store.mkdir(parents=True, exist_ok=True)
+    dead, alive = store / ".upload-dead", store / ".upload-alive"
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    old = time.time() - 600
+    os.utime(dead, (old, old))
+    async with gateway_of_its_own(
+        system, tmp_path, image_store_dir=store, image_upload_stale_after_s=120
+    ) as url:
+        api = ComputeClient(http, url, tenant, "alice")
+        assert (await api.get(_image(api))).status == 200
+    assert not dead.exists()
+    assert alive.exists()
+    alive.unlink()
