@@ -7,8 +7,9 @@ then picks the destination (in XML: no ``<host>`` element, or an empty one); ``"
 missing. The XML form puts the members in child elements, which arrive as text:
 ``block_migration`` and ``disk_over_commit`` are then text, turned into booleans here as
 nova v2.1 reads a boolean (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``).
-(nova 2013.1 passed the text on, so ``"false"`` counted as true; we do not copy that.) Anything else is a 400, a member
-nova v2.1's schema does not allow (2.25's ``force``, a misspelling) included, naming it.
+(nova 2013.1 passed the text on, so ``"false"`` counted as true; we do not copy that.)
+Anything else is a 400, a member nova v2.1's schema does not allow (2.25's ``force``, a
+misspelling) included, naming it.
 """
 
 from __future__ import annotations
