@@ -4,6 +4,7 @@ usable as a list filter."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -17,13 +18,15 @@ from api_gateway.app import create_app
 from shared.rpcapi import domain_name
 from stratus.system import System
 from tests import conftest
+from tests.conformance.shapes import compare_json, compare_xml
 from tests.conftest import IMAGE
 from tests.support.brokers import RefusingBroker
 from tests.support.client import ComputeClient
 from tests.support.gateway import gateway_of_its_own, serving
-from tests.support.xml import COMPUTE, XML, send
+from tests.support.xml import COMPUTE, XML, sample, send
 
 RESERVATION = re.compile(r"^r-[a-z0-9]{8}$")
+SAMPLES = "nova-2013.1/os-multiple-create"
 
 
 async def _names_in(api: ComputeClient, reservation_id: str) -> dict[str, str]:
@@ -209,3 +212,24 @@ async def test_a_batch_the_broker_refuses_in_part_is_taken_back_whole(
     await api.wait_for_status(later.body["server"]["id"], "ACTIVE")
     assert await _domains_of(system, {r["id"] for r in rows}) == set()
     await api.delete_and_wait(later.body["server"]["id"])
+
+
+@pytest.mark.parametrize("with_reservation", [False, True])
+async def test_nova_samples_in_json_and_xml(api: ComputeClient, with_reservation: bool) -> None:
+    """nova 2013.1's os-multiple-create samples (counts as text, metadata, a personality
+    file) against our image: the answers have the samples' shapes."""
+    name = "multiple-create-post" if with_reservation else "multiple-create-no-resv-post"
+    request = json.loads(sample(f"{SAMPLES}/{name}-req.json"))
+    request["server"]["imageRef"] = IMAGE
+    created = await api.post("/servers", request)
+    assert created.status == 202, created
+    compare_json(json.loads(sample(f"{SAMPLES}/{name}-resp.json")), created.body)
+
+    body = re.sub(r'imageRef="[^"]*"', f'imageRef="{IMAGE}"', sample(f"{SAMPLES}/{name}-req.xml"))
+    as_xml = await send(api, "POST", "/servers", body, content_type=XML)
+    assert as_xml.status == 202, as_xml
+    compare_xml(sample(f"{SAMPLES}/{name}-resp.xml").encode(), as_xml.text.encode())
+
+    listed = (await api.get("/servers")).body["servers"]
+    assert sorted(s["name"] for s in listed) == [f"new-server-test-{n}" for n in (1, 1, 2, 2, 3, 3)]
+    await _delete_all(api, [s["id"] for s in listed])
