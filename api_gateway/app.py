@@ -54,6 +54,7 @@ from shared.config import Settings
 from shared.db.pool import create_pool
 from shared.image_data.filesystem import DirectoryImageData
 from shared.rpcapi import ConductorClient
+from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def create_app(
         app[keys.BUS] = the_bus
         await ConductorClient(the_bus).declare()  # the queue the gateway sends to
         app[keys.COMPUTE] = ComputeAPI(settings, app[keys.POOL], the_bus)
+        app[keys.KEYRING] = Keyring.from_setting(settings.message_key)
         swept = await app[keys.IMAGE_DATA].sweep(settings.image_upload_stale_after_s)
         if swept:
             log.warning("removed %d half-written image uploads: %s", len(swept), swept)

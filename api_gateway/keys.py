@@ -11,6 +11,7 @@ from api_gateway.views.cache import RenderCache
 from shared.bus import Bus
 from shared.config import Settings
 from shared.image_data import ImageData
+from shared.sealing import Keyring
 
 if TYPE_CHECKING:
     from api_gateway.compute.api import ComputeAPI
@@ -22,6 +23,7 @@ BUS = web.AppKey("bus", Bus)
 COMPUTE: web.AppKey[ComputeAPI] = web.AppKey("compute")
 RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 IMAGE_DATA: web.AppKey[ImageData] = web.AppKey("image_data")
+KEYRING = web.AppKey("keyring", Keyring)
 
 # per request (``request[...]``): set by the middlewares
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -93,12 +93,14 @@ class AgentService:
         power_sync_interval_s: float = 60.0,
         keyring: Keyring | None = None,
         clock: Callable[[], datetime] = wall_clock,
+        image_cache_max_age_s: float = 86400.0,
     ) -> None:
         """``image_store``: where snapshots are written (STRATUS_IMAGE_STORE_DIR); an agent
         without one refuses createImage. ``power_sync_interval_s``: how often the power
         state of every server is reported (0: only when the hypervisor tells of a change).
         ``keyring``: opens the admin passwords of commands (STRATUS_MESSAGE_KEY); an agent
-        without one fails the actions that carry one."""
+        without one fails the actions that carry one. ``image_cache_max_age_s``: how long
+        an image the host downloaded may go unused before it is removed."""
         self.host = host
         self.keyring = keyring
         self.bus = bus
@@ -117,6 +119,13 @@ class AgentService:
             interval_s=heartbeat_interval_s,
             tolerated=(PublishFailed, DriverError),
             jitter=0.25,
+        )
+        self.image_cache_max_age_s = image_cache_max_age_s
+        self.image_sweeps = Periodic(
+            "remove unused images",
+            self.remove_unused_images,
+            interval_s=max(1.0, min(600.0, image_cache_max_age_s / 2)),
+            tolerated=(OSError, DriverError),
         )
         # ``clock`` stamps what the agent tells for people to read; nothing is judged by it
         self.clock = clock
@@ -170,6 +179,7 @@ class AgentService:
         await self.report_inventory()
         self.heartbeats.start()
         self.power_states.start()
+        self.image_sweeps.start()
         self._subscription = await self.bus.consume(
             bus_mod.compute_queue(self.host), self.handle, prefetch=self.concurrency
         )
@@ -185,7 +195,12 @@ class AgentService:
         self._subscription = self._calls = None
         await self.heartbeats.stop()
         await self.power_states.stop()
+        await self.image_sweeps.stop()
         await self.driver.close()
+
+    async def remove_unused_images(self) -> None:
+        for name in await self.driver.remove_unused_images(self.image_cache_max_age_s):
+            log.info("removed image %s: no server of %s uses it any more", name, self.host)
 
     async def report_inventory(self) -> None:
         """Tell the conductor every server this host has, before taking any command, so it

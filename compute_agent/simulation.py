@@ -53,6 +53,8 @@ class AgentOptions:
     image_store: Path | None = None
     #: opens the admin passwords of builds, rebuilds and password changes
     keyring: Keyring | None = None
+    #: how long an image the host downloaded may go unused before it is removed
+    image_cache_max_age_s: float = 86400.0
 
     @classmethod
     def of(cls, settings: Settings, keyring: Keyring | None) -> AgentOptions:
@@ -63,6 +65,7 @@ class AgentOptions:
             power_sync_interval_s=settings.power_sync_interval_s,
             image_store=settings.image_store,
             keyring=keyring,
+            image_cache_max_age_s=settings.image_cache_max_age_s,
         )
 
     def agent(self, host: str, bus: Bus, driver: ComputeDriver) -> AgentService:
@@ -76,6 +79,7 @@ class AgentOptions:
             power_sync_interval_s=self.power_sync_interval_s,
             image_store=self.image_store,
             keyring=self.keyring,
+            image_cache_max_age_s=self.image_cache_max_age_s,
         )
 
 

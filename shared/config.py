@@ -253,6 +253,25 @@ class Settings(BaseSettings):
         "`<data_dir>/images`. Agents write it, so hosts share it in a distributed setup.",
     )
 
+    image_api_url: str | None = Field(
+        default=None,
+        description="(agent) The gateway agents download images from (its image API, "
+        "`http://HOST:8774`): servers' disks are overlays on a copy kept on the host "
+        "(`<data_dir>/_base`), and no host reads the image store. Unset: agents read "
+        "images in place from the image store, which hosts must then share.",
+    )
+    image_cache_max_age_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="(agent) A downloaded image no server of the host uses any more is "
+        "removed after this long unused (nova's remove_unused_original_minimum_age_seconds).",
+    )
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """Where an agent keeps the images it downloaded (nova's ``_base``)."""
+        return self.data_dir / "_base"
+
     @property
     def image_store(self) -> Path:
         """The image store directory, ``image_store_dir`` or its default under ``data_dir``."""

@@ -57,6 +57,9 @@ class ImageSpec(BaseModel):
     #: the image's metadata: the libvirt driver boots the kernel, initrd and command line
     #: its ``kernel``, ``initrd`` and ``cmdline`` keys name (compute_agent/virt/libvirt/images.py)
     properties: dict[str, str] = {}
+    #: the MD5 of its data, as the image service computed it (None: not known): a host that
+    #: downloads the image checks what it got against it
+    checksum: str | None = None
 
 
 class InstanceSpec(BaseModel):

@@ -150,6 +150,8 @@ class ImageRow(Protocol):
     def min_disk_gb(self) -> int: ...
     @property
     def metadata(self) -> Mapping[str, str]: ...
+    @property
+    def checksum(self) -> str | None: ...
 
 
 class ServerRow(Protocol):
@@ -197,6 +199,7 @@ def image_spec(image: ImageRow | None, image_id: uuid.UUID) -> ImageSpec:
         location=image.location,
         min_disk_gb=image.min_disk_gb,
         properties=dict(image.metadata),
+        checksum=image.checksum,
     )
 
 

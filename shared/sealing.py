@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -50,6 +51,8 @@ _PREFIX = f"sealed:{_VERSION}:"
 #: nonce and tag at least (an empty secret), in unpadded base64
 _SEALED = re.compile(rf"{_PREFIX}(?P<kid>[0-9a-f]{{8}}):(?P<box>[A-Za-z0-9_-]{{38,}})")
 _HOW_TO_MAKE_ONE = "make one with `stratus message-key`"
+#: what the signing key of a message key is derived with
+_SIGNING = b"stratus signing key\0"
 
 
 class SealingError(Exception):
@@ -100,16 +103,20 @@ def parse_keys(value: str) -> list[bytes]:
 
 
 class Keyring:
-    """The deployment's message keys: the first seals, every one opens."""
+    """The deployment's message keys: the first seals (and signs), every one opens (and
+    verifies)."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
             raise SealingError(f"{SETTING} holds no key: {_HOW_TO_MAKE_ONE}")
         self._ciphers: dict[str, AESGCM] = {}
+        self._signers: dict[str, bytes] = {}
         for key in keys:
             if len(key) != KEY_BYTES:
                 raise SealingError(f"a message key must be {KEY_BYTES} bytes")
             self._ciphers.setdefault(key_id(key), AESGCM(key))
+            # a key of its own for signatures (never the cipher's key for two purposes)
+            self._signers.setdefault(key_id(key), hashlib.sha256(_SIGNING + key).digest())
         self.sealing_key_id = key_id(keys[0])
 
     @classmethod
@@ -154,6 +161,21 @@ class Keyring:
                 "sealed for another message, or altered"
             ) from None
         return clear.decode()
+
+    def sign(self, text: str) -> str:
+        """A signature of ``text`` under the first key (``<key id>.<HMAC-SHA256, hex>``):
+        what a signed URL carries, so that its holder needs no token (agents fetching
+        images)."""
+        kid = self.sealing_key_id
+        return f"{kid}.{hmac.new(self._signers[kid], text.encode(), 'sha256').hexdigest()}"
+
+    def verify(self, text: str, signature: str) -> bool:
+        """Did one of the keys sign ``text``?"""
+        kid, _, mac = signature.partition(".")
+        key = self._signers.get(kid)
+        if key is None:
+            return False
+        return hmac.compare_digest(mac, hmac.new(key, text.encode(), "sha256").hexdigest())
 
 
 def _aad(kid: str, context: str) -> bytes:

@@ -263,7 +263,21 @@ async def download(
     pool: asyncpg.Pool, store: ImageData, ctx: RequestContext, image_id: str
 ) -> Download | None:
     """The data of an image the caller may see; None when it has none (yet)."""
-    row = await domain.get_image(pool, ctx, image_id)
+    return await _data(pool, store, await domain.get_image(pool, ctx, image_id))
+
+
+async def download_for_host(
+    pool: asyncpg.Pool, store: ImageData, image_id: uuid.UUID
+) -> Download | None:
+    """The data of any live image, whoever owns it: a host building a server from it asks
+    with a signed URL (shared/image_urls.py), having been told of the image by a command."""
+    row = await images.get_any(pool, image_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound("Image not found.")
+    return await _data(pool, store, row)
+
+
+async def _data(pool: asyncpg.Pool, store: ImageData, row: Image) -> Download | None:
     if row.status != "active" or row.location is None:
         return None
     size = await store.size(row.location)

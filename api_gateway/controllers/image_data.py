@@ -1,18 +1,23 @@
 """An image's data through the image service API (Glance v2): ``PUT
 /image/v2/images/{id}/file`` uploads it (streamed: never held in memory), ``GET`` downloads
-it (streamed, with ``Content-MD5`` and single byte ranges, as Glance serves it).
+it (streamed, with ``Content-MD5`` and single byte ranges, as Glance serves it). Compute
+agents download the same data through a signed URL instead of a user's token
+(shared/image_urls.py).
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 
 from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.auth import token_required
 from api_gateway.compute import image_uploads as domain
-from api_gateway.http.faults import BadMediaType, BadRequest, RangeNotSatisfiable
+from api_gateway.http.faults import BadMediaType, BadRequest, Forbidden, RangeNotSatisfiable
+from shared import image_urls
+from shared.image_data import ImageData
 
 routes = web.RouteTableDef()
 
@@ -50,6 +55,31 @@ async def download(request: web.Request) -> web.StreamResponse:
     data = await domain.download(
         request.app[keys.POOL], store, keys.context(request), request.match_info["image_id"]
     )
+    return await _send(request, store, data)
+
+
+@routes.get(image_urls.PATH)
+async def download_for_host(request: web.Request) -> web.StreamResponse:
+    """The same, for a compute agent: no token, a signed URL (shared/image_urls.py) names
+    the image and how long it may be fetched; 403 for any other URL."""
+    try:
+        image_id = uuid.UUID(request.match_info["image_id"])
+    except ValueError:
+        raise Forbidden("This image URL is not signed.") from None
+    query = request.query
+    keyring = request.app[keys.KEYRING]
+    if not image_urls.is_signed(
+        keyring, image_id, query.get("expires", ""), query.get("signature", "")
+    ):
+        raise Forbidden("This image URL is not signed, or no longer good.")
+    store = request.app[keys.IMAGE_DATA]
+    data = await domain.download_for_host(request.app[keys.POOL], store, image_id)
+    return await _send(request, store, data)
+
+
+async def _send(
+    request: web.Request, store: ImageData, data: domain.Download | None
+) -> web.StreamResponse:
     if data is None:
         return web.Response(status=204)
     start, end = _range(request.headers.get("Range"), data.size)

@@ -85,6 +85,12 @@ class ComputeDriver(abc.ABC):
     async def list_instances(self) -> list[str]:
         """Domain names of the servers this driver manages on the host."""
 
+    async def remove_unused_images(self, max_age_s: float) -> list[str]:
+        """Remove the images this host keeps for its servers' disks (downloaded from the
+        image API) that no disk uses and that were not used for ``max_age_s``; what was
+        removed. A hypervisor that keeps no images has none to remove."""
+        return []
+
     @abc.abstractmethod
     async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
         """Create and start the server; return its power state once started.

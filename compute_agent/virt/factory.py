@@ -6,10 +6,12 @@ import importlib.util
 import logging
 from typing import Literal
 
+from compute_agent.image_cache import ImageCache
 from compute_agent.virt.driver import ComputeDriver
 from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
 from shared.config import Settings
+from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ def create_driver(
     return LibvirtDriver(
         libvirt_uri or settings.libvirt_uri,
         settings.instances_dir,
+        vcpus=settings.host_vcpus,
+        ram_mb=settings.host_ram_mb,
+        disk_gb=settings.host_disk_gb,
         live_migration_p2p=settings.live_migration_p2p,
         image_store=settings.image_store,
         virt_type=settings.libvirt_virt_type,
@@ -57,7 +62,17 @@ def create_driver(
         shutdown_timeout_s=settings.libvirt_shutdown_timeout_s,
         display_listen=settings.console_listen,
         display_address=settings.console_proxyclient_address,
-        **overrides,
+        image_cache=image_cache(settings),
+    )
+
+
+def image_cache(settings: Settings) -> ImageCache | None:
+    """The host's cache of images downloaded from the image API, where one is configured
+    (STRATUS_IMAGE_API_URL); None: bases are read in place from the shared image store."""
+    if settings.image_api_url is None:
+        return None
+    return ImageCache(
+        settings.image_cache_dir, settings.image_api_url, Keyring.from_setting(settings.message_key)
     )
 
 

@@ -27,7 +27,8 @@ SELECT i.id, i.name, i.status, i.progress, i.owner, i.user_id, i.min_disk_gb, i.
                               'details', i.fault_details,
                               'created', to_char(i.fault_created_at AT TIME ZONE 'UTC',
                                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
-       END AS fault
+       END AS fault,
+       i.checksum
   FROM images i
 """
 

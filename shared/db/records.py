@@ -248,6 +248,8 @@ class Image(Row):
     metadata: dict[str, str]
     #: {"code", "message", "details", "created"} of an image that failed
     fault: dict[str, Any] | None
+    #: the MD5 of its data (None: not known)
+    checksum: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,8 @@ class RealCluster:
     daemons: dict[str, Libvirtd]
     drivers: dict[str, ComputeDriver]
     instances_dirs: dict[str, Path]
+    #: each host's images downloaded from the image API (``<data_dir>/_base``)
+    image_caches: dict[str, Path]
     store: Path
     guest: Guest
     #: the guest's image id

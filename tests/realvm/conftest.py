@@ -39,6 +39,7 @@ from tests.realvm.stopwatch import STOPWATCH
 from tests.support import libvirtd, missing
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_GUEST = ROOT / "deploy" / "guest" / "build.sh"
@@ -137,8 +138,13 @@ def realvm_hosts(
 
 
 def realvm_settings(tmp: Path) -> Settings:
+    """The system's settings: its gateway on a port known before it starts, which the
+    agents download the images servers boot from from (STRATUS_IMAGE_API_URL)."""
+    port = free_port()
     return conftest.test_settings(
         tmp,
+        api_port=port,
+        image_api_url=f"http://127.0.0.1:{port}",
         image_store_dir=tmp / "images",
         libvirt_virt_type=os.environ.get("STRATUS_REALVM_VIRT_TYPE", "qemu"),
         # a guest that ignores its power button is powered off sooner than in production
@@ -148,7 +154,8 @@ def realvm_settings(tmp: Path) -> Settings:
 
 def host_settings(settings: Settings, tmp: Path, host: str) -> Settings:
     """The settings of one host's agent: a data directory of its own, so an instances
-    directory of its own (``<data_dir>/instances``); the image store is everyone's."""
+    directory and a cache of downloaded images of its own (``<data_dir>/instances``,
+    ``<data_dir>/_base``); the image store (snapshots, resize hand-overs) is everyone's."""
     return settings.model_copy(update={"data_dir": tmp / host})
 
 
@@ -187,6 +194,7 @@ async def realvm(
             daemons=realvm_hosts,
             drivers=drivers,
             instances_dirs={name: h.instances_dir for name, h in hosts.items()},
+            image_caches={name: h.image_cache_dir for name, h in hosts.items()},
             store=settings.image_store,
             guest=guest,
             image_id=await _register(system, settings.image_store, guest),

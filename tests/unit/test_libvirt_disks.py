@@ -365,3 +365,47 @@ def test_the_test_hypervisor_makes_no_files(tmp_path: Path) -> None:
     none.take_over(instance, same_host=False)
     none.remove(instance.server_id)
     assert not (tmp_path / "instances").exists()
+
+
+# --- hosts with images of their own (downloaded from the image API) ----------------------------
+
+
+def _caching_host(tmp_path: Path, store: Path, name: str) -> tuple[LocalDisks, Path]:
+    """A host whose bases are its own copies (``<host>/_base``), as compute_agent/image_cache.py
+    keeps them: here copied from the store where the cache would download them."""
+    cache = tmp_path / name / "_base"
+
+    def fetch(image: ImageSpec) -> Path:
+        cache.mkdir(parents=True, exist_ok=True)
+        path = cache / str(image.id)
+        if not path.exists():
+            shutil.copyfile(store / str(image.location), path)
+        return path
+
+    return LocalDisks(tmp_path / name / "instances", ImageStore(store, fetch), name), cache
+
+
+@needs_qemu_img
+def test_a_host_with_its_own_images_boots_and_takes_over_disks_on_its_own_copy(
+    tmp_path: Path, store: Path
+) -> None:
+    """The root disk is an overlay on the host's copy, never the store's file; a disk handed
+    over by a resize from another host is pointed at this host's copy (fetched then), with
+    what the guest wrote kept; and the disks' backing files are what the host's images are
+    used by."""
+    source, source_cache = _caching_host(tmp_path, store, "a")
+    dest, dest_cache = _caching_host(tmp_path, store, "b")
+    old = _instance()
+    source.ensure_root(old)
+    disk = source.files(old.server_id).disk
+    assert _info(disk)["backing-filename"] == str(source_cache / str(old.image.id))
+    _write(disk, 0, b"\x42" * 512)
+    assert disks.backing_files(source.instances_dir) == {source_cache / str(old.image.id)}
+
+    source.stash_original(old.server_id, hand_over=True)
+    dest.take_over(old.model_copy(update={"flavor": SMALL}), same_host=False)
+    moved = dest.files(old.server_id).disk
+    assert _info(moved)["backing-filename"] == str(dest_cache / str(old.image.id))
+    assert _pattern_at(moved, 0, 0x42)
+    assert disks.backing_files(dest.instances_dir) == {dest_cache / str(old.image.id)}
+    assert disks.backing_file(store / "base.qcow2") is None

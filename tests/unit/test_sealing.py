@@ -91,6 +91,19 @@ def test_a_rotation_opens_with_every_key_and_seals_with_the_first() -> None:
     assert Keyring.from_setting(new).unseal(sealed_during, "ctx") == PASSWORD
 
 
+def test_signatures_verify_under_any_key_of_the_ring_and_nothing_else() -> None:
+    old, new = generate_key(), generate_key()
+    signed = Keyring.from_setting(old).sign("GET image x until 1")
+    rotated = Keyring.from_setting(f"{new},{old}")
+    assert rotated.verify("GET image x until 1", signed)  # an old key still verifies
+    assert not rotated.verify("GET image y until 1", signed)  # another text
+    assert not Keyring.from_setting(new).verify("GET image x until 1", signed)  # another key
+    kid, _, mac = signed.partition(".")
+    assert not rotated.verify("GET image x until 1", f"{kid}.{'0' * len(mac)}")
+    assert not rotated.verify("GET image x until 1", "no signature")
+    assert rotated.sign("t").startswith(f"{key_id(base64.urlsafe_b64decode(new))}.")
+
+
 def test_keys_are_taken_in_either_base64_alphabet_padded_or_not() -> None:
     raw = bytes(range(250, 256)) + bytes(26)  # encodes with + and / (- and _ urlsafe)
     expected = key_id(raw)

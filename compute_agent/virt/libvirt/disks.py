@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -79,6 +80,33 @@ def _partial(path: Path) -> Path:
 def _publish(partial: Path, path: Path) -> None:
     """The file written aside becomes ``path`` in one step."""
     os.replace(partial, path)
+
+
+def backing_file(path: Path) -> Path | None:
+    """The backing file a qcow2 image names in its header (None: none, or no qcow2): read
+    from the header itself, as qemu-img would, without running it for every disk."""
+    try:
+        with path.open("rb") as image:
+            header = image.read(20)
+            if len(header) < 20 or header[:4] != b"QFI\xfb":
+                return None
+            offset, size = struct.unpack(">QI", header[8:20])
+            if not offset or not size:
+                return None
+            image.seek(offset)
+            name = image.read(size).decode(errors="replace")
+    except OSError:
+        return None
+    backing = Path(name)
+    return backing if backing.is_absolute() else path.parent / backing
+
+
+def backing_files(instances_dir: Path) -> set[Path]:
+    """Every backing file the disks under ``instances_dir`` name: what servers use."""
+    if not instances_dir.is_dir():
+        return set()
+    found = (backing_file(p) for p in instances_dir.rglob("*") if p.is_file())
+    return {p for p in found if p is not None}
 
 
 def create_overlay(path: Path, backing: Path, backing_format: str) -> None:
@@ -350,6 +378,8 @@ class LocalDisks:
             if not source.exists():
                 raise DriverError(f"the disk of server {instance.server_id} was not handed over")
             copy(source, files.disk)
+            if not same_host:
+                self._rebase_on_own_base(instance, files.disk)
         if not same_host:
             self._drop_transfer(instance.server_id)
         wanted, current = root_size(instance), virtual_size(files.disk)
@@ -360,6 +390,16 @@ class LocalDisks:
                 f"{instance.flavor.name}"
             )
         grow(files.disk, wanted)
+
+    def _rebase_on_own_base(self, instance: InstanceSpec, disk: Path) -> None:
+        """A disk handed over from another host names that host's copy of its image as its
+        backing file: where hosts keep images of their own (downloaded from the image API),
+        point it at this host's copy, fetched if need be (the data is the same image's)."""
+        store = self._store()
+        if store.fetch is None:
+            return  # the shared store's file: the same path on every host
+        base = store.base(instance.image)
+        qemu_img("rebase", "-u", "-F", base.format, "-b", str(base.path), str(disk))
 
     def restore_original(self, server_id: uuid.UUID) -> None:
         files = self.files(server_id)

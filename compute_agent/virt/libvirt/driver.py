@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from compute_agent.image_cache import ImageCache
 from compute_agent.virt.driver import (
     DOMAIN_PREFIX,
     ComputeDriver,
@@ -46,11 +48,17 @@ from compute_agent.virt.libvirt import (
     snapshots,
     virt_type,
 )
-from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks
+from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks, backing_files
 from compute_agent.virt.libvirt.images import BootFiles, ImageStore
 from compute_agent.virt.libvirt.migration import LibvirtLiveMigration
 from compute_agent.virt.libvirt.resize import LibvirtResize
-from shared.messages import ConsoleProtocol, HostCapacity, InstanceSpec, NetworkAddress
+from shared.messages import (
+    ConsoleProtocol,
+    HostCapacity,
+    ImageSpec,
+    InstanceSpec,
+    NetworkAddress,
+)
 from shared.states import PowerState
 
 log = logging.getLogger(__name__)
@@ -111,18 +119,25 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         shutdown_timeout_s: float = 60.0,
         display_listen: str = "127.0.0.1",
         display_address: str | None = None,
+        image_cache: ImageCache | None = None,
     ) -> None:
         """``image_store``: where images' files are (STRATUS_IMAGE_STORE_DIR; a real host
         without one boots nothing); ``virt_type``: auto, kvm or qemu; ``network``: the
         libvirt network of servers' NICs (empty: QEMU's user-mode networking);
         ``shutdown_timeout_s``: how long a guest may take to shut down or reboot when asked;
         ``display_listen``: where guests' displays listen (STRATUS_CONSOLE_LISTEN), reached
-        by the console proxy at ``display_address`` (None: that listen address)."""
+        by the console proxy at ``display_address`` (None: that listen address);
+        ``image_cache``: bases downloaded from the image API and kept on this host, rather
+        than read in place from a shared store."""
         self.uri = uri
         self.instances_dir = instances_dir
         self._overrides = (vcpus, ram_mb, disk_gb)
         self.live_migration_p2p = live_migration_p2p
-        self.store = ImageStore(image_store) if image_store is not None else None
+        self.image_cache = image_cache
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        fetch = self._fetch_base if image_cache is not None else None
+        self.store = ImageStore(image_store, fetch) if image_store is not None else None
         self.virt_type_setting = virt_type
         self.network = network
         #: how long a guest may take to shut down (or reboot) on request before it is
@@ -138,6 +153,15 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         #: the displays guests get here (init_host asks the hypervisor)
         self._displays: tuple[ConsoleProtocol, ...] = ("vnc",)
 
+    def _fetch_base(self, image: ImageSpec) -> Path:
+        """The cached file of ``image``, downloaded first if need be: called from the worker
+        threads disk work runs in, it runs the download on the driver's loop and waits."""
+        assert self.image_cache is not None and self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("an image is only fetched from a worker thread")
+        future = asyncio.run_coroutine_threadsafe(self.image_cache.ensure(image), self._loop)
+        return future.result()
+
     @property
     def _is_test(self) -> bool:
         return self.uri.startswith("test://")
@@ -149,6 +173,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
 
     async def init_host(self, host: str) -> None:
         self._host = host
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self._local_disks.host = host
         events.ensure_loop()  # before connecting: the connection's events and keepalives
         try:
@@ -270,6 +295,12 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             return await asyncio.to_thread(call, *args)
         except libvirt.libvirtError as exc:
             raise DriverError(f"libvirt could not {what}: {exc}") from exc
+
+    async def remove_unused_images(self, max_age_s: float) -> list[str]:
+        if self.image_cache is None or self._is_test:
+            return []
+        in_use = await asyncio.to_thread(backing_files, self.instances_dir)
+        return await self.image_cache.sweep(in_use, max_age_s)
 
     # --- consoles -------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """Where a server's disk comes from: the image store, its images' files, and how an image boots.
 
-The image store (STRATUS_IMAGE_STORE_DIR) holds every image's file; the image row's
+Where agents download images from the image API (STRATUS_IMAGE_API_URL), a server's root disk
+is an overlay on the host's cached copy (compute_agent/image_cache.py); otherwise, as below,
+on the image's file in the shared image store. The image store (STRATUS_IMAGE_STORE_DIR)
+holds every image's file; the image row's
 ``location`` names it, relative to the store, and ``disk_format`` says what it is (qcow2 or
 raw: the format is never probed, so a raw image whose content looks like a qcow2 header
 cannot make QEMU open another file). A server's root disk is a qcow2 overlay whose backing
@@ -28,6 +31,7 @@ createBackup) inherit these keys from the server's image (conductor/snapshots.py
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +64,19 @@ class BootFiles:
     cmdline: str | None = None
 
 
-class ImageStore:
-    """The image store as an agent reads it (and writes images of servers into)."""
+#: fetches an image into the host's cache and answers its file (``ImageStore`` calls it from
+#: a worker thread: compute_agent/virt/libvirt/driver.py runs the download on its loop)
+Fetch = Callable[[ImageSpec], Path]
 
-    def __init__(self, root: Path) -> None:
+
+class ImageStore:
+    """The image store as an agent reads it (and writes images of servers into); with
+    ``fetch``, bases come from the host's cache of images downloaded from the image API
+    (compute_agent/image_cache.py), not from the store."""
+
+    def __init__(self, root: Path, fetch: Fetch | None = None) -> None:
         self.root = root
+        self.fetch = fetch
 
     def base(self, image: ImageSpec) -> BaseImage:
         """The file and format of ``image``; ``DriverError`` when it has none usable."""
@@ -75,6 +87,8 @@ class ImageStore:
                 f"image {image.id} is {image.disk_format}: servers boot from "
                 f"{' or '.join(sorted(BASE_FORMATS))} images"
             )
+        if self.fetch is not None:
+            return BaseImage(self.fetch(image), image.disk_format)
         path = self._inside(image.location, f"the file of image {image.id}")
         return BaseImage(path, image.disk_format)
 

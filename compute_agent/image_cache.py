@@ -1,0 +1,134 @@
+"""The images a host's servers boot from, downloaded from the image API and kept on the host
+(nova's ``_base`` directory): no host reads the image service's store (docs/architecture.md,
+"Images on hosts").
+
+An image is fetched over HTTP through a signed URL (shared/image_urls.py) the first time a
+server of this host needs it, checked against the MD5 the image service computed (a mismatch
+keeps nothing), written to a temporary name and renamed, so a half-fetched image is never
+taken for one. Servers' disks are overlays on the cached file. Builds of one image on one host
+at once download it once: the second waits for the first. A cached image no disk of this host
+uses any more is removed once it has not been used for ``max_age_s`` (nova's
+``remove_unused_original_minimum_age_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiohttp
+
+from compute_agent.virt.driver import DriverError
+from shared import image_urls
+from shared.messages import ImageSpec
+from shared.sealing import Keyring
+
+log = logging.getLogger(__name__)
+
+#: how long a signed URL the agent makes is good for: long enough for a big image's download
+#: to start, which is all the gateway checks
+URL_TTL_S = 300.0
+_CHUNK = 1 << 20
+#: the prefix of a download under way
+_PARTIAL = ".fetch-"
+
+
+class ImageCache:
+    """A host's cache of images, under ``root`` (``<data dir>/_base``)."""
+
+    def __init__(self, root: Path, api_url: str, keyring: Keyring) -> None:
+        self.root = root
+        #: the gateway the images come from (``http://host:port``)
+        self.api_url = api_url
+        self.keyring = keyring
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def path(self, image_id: uuid.UUID) -> Path:
+        return self.root / str(image_id)
+
+    async def ensure(self, image: ImageSpec) -> Path:
+        """The cached file of ``image``, fetched now if this host has none; ``DriverError``
+        when it cannot be had (gone, no data, a download that does not check out)."""
+        lock = self._locks.setdefault(image.id, asyncio.Lock())
+        async with lock:
+            path = self.path(image.id)
+            if await asyncio.to_thread(_touch, path):
+                return path
+            await self._fetch(image, path)
+            return path
+
+    async def _fetch(self, image: ImageSpec, path: Path) -> None:
+        url = image_urls.signed_url(self.api_url, self.keyring, image.id, URL_TTL_S)
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
+        started = time.monotonic()
+        try:
+            digest = await _download(url, partial, image.id)
+            if image.checksum is not None and digest != image.checksum:
+                raise DriverError(
+                    f"image {image.id} downloaded with MD5 {digest}, not the image "
+                    f"service's {image.checksum}: not kept"
+                )
+            await asyncio.to_thread(os.replace, partial, path)
+        finally:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+        log.info("image %s cached in %.1f s", image.id, time.monotonic() - started)
+
+    async def sweep(self, in_use: Iterable[Path], max_age_s: float) -> list[str]:
+        """Remove the cached images no disk uses (``in_use``: the files disks are overlays
+        on) that were last used ``max_age_s`` ago or more, and downloads that stopped as
+        long ago; their names."""
+        used = {p.resolve() for p in in_use}
+        return await asyncio.to_thread(_sweep, self.root, used, max_age_s)
+
+
+async def _download(url: str, target: Path, image_id: uuid.UUID) -> str:
+    """Stream ``url`` into ``target``; the MD5 of what came."""
+    digest = hashlib.md5(usedforsecurity=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
+            if answer.status != 200:
+                raise DriverError(
+                    f"image {image_id} cannot be downloaded from the image service: "
+                    f"{answer.status} {(await answer.text())[:200]}"
+                )
+            out = await asyncio.to_thread(target.open, "wb")
+            with out:
+                async for chunk in answer.content.iter_chunked(_CHUNK):
+                    digest.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+                await asyncio.to_thread(os.fsync, out.fileno())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DriverError(f"image {image_id} cannot be downloaded: {exc!r}") from exc
+    return digest.hexdigest()
+
+
+def _touch(path: Path) -> bool:
+    """Mark a cached image used now; False when there is none."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _sweep(root: Path, used: set[Path], max_age_s: float) -> list[str]:
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - max_age_s
+    removed = []
+    for path in root.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if path.resolve() in used or path.stat().st_mtime >= cutoff:
+                continue
+            path.unlink()
+            removed.append(path.name)
+    return removed

@@ -1,0 +1,43 @@
+"""Signed URLs of images' data: how a compute agent downloads an image from the image API
+without a user's token (docs/architecture.md, "Images on hosts").
+
+The gateway serves ``GET /image/internal/images/{id}/file?expires=…&signature=…`` to whoever
+holds a signature of the image id and the expiry under the deployment's message key
+(``STRATUS_MESSAGE_KEY``, which gateways and agents share already: shared/sealing.py). A
+signature names one image and ends at its expiry, so one seen in a log or a proxy opens
+nothing else, and not for long.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import urlencode
+
+from shared.sealing import Keyring
+
+#: the route, under the gateway's root (the image API's own ``/image`` prefix included)
+PATH = "/image/internal/images/{image_id}/file"
+
+
+def _signed_text(image_id: uuid.UUID, expires: int) -> str:
+    return f"GET image {image_id} until {expires}"
+
+
+def signed_url(base: str, keyring: Keyring, image_id: uuid.UUID, ttl_s: float) -> str:
+    """The URL of ``image_id``'s data at the gateway ``base`` (``http://host:port``), good
+    for ``ttl_s`` seconds."""
+    expires = int(time.time() + ttl_s)
+    query = urlencode(
+        {"expires": expires, "signature": keyring.sign(_signed_text(image_id, expires))}
+    )
+    return f"{base.rstrip('/')}{PATH.format(image_id=image_id)}?{query}"
+
+
+def is_signed(keyring: Keyring, image_id: uuid.UUID, expires: str, signature: str) -> bool:
+    """Was this URL signed for ``image_id`` and is it still good?"""
+    try:
+        until = int(expires)
+    except ValueError:
+        return False
+    return until >= time.time() and keyring.verify(_signed_text(image_id, until), signature)

@@ -1,0 +1,133 @@
+"""A host's cache of images (issue 14): an agent downloads an image from the gateway's image
+API through a signed URL, checks it against the image service's MD5, keeps it under
+``_base`` and removes it once unused; the signed URL opens nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import REGISTRY
+
+from compute_agent.image_cache import ImageCache
+from compute_agent.virt.driver import DriverError
+from shared import image_urls
+from shared.messages import ImageSpec
+from shared.sealing import Keyring, generate_key
+from stratus.system import System
+from tests.conftest import MESSAGE_KEY
+from tests.support.client import ComputeClient
+
+DATA = os.urandom(3_000_000)
+SIGNED_ROUTE = image_urls.PATH
+
+
+async def _uploaded(api: ComputeClient, data: bytes = DATA) -> ImageSpec:
+    """An image uploaded through the image API, as a command's spec names it."""
+    created = await api.request(
+        "POST",
+        f"{api.url}/image/v2/images",
+        {"name": "cached", "disk_format": "qcow2", "container_format": "bare"},
+    )
+    assert created.status == 201, created
+    image_id = created.body["id"]
+    uploaded = await api.request(
+        "PUT",
+        f"{api.url}/image/v2/images/{image_id}/file",
+        headers={"Content-Type": "application/octet-stream"},
+        data=data,
+    )
+    assert uploaded.status == 204, uploaded
+    return ImageSpec(
+        id=uuid.UUID(image_id),
+        name="cached",
+        location=f"{image_id}.qcow2",
+        checksum=hashlib.md5(data).hexdigest(),
+    )
+
+
+def _downloads() -> float:
+    value = REGISTRY.get_sample_value(
+        "stratus_http_requests_total", {"route": SIGNED_ROUTE, "method": "GET", "status": "200"}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def cache(system: System, tmp_path: Path) -> ImageCache:
+    return ImageCache(tmp_path / "_base", system.url, Keyring.from_setting(MESSAGE_KEY))
+
+
+async def test_an_image_is_downloaded_once_checked_and_kept(
+    api: ComputeClient, cache: ImageCache
+) -> None:
+    image = await _uploaded(api)
+    before = _downloads()
+    paths = await asyncio.gather(*(cache.ensure(image) for _ in range(4)))
+    assert set(paths) == {cache.path(image.id)}
+    assert cache.path(image.id).read_bytes() == DATA
+    assert _downloads() - before == 1  # four builds at once, one download
+    assert await cache.ensure(image) == cache.path(image.id)
+    assert _downloads() - before == 1  # kept: no second download
+    assert [p.name for p in cache.root.iterdir()] == [str(image.id)]
+
+
+async def test_a_download_that_does_not_check_out_is_not_kept(
+    api: ComputeClient, cache: ImageCache
+) -> None:
+    image = await _uploaded(api)
+    wrong = image.model_copy(update={"checksum": "0" * 32})
+    with pytest.raises(DriverError, match="not the image service's"):
+        await cache.ensure(wrong)
+    assert list(cache.root.iterdir()) == []
+    gone = image.model_copy(update={"id": uuid.uuid4()})
+    with pytest.raises(DriverError, match="404"):
+        await cache.ensure(gone)
+    assert list(cache.root.iterdir()) == []
+
+
+async def test_signed_urls_open_one_image_for_a_while_and_nothing_else(
+    api: ComputeClient, system: System, http: aiohttp.ClientSession
+) -> None:
+    image = await _uploaded(api)
+    keyring = Keyring.from_setting(MESSAGE_KEY)
+    good = image_urls.signed_url(system.url, keyring, image.id, 60)
+    async with http.get(good) as answer:
+        assert answer.status == 200
+        assert await answer.read() == DATA
+    other = (await _uploaded(api, b"other")).id
+    refused = [
+        good.replace(str(image.id), str(other)),  # another image, same signature
+        image_urls.signed_url(system.url, keyring, image.id, -1),  # expired
+        image_urls.signed_url(system.url, Keyring.from_setting(generate_key()), image.id, 60),
+        good.split("?")[0],  # no signature at all
+        f"{good.split('?')[0]}?expires={int(time.time()) + 60}&signature=x.y",
+    ]
+    for url in refused:
+        async with http.get(url) as answer:
+            assert answer.status == 403, url
+    # a user's token does not stand in for a signature
+    async with http.get(good.split("?")[0], headers={"X-Auth-Token": api.token}) as answer:
+        assert answer.status == 403
+
+
+async def test_unused_images_go_after_their_age_used_ones_stay(
+    api: ComputeClient, cache: ImageCache, tmp_path: Path
+) -> None:
+    used, unused, fresh = [await _uploaded(api, bytes([n]) * 1000) for n in range(3)]
+    for image in (used, unused, fresh):
+        await cache.ensure(image)
+    old = time.time() - 3600
+    for image in (used, unused):
+        os.utime(cache.path(image.id), (old, old))
+    (cache.root / ".fetch-stopped").write_bytes(b"half")
+    os.utime(cache.root / ".fetch-stopped", (old, old))
+    removed = await cache.sweep([cache.path(used.id)], max_age_s=600)
+    assert sorted(removed) == sorted([str(unused.id), ".fetch-stopped"])
+    assert sorted(p.name for p in cache.root.iterdir()) == sorted([str(used.id), str(fresh.id)])
