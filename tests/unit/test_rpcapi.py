@@ -61,6 +61,7 @@ IMAGE_ROW = {
     "location": "cirros.img",
     "min_disk_gb": 1,
     "metadata": {"kernel": "vmlinuz"},
+    "checksum": "9e107d9d372bb6826bd81d3542a419d6",
 }
 #: a server whose row keeps older sizes than its flavor's row has now
 SERVER_ROW = {
@@ -99,6 +100,7 @@ def test_specs_are_built_from_rows() -> None:
         location="cirros.img",
         min_disk_gb=1,
         properties={"kernel": "vmlinuz"},
+        checksum="9e107d9d372bb6826bd81d3542a419d6",
     )
 
 
