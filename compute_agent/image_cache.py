@@ -2,7 +2,7 @@
 (nova's ``_base`` directory): no host reads the image service's store (docs/architecture.md,
 "Images on hosts").
 
-An image is fetched over HTTP through a signed URL (shared/image_urls.py) the first time a
+An image is fetched from the image service (compute_agent/image_service.py) the first time a
 server of this host needs it, checked against the MD5 the image service computed (a mismatch
 keeps nothing), written to a temporary name and renamed, so a half-fetched image is never
 taken for one. Servers' disks are overlays on the cached file. Builds of one image on one host
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -23,19 +22,12 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-import aiohttp
-
+from compute_agent.image_service import ImageServiceClient
 from compute_agent.virt.driver import DriverError
-from shared import image_urls
 from shared.messages import ImageSpec
-from shared.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
-#: how long a signed URL the agent makes is good for: long enough for a big image's download
-#: to start, which is all the gateway checks
-URL_TTL_S = 300.0
-_CHUNK = 1 << 20
 #: the prefix of a download under way
 _PARTIAL = ".fetch-"
 
@@ -43,11 +35,10 @@ _PARTIAL = ".fetch-"
 class ImageCache:
     """A host's cache of images, under ``root`` (``<data dir>/_base``)."""
 
-    def __init__(self, root: Path, api_url: str, keyring: Keyring) -> None:
+    def __init__(self, root: Path, images: ImageServiceClient) -> None:
         self.root = root
-        #: the gateway the images come from (``http://host:port``)
-        self.api_url = api_url
-        self.keyring = keyring
+        #: where the images come from (the gateway's image API)
+        self.images = images
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
     def path(self, image_id: uuid.UUID) -> Path:
@@ -65,12 +56,11 @@ class ImageCache:
             return path
 
     async def _fetch(self, image: ImageSpec, path: Path) -> None:
-        url = image_urls.signed_url(self.api_url, self.keyring, image.id, URL_TTL_S)
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
         started = time.monotonic()
         try:
-            digest = await _download(url, partial, image.id)
+            digest = await self.images.download(image.id, partial)
             if image.checksum is not None and digest != image.checksum:
                 raise DriverError(
                     f"image {image.id} downloaded with MD5 {digest}, not the image "
@@ -87,28 +77,6 @@ class ImageCache:
         long ago; their names."""
         used = {p.resolve() for p in in_use}
         return await asyncio.to_thread(_sweep, self.root, used, max_age_s)
-
-
-async def _download(url: str, target: Path, image_id: uuid.UUID) -> str:
-    """Stream ``url`` into ``target``; the MD5 of what came."""
-    digest = hashlib.md5(usedforsecurity=False)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
-            if answer.status != 200:
-                raise DriverError(
-                    f"image {image_id} cannot be downloaded from the image service: "
-                    f"{answer.status} {(await answer.text())[:200]}"
-                )
-            out = await asyncio.to_thread(target.open, "wb")
-            with out:
-                async for chunk in answer.content.iter_chunked(_CHUNK):
-                    digest.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-                await asyncio.to_thread(os.fsync, out.fileno())
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DriverError(f"image {image_id} cannot be downloaded: {exc!r}") from exc
-    return digest.hexdigest()
 
 
 def _touch(path: Path) -> bool:

@@ -13,6 +13,7 @@ answered by compute_agent/consoles.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 from compute_agent.action_timing import timed
 from compute_agent.consoles import ConsoleResponder
+from compute_agent.image_service import ImageServiceClient
 from compute_agent.live_migration import LiveMigrationSteps
 from compute_agent.locks import KeyedLocks
 from compute_agent.power_states import PowerStateWatch, wall_clock
@@ -94,19 +96,25 @@ class AgentService:
         keyring: Keyring | None = None,
         clock: Callable[[], datetime] = wall_clock,
         image_cache_max_age_s: float = 86400.0,
+        image_service: ImageServiceClient | None = None,
+        scratch_dir: Path | None = None,
     ) -> None:
         """``image_store``: where snapshots are written (STRATUS_IMAGE_STORE_DIR); an agent
         without one refuses createImage. ``power_sync_interval_s``: how often the power
         state of every server is reported (0: only when the hypervisor tells of a change).
         ``keyring``: opens the admin passwords of commands (STRATUS_MESSAGE_KEY); an agent
         without one fails the actions that carry one. ``image_cache_max_age_s``: how long
-        an image the host downloaded may go unused before it is removed."""
+        an image the host downloaded may go unused before it is removed. ``image_service``:
+        where createImage and createBackup store their images (the image API), the file
+        written first in ``scratch_dir``; without it they go to ``image_store``."""
         self.host = host
         self.keyring = keyring
         self.bus = bus
         self.driver = driver
         self.concurrency = concurrency
         self.image_store = image_store
+        self.image_service = image_service
+        self.scratch_dir = scratch_dir
         self.reporter = Reporter(host, bus)
         self._locks = KeyedLocks()
         self._subscription: Subscription | None = None
@@ -362,19 +370,40 @@ class AgentService:
         )
 
     async def _write_image(self, command: SnapshotServer | BackupServer) -> Done:
-        """The image file goes to ``<image store>/<image id>.<format>``; the report tells the
-        conductor where (relative to the store) and how big, or why it failed."""
-        if self.image_store is None:
+        """The image file is written, and stored through the image service (or written
+        straight into the shared image store); the report tells the conductor where (relative
+        to the store) and what it is, or why it failed."""
+        name = f"{command.image_id}.{command.disk_format}"
+        if self.image_service is not None and self.scratch_dir is not None:
+            result = await self._store_image(command, self.image_service, self.scratch_dir / name)
+        elif self.image_store is not None:
+            size = await self.driver.snapshot(
+                command.domain_name, command.image_id, self.image_store / name
+            )
+            result = SnapshotResult(image_id=command.image_id, location=name, size_bytes=size)
+        else:
             raise DriverError(f"host {self.host} has no image store to write images to")
-        location = f"{command.image_id}.{command.disk_format}"
-        size = await self.driver.snapshot(
-            command.domain_name, command.image_id, self.image_store / location
-        )
         power = await self.driver.power_state(command.domain_name)
         log.info("image %s of server %s written", command.image_id, command.server_id)
-        return Done(
-            power,
-            snapshot=SnapshotResult(image_id=command.image_id, location=location, size_bytes=size),
+        return Done(power, snapshot=result)
+
+    async def _store_image(
+        self, command: SnapshotServer | BackupServer, images: ImageServiceClient, scratch: Path
+    ) -> SnapshotResult:
+        """Write the image here, then hand it to the image service: no host writes the
+        image store then. The local file goes either way."""
+        await asyncio.to_thread(scratch.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            await self.driver.snapshot(command.domain_name, command.image_id, scratch)
+            stored = await images.upload(command.image_id, scratch)
+        finally:
+            await asyncio.to_thread(scratch.unlink, missing_ok=True)
+        return SnapshotResult(
+            image_id=command.image_id,
+            location=stored.location,
+            size_bytes=stored.size,
+            checksum=stored.checksum,
+            os_hash_value=stored.os_hash_value,
         )
 
     async def _migrate_disk(self, command: MigrateDisk) -> Done:

@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compute_agent.image_service import ImageServiceClient
 from compute_agent.service import AgentService
 from compute_agent.virt.driver import ComputeDriver
+from compute_agent.virt.factory import image_service_client
 from shared.bus import Bus
 from shared.config import Settings
 from shared.sealing import Keyring
@@ -55,6 +57,10 @@ class AgentOptions:
     keyring: Keyring | None = None
     #: how long an image the host downloaded may go unused before it is removed
     image_cache_max_age_s: float = 86400.0
+    #: where createImage stores images (the image API); None: into ``image_store``
+    image_service: ImageServiceClient | None = None
+    #: where an image is written before it is stored
+    scratch_dir: Path | None = None
 
     @classmethod
     def of(cls, settings: Settings, keyring: Keyring | None) -> AgentOptions:
@@ -66,6 +72,8 @@ class AgentOptions:
             image_store=settings.image_store,
             keyring=keyring,
             image_cache_max_age_s=settings.image_cache_max_age_s,
+            image_service=image_service_client(settings),
+            scratch_dir=settings.data_dir / "scratch",
         )
 
     def agent(self, host: str, bus: Bus, driver: ComputeDriver) -> AgentService:
@@ -80,6 +88,8 @@ class AgentOptions:
             image_store=self.image_store,
             keyring=self.keyring,
             image_cache_max_age_s=self.image_cache_max_age_s,
+            image_service=self.image_service,
+            scratch_dir=self.scratch_dir,
         )
 
 

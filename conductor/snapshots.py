@@ -1,7 +1,8 @@
 """createImage, as the conductor sees it: the host's report finishes the image row.
 
-The agent never writes the database; it reports where in the image store it wrote the
-snapshot and how big it is. The image becomes ACTIVE (or ERROR, ``killed``, with the fault),
+The agent never writes the database; it reports where in the image store the snapshot is
+(written there itself, or stored through the image API, which also gave its MD5 and SHA-512)
+and how big it is. The image becomes ACTIVE (or ERROR, ``killed``, with the fault),
 and the server ends its task in the vm_state it had (a snapshot changes nothing about it; a
 failure is recorded as a fault but the server keeps running). An active image boots as the
 server's image did: it inherits that image's ``kernel``, ``initrd`` and ``cmdline`` metadata.
@@ -28,7 +29,12 @@ async def apply_report(conn: Conn, row: LockedServer, report: CommandReport) -> 
         return
     if report.success and result.location is not None:
         if await images.finish_snapshot(
-            conn, result.image_id, location=result.location, size_bytes=result.size_bytes or 0
+            conn,
+            result.image_id,
+            location=result.location,
+            size_bytes=result.size_bytes or 0,
+            checksum=result.checksum,
+            os_hash_value=result.os_hash_value,
         ):
             await images.inherit_boot_metadata(conn, result.image_id, row.id)
             log.info("image %s of server %s is active", result.image_id, row.id)

@@ -336,6 +336,9 @@ class SnapshotResult(BaseModel):
     image_id: uuid.UUID
     location: str | None = None
     size_bytes: int | None = None
+    #: MD5 and SHA-512 of the file, where the image service stored it and computed them
+    checksum: str | None = None
+    os_hash_value: str | None = None
 
 
 class CommandReport(ActionMessage):

@@ -277,6 +277,20 @@ async def download_for_host(
     return await _data(pool, store, row)
 
 
+async def store_for_host(
+    pool: asyncpg.Pool, store: ImageData, image_id: uuid.UUID, data: AsyncIterable[bytes]
+) -> Saved:
+    """Store the data of an image a host is saving (createImage, createBackup: ``saving``
+    with no data yet); 409 for any other image. The image's row is left to the host's
+    report (conductor/snapshots.py), which makes it active with what this returns."""
+    row = await images.get_any(pool, image_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound("Image not found.")
+    if row.server_id is None or row.status != "saving" or row.location is not None:
+        raise Conflict(f"Image {image_id} is not being saved by a host.")
+    return await store.save(f"{image_id}.{row.disk_format}", data)
+
+
 async def _data(pool: asyncpg.Pool, store: ImageData, row: Image) -> Download | None:
     if row.status != "active" or row.location is None:
         return None

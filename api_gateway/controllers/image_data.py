@@ -2,7 +2,7 @@
 /image/v2/images/{id}/file`` uploads it (streamed: never held in memory), ``GET`` downloads
 it (streamed, with ``Content-MD5`` and single byte ranges, as Glance serves it). Compute
 agents download the same data through a signed URL instead of a user's token
-(shared/image_urls.py).
+(shared/image_urls.py), and store the images of servers they saved the same way.
 """
 
 from __future__ import annotations
@@ -62,19 +62,53 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def download_for_host(request: web.Request) -> web.StreamResponse:
     """The same, for a compute agent: no token, a signed URL (shared/image_urls.py) names
     the image and how long it may be fetched; 403 for any other URL."""
+    image_id = _signed_image(request)
+    store = request.app[keys.IMAGE_DATA]
+    data = await domain.download_for_host(request.app[keys.POOL], store, image_id)
+    return await _send(request, store, data)
+
+
+@routes.put(image_urls.PATH)
+async def store_for_host(request: web.Request) -> web.Response:
+    """A compute agent storing the image of a server it saved (createImage, createBackup):
+    the data goes to the image store as an upload's does; the answer says where it is and
+    what it is, for the agent's report, which makes the image active (conductor)."""
+    image_id = _signed_image(request)
+    if request.content_type != _OCTET_STREAM:
+        raise BadMediaType(f"Unsupported Content-Type {request.content_type!r}.")
+    saved = await domain.store_for_host(
+        request.app[keys.POOL],
+        request.app[keys.IMAGE_DATA],
+        image_id,
+        request.content.iter_chunked(_CHUNK),
+    )
+    return web.json_response(
+        {
+            "location": saved.location,
+            "size": saved.size,
+            "checksum": saved.checksum,
+            "os_hash_algo": saved.os_hash_algo,
+            "os_hash_value": saved.os_hash_value,
+        }
+    )
+
+
+def _signed_image(request: web.Request) -> uuid.UUID:
+    """The image a signed URL names (for this method), else 403."""
     try:
         image_id = uuid.UUID(request.match_info["image_id"])
     except ValueError:
         raise Forbidden("This image URL is not signed.") from None
     query = request.query
-    keyring = request.app[keys.KEYRING]
     if not image_urls.is_signed(
-        keyring, image_id, query.get("expires", ""), query.get("signature", "")
+        request.app[keys.KEYRING],
+        request.method,
+        image_id,
+        query.get("expires", ""),
+        query.get("signature", ""),
     ):
         raise Forbidden("This image URL is not signed, or no longer good.")
-    store = request.app[keys.IMAGE_DATA]
-    data = await domain.download_for_host(request.app[keys.POOL], store, image_id)
-    return await _send(request, store, data)
+    return image_id
 
 
 async def _send(

@@ -7,6 +7,7 @@ import logging
 from typing import Literal
 
 from compute_agent.image_cache import ImageCache
+from compute_agent.image_service import ImageServiceClient
 from compute_agent.virt.driver import ComputeDriver
 from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
@@ -69,11 +70,16 @@ def create_driver(
 def image_cache(settings: Settings) -> ImageCache | None:
     """The host's cache of images downloaded from the image API, where one is configured
     (STRATUS_IMAGE_API_URL); None: bases are read in place from the shared image store."""
+    client = image_service_client(settings)
+    return None if client is None else ImageCache(settings.image_cache_dir, client)
+
+
+def image_service_client(settings: Settings) -> ImageServiceClient | None:
+    """How an agent reaches the image service (STRATUS_IMAGE_API_URL); None: it reads and
+    writes the shared image store instead."""
     if settings.image_api_url is None:
         return None
-    return ImageCache(
-        settings.image_cache_dir, settings.image_api_url, Keyring.from_setting(settings.message_key)
-    )
+    return ImageServiceClient(settings.image_api_url, Keyring.from_setting(settings.message_key))
 
 
 def up_hosts(settings: Settings, kind: DriverKind) -> list[str]:

@@ -219,15 +219,27 @@ async def insert_snapshot(conn: Executor, image: NewSnapshot, backup: Backup | N
 
 
 async def finish_snapshot(
-    conn: Executor, image_id: uuid.UUID, *, location: str, size_bytes: int
+    conn: Executor,
+    image_id: uuid.UUID,
+    *,
+    location: str,
+    size_bytes: int,
+    checksum: str | None = None,
+    os_hash_value: str | None = None,
 ) -> bool:
-    """The image file is written: the image is ACTIVE. False unless it was still saving."""
+    """The image file is written: the image is ACTIVE (with its MD5 and SHA-512 where the
+    image service computed them). False unless it was still saving."""
     status = await conn.execute(
-        """UPDATE images SET status = 'active', progress = 100, location = $2, size_bytes = $3
+        """UPDATE images SET status = 'active', progress = 100, location = $2, size_bytes = $3,
+                             checksum = $4, os_hash_value = $5,
+                             os_hash_algo = CASE WHEN $5::text IS NULL THEN NULL
+                                                 ELSE 'sha512' END
             WHERE id = $1 AND status = 'saving' AND deleted_at IS NULL""",
         image_id,
         location,
         size_bytes,
+        checksum,
+        os_hash_value,
     )
     return bool(status != "UPDATE 0")
 

@@ -16,13 +16,18 @@ import pytest
 from prometheus_client import REGISTRY
 
 from compute_agent.image_cache import ImageCache
+from compute_agent.image_service import ImageServiceClient
 from compute_agent.virt.driver import DriverError
 from shared import image_urls
 from shared.messages import ImageSpec
 from shared.sealing import Keyring, generate_key
 from stratus.system import System
-from tests.conftest import MESSAGE_KEY
+from tests import conftest
+from tests.conftest import IMAGE, MESSAGE_KEY
+from tests.support.actions import act, wait_for_image
 from tests.support.client import ComputeClient
+from tests.support.databases import fresh_database
+from tests.support.processes import free_port
 
 DATA = os.urandom(3_000_000)
 SIGNED_ROUTE = image_urls.PATH
@@ -61,7 +66,8 @@ def _downloads() -> float:
 
 @pytest.fixture
 def cache(system: System, tmp_path: Path) -> ImageCache:
-    return ImageCache(tmp_path / "_base", system.url, Keyring.from_setting(MESSAGE_KEY))
+    client = ImageServiceClient(system.url, Keyring.from_setting(MESSAGE_KEY))
+    return ImageCache(tmp_path / "_base", client)
 
 
 async def test_an_image_is_downloaded_once_checked_and_kept(
@@ -131,3 +137,60 @@ async def test_unused_images_go_after_their_age_used_ones_stay(
     removed = await cache.sweep([cache.path(used.id)], max_age_s=600)
     assert sorted(removed) == sorted([str(unused.id), ".fetch-stopped"])
     assert sorted(p.name for p in cache.root.iterdir()) == sorted([str(used.id), str(fresh.id)])
+
+
+async def test_a_host_stores_the_image_of_a_server_through_the_image_api(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Agents that reach the image service over HTTP (STRATUS_IMAGE_API_URL): createImage
+    writes the image on the host, stores it through the gateway's signed PUT, and the image
+    is active with the MD5 and SHA-512 the image service computed; the host keeps nothing."""
+    port = free_port()
+    settings = conftest.test_settings(
+        tmp_path, api_port=port, image_api_url=f"http://127.0.0.1:{port}"
+    )
+    async with fresh_database() as url:
+        system = System(settings, url, {"uploading-host": conftest.make_driver(tmp_path)})
+        await system.start()
+        try:
+            api = ComputeClient(http, system.url, "t-upload", "alice")
+            server = await api.create_server("snap-me", IMAGE)
+            server_id = server.body["server"]["id"]
+            await api.wait_for_status(server_id, "ACTIVE")
+            reply = await act(api, server_id, {"createImage": {"name": "stored"}})
+            assert reply.status == 202, reply
+            image_id = reply.headers["Location"].rsplit("/", 1)[1]
+            await wait_for_image(api, image_id, "ACTIVE")
+            shown = (await api.get(f"{api.url}/image/v2/images/{image_id}")).body
+            stored = settings.image_store / f"{image_id}.qcow2"
+            data = stored.read_bytes()
+            assert shown["checksum"] == hashlib.md5(data).hexdigest()
+            assert (shown["os_hash_algo"], shown["os_hash_value"]) == (
+                "sha512",
+                hashlib.sha512(data).hexdigest(),
+            )
+            assert shown["size"] == len(data)
+            assert list((settings.data_dir / "scratch").glob("*")) == []
+            await api.delete_and_wait(server_id)
+        finally:
+            await system.stop()
+
+
+async def test_only_an_image_a_host_is_saving_takes_a_hosts_data(
+    api: ComputeClient, system: System, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    keyring = Keyring.from_setting(MESSAGE_KEY)
+    client = ImageServiceClient(system.url, keyring)
+    source = tmp_path / "image"
+    source.write_bytes(b"data")
+    uploaded = await _uploaded(api)  # active, and no server's
+    with pytest.raises(DriverError, match="409"):
+        await client.upload(uploaded.id, source)
+    with pytest.raises(DriverError, match="404"):
+        await client.upload(uuid.uuid4(), source)
+    # a signature for a download does not store anything
+    get_url = image_urls.signed_url(system.url, keyring, uploaded.id, 60)
+    async with http.put(
+        get_url, data=b"x", headers={"Content-Type": "application/octet-stream"}
+    ) as answer:
+        assert answer.status == 403

@@ -557,6 +557,9 @@ EXCLUDED = {
     "GET /image/internal/images/{image_id}/file": (
         "hosts' downloads: a signed URL opens it, no token, no project (test_image_cache)"
     ),
+    "PUT /image/internal/images/{image_id}/file": (
+        "hosts storing images they saved: a signed URL, no token, no project (test_image_cache)"
+    ),
     "GET /image/v2/schemas/image": "the image schema: static, the same for all",
     "GET /image/v2/schemas/images": "the image list schema: static, the same for all",
     "GET /metrics": "operations (shared/ops_http.py): no token, no project",
