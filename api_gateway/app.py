@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -46,6 +47,7 @@ from api_gateway.http.middlewares import (
 from api_gateway.http.negotiation import requested_version
 from api_gateway.http.rate_limits import rate_limit_middleware
 from api_gateway.http.routing import MultipleChoices, add_routes
+from api_gateway.image_purge import purge_deleted_image_data
 from api_gateway.views.cache import RenderCache
 from shared import health, ops_http
 from shared.bus import Bus
@@ -53,6 +55,7 @@ from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db.pool import create_pool
 from shared.image_data.filesystem import DirectoryImageData
+from shared.periodic import Periodic
 from shared.rpcapi import ConductorClient
 from shared.sealing import Keyring
 
@@ -104,9 +107,18 @@ def create_app(
         swept = await app[keys.IMAGE_DATA].sweep(settings.image_upload_stale_after_s)
         if swept:
             log.warning("removed %d half-written image uploads: %s", len(swept), swept)
+        purge = Periodic(
+            "remove deleted images' data",
+            functools.partial(purge_deleted_image_data, app[keys.POOL], app[keys.IMAGE_DATA]),
+            interval_s=settings.image_purge_interval_s,
+            tolerated=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+            jitter=0.25,
+        )
+        purge.start()
         readiness.add(health.checks_for(pool=app[keys.POOL], bus=the_bus))
         await app[AUTH].start()
         yield
+        await purge.stop()
         await app[AUTH].close()
         if own_bus:
             await the_bus.close()

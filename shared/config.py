@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="Bytes of image data a project may own (Glance's `image_size_total`; "
         "an upload past it is 413 and keeps nothing); -1: unlimited.",
     )
+    image_purge_interval_s: float = Field(
+        default=60.0,
+        description="How often a gateway removes the data of deleted images that no live "
+        "server was built from (0: never).",
+    )
     image_upload_stale_after_s: float = Field(
         default=120.0,
         gt=0,

@@ -167,3 +167,37 @@ async def update(conn: Executor, image_id: uuid.UUID, changes: Mapping[str, obje
     await conn.execute(
         f"UPDATE images SET {assignments} WHERE id = $1", image_id, *changes.values()
     )
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """The data of a deleted image that no live server was built from."""
+
+    id: uuid.UUID
+    location: str
+
+
+async def orphaned_data(conn: Executor, limit: int = 100) -> list[Orphan]:
+    """Deleted images (by a user, or rotated out of a server's backups) that still have data
+    in the store and no live server built from them: a server's disk may read its image's
+    file in place (agents without an image API), so data goes only once nothing may."""
+    rows = await conn.fetch(
+        """SELECT i.id, i.location FROM images i
+            WHERE i.deleted_at IS NOT NULL AND i.location IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM servers s
+                               WHERE s.image_id = i.id AND s.deleted_at IS NULL)
+            LIMIT $1""",
+        limit,
+    )
+    return [Orphan(r["id"], r["location"]) for r in rows]
+
+
+async def forget_data(conn: Executor, orphan: Orphan) -> bool:
+    """The deleted image no longer has data (its file is being removed); False when another
+    gateway took it first."""
+    status = await conn.execute(
+        "UPDATE images SET location = NULL WHERE id = $1 AND location = $2",
+        orphan.id,
+        orphan.location,
+    )
+    return bool(status != "UPDATE 0")

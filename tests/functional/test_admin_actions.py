@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from api_gateway.image_purge import purge_deleted_image_data
 from compute_agent.virt.factory import libvirt_available
+from shared.image_data.filesystem import DirectoryImageData
 from stratus.system import System
 from tests.conformance.support import SAMPLES
 from tests.conftest import IMAGE
@@ -299,6 +301,13 @@ async def test_rotation_deletes_the_oldest_backups_of_that_type_and_server_only(
     # a smaller rotation later trims to it, the new backup counting
     daily.append(await _backup(api, system, first, "d4", "daily", 1))
     assert await _live(api, daily) == daily[-1:]
+    # the rotated-out backups' files leave the store (no server was built from them); the
+    # live backups' stay
+    assert system.pool is not None
+    await purge_deleted_image_data(system.pool, DirectoryImageData(system.settings.image_store))
+    store = system.settings.image_store
+    assert [(store / f"{b}.qcow2").exists() for b in daily] == [False] * 4 + [True]
+    assert all((store / f"{b}.qcow2").exists() for b in (weekly, *neighbours))
     await api.delete_and_wait(first)
     await api.delete_and_wait(second)
 

@@ -17,7 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from api_gateway.image_purge import purge_deleted_image_data
 from shared.db import image_uploads
+from shared.image_data.filesystem import DirectoryImageData
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.support.client import ComputeClient, Reply
@@ -382,3 +384,29 @@ async def test_a_gateway_starting_removes_half_written_uploads_of_dead_gateways(
     assert not dead.exists()
     assert alive.exists()
     alive.unlink()
+
+
+async def test_a_deleted_images_data_goes_once_no_server_was_built_from_it(
+    api: ComputeClient, system: System
+) -> None:
+    """A server's disk may read its image's file in place: the file of a deleted image stays
+    while a live server was built from it, and goes once none is (whichever gateway's purge
+    gets there: the effect is judged, not who did it)."""
+    assert system.pool is not None
+    store = DirectoryImageData(system.settings.image_store)
+    image_id = (await _create(api))["id"]
+    assert (await _upload(api, image_id)).status == 204
+    server = await api.create_server("on-it", image_id)
+    await api.wait_for_status(server.body["server"]["id"], "ACTIVE")
+    assert (await api.delete(_image(api, f"/{image_id}"))).status == 204
+
+    await purge_deleted_image_data(system.pool, store)
+    assert _stored(system, image_id) == [f"{image_id}.qcow2"]  # the server's image still
+
+    await api.delete_and_wait(server.body["server"]["id"])
+    await purge_deleted_image_data(system.pool, store)
+    assert _stored(system, image_id) == []
+    assert (
+        await system.pool.fetchval("SELECT location FROM images WHERE id = $1", uuid.UUID(image_id))
+        is None
+    )
