@@ -39,7 +39,7 @@ class ImageCache:
         self.root = root
         #: where the images come from (the gateway's image API)
         self.images = images
-        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._locks: dict[uuid.UUID | str, asyncio.Lock] = {}
 
     def path(self, image_id: uuid.UUID) -> Path:
         return self.root / str(image_id)
@@ -53,6 +53,22 @@ class ImageCache:
             if await asyncio.to_thread(_touch, path):
                 return path
             await self._fetch(image, path)
+            return path
+
+    async def ensure_file(self, name: str) -> Path:
+        """The host's copy of a file of the image store an image's metadata names (a
+        kernel, an initrd), fetched now if this host has none (``file-<name>``)."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            path = self.root / f"file-{name}"
+            if not await asyncio.to_thread(_touch, path):
+                await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+                partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
+                try:
+                    await self.images.download_file(name, partial)
+                    await asyncio.to_thread(os.replace, partial, path)
+                finally:
+                    await asyncio.to_thread(partial.unlink, missing_ok=True)
             return path
 
     async def _fetch(self, image: ImageSpec, path: Path) -> None:

@@ -1,29 +1,26 @@
 """An image's data through the image service API (Glance v2): ``PUT
 /image/v2/images/{id}/file`` uploads it (streamed: never held in memory), ``GET`` downloads
 it (streamed, with ``Content-MD5`` and single byte ranges, as Glance serves it). Compute
-agents download the same data through a signed URL instead of a user's token
-(shared/image_urls.py), and store the images of servers they saved the same way.
+agents reach the same data with signed URLs instead (controllers/host_data.py).
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 
 from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.auth import token_required
 from api_gateway.compute import image_uploads as domain
-from api_gateway.http.faults import BadMediaType, BadRequest, Forbidden, RangeNotSatisfiable
-from shared import image_urls
+from api_gateway.http.faults import BadMediaType, BadRequest, RangeNotSatisfiable
 from shared.image_data import ImageData
 
 routes = web.RouteTableDef()
 
 #: how much of an upload is taken from the connection at a time
-_CHUNK = 1 << 16
-_OCTET_STREAM = "application/octet-stream"
+CHUNK = 1 << 16
+OCTET_STREAM = "application/octet-stream"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -31,9 +28,9 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 @token_required
 async def upload(request: web.Request) -> web.Response:
     """204 once the data is stored whole and the image ``active``."""
-    if request.content_type != _OCTET_STREAM:
+    if request.content_type != OCTET_STREAM:
         raise BadMediaType(
-            f"Unsupported Content-Type {request.content_type!r}: image data is {_OCTET_STREAM}."
+            f"Unsupported Content-Type {request.content_type!r}: image data is {OCTET_STREAM}."
         )
     await domain.upload(
         request.app[keys.POOL],
@@ -41,7 +38,7 @@ async def upload(request: web.Request) -> web.Response:
         request.app[keys.IMAGE_DATA],
         keys.context(request),
         request.match_info["image_id"],
-        request.content.iter_chunked(_CHUNK),
+        request.content.iter_chunked(CHUNK),
         request.content_length,
     )
     return web.Response(status=204)
@@ -55,70 +52,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     data = await domain.download(
         request.app[keys.POOL], store, keys.context(request), request.match_info["image_id"]
     )
-    return await _send(request, store, data)
+    return await send(request, store, data)
 
 
-@routes.get(image_urls.PATH)
-async def download_for_host(request: web.Request) -> web.StreamResponse:
-    """The same, for a compute agent: no token, a signed URL (shared/image_urls.py) names
-    the image and how long it may be fetched; 403 for any other URL."""
-    image_id = _signed_image(request)
-    store = request.app[keys.IMAGE_DATA]
-    data = await domain.download_for_host(request.app[keys.POOL], store, image_id)
-    return await _send(request, store, data)
-
-
-@routes.put(image_urls.PATH)
-async def store_for_host(request: web.Request) -> web.Response:
-    """A compute agent storing the image of a server it saved (createImage, createBackup):
-    the data goes to the image store as an upload's does; the answer says where it is and
-    what it is, for the agent's report, which makes the image active (conductor)."""
-    image_id = _signed_image(request)
-    if request.content_type != _OCTET_STREAM:
-        raise BadMediaType(f"Unsupported Content-Type {request.content_type!r}.")
-    saved = await domain.store_for_host(
-        request.app[keys.POOL],
-        request.app[keys.IMAGE_DATA],
-        image_id,
-        request.content.iter_chunked(_CHUNK),
-    )
-    return web.json_response(
-        {
-            "location": saved.location,
-            "size": saved.size,
-            "checksum": saved.checksum,
-            "os_hash_algo": saved.os_hash_algo,
-            "os_hash_value": saved.os_hash_value,
-        }
-    )
-
-
-def _signed_image(request: web.Request) -> uuid.UUID:
-    """The image a signed URL names (for this method), else 403."""
-    try:
-        image_id = uuid.UUID(request.match_info["image_id"])
-    except ValueError:
-        raise Forbidden("This image URL is not signed.") from None
-    query = request.query
-    if not image_urls.is_signed(
-        request.app[keys.KEYRING],
-        request.method,
-        image_id,
-        query.get("expires", ""),
-        query.get("signature", ""),
-    ):
-        raise Forbidden("This image URL is not signed, or no longer good.")
-    return image_id
-
-
-async def _send(
+async def send(
     request: web.Request, store: ImageData, data: domain.Download | None
 ) -> web.StreamResponse:
     if data is None:
         return web.Response(status=204)
     start, end = _range(request.headers.get("Range"), data.size)
     response = web.StreamResponse(status=200 if (start, end) == (0, data.size) else 206)
-    response.content_type = _OCTET_STREAM
+    response.content_type = OCTET_STREAM
     response.content_length = end - start
     response.headers["Accept-Ranges"] = "bytes"
     if response.status == 206:

@@ -19,6 +19,7 @@ from compute_agent.image_cache import ImageCache
 from compute_agent.image_service import ImageServiceClient
 from compute_agent.virt.driver import DriverError
 from shared import image_urls
+from shared.image_urls import HostResource
 from shared.messages import ImageSpec
 from shared.sealing import Keyring, generate_key
 from stratus.system import System
@@ -31,6 +32,7 @@ from tests.support.processes import free_port
 
 DATA = os.urandom(3_000_000)
 SIGNED_ROUTE = image_urls.PATH
+OCTETS = "application/octet-stream"
 
 
 async def _uploaded(api: ComputeClient, data: bytes = DATA) -> ImageSpec:
@@ -103,15 +105,17 @@ async def test_signed_urls_open_one_image_for_a_while_and_nothing_else(
 ) -> None:
     image = await _uploaded(api)
     keyring = Keyring.from_setting(MESSAGE_KEY)
-    good = image_urls.signed_url(system.url, keyring, image.id, 60)
+    good = image_urls.signed_url(system.url, keyring, HostResource.IMAGE, image.id, 60)
     async with http.get(good) as answer:
         assert answer.status == 200
         assert await answer.read() == DATA
     other = (await _uploaded(api, b"other")).id
     refused = [
         good.replace(str(image.id), str(other)),  # another image, same signature
-        image_urls.signed_url(system.url, keyring, image.id, -1),  # expired
-        image_urls.signed_url(system.url, Keyring.from_setting(generate_key()), image.id, 60),
+        image_urls.signed_url(system.url, keyring, HostResource.IMAGE, image.id, -1),  # expired
+        image_urls.signed_url(
+            system.url, Keyring.from_setting(generate_key()), HostResource.IMAGE, image.id, 60
+        ),
         good.split("?")[0],  # no signature at all
         f"{good.split('?')[0]}?expires={int(time.time()) + 60}&signature=x.y",
     ]
@@ -189,8 +193,54 @@ async def test_only_an_image_a_host_is_saving_takes_a_hosts_data(
     with pytest.raises(DriverError, match="404"):
         await client.upload(uuid.uuid4(), source)
     # a signature for a download does not store anything
-    get_url = image_urls.signed_url(system.url, keyring, uploaded.id, 60)
+    get_url = image_urls.signed_url(system.url, keyring, HostResource.IMAGE, uploaded.id, 60)
     async with http.put(
         get_url, data=b"x", headers={"Content-Type": "application/octet-stream"}
     ) as answer:
         assert answer.status == 403
+
+
+async def test_a_resized_servers_disk_goes_between_hosts_through_the_gateway(
+    system: System, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    keyring = Keyring.from_setting(MESSAGE_KEY)
+    client = ImageServiceClient(system.url, keyring)
+    server_id = uuid.uuid4()
+    disk = tmp_path / "disk"
+    disk.write_bytes(DATA)
+    await client.send_disk(server_id, disk)
+    arrived = tmp_path / "arrived"
+    await client.receive_disk(server_id, arrived)
+    assert arrived.read_bytes() == DATA
+    # one server's signature opens no other's disk, and a GET's no PUT
+    other = image_urls.signed_url(
+        system.url, keyring, HostResource.TRANSFER, server_id, 60
+    ).replace(str(server_id), str(uuid.uuid4()))
+    async with http.get(other) as answer:
+        assert answer.status == 403
+    get_url = image_urls.signed_url(system.url, keyring, HostResource.TRANSFER, server_id, 60)
+    async with http.put(get_url, data=b"x", headers={"Content-Type": OCTETS}) as answer:
+        assert answer.status == 403
+    await client.drop_disk(server_id)
+    await client.drop_disk(server_id)  # again: nothing to drop, no error
+    with pytest.raises(DriverError, match="404"):
+        await client.receive_disk(server_id, tmp_path / "again")
+
+
+async def test_a_file_an_image_names_is_fetched_once_and_nothing_outside_the_store(
+    system: System, cache: ImageCache, http: aiohttp.ClientSession
+) -> None:
+    store = system.settings.image_store
+    store.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4()}.kernel"
+    (store / name).write_bytes(b"a kernel")
+    path = await cache.ensure_file(name)
+    assert (path.name, path.read_bytes()) == (f"file-{name}", b"a kernel")
+    (store / name).write_bytes(b"changed")
+    assert (await cache.ensure_file(name)).read_bytes() == b"a kernel"  # kept, not fetched
+    keyring = Keyring.from_setting(MESSAGE_KEY)
+    for outside in ("../../etc/passwd", ".upload-x", "no-such-file"):
+        url = image_urls.signed_url(system.url, keyring, HostResource.FILE, outside, 60)
+        async with http.get(url) as answer:
+            assert answer.status == 404, (outside, answer.status)
+    (store / name).unlink()

@@ -155,8 +155,11 @@ def realvm_settings(tmp: Path) -> Settings:
 def host_settings(settings: Settings, tmp: Path, host: str) -> Settings:
     """The settings of one host's agent: a data directory of its own, so an instances
     directory and a cache of downloaded images of its own (``<data_dir>/instances``,
-    ``<data_dir>/_base``); the image store (snapshots, resize hand-overs) is everyone's."""
-    return settings.model_copy(update={"data_dir": tmp / host})
+    ``<data_dir>/_base``), and an image store directory of its own that nothing may need:
+    whatever a host needs of the image service's store it gets through the gateway."""
+    return settings.model_copy(
+        update={"data_dir": tmp / host, "image_store_dir": tmp / host / "no-shared-store"}
+    )
 
 
 def host_driver(settings: Settings, daemon: libvirtd.Libvirtd) -> ComputeDriver:

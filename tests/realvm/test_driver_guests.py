@@ -107,8 +107,10 @@ async def test_an_image_that_names_a_kernel_boots_it_and_passes_it_on(
     assert first.boot == 1
     host = await cluster.host_of(server_id)
     domain = ET.fromstring(await cluster.domain_xml(host, server_id))
-    assert domain.findtext("os/kernel") == str(cluster.store / f"{imported.id}.kernel")
-    assert domain.findtext("os/initrd") == str(cluster.store / f"{imported.id}.initrd")
+    # the host's own copies of the store's files, fetched through the gateway
+    own = cluster.image_caches[host]
+    assert domain.findtext("os/kernel") == str(own / f"file-{imported.id}.kernel")
+    assert domain.findtext("os/initrd") == str(own / f"file-{imported.id}.initrd")
     assert "SYSLINUX" not in await cluster.console_since(server_id)  # no boot loader ran
 
     reply = await act(api, server_id, {"createImage": {"name": "of-a-kernel-boot"}})

@@ -1,6 +1,7 @@
-"""Images on hosts that share no image directory for them (issue 14): a qcow2 uploaded through
-the image API boots on one host from that host's own downloaded copy, a cold migration boots it
-on the other from the other's, and once no server uses it, each host's copy goes."""
+"""Hosts that share no image store (issue 14): a qcow2 uploaded through the image API boots on
+one host from that host's own downloaded copy, a cold migration hands its disk over through the
+gateway and boots it on the other from the other's copy, and once no server uses it, each
+host's copy goes."""
 
 from __future__ import annotations
 
@@ -63,6 +64,9 @@ async def test_an_uploaded_image_boots_from_each_hosts_own_copy_which_goes_once_
         admin, server_id, {"confirmResize": None}, until="ACTIVE", timing="confirm uploaded"
     )
 
+    # no host ever needed the image store: theirs are empty
+    for host in cluster.daemons:
+        assert not any((cluster.image_caches[host].parent / "no-shared-store").glob("**/*"))
     await cluster.delete(api, server_id)
     assert (await api.delete(f"{api.url}/image/v2/images/{image_id}")).status == 204
     # once no disk uses it, a copy goes when it is older than the age the agent is given

@@ -370,19 +370,44 @@ def test_the_test_hypervisor_makes_no_files(tmp_path: Path) -> None:
 # --- hosts with images of their own (downloaded from the image API) ----------------------------
 
 
+class _CopyingRemote:
+    """The image service as a host reaches it (compute_agent/virt/libvirt/images.py's
+    ``RemoteImages``), here copying from a directory where the real one downloads: a host's
+    own copies under ``<host>/_base``, disks handed over through ``transfers``."""
+
+    def __init__(self, store: Path, cache: Path, transfers: Path) -> None:
+        self.store, self.cache, self.transfers = store, cache, transfers
+
+    def base(self, image: ImageSpec) -> Path:
+        return self._copy(self.store / str(image.location), self.cache / str(image.id))
+
+    def file(self, name: str) -> Path:
+        return self._copy(self.store / name, self.cache / f"file-{name}")
+
+    def send_disk(self, server_id: uuid.UUID, disk: Path) -> None:
+        self._copy(disk, self.transfers / str(server_id))
+
+    def receive_disk(self, server_id: uuid.UUID, target: Path) -> None:
+        shutil.copyfile(self.transfers / str(server_id), target)
+
+    def drop_disk(self, server_id: uuid.UUID) -> None:
+        (self.transfers / str(server_id)).unlink(missing_ok=True)
+
+    @staticmethod
+    def _copy(source: Path, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(source, target)
+        return target
+
+
 def _caching_host(tmp_path: Path, store: Path, name: str) -> tuple[LocalDisks, Path]:
     """A host whose bases are its own copies (``<host>/_base``), as compute_agent/image_cache.py
-    keeps them: here copied from the store where the cache would download them."""
+    keeps them; its own image store directory, never the one images are copied from."""
     cache = tmp_path / name / "_base"
-
-    def fetch(image: ImageSpec) -> Path:
-        cache.mkdir(parents=True, exist_ok=True)
-        path = cache / str(image.id)
-        if not path.exists():
-            shutil.copyfile(store / str(image.location), path)
-        return path
-
-    return LocalDisks(tmp_path / name / "instances", ImageStore(store, fetch), name), cache
+    remote = _CopyingRemote(store, cache, tmp_path / "transfers")
+    own_store = tmp_path / name / "store"
+    return LocalDisks(tmp_path / name / "instances", ImageStore(own_store, remote), name), cache
 
 
 @needs_qemu_img
@@ -409,3 +434,6 @@ def test_a_host_with_its_own_images_boots_and_takes_over_disks_on_its_own_copy(
     assert _pattern_at(moved, 0, 0x42)
     assert disks.backing_files(dest.instances_dir) == {dest_cache / str(old.image.id)}
     assert disks.backing_file(store / "base.qcow2") is None
+    dest.discard_original(old.server_id)  # the confirm: the disk in transit goes
+    assert list((tmp_path / "transfers").iterdir()) == []
+    assert not (tmp_path / "a" / "store").exists() and not (tmp_path / "b" / "store").exists()

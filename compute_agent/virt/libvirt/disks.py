@@ -367,19 +367,18 @@ class LocalDisks:
         if not files.resize_owner.exists():
             files.resize_owner.write_text(self.host)
         if hand_over:
-            copy(files.resize_disk, self._store().transfer(server_id))
+            remote = self._store().remote
+            if remote is None:
+                copy(files.resize_disk, self._store().transfer(server_id))
+            else:
+                remote.send_disk(server_id, files.resize_disk)
         return files.resize_disk
 
     def take_over(self, instance: InstanceSpec, *, same_host: bool) -> None:
         files = self.files(instance.server_id)
         files.dir.mkdir(parents=True, exist_ok=True)
         if not files.disk.exists():
-            source = files.resize_disk if same_host else self._store().transfer(instance.server_id)
-            if not source.exists():
-                raise DriverError(f"the disk of server {instance.server_id} was not handed over")
-            copy(source, files.disk)
-            if not same_host:
-                self._rebase_on_own_base(instance, files.disk)
+            self._receive(instance, files.disk, same_host=same_host)
         if not same_host:
             self._drop_transfer(instance.server_id)
         wanted, current = root_size(instance), virtual_size(files.disk)
@@ -391,12 +390,30 @@ class LocalDisks:
             )
         grow(files.disk, wanted)
 
+    def _receive(self, instance: InstanceSpec, disk: Path, *, same_host: bool) -> None:
+        """The resized server's disk at ``disk``: its original here, else what the host it
+        leaves handed over (through the shared store, or the image service)."""
+        server_id = instance.server_id
+        remote = self._store().remote if not same_host else None
+        if remote is not None:
+            partial = _partial(disk)
+            remote.receive_disk(server_id, partial)
+            _publish(partial, disk)
+        else:
+            files = self.files(server_id)
+            source = files.resize_disk if same_host else self._store().transfer(server_id)
+            if not source.exists():
+                raise DriverError(f"the disk of server {server_id} was not handed over")
+            copy(source, disk)
+        if not same_host:
+            self._rebase_on_own_base(instance, disk)
+
     def _rebase_on_own_base(self, instance: InstanceSpec, disk: Path) -> None:
         """A disk handed over from another host names that host's copy of its image as its
         backing file: where hosts keep images of their own (downloaded from the image API),
         point it at this host's copy, fetched if need be (the data is the same image's)."""
         store = self._store()
-        if store.fetch is None:
+        if store.remote is None:
             return  # the shared store's file: the same path on every host
         base = store.base(instance.image)
         qemu_img("rebase", "-u", "-F", base.format, "-b", str(base.path), str(disk))
@@ -424,7 +441,11 @@ class LocalDisks:
             return False
 
     def _drop_transfer(self, server_id: uuid.UUID) -> None:
-        if self.store is not None:
+        if self.store is None:
+            return
+        if self.store.remote is not None:
+            self.store.remote.drop_disk(server_id)
+        else:
             shutil.rmtree(self.store.transfer(server_id).parent, ignore_errors=True)
 
     # --- live migration --------------------------------------------------------------------

@@ -215,3 +215,12 @@ def display(live_xml: str, protocol: str) -> tuple[str, int] | None:
     listen = graphics.find("listen[@type='address']")
     address = graphics.get("listen") or (listen.get("address") if listen is not None else None)
     return address or "", port
+
+
+def boot_paths(xml: str) -> set[Path]:
+    """The kernel and initrd files a domain's XML boots (none for a boot from its disk)."""
+    os_element = ET.fromstring(xml).find("os")
+    if os_element is None:
+        return set()
+    names = (os_element.findtext(tag) for tag in ("kernel", "initrd"))
+    return {Path(name) for name in names if name}

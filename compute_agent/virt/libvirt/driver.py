@@ -17,9 +17,9 @@ paths; the hypervisor just does not read the disk files, so none are made (``NoD
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,11 +51,11 @@ from compute_agent.virt.libvirt import (
 from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks, backing_files
 from compute_agent.virt.libvirt.images import BootFiles, ImageStore
 from compute_agent.virt.libvirt.migration import LibvirtLiveMigration
+from compute_agent.virt.libvirt.remote_images import LoopRemoteImages
 from compute_agent.virt.libvirt.resize import LibvirtResize
 from shared.messages import (
     ConsoleProtocol,
     HostCapacity,
-    ImageSpec,
     InstanceSpec,
     NetworkAddress,
 )
@@ -134,10 +134,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         self._overrides = (vcpus, ram_mb, disk_gb)
         self.live_migration_p2p = live_migration_p2p
         self.image_cache = image_cache
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        fetch = self._fetch_base if image_cache is not None else None
-        self.store = ImageStore(image_store, fetch) if image_store is not None else None
+        self._remote = LoopRemoteImages(image_cache) if image_cache is not None else None
+        self.store = ImageStore(image_store, self._remote) if image_store is not None else None
         self.virt_type_setting = virt_type
         self.network = network
         #: how long a guest may take to shut down (or reboot) on request before it is
@@ -153,15 +151,6 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         #: the displays guests get here (init_host asks the hypervisor)
         self._displays: tuple[ConsoleProtocol, ...] = ("vnc",)
 
-    def _fetch_base(self, image: ImageSpec) -> Path:
-        """The cached file of ``image``, downloaded first if need be: called from the worker
-        threads disk work runs in, it runs the download on the driver's loop and waits."""
-        assert self.image_cache is not None and self._loop is not None
-        if threading.get_ident() == self._loop_thread:
-            raise RuntimeError("an image is only fetched from a worker thread")
-        future = asyncio.run_coroutine_threadsafe(self.image_cache.ensure(image), self._loop)
-        return future.result()
-
     @property
     def _is_test(self) -> bool:
         return self.uri.startswith("test://")
@@ -173,7 +162,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
 
     async def init_host(self, host: str) -> None:
         self._host = host
-        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        if self._remote is not None:
+            self._remote.bind()
         self._local_disks.host = host
         events.ensure_loop()  # before connecting: the connection's events and keepalives
         try:
@@ -299,8 +289,17 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
     async def remove_unused_images(self, max_age_s: float) -> list[str]:
         if self.image_cache is None or self._is_test:
             return []
-        in_use = await asyncio.to_thread(backing_files, self.instances_dir)
+        in_use = await asyncio.to_thread(self._images_in_use)
         return await self.image_cache.sweep(in_use, max_age_s)
+
+    def _images_in_use(self) -> set[Path]:
+        """The files this host's disks are overlays on, and the kernels and initrds its
+        domains boot."""
+        used = backing_files(self.instances_dir)
+        for dom in self._conn.listAllDomains():
+            with contextlib.suppress(libvirt.libvirtError):  # undefined meanwhile
+                used |= domain_xml.boot_paths(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        return used
 
     # --- consoles -------------------------------------------------------------------------
 

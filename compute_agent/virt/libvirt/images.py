@@ -31,9 +31,9 @@ createBackup) inherit these keys from the server's image (conductor/snapshots.py
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from compute_agent.virt.driver import DriverError
 from shared.messages import ImageSpec
@@ -64,19 +64,41 @@ class BootFiles:
     cmdline: str | None = None
 
 
-#: fetches an image into the host's cache and answers its file (``ImageStore`` calls it from
-#: a worker thread: compute_agent/virt/libvirt/driver.py runs the download on its loop)
-Fetch = Callable[[ImageSpec], Path]
+class RemoteImages(Protocol):
+    """What a host gets from the image service instead of a shared image store (the
+    driver's: compute_agent/virt/libvirt/remote_images.py). Called from the worker threads
+    disk work runs in; each call waits for its transfer."""
+
+    def base(self, image: ImageSpec) -> Path:
+        """The host's copy of ``image``, downloaded first if need be."""
+        ...
+
+    def file(self, name: str) -> Path:
+        """The host's copy of a file of the store (a kernel an image names)."""
+        ...
+
+    def send_disk(self, server_id: uuid.UUID, disk: Path) -> None:
+        """Hand a resized server's disk over, for the host it goes to."""
+        ...
+
+    def receive_disk(self, server_id: uuid.UUID, target: Path) -> None:
+        """The disk handed over for a resized server, into ``target``."""
+        ...
+
+    def drop_disk(self, server_id: uuid.UUID) -> None:
+        """The disk handed over is not needed any more."""
+        ...
 
 
 class ImageStore:
     """The image store as an agent reads it (and writes images of servers into); with
-    ``fetch``, bases come from the host's cache of images downloaded from the image API
-    (compute_agent/image_cache.py), not from the store."""
+    ``remote``, the host reaches nothing of the store itself: bases and files come from its
+    own copies of the image service's (compute_agent/image_cache.py), and a resize hands a
+    disk over through the image service."""
 
-    def __init__(self, root: Path, fetch: Fetch | None = None) -> None:
+    def __init__(self, root: Path, remote: RemoteImages | None = None) -> None:
         self.root = root
-        self.fetch = fetch
+        self.remote = remote
 
     def base(self, image: ImageSpec) -> BaseImage:
         """The file and format of ``image``; ``DriverError`` when it has none usable."""
@@ -87,8 +109,8 @@ class ImageStore:
                 f"image {image.id} is {image.disk_format}: servers boot from "
                 f"{' or '.join(sorted(BASE_FORMATS))} images"
             )
-        if self.fetch is not None:
-            return BaseImage(self.fetch(image), image.disk_format)
+        if self.remote is not None:
+            return BaseImage(self.remote.base(image), image.disk_format)
         path = self._inside(image.location, f"the file of image {image.id}")
         return BaseImage(path, image.disk_format)
 
@@ -109,11 +131,20 @@ class ImageStore:
         return self.root / "transfers" / str(server_id) / "disk"
 
     def _boot_file(self, name: str, key: str, image: ImageSpec) -> Path:
-        path = self._inside(name, f"the {key} of image {image.id}")
+        what = f"the {key} of image {image.id}"
+        path = self._inside(name, what) if self.remote is None else self._fetched(name, what)
         with path.open("rb") as head:
             if head.read(len(_QCOW_MAGIC)) == _QCOW_MAGIC:
                 raise DriverError(f"the {key} of image {image.id} ({name}) is a disk image")
         return path
+
+    def _fetched(self, name: str, what: str) -> Path:
+        """The host's copy of a store file an image names: only a plain file name (the
+        image service refuses anything else too)."""
+        if "/" in name or name.startswith("."):
+            raise DriverError(f"{what} ({name}) is not in the image store")
+        assert self.remote is not None
+        return self.remote.file(name)
 
     def _inside(self, relative: str, what: str) -> Path:
         """``relative`` resolved in the store: a regular file there, or ``DriverError``."""
