@@ -28,6 +28,7 @@ from tests.conftest import IMAGE, MESSAGE_KEY
 from tests.support.actions import act, wait_for_image
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
+from tests.support.image_service import uploaded_image
 from tests.support.processes import free_port
 
 DATA = os.urandom(3_000_000)
@@ -37,20 +38,7 @@ OCTETS = "application/octet-stream"
 
 async def _uploaded(api: ComputeClient, data: bytes = DATA) -> ImageSpec:
     """An image uploaded through the image API, as a command's spec names it."""
-    created = await api.request(
-        "POST",
-        f"{api.url}/image/v2/images",
-        {"name": "cached", "disk_format": "qcow2", "container_format": "bare"},
-    )
-    assert created.status == 201, created
-    image_id = created.body["id"]
-    uploaded = await api.request(
-        "PUT",
-        f"{api.url}/image/v2/images/{image_id}/file",
-        headers={"Content-Type": "application/octet-stream"},
-        data=data,
-    )
-    assert uploaded.status == 204, uploaded
+    image_id = await uploaded_image(api, data, "cached")
     return ImageSpec(
         id=uuid.UUID(image_id),
         name="cached",

@@ -10,27 +10,14 @@ import asyncio
 from compute_agent.virt.libvirt.disks import backing_files
 from tests.realvm.cluster import RealCluster
 from tests.support.client import ComputeClient
+from tests.support.image_service import uploaded_image
 
 
 async def _upload_guest(api: ComputeClient, cluster: RealCluster) -> str:
     """The guest's disk as a new image, through the image API as `openstack image create
     --file` sends it."""
-    created = await api.request(
-        "POST",
-        f"{api.url}/image/v2/images",
-        {"name": "uploaded-guest", "disk_format": "qcow2", "container_format": "bare"},
-    )
-    assert created.status == 201, created
-    image_id: str = created.body["id"]
     data = await asyncio.to_thread(cluster.guest.disk.read_bytes)
-    uploaded = await api.request(
-        "PUT",
-        f"{api.url}/image/v2/images/{image_id}/file",
-        headers={"Content-Type": "application/octet-stream"},
-        data=data,
-    )
-    assert uploaded.status == 204, uploaded
-    return image_id
+    return await uploaded_image(api, data, "uploaded-guest")
 
 
 def _copy_on(cluster: RealCluster, host: str, image_id: str) -> bool:
