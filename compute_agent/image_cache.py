@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from compute_agent.image_service import ImageServiceClient
@@ -47,45 +47,47 @@ class ImageCache:
     async def ensure(self, image: ImageSpec) -> Path:
         """The cached file of ``image``, fetched now if this host has none; ``DriverError``
         when it cannot be had (gone, no data, a download that does not check out)."""
-        lock = self._locks.setdefault(image.id, asyncio.Lock())
-        async with lock:
-            path = self.path(image.id)
-            if await asyncio.to_thread(_touch, path):
-                return path
-            await self._fetch(image, path)
-            return path
 
-    async def ensure_file(self, name: str) -> Path:
-        """The host's copy of a file of the image store an image's metadata names (a
-        kernel, an initrd), fetched now if this host has none (``file-<name>``)."""
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            path = self.root / f"file-{name}"
-            if not await asyncio.to_thread(_touch, path):
-                await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-                partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
-                try:
-                    await self.images.download_file(name, partial)
-                    await asyncio.to_thread(os.replace, partial, path)
-                finally:
-                    await asyncio.to_thread(partial.unlink, missing_ok=True)
-            return path
-
-    async def _fetch(self, image: ImageSpec, path: Path) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
-        started = time.monotonic()
-        try:
+        async def download(partial: Path) -> None:
             digest = await self.images.download(image.id, partial)
             if image.checksum is not None and digest != image.checksum:
                 raise DriverError(
                     f"image {image.id} downloaded with MD5 {digest}, not the image "
                     f"service's {image.checksum}: not kept"
                 )
-            await asyncio.to_thread(os.replace, partial, path)
-        finally:
-            await asyncio.to_thread(partial.unlink, missing_ok=True)
-        log.info("image %s cached in %.1f s", image.id, time.monotonic() - started)
+
+        return await self._ensure(image.id, self.path(image.id), download)
+
+    async def ensure_file(self, name: str) -> Path:
+        """The host's copy of a file of the image store an image's metadata names (a
+        kernel, an initrd), fetched now if this host has none (``file-<name>``)."""
+
+        async def download(partial: Path) -> None:
+            await self.images.download_file(name, partial)
+
+        return await self._ensure(name, self.root / f"file-{name}", download)
+
+    async def _ensure(
+        self,
+        key: uuid.UUID | str,
+        path: Path,
+        download: Callable[[Path], Awaitable[None]],
+    ) -> Path:
+        """``path``, marked used, or made now by ``download`` into a temporary file renamed
+        once it returned (it raises to keep nothing); one download at a time per ``key``."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if await asyncio.to_thread(_touch, path):
+                return path
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
+            started = time.monotonic()
+            try:
+                await download(partial)
+                await asyncio.to_thread(os.replace, partial, path)
+            finally:
+                await asyncio.to_thread(partial.unlink, missing_ok=True)
+            log.info("%s cached in %.1f s", path.name, time.monotonic() - started)
+            return path
 
     async def sweep(self, in_use: Iterable[Path], max_age_s: float) -> list[str]:
         """Remove the cached images no disk uses (``in_use``: the files disks are overlays
