@@ -335,7 +335,13 @@ async def test_tasks_and_schemas(api: ComputeClient) -> None:
 async def test_quotas_bound_images_and_their_bytes(
     system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
 ) -> None:
-    async with gateway_of_its_own(system, tmp_path, quota_images=2, quota_image_bytes=1000) as url:
+    async with gateway_of_its_own(
+        system,
+        tmp_path,
+        image_store_dir=system.settings.image_store,  # the store _stored looks at
+        quota_images=2,
+        quota_image_bytes=1000,
+    ) as url:
         api = ComputeClient(http, url, tenant, "alice")
         first = (await _create(api))["id"]
         second = (await _create(api))["id"]
@@ -410,3 +416,25 @@ async def test_a_deleted_images_data_goes_once_no_server_was_built_from_it(
         await system.pool.fetchval("SELECT location FROM images WHERE id = $1", uuid.UUID(image_id))
         is None
     )
+
+
+async def test_a_gateway_removes_deleted_images_data_on_its_own(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, tenant: str
+) -> None:
+    """The gateways' periodic purge (STRATUS_IMAGE_PURGE_INTERVAL_S) does it unasked."""
+    async with gateway_of_its_own(
+        system,
+        tmp_path,
+        image_store_dir=system.settings.image_store,
+        image_purge_interval_s=0.2,
+    ) as url:
+        api = ComputeClient(http, url, tenant, "alice")
+        image_id = (await _create(api))["id"]
+        assert (await _upload(api, image_id)).status == 204
+        assert _stored(system, image_id) == [f"{image_id}.qcow2"]
+        assert (await api.delete(_image(api, f"/{image_id}"))).status == 204
+        for _ in range(100):
+            if not _stored(system, image_id):
+                break
+            await asyncio.sleep(0.1)
+        assert _stored(system, image_id) == []
