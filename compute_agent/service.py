@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,26 @@ Work = Callable[[Any], Awaitable[Done]]
 Handler = Callable[[Any], Awaitable[None]]
 
 
+#: how many commands done an agent remembers, to drop their copies (a few minutes' worth)
+DONE_REMEMBERED = 20_000
+
+
+class RecentIds:
+    """The last ``size`` ids added, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    def has(self, item: uuid.UUID) -> bool:
+        return item in self._ids
+
+    def add(self, item: uuid.UUID) -> None:
+        self._ids[item] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+
 class AgentService:
     def __init__(
         self,
@@ -117,6 +138,10 @@ class AgentService:
         self.scratch_dir = scratch_dir
         self.reporter = Reporter(host, bus)
         self._locks = KeyedLocks()
+        # delivery is at least once: a copy of a command done (redelivered, or retried late,
+        # after the actions that followed it) must not be done again, or a late pause would
+        # pause a server its owner has unpaused since
+        self._done = RecentIds(DONE_REMEMBERED)
         self._subscription: Subscription | None = None
         self._calls: Subscription | None = None
         # jittered, never later than the interval: agents started together (a simulated
@@ -299,7 +324,11 @@ class AgentService:
                 log.error("dropping %s without a server id", command.type)
                 return
             async with self._locks.hold(command.server_id):
+                if self._done.has(command.message_id):
+                    log.info("%s of %s was done already: a copy", command.type, command.server_id)
+                    return
                 await self._run(command, work)
+                self._done.add(command.message_id)
 
         return handle
 

@@ -25,9 +25,10 @@ from shared.messages import (
     ResetNetwork,
     RevertResize,
     SnapshotServer,
+    UnpauseServer,
 )
 from shared.rpcapi import domain_name
-from shared.states import ACTIONS, COMMAND_TASKS, TaskState, may_end, task_ended_by
+from shared.states import ACTIONS, COMMAND_TASKS, PowerState, TaskState, may_end, task_ended_by
 from tests.support.agents import reporting_agent
 
 HOST = "reporting-host"
@@ -127,3 +128,21 @@ async def test_a_failed_command_reports_its_task_with_the_fault(
     # the image it was to write is named, so the conductor can put it in ERROR
     assert failed.snapshot is not None and failed.snapshot.image_id == image_id
     assert failed.power_state == 1  # what the hypervisor says after the failure: running
+
+
+async def test_a_copy_of_a_command_done_is_not_done_again(
+    agent: tuple[AgentService, FakeDriver, list[Message]],
+) -> None:
+    """Delivery is at least once: the copy of a pause that arrives after the unpause that
+    followed it (a redelivery, a late retry) must not pause the server again, nor report."""
+    the_agent, driver, reports = agent
+    instance = await _running_server(driver)
+    name = domain_name(instance.server_id)
+    pause = PauseServer(server_id=instance.server_id, action_id=uuid.uuid4(), domain_name=name)
+    await _report_of(the_agent, reports, pause)
+    unpause = UnpauseServer(server_id=instance.server_id, action_id=uuid.uuid4(), domain_name=name)
+    await _report_of(the_agent, reports, unpause)
+    await the_agent.handle(pause)  # the same message again (same message_id)
+    await asyncio.sleep(0.05)
+    assert reports == []
+    assert await driver.power_state(name) is PowerState.RUNNING
