@@ -55,7 +55,7 @@ from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db.pool import create_pool
-from shared.image_data.filesystem import DirectoryImageData
+from shared.image_data.configured import open_image_data
 from shared.periodic import Periodic
 from shared.rpcapi import ConductorClient
 from shared.sealing import Keyring
@@ -87,7 +87,7 @@ def create_app(
     app.on_response_prepare.append(stamp_request_id)
     policy.configured(settings.policy)  # a malformed STRATUS_POLICY stops the gateway here
     app[keys.RENDER_CACHE] = RenderCache(settings.render_cache_entries)
-    app[keys.IMAGE_DATA] = DirectoryImageData(settings.image_store)
+    app[keys.IMAGE_DATA] = open_image_data(settings)
     app[AUTH] = create_strategy(settings)
     readiness = health.Readiness()  # its checks are added once the pool and the bus are open
     ops_http.add_routes(app, readiness)  # first: no project route may shadow them

@@ -15,6 +15,7 @@ import asyncpg
 from api_gateway.auth.exposure import UnsafeExposure
 from shared import sealing
 from shared.config import Settings
+from shared.image_data.configured import open_image_data
 from shared.logging import setup_logging
 from stratus import admin, images, roles, simulate
 from stratus.progress import CopyProgress
@@ -162,14 +163,15 @@ async def _image(settings: Settings, args: argparse.Namespace) -> None:
     row into the database."""
     url = require(settings.database_url, "STRATUS_DATABASE_URL")
     what, image_id = _to_import(args)
+    store = open_image_data(settings)
     conn = await asyncpg.connect(url)
     try:
         if isinstance(what, images.Guest):
-            imported = await images.import_guest(conn, settings.image_store, what, CopyProgress())
+            imported = await images.import_guest(conn, store, what, CopyProgress())
         else:
             imported = await images.import_image(
                 conn,
-                settings.image_store,
+                store,
                 what,
                 image_id=image_id,
                 owner=args.owner,
@@ -182,7 +184,7 @@ async def _image(settings: Settings, args: argparse.Namespace) -> None:
     state = "imported" if imported.created else "already registered"
     print(
         f"image {imported.id} ({imported.name}) {state}: "
-        f"{settings.image_store / imported.location} ({imported.size_bytes} bytes)"
+        f"{imported.location} in the image store ({imported.size_bytes} bytes)"
     )
 
 

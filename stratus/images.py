@@ -1,13 +1,14 @@
 """Base images from files: ``stratus image import``, ``stratus image import-guest``, and the
 built guest ``stratus up`` registers.
 
-An image a real hypervisor can boot is a file in the image store (STRATUS_IMAGE_STORE_DIR)
-and a row in ``images`` whose ``location`` names that file relative to the store, exactly as
-agents record the images they write for createImage. Importing copies the file into the
-store first, whole (written aside, then renamed), and records the row after, so a row never
-names a file that is not there. deploy/guest/README.md describes the convention the libvirt
-driver relies on, and the guest ``deploy/guest/build.sh`` builds. Only this operator's tool
-makes base images (the API never does); their rows are ``shared/db/images.py``'s.
+An image a real hypervisor can boot is data in the image store and a row in ``images`` whose
+``location`` names that data, exactly as the image API's uploads and agents' snapshots record
+theirs. Importing saves the file through the same store interface an upload goes through
+(shared/image_data: whole or not at all, with its checksum and hash), whatever backend the
+operator configured, and records the row after, so a row never names data that is not there.
+deploy/guest/README.md describes the convention the libvirt driver relies on, and the guest
+``deploy/guest/build.sh`` builds. Only this operator's tool makes base images (the API never
+does); their rows are ``shared/db/images.py``'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import struct
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -29,8 +29,8 @@ import platformdirs
 from shared.config import Settings
 from shared.db import images, seed
 from shared.db.pool import Conn
-from shared.image_data import Saved
-from shared.image_data.filesystem import DirectoryImageData
+from shared.image_data import ImageData, Saved
+from shared.image_data.configured import open_image_data
 
 log = logging.getLogger(__name__)
 
@@ -105,52 +105,19 @@ def check_format(path: Path, disk_format: str) -> None:
             )
 
 
-def _copy(source: Path, target: Path, progress: Progress | None) -> None:
-    """Copy in chunks, telling ``progress`` after each: disk images are gigabytes."""
-    if progress is None:
-        shutil.copyfile(source, target)
-        return
-    total = source.stat().st_size
-    done = 0
-    progress(source.name, done, total)
-    with source.open("rb") as reader, target.open("wb") as writer:
-        while chunk := reader.read(_CHUNK):
-            writer.write(chunk)
-            done += len(chunk)
-            progress(source.name, done, total)
-
-
-def copy_into_store(
-    source: Path, store: Path, file_name: str, progress: Progress | None = None
-) -> int:
-    """Copy ``source`` to ``store/file_name`` so that it appears whole or not at all; its
-    size in bytes. A file already there under that name is replaced."""
-    store.mkdir(parents=True, exist_ok=True)
-    target = store / file_name
-    partial = store / f".{file_name}.partial"
-    try:
-        _copy(source, partial, progress)
-        os.replace(partial, target)
-    except OSError as exc:
-        raise ImageImportError(f"cannot copy {source} into {store}: {exc.strerror}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    return target.stat().st_size
-
-
-def _boot_files(
-    image: ImageFile, image_id: uuid.UUID, store: Path, progress: Progress | None
+async def _boot_files(
+    image: ImageFile, image_id: uuid.UUID, store: ImageData, progress: Progress | None
 ) -> dict[str, str]:
-    """Copy a direct kernel boot's files into the store; the metadata that names them."""
+    """Save a direct kernel boot's files into the store; the metadata that names them."""
     if image.kernel is None:
         if image.initrd is not None or image.cmdline is not None:
             raise ImageImportError("an initrd or a kernel command line needs a kernel")
         return {}
     metadata = {KERNEL_KEY: f"{image_id}.kernel"}
-    copy_into_store(image.kernel, store, metadata[KERNEL_KEY], progress)
+    await save_file(image.kernel, store, metadata[KERNEL_KEY], progress)
     if image.initrd is not None:
         metadata[INITRD_KEY] = f"{image_id}.initrd"
-        copy_into_store(image.initrd, store, metadata[INITRD_KEY], progress)
+        await save_file(image.initrd, store, metadata[INITRD_KEY], progress)
     if image.cmdline is not None:
         metadata[CMDLINE_KEY] = image.cmdline
     return metadata
@@ -161,7 +128,7 @@ def _boot_files(
 
 async def import_image(
     conn: Conn,
-    store: Path,
+    store: ImageData,
     image: ImageFile,
     *,
     image_id: uuid.UUID | None = None,
@@ -178,8 +145,8 @@ async def import_image(
         return Imported(image_id, existing.name, location, size, created=False)
     check_format(image.path, image.disk_format)
     location = f"{image_id}.{image.disk_format}"
-    metadata = {**image.metadata, **_boot_files(image, image_id, store, progress)}
-    saved = await _save_disk(image.path, store, location, progress)
+    metadata = {**image.metadata, **(await _boot_files(image, image_id, store, progress))}
+    saved = await save_file(image.path, store, location, progress)
     await images.insert_base(
         conn,
         images.NewBaseImage(
@@ -196,17 +163,20 @@ async def import_image(
             os_hash_value=saved.os_hash_value,
         ),
     )
-    log.info("image %s (%s) imported as %s", image_id, image.name, store / location)
+    log.info("image %s (%s) imported as %s", image_id, image.name, location)
     return Imported(image_id, image.name, location, saved.size, created=True)
 
 
-async def _save_disk(source: Path, store: Path, location: str, progress: Progress | None) -> Saved:
-    """The disk into the store as the image API's uploads go (shared/image_data): whole or
-    not at all, with the checksum and hash the image service shows."""
+async def save_file(
+    source: Path, store: ImageData, location: str, progress: Progress | None = None
+) -> Saved:
+    """A file into the store as the image API's uploads go: whole or not at all (a file
+    already under ``location`` is replaced), with the checksum and hash the image service
+    shows."""
     try:
-        return await DirectoryImageData(store).save(location, _read(source, progress))
+        return await store.save(location, _read(source, progress))
     except OSError as exc:
-        raise ImageImportError(f"cannot copy {source} into {store}: {exc.strerror}") from exc
+        raise ImageImportError(f"cannot save {source} into the image store: {exc}") from exc
 
 
 async def _read(source: Path, progress: Progress | None) -> AsyncIterator[bytes]:
@@ -278,7 +248,7 @@ def read_guest(directory: Path) -> Guest:
 
 
 async def import_guest(
-    conn: Conn, store: Path, guest: Guest, progress: Progress | None = None
+    conn: Conn, store: ImageData, guest: Guest, progress: Progress | None = None
 ) -> Imported:
     """Register ``guest`` (public, booting from its disk); again changes nothing."""
     return await import_image(
@@ -306,7 +276,7 @@ async def register_built_guest(database_url: str, settings: Settings) -> Importe
         return None
     conn: asyncpg.Connection = await asyncpg.connect(database_url)
     try:
-        return await import_guest(conn, settings.image_store, read_guest(directory))
+        return await import_guest(conn, open_image_data(settings), read_guest(directory))
     except ImageImportError as exc:
         log.warning("the built guest in %s is not registered: %s", directory, exc)
         return None

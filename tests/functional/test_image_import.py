@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared.image_data.filesystem import DirectoryImageData
 from stratus import cli, images
 from stratus.system import System
 from tests.support.client import ComputeClient
@@ -48,7 +49,9 @@ async def test_an_imported_image_is_active_in_the_api_with_its_file_in_the_store
         cmdline="console=ttyS0",
     )
     async with system.pool.acquire() as conn:
-        imported = await images.import_image(conn, store, image, owner=api.tenant)
+        imported = await images.import_image(
+            conn, DirectoryImageData(store), image, owner=api.tenant
+        )
     assert imported.created
     assert imported.location == f"{imported.id}.qcow2"
     assert (store / imported.location).read_bytes() == image.path.read_bytes()
@@ -78,7 +81,10 @@ async def test_an_imported_image_is_active_in_the_api_with_its_file_in_the_store
     # importing the same id again changes nothing
     async with system.pool.acquire() as conn:
         again = await images.import_image(
-            conn, store, images.ImageFile("other", qcow2(tmp_path / "b")), image_id=imported.id
+            conn,
+            DirectoryImageData(store),
+            images.ImageFile("other", qcow2(tmp_path / "b")),
+            image_id=imported.id,
         )
     assert (again.created, again.name, again.location) == (False, "imported", imported.location)
 
@@ -95,10 +101,14 @@ async def test_a_bad_file_is_refused_before_anything_is_written(
     image_id = uuid.uuid4()
     async with system.pool.acquire() as conn:
         with pytest.raises(images.ImageImportError, match="is not a qcow2 image"):
-            await images.import_image(conn, store, images.ImageFile("bad", raw), image_id=image_id)
+            await images.import_image(
+                conn, DirectoryImageData(store), images.ImageFile("bad", raw), image_id=image_id
+            )
         with pytest.raises(images.ImageImportError, match="needs a kernel"):
             await images.import_image(
-                conn, store, images.ImageFile("half", qcow2(tmp_path / "q"), initrd=raw)
+                conn,
+                DirectoryImageData(store),
+                images.ImageFile("half", qcow2(tmp_path / "q"), initrd=raw),
             )
     assert await system.pool.fetchval("SELECT count(*) FROM images WHERE id = $1", image_id) == 0
     assert not store.exists() or list(store.iterdir()) == []

@@ -31,6 +31,7 @@ import pytest
 from compute_agent.virt.driver import ComputeDriver
 from compute_agent.virt.factory import create_driver, libvirt_available
 from shared.config import Settings
+from shared.image_data.filesystem import DirectoryImageData
 from stratus.images import Guest, ImageImportError, import_guest, read_guest
 from stratus.system import System
 from tests import conftest
@@ -170,7 +171,7 @@ def host_driver(settings: Settings, daemon: libvirtd.Libvirtd) -> ComputeDriver:
 async def _register(system: System, store: Path, guest: Guest) -> str:
     assert system.pool is not None
     async with system.pool.acquire() as conn:
-        imported = await import_guest(conn, store, guest)
+        imported = await import_guest(conn, DirectoryImageData(store), guest)
         await conn.executemany(
             """INSERT INTO flavors (id, name, ram_mb, disk_gb, vcpus)
                VALUES ($1, $2, $3, $4, $5)""",

@@ -17,6 +17,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
+from shared.image_data.filesystem import DirectoryImageData
 from stratus.images import ImageFile, import_image
 from tests.realvm.cluster import RealCluster
 from tests.support.actions import act, actions_of, wait_for_image, wait_until_action_done
@@ -92,7 +93,7 @@ async def test_an_image_that_names_a_kernel_boots_it_and_passes_it_on(
     async with cluster.pool.acquire() as conn:
         imported = await import_image(
             conn,
-            cluster.store,
+            DirectoryImageData(cluster.store),
             ImageFile(
                 name=f"kernel-boot-{uuid.uuid4().hex[:6]}",
                 path=guest.disk,

@@ -3,12 +3,14 @@ guest is found (stratus/images.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
 
 import pytest
 
+from shared.image_data.filesystem import DirectoryImageData
 from stratus import images
 
 
@@ -50,20 +52,25 @@ def test_a_file_that_is_not_what_it_says_is_refused(
         images.check_format(path, declared)
 
 
-def test_a_copy_into_the_store_appears_whole_and_replaces_an_older_one(tmp_path: Path) -> None:
+async def test_a_file_saved_into_the_store_appears_whole_and_replaces_an_older_one(
+    tmp_path: Path,
+) -> None:
     source = tmp_path / "source"
     source.write_bytes(b"new" * 1000)
     store = tmp_path / "store"
     store.mkdir()
     (store / "x.qcow2").write_bytes(b"old")
-    assert images.copy_into_store(source, store, "x.qcow2") == 3000
+    saved = await images.save_file(source, DirectoryImageData(store), "x.qcow2")
+    assert (saved.size, saved.checksum) == (3000, hashlib.md5(b"new" * 1000).hexdigest())
     assert (store / "x.qcow2").read_bytes() == b"new" * 1000
     assert sorted(p.name for p in store.iterdir()) == ["x.qcow2"]  # nothing written aside left
 
 
-def test_a_copy_that_fails_leaves_nothing_in_the_store(tmp_path: Path) -> None:
-    with pytest.raises(images.ImageImportError, match="cannot copy"):
-        images.copy_into_store(tmp_path / "no-such-file", tmp_path / "store", "x.qcow2")
+async def test_a_file_that_cannot_be_read_leaves_nothing_in_the_store(tmp_path: Path) -> None:
+    with pytest.raises(images.ImageImportError, match="cannot save"):
+        await images.save_file(
+            tmp_path / "no-such-file", DirectoryImageData(tmp_path / "store"), "x.qcow2"
+        )
     assert list((tmp_path / "store").iterdir()) == []
 
 
