@@ -236,6 +236,20 @@ def test_compose_runs_the_roles_in_their_numbers() -> None:
     }
 
 
+def test_compose_gateways_share_the_image_store_and_agents_download_from_them() -> None:
+    stores = set()
+    for name, service, role in stratus_services():
+        settings = settings_from(compose_environment(service))
+        # {container path: volume} of "volume:path[:mode]" entries
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
+        if role == "api":
+            stores.add(mounts[str(settings.image_store)])
+        elif role == "agent":
+            assert settings.image_api_url == "http://proxy:8774", name
+            assert not mounts, f"{name}: agents share no volume"
+    assert len(stores) == 1, "every gateway writes the one image store"
+
+
 def test_every_compose_role_loads_settings_with_what_it_needs() -> None:
     for name, service, role in stratus_services():
         check_role_settings(name, role, settings_from(compose_environment(service)))
@@ -479,7 +493,21 @@ def test_agents_run_on_hypervisor_nodes_against_their_libvirt() -> None:
     for volume, path in host_paths.items():
         assert mounts[volume] == path, volume
     assert str(settings.instances_dir) in host_paths.values()
-    assert str(settings.image_store) in host_paths.values()
+    assert str(settings.image_cache_dir) in host_paths.values()
+    # no node shares storage: images come from the gateways' image API
+    assert settings.image_api_url == "http://stratus-api:8774"
+    assert "stratus-api" in by_kind("Service")
+
+
+def test_the_gateways_share_one_read_write_many_image_store() -> None:
+    gateway = by_kind("Deployment")["stratus-api"]["spec"]["template"]
+    container = gateway["spec"]["containers"][0]
+    settings = settings_from(container_environment(container))
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in gateway["spec"]["volumes"]}
+    claim = volumes[mounts[str(settings.image_store)]]["persistentVolumeClaim"]["claimName"]
+    assert by_kind("PersistentVolumeClaim")[claim]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert gateway["spec"]["securityContext"]["fsGroup"] == 10001  # the image's user writes it
 
 
 def port_number(container: Doc, port: int | str) -> int:
