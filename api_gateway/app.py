@@ -120,6 +120,7 @@ def create_app(
         await app[AUTH].start()
         yield
         await purge.stop()
+        await app[keys.IMAGE_DATA].aclose()
         await app[AUTH].close()
         if own_bus:
             await the_bus.close()

@@ -258,6 +258,35 @@ class Settings(BaseSettings):
         "`<data_dir>/images`. Agents write it, so hosts share it in a distributed setup.",
     )
 
+    image_s3_bucket: str | None = Field(
+        default=None,
+        description="(gateway) Keep the image store in this bucket of an S3-compatible "
+        "object store (radosgw, MinIO, AWS; the operator creates it) instead of "
+        "`STRATUS_IMAGE_STORE_DIR`: gateways then share no directory. Needs the `s3` extra "
+        "(`pip install 'stratus[s3]'`).",
+    )
+    image_s3_endpoint: str | None = Field(
+        default=None,
+        description="(gateway) The object store's URL (`http://rgw:8080`); unset: AWS.",
+    )
+    image_s3_access_key: str | None = Field(
+        default=None,
+        description="(gateway) The object store's access key; unset (with the secret key): "
+        "found as every AWS client finds it (environment, shared files, instance metadata).",
+    )
+    image_s3_secret_key: SecretStr | None = Field(
+        default=None, description="(gateway) The object store's secret key."
+    )
+    image_s3_region: str | None = Field(
+        default=None, description="(gateway) The object store's region, where it has any."
+    )
+    image_s3_part_size_mb: int = Field(
+        default=8,
+        ge=5,
+        description="(gateway) The parts an upload goes to the object store in (S3 takes 5 "
+        "MiB at least); each upload holds one part in memory.",
+    )
+
     image_api_url: str | None = Field(
         default=None,
         description="(agent) The gateway agents download images from (its image API, "

@@ -181,6 +181,7 @@ async def _image(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit(f"stratus: {exc}") from exc
     finally:
         await conn.close()
+        await store.aclose()
     state = "imported" if imported.created else "already registered"
     print(
         f"image {imported.id} ({imported.name}) {state}: "

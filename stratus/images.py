@@ -275,10 +275,12 @@ async def register_built_guest(database_url: str, settings: Settings) -> Importe
     if directory is None:
         return None
     conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    store = open_image_data(settings)
     try:
-        return await import_guest(conn, open_image_data(settings), read_guest(directory))
+        return await import_guest(conn, store, read_guest(directory))
     except ImageImportError as exc:
         log.warning("the built guest in %s is not registered: %s", directory, exc)
         return None
     finally:
         await conn.close()
+        await store.aclose()

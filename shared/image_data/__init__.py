@@ -81,3 +81,7 @@ class ImageData(Protocol):
         """Remove what uploads that stopped ``older_than_s`` ago left half-written (their
         gateway died); what was removed."""
         ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections (a later use opens them again)."""
+        ...

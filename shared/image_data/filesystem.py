@@ -93,6 +93,9 @@ class DirectoryImageData:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self._path(location).unlink)
 
+    async def aclose(self) -> None:
+        """A directory holds no connection to release."""
+
 
 async def _blocks(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """``chunks`` joined into blocks of about ``_WRITE_BLOCK``: one worker-thread hop per
