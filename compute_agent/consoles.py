@@ -1,5 +1,7 @@
-"""The agent's answer to a gateway's console call (shared/bus: ``Bus.call``): where the display
-of a server's running domain listens on this host, or why there is none.
+"""The agent's answers to a gateway's console calls (shared/bus: ``Bus.call``): where the
+display of a server's running domain listens on this host, or why there is none
+(``GetConsole``); the end of a server's serial console log, cut to the lines asked for
+(``GetConsoleOutput``, nova's os-console-output).
 
 A call is answered at once and changes nothing, so it takes no server lock: a console asked
 for while a command runs on the server sees the domain as it is at that moment, as a user
@@ -9,6 +11,7 @@ looking at the screen would.
 from __future__ import annotations
 
 import logging
+import re
 
 from compute_agent.virt.driver import (
     ComputeDriver,
@@ -18,7 +21,14 @@ from compute_agent.virt.driver import (
     DriverError,
 )
 from shared.logging import request_context
-from shared.messages import ConsoleAnswer, ConsoleRefusal, GetConsole, Message
+from shared.messages import (
+    ConsoleAnswer,
+    ConsoleOutputAnswer,
+    ConsoleRefusal,
+    GetConsole,
+    GetConsoleOutput,
+    Message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +40,35 @@ _REFUSALS: tuple[tuple[type[DriverError], ConsoleRefusal], ...] = (
 )
 
 
+#: one line of a log: up to and with its line end, or the last one, unended (a prompt)
+_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
+
+
+def last_lines(log: str, length: int | None) -> str:
+    """The last ``length`` lines of ``log``, line ends kept (None: all of it). A line is what
+    ends with a newline, and what follows the last one; a log's final newline starts no
+    line (nova counted one there, so its ``length=1`` of a log ending in a newline was
+    empty)."""
+    if length is None:
+        return log
+    if length <= 0:
+        return ""
+    return "".join(_LINE.findall(log)[-length:])
+
+
 class ConsoleResponder:
-    """Answers ``GetConsole`` calls from the host's driver."""
+    """Answers ``GetConsole`` and ``GetConsoleOutput`` calls from the host's driver."""
 
     def __init__(self, driver: ComputeDriver) -> None:
         self.driver = driver
 
     async def __call__(self, message: Message) -> Message:
-        if not isinstance(message, GetConsole):
-            raise TypeError(f"the agent answers no {message.type} call")
         with request_context(message.request_id):
-            return await self._answer(message)
+            if isinstance(message, GetConsole):
+                return await self._answer(message)
+            if isinstance(message, GetConsoleOutput):
+                return await self._output(message)
+        raise TypeError(f"the agent answers no {message.type} call")
 
     async def _answer(self, call: GetConsole) -> ConsoleAnswer:
         try:
@@ -59,6 +87,24 @@ class ConsoleResponder:
             server_id=call.server_id,
             host=endpoint.host,
             port=endpoint.port,
+        )
+
+    async def _output(self, call: GetConsoleOutput) -> ConsoleOutputAnswer:
+        """The log's end; any refusal of the driver means the server has no guest here now."""
+        try:
+            log_text = await self.driver.console_output(call.domain_name)
+        except DriverError as exc:
+            log.info("no console output of %s: %s", call.domain_name, exc)
+            return ConsoleOutputAnswer(
+                request_id=call.request_id,
+                server_id=call.server_id,
+                refused="not_ready",
+                detail=str(exc),
+            )
+        return ConsoleOutputAnswer(
+            request_id=call.request_id,
+            server_id=call.server_id,
+            output=last_lines(log_text, call.length),
         )
 
 

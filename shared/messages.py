@@ -62,6 +62,37 @@ class ImageSpec(BaseModel):
     checksum: str | None = None
 
 
+class InjectedFile(BaseModel):
+    """A personality file of the create (or rebuild) request: its path in the guest and its
+    contents, base64 as the request gave them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    contents: str
+
+
+class GuestData(BaseModel):
+    """What the server's config drive delivers into its guest (compute_agent/config_drive.py):
+    kept with the server (the key as it was at create), so that every host that defines the
+    server again (a rebuild, a migration's destination) builds the same drive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    project_id: str = ""
+    #: the create request's ``config_drive`` (a drive is also built without it when there is
+    #: something to deliver)
+    config_drive: bool = False
+    files: tuple[InjectedFile, ...] = ()
+    #: base64, as the create request gave it
+    user_data: str | None = None
+    key_name: str | None = None
+    key_data: str | None = None
+    #: the server's index in its multiple create (nova's ``launch_index``)
+    launch_index: int = 0
+    reservation_id: str | None = None
+
+
 class InstanceSpec(BaseModel):
     """Everything an agent needs to build a server; agents never read the database."""
 
@@ -72,6 +103,16 @@ class InstanceSpec(BaseModel):
     flavor: FlavorSpec
     image: ImageSpec
     metadata: dict[str, str] = {}
+    guest: GuestData = GuestData()
+
+    @property
+    def has_config_drive(self) -> bool:
+        """Whether the server gets a config drive: asked for, or something to deliver (its
+        files, key, user data or metadata)."""
+        guest = self.guest
+        return bool(
+            guest.config_drive or guest.files or guest.user_data or guest.key_data or self.metadata
+        )
 
     @property
     def domain_name(self) -> str:
@@ -581,6 +622,26 @@ class ConsoleAnswer(Message):
     detail: str = ""
 
 
+class GetConsoleOutput(Message):
+    """Gateway -> agent, a call like ``GetConsole`` (nova's os-console-output): the end of the
+    server's serial console log, its last ``length`` lines (None: all the driver gives). The
+    host cuts the lines, as nova's compute manager did, so only what is asked for travels."""
+
+    type: Literal["get_console_output"] = "get_console_output"
+    domain_name: str
+    length: int | None = None
+
+
+class ConsoleOutputAnswer(Message):
+    """The answer to a ``GetConsoleOutput``: the log's text, or ``not_ready`` when the server
+    has no guest on this host now (not built yet, gone, moved), with a message for the log."""
+
+    type: Literal["console_output_answer"] = "console_output_answer"
+    output: str = ""
+    refused: Literal["not_ready"] | None = None
+    detail: str = ""
+
+
 AnyMessage = Annotated[
     BuildServer
     | SpawnServer
@@ -619,7 +680,9 @@ AnyMessage = Annotated[
     | ProbeReport
     | PurgeServers
     | GetConsole
-    | ConsoleAnswer,
+    | ConsoleAnswer
+    | GetConsoleOutput
+    | ConsoleOutputAnswer,
     Field(discriminator="type"),
 ]
 

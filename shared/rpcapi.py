@@ -14,8 +14,9 @@ never build one themselves; they call a client here, ``ConductorClient(bus)`` or
   sends, so no clear password reaches the broker.
 
 Publishing waits for the broker and raises ``shared.bus.PublishFailed`` when it does not take
-the command; what to take back then is the sender's business. The one question a gateway asks
-a host and waits for (``ComputeClient.get_console``) is a call (shared/bus: ``Bus.call``).
+the command; what to take back then is the sender's business. The questions a gateway asks a
+host and waits for (``ComputeClient.get_console``, ``get_console_output``) are calls
+(shared/bus: ``Bus.call``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from shared.messages import (
     CleanUpLiveMigration,
     ConfirmResize,
     ConsoleAnswer,
+    ConsoleOutputAnswer,
     ConsoleProtocol,
     ConsoleRefusal,
     DestroyServer,
@@ -44,6 +46,8 @@ from shared.messages import (
     FinishRevertResize,
     FlavorSpec,
     GetConsole,
+    GetConsoleOutput,
+    GuestData,
     ImageSpec,
     InjectNetworkInfo,
     InstanceSpec,
@@ -204,12 +208,16 @@ def image_spec(image: ImageRow | None, image_id: uuid.UUID) -> ImageSpec:
 
 
 def instance_spec(
-    server: ServerRow, flavor: FlavorRow | None, image: ImageRow | None
+    server: ServerRow,
+    flavor: FlavorRow | None,
+    image: ImageRow | None,
+    guest: GuestData | None = None,
 ) -> InstanceSpec:
     """What an agent needs to (re)build ``server`` (a full row of ``servers``, or a new
     server's fields): its flavor as the server holds it, the sizes from its own columns (a
-    flavor's row only gives the name, and may be gone), and ``image``, the row of the image
-    to build from (None: purged, only its id is known)."""
+    flavor's row only gives the name, and may be gone), ``image``, the row of the image
+    to build from (None: purged, only its id is known), and what its config drive
+    delivers (None: nothing)."""
     return InstanceSpec(
         server_id=server.id,
         name=server.name,
@@ -222,6 +230,7 @@ def instance_spec(
         ),
         image=image_spec(image, server.image_id),
         metadata=dict(server.metadata),
+        guest=guest or GuestData(),
     )
 
 
@@ -403,6 +412,28 @@ class ComputeClient(_Client):
         if answer.refused is not None:
             raise ConsoleRefused(answer.refused, answer.detail)
         return answer
+
+    async def get_console_output(
+        self, request_id: str, server_id: uuid.UUID, length: int | None, *, timeout_s: float
+    ) -> str:
+        """The end of the server's serial console log on this host, its last ``length`` lines
+        (None: all the host gives). A call, as ``get_console``: raises ``PublishFailed`` or
+        ``CallTimeout`` when the host does not answer, ``ConsoleRefused`` (``not_ready``)
+        when the server has no guest there."""
+        request = GetConsoleOutput(
+            request_id=request_id,
+            server_id=server_id,
+            domain_name=domain_name(server_id),
+            length=length,
+        )
+        answer = await self.bus.call(bus_mod.call_queue(self.host), request, timeout_s=timeout_s)
+        if not isinstance(answer, ConsoleOutputAnswer):
+            raise bus_mod.CallTimeout(
+                f"host {self.host} answered {answer.type} to get_console_output"
+            )
+        if answer.refused is not None:
+            raise ConsoleRefused(answer.refused, answer.detail)
+        return answer.output
 
     # --- sent by conductors
 

@@ -54,7 +54,7 @@ def make_driver(tmp: Path, **capacity: int) -> ComputeDriver:
         from compute_agent.virt.libvirt.driver import LibvirtDriver
 
         return LibvirtDriver("test:///default", tmp / "instances", **capacity)  # type: ignore[arg-type]
-    return FakeDriver(**capacity)
+    return FakeDriver(**capacity, instances_dir=tmp / "instances")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -110,6 +110,9 @@ OPERATIONS: Mapping[str, Operation] = {
     # nova's os-consoles (compute_extension:consoles): the owner's; a lock does not refuse a
     # console, which changes nothing on the server (nova allowed it on locked servers)
     "os-consoles": _OWNER,
+    # nova's os-console-output (compute_extension:console_output): the owner's, and a lock
+    # does not refuse it either (it only reads the guest's log)
+    "os-console-output": _OWNER,
     # extensions of the cloud rather than of a server (nova 2013.1: rule:admin_api)
     "os-flavor-extra-specs:write": _ADMIN,  # reads are everyone's
     "os-hosts": _ADMIN,

@@ -30,6 +30,7 @@ from api_gateway.compute.checks import (
 )
 from api_gateway.compute.metadata import MetadataEdit, edited_for
 from api_gateway.compute.passwords import generate_password
+from api_gateway.compute.specs import injected_files
 from api_gateway.compute.transactions import Transactions
 from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate, ServerUpdate
@@ -201,7 +202,9 @@ class ComputeAPI(Transactions):
         admin_pass = request.admin_pass or generate_password()
         conductor = self.clients.conductor()
         builds = [
-            conductor.build_server(env, rpcapi.instance_spec(server, flavor, image), admin_pass)
+            conductor.build_server(
+                env, rpcapi.instance_spec(server, flavor, image, server.guest), admin_pass
+            )
             for server, env in zip(batch, envelopes, strict=True)
         ]
         await self.send_all_or_undo(
@@ -322,4 +325,8 @@ def _new_server(
         key_data=None if key is None else key.public_key,
         key_fingerprint=None if key is None else key.fingerprint,
         reservation_id=reservation_id,
+        config_drive=bool(request.config_drive),
+        user_data=request.user_data,
+        injected_files=injected_files(request.personality),
+        launch_index=n - 1,
     )

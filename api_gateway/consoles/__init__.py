@@ -7,7 +7,9 @@
   answer the URL;
 * ``proxy.py``: the console proxy, a WebSocket (websockify's protocol) that takes a URL's
   token and relays bytes between the client and the display;
-* ``pages.py``: noVNC's and spice-html5's pages, where their Debian packages are installed.
+* ``pages.py``: noVNC's and spice-html5's pages, where their Debian packages are installed;
+* ``output.py``: the server action ``os-getConsoleOutput`` (nova's os-console-output), the
+  end of a server's serial console log, which its host reads (a bus call too).
 
 The proxy and the pages are served by every gateway, without a Keystone token: the console
 token is the credential, as in nova.

@@ -6,8 +6,8 @@ the body names exactly one action that exists, then 403 unless the policy allows
 before the server is looked up, as the reference implementation), validates the action's
 value (400), runs its plan, and answers the table's status without a body. The responses
 below are the exceptions: the actions whose answer has a body or a ``Location``. The console
-actions (api_gateway/consoles/actions.py) change nothing and run no plan: they answer
-themselves.
+actions (api_gateway/consoles/actions.py, and output.py's console log) change nothing and run
+no plan: they answer themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from api_gateway.compute.actions.table import (
     ServerAction,
 )
 from api_gateway.consoles import actions as consoles
+from api_gateway.consoles import output as console_output
 from api_gateway.http.bodies import read_body
 from api_gateway.http.faults import BadRequest
 from api_gateway.http.responses import render
@@ -45,6 +46,9 @@ P = TypeVar("P", bound=ActionPlan[Any])
 Response = Callable[[web.Request, P], web.StreamResponse]
 
 RESPONSES: dict[str, Response[Any]] = {}
+
+#: the actions that answer themselves, by the body's key
+ANSWERED: dict[str, consoles.Answer] = {**consoles.ACTIONS, **console_output.ACTIONS}
 
 
 def responds(action: ServerAction[Any, P]) -> Callable[[Response[P]], Response[P]]:
@@ -63,7 +67,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or len(body) != 1:
         raise BadRequest("Malformed request body")
     ((name, value),) = body.items()
-    answer = consoles.ACTIONS.get(name)
+    answer = ANSWERED.get(name)
     if answer is not None:
         return await answer(request, value)
     action = ACTION_TABLE.get(name)

@@ -114,6 +114,31 @@ class PersonalityFile(BaseModel):
         return value
 
 
+#: the most user data a create may carry, base64-encoded (nova's MAX_USERDATA_SIZE)
+MAX_USER_DATA = 65535
+
+
+def _user_data(value: object) -> object:
+    """os-user-data's ``user_data``: base64 text of at most 64 KiB (whitespace, which XML
+    bodies wrap it in, is dropped), with nova's messages for what is not."""
+    if value is None or not isinstance(value, str):
+        return value
+    text = "".join(value.split())
+    if len(text) > MAX_USER_DATA:
+        raise ValueError(
+            f"User data too large. User data must be no larger than {MAX_USER_DATA} bytes "
+            f"once base64 encoded. Your data is {len(text)} bytes"
+        )
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("Userdata content cannot be decoded") from None
+    return text
+
+
+UserData = Annotated[str, BeforeValidator(_user_data)]
+
+
 class ServerCreate(BaseModel):
     """The ``server`` object of a create request.
 
@@ -142,12 +167,15 @@ class ServerCreate(BaseModel):
     # other value, a name the caller has no key pair of included, is 400 "Invalid key_name
     # provided." (nova's message), decided by the compute layer
     key_name: Any = None
+    # os-user-data and os-config-drive: delivered into the guest on its config drive
+    # (compute_agent/config_drive.py), which is built whenever there is something to
+    # deliver, and always when ``config_drive`` is true
+    user_data: UserData | None = None
+    config_drive: Boolean | None = None
     # extension members clients send that Stratus accepts without acting on them
-    # (docs/compatibility.md): os-user-data, os-availability-zone, os-config-drive,
-    # os-security-groups, os-networks, os-volumes' block device mappings, OS-DCF
-    user_data: Any = None
+    # (docs/compatibility.md): os-availability-zone, os-security-groups, os-networks,
+    # os-volumes' block device mappings, OS-DCF
     availability_zone: Any = None
-    config_drive: Any = None
     security_groups: Any = None
     networks: Any = None
     block_device_mapping: Any = None

@@ -72,6 +72,24 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="View a log of actions and events taken on an instance.",
     ),
     Extension(
+        # config_drive on create (and in server representations): the drive the agent
+        # builds and attaches (compute_agent/config_drive.py)
+        alias="os-config-drive",
+        name="ConfigDrive",
+        namespace="http://docs.openstack.org/compute/ext/config_drive/api/v1.1",
+        updated="2012-07-16T00:00:00+00:00",
+        description="Config Drive Extension.",
+    ),
+    Extension(
+        # the os-getConsoleOutput server action: the end of a server's serial console log
+        # (api_gateway/consoles/output.py)
+        alias="os-console-output",
+        name="ConsoleOutput",
+        namespace="http://docs.openstack.org/compute/ext/os-console-output/api/v2",
+        updated="2011-12-08T00:00:00+00:00",
+        description="Console log output support, with tailing ability.",
+    ),
+    Extension(
         # the os-getVNCConsole and os-getSPICEConsole server actions, and the console proxy
         # their URLs lead to (api_gateway/consoles)
         alias="os-consoles",
@@ -194,6 +212,14 @@ EXTENSIONS: tuple[Extension, ...] = (
         namespace="http://docs.openstack.org/compute/ext/servers/api/v1.1",
         updated="2012-01-23T00:00:00+00:00",
         description="Start/Stop instance compute API support.",
+    ),
+    Extension(
+        # user_data on create, delivered on the server's config drive
+        alias="os-user-data",
+        name="UserData",
+        namespace="http://docs.openstack.org/compute/ext/userdata/api/v1.1",
+        updated="2012-08-07T00:00:00+00:00",
+        description="Add user_data to the Create Server v1.1 API.",
     ),
     Extension(
         # the total*Used members of GET /limits' absolute limits

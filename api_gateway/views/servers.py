@@ -53,11 +53,13 @@ class Extended:
     server_attributes: bool = False
     #: ``os-keypairs``: key_name (null when the server has no key, as nova shows it)
     key_name: bool = True
+    #: ``os-config-drive``: config_drive ("True" when the create asked for one, else "")
+    config_drive: bool = True
 
 
 #: No extension members: the answers of update and rebuild, whose published schemas allow
 #: none (nova decorated only show and detail with them).
-UNDECORATED = Extended(status=False, server_attributes=False, key_name=False)
+UNDECORATED = Extended(status=False, server_attributes=False, key_name=False, config_drive=False)
 
 
 def extended_status(row: Server) -> dict[str, Any]:
@@ -114,6 +116,8 @@ def detail(
         server["fault"] = {k: v for k, v in row.fault.items() if k != "details" or v}
     if extended.key_name:
         server["key_name"] = row.key_name
+    if extended.config_drive:
+        server["config_drive"] = "True" if row.config_drive else ""
     if extended.status:
         server.update(extended_status(row))
     if extended.server_attributes:

@@ -53,6 +53,17 @@ class ConsoleEndpoint:
     port: int
 
 
+#: the most of a console log a driver gives, its end (nova's libvirt driver's
+#: MAX_CONSOLE_BYTES): a guest that has printed for months answers as fast as a new one
+MAX_CONSOLE_BYTES = 100 * 1024
+
+
+def console_text(log: bytes) -> str:
+    """The end of a console log as a driver gives it: its last ``MAX_CONSOLE_BYTES``, decoded
+    (a guest prints what it likes: bytes that are no UTF-8 become U+FFFD)."""
+    return log[-MAX_CONSOLE_BYTES:].decode("utf-8", errors="replace")
+
+
 #: what every server's domain name starts with, as shared/rpcapi.py's ``domain_name`` names
 #: them (the one place the convention lives): what precedes a server's id there
 DOMAIN_PREFIX = rpcapi.domain_name(uuid.UUID(int=0)).removesuffix(str(uuid.UUID(int=0)))
@@ -299,3 +310,12 @@ class ComputeDriver(abc.ABC):
         Raises ``ConsoleNotSupported`` (the default: a hypervisor without consoles),
         ``ConsoleUnavailable`` or ``ConsoleNotReady``."""
         raise ConsoleNotSupported(f"this hypervisor gives {domain_name} no {protocol} console")
+
+    # --- console output (nova's os-console-output) ----------------------------------------
+
+    @abc.abstractmethod
+    async def console_output(self, domain_name: str) -> str:
+        """What the server's guest printed on its serial console, across its boots: the end
+        of the log (``console_text``). The log outlives a stop (a stopped server shows how it
+        ended); a guest that printed nothing yet has an empty one. Raises ``DriverError`` when
+        the server is not on this host."""

@@ -47,7 +47,8 @@ def create_driver(
         "disk_gb": settings.host_disk_gb,
     }
     if (kind or driver_kind(settings)) == "fake":
-        return FakeDriver(**{k: v for k, v in overrides.items() if v is not None})
+        sizes = {k: v for k, v in overrides.items() if v is not None}
+        return FakeDriver(**sizes, instances_dir=settings.instances_dir)
     from compute_agent.virt.libvirt.driver import LibvirtDriver
 
     return LibvirtDriver(

@@ -14,21 +14,31 @@ driver tells its listener, as a hypervisor's lifecycle event would.
 Its guests have no displays of their own: an in-memory guest draws nothing. ``displays``
 says where the displays of this host's running guests are served, by protocol, when
 something serves them (a test's stand-in for QEMU's VNC server); empty, as by default, the
-hypervisor has no consoles, as nova's drivers without them answered.
+hypervisor has no consoles, as nova's drivers without them answered. What they print on
+their serial console is fake_guest.py's: each start of a guest logs its boot lines, kept with
+the domain (``FakeDomain.console``) until it is destroyed.
+
+Given an ``instances_dir``, it builds each server's config drive there as the libvirt driver
+does (``<instances_dir>/<server id>/disk.config``, compute_agent/config_drive.py: the same
+code), at each start of the guest, and removes it with the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.messages import ConsoleProtocol, HostCapacity, InstanceSpec, NetworkAddress
 from shared.states import PowerState
 
+from .. import config_drive
+from . import fake_guest
 from .driver import (
     ComputeDriver,
     ConsoleEndpoint,
@@ -36,7 +46,14 @@ from .driver import (
     ConsoleNotSupported,
     ConsoleUnavailable,
     DriverError,
+    console_text,
+    server_id_of,
 )
+
+#: the console lines a fake domain keeps, its last (more than ``MAX_CONSOLE_BYTES`` of
+#: boot lines: the log answers as a real one would, and a simulated host that reboots its
+#: servers for days does not grow)
+CONSOLE_LINES = 4096
 
 
 @dataclass
@@ -46,13 +63,21 @@ class FakeDomain:
     instance: InstanceSpec
     power: PowerState = PowerState.RUNNING
     #: how many times it was started (created, rebooted, rebuilt, resized)
-    boots: int = 1
+    boots: int = 0
     admin_pass: str = ""
     last_action: uuid.UUID | None = None
     #: the network configuration last injected, and how often the guest was told to take
     #: its network up again
     network: tuple[NetworkAddress, ...] = ()
     network_resets: int = 0
+    #: what its guest printed on its serial console, line by line, across its boots
+    console: deque[str] = field(default_factory=lambda: deque(maxlen=CONSOLE_LINES))
+
+    def boot(self) -> None:
+        """The guest starts (again): it runs, and prints its boot on its console."""
+        self.boots += 1
+        self.power = PowerState.RUNNING
+        self.console.extend(fake_guest.boot_lines(self.instance))
 
 
 #: The fake hypervisors of this process by URI (``fake://<host>``), so that one can hand a
@@ -62,7 +87,14 @@ _HYPERVISORS: dict[str, FakeDriver] = {}
 
 
 class FakeDriver(ComputeDriver):
-    def __init__(self, *, vcpus: int = 16, ram_mb: int = 32768, disk_gb: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        vcpus: int = 16,
+        ram_mb: int = 32768,
+        disk_gb: int = 500,
+        instances_dir: Path | None = None,
+    ) -> None:
         self._capacity = HostCapacity(
             hypervisor_type="fake",
             hypervisor_uri="fake://",
@@ -79,6 +111,8 @@ class FakeDriver(ComputeDriver):
         self._listener: Callable[[str], None] | None = None
         #: where the displays of running guests are served, by protocol (none by default)
         self.displays: dict[ConsoleProtocol, ConsoleEndpoint] = {}
+        #: where servers' config drives are built (None: nowhere, the guest being in memory)
+        self.instances_dir = instances_dir
 
     # --- behaving like a troubled host ---------------------------------------------------
 
@@ -117,6 +151,34 @@ class FakeDriver(ComputeDriver):
             raise DriverError(f"server {domain_name} is not on this host")
         return domain
 
+    def drive_path(self, server_id: uuid.UUID) -> Path | None:
+        """Where the server's config drive is on this host (None: drives are not built)."""
+        if self.instances_dir is None:
+            return None
+        return self.instances_dir / str(server_id) / config_drive.FILE_NAME
+
+    def _build_drive(self, instance: InstanceSpec) -> None:
+        """The server's config drive as the guest about to boot reads it (fresh: a rebuild
+        delivers its own files); a few kilobytes, built in memory."""
+        path = self.drive_path(instance.server_id)
+        if path is not None and instance.has_config_drive:
+            config_drive.write(path, instance)
+
+    def _remove_drive(self, domain_name: str) -> None:
+        """The server left this host: its drive goes, unless another hypervisor of this
+        process that shares the directory runs it now (a migration between fake hosts)."""
+        server_id = server_id_of(domain_name)
+        path = None if server_id is None else self.drive_path(server_id)
+        if path is None:
+            return
+        for other in _HYPERVISORS.values():
+            sharing = other is not self and other.instances_dir == self.instances_dir
+            if sharing and (domain_name in other.domains or domain_name in other.arriving):
+                return
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # absent, or holding what is not the drive's
+            path.parent.rmdir()
+
     def _start(
         self,
         instance: InstanceSpec,
@@ -128,11 +190,14 @@ class FakeDriver(ComputeDriver):
         previous = self.domains.get(instance.domain_name)
         domain = FakeDomain(instance)
         if previous is not None:
-            domain.boots = previous.boots + 1
+            domain.boots = previous.boots
             domain.admin_pass = previous.admin_pass
             domain.last_action = previous.last_action
             domain.network = previous.network
             domain.network_resets = previous.network_resets
+            domain.console = previous.console
+        self._build_drive(instance)
+        domain.boot()
         if admin_pass is not None:
             domain.admin_pass = admin_pass
         if last_action is not None:
@@ -171,6 +236,7 @@ class FakeDriver(ComputeDriver):
     async def destroy(self, domain_name: str) -> None:
         await self._enter("destroy")
         self.domains.pop(domain_name, None)
+        self._remove_drive(domain_name)
 
     async def power_state(self, domain_name: str) -> PowerState:
         domain = self.domains.get(domain_name)
@@ -193,8 +259,7 @@ class FakeDriver(ComputeDriver):
         if domain is None:
             domain = self._start(instance)
         else:
-            domain.boots += 1
-            domain.power = PowerState.RUNNING
+            domain.boot()
         domain.last_action = action_id
         return domain.power
 
@@ -233,6 +298,7 @@ class FakeDriver(ComputeDriver):
         await self._enter("confirm_migration")
         if not same_host:
             self.domains.pop(domain_name, None)
+            self._remove_drive(domain_name)
 
     async def finish_revert_migration(self, instance: InstanceSpec) -> PowerState:
         await self._enter("finish_revert_migration")
@@ -246,6 +312,7 @@ class FakeDriver(ComputeDriver):
         await self._enter("prepare_live_migration")
         if instance.domain_name in self.domains:
             raise DriverError(f"server {instance.domain_name} is on this host already")
+        self._build_drive(instance)  # the running guest keeps reading its drive here
         self.arriving.add(instance.domain_name)
 
     async def live_migrate(
@@ -282,6 +349,7 @@ class FakeDriver(ComputeDriver):
     ) -> None:
         await self._enter("clean_up_live_migration")
         self.domains.pop(instance.domain_name, None)
+        self._remove_drive(instance.domain_name)
 
     async def recover_live_migration(self, instance: InstanceSpec) -> PowerState:
         await self._enter("recover_live_migration")
@@ -295,6 +363,7 @@ class FakeDriver(ComputeDriver):
         await self._enter("roll_back_live_migration")
         self.arriving.discard(instance.domain_name)
         self.domains.pop(instance.domain_name, None)
+        self._remove_drive(instance.domain_name)
 
     # --- admin actions -------------------------------------------------------------------
 
@@ -341,8 +410,7 @@ class FakeDriver(ComputeDriver):
             return self._start(instance).power
         if domain.power is not PowerState.RUNNING:
             _require(domain, instance.domain_name, PowerState.SHUTDOWN, "power on")
-            domain.boots += 1
-            domain.power = PowerState.RUNNING
+            domain.boot()
         return domain.power
 
     async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:
@@ -380,6 +448,12 @@ class FakeDriver(ComputeDriver):
         if endpoint is None:
             raise ConsoleUnavailable(f"the fake hypervisor serves no {protocol} console")
         return endpoint
+
+    async def console_output(self, domain_name: str) -> str:
+        """What the guest printed (its boots, fake_guest.py), a line end after each line."""
+        await self._enter("console_output")
+        lines = self._domain(domain_name).console
+        return console_text("".join(f"{line}\n" for line in lines).encode())
 
 
 def _require(domain: FakeDomain, name: str, power: PowerState, operation: str) -> None:

@@ -85,6 +85,8 @@ class Server(Row):
     locked_by_role: str | None = None
     #: the name of the key pair given on create (None: none)
     key_name: str | None = None
+    #: whether the create asked for a config drive (os-config-drive's ``config_drive``)
+    config_drive: bool = False
 
 
 #: The columns of ``servers`` a ``LockedServer`` holds, for the queries that lock one.

@@ -23,7 +23,7 @@ from shared.db.records import (
     StateCount,
 )
 from shared.db.sql import Params, Where
-from shared.messages import Fault
+from shared.messages import Fault, GuestData, InjectedFile
 from shared.states import TaskState, VmState
 
 #: A server with everything its API representation needs, in one round trip.
@@ -31,7 +31,7 @@ _SELECT = """
 SELECT s.id, s.tenant_id, s.user_id, s.name, s.image_id, s.flavor_id, s.vcpus, s.ram_mb,
        s.disk_gb, s.vm_state, s.task_state, s.power_state, s.host, s.progress, s.access_ipv4,
        s.access_ipv6, s.locked, s.version, s.created_at, s.updated_at, s.launched_at,
-       s.deleted_at, s.locked_by_role, s.key_name,
+       s.deleted_at, s.locked_by_role, s.key_name, s.config_drive,
        COALESCE((SELECT jsonb_object_agg(m.key, m.value) FROM server_metadata m
                   WHERE m.server_id = s.id), '{}'::jsonb) AS metadata,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('network', a.network,
@@ -71,6 +71,25 @@ class NewServer:
     #: the reservation of the create request it came from (every server of a multiple
     #: create shares it; nova's ``reservation_id``)
     reservation_id: str | None = None
+    #: what its config drive delivers (the key above too): shared/messages.py ``GuestData``
+    config_drive: bool = False
+    user_data: str | None = None
+    injected_files: tuple[InjectedFile, ...] = ()
+    #: its index in its multiple create, from 0
+    launch_index: int = 0
+
+    @property
+    def guest(self) -> GuestData:
+        return GuestData(
+            project_id=self.tenant_id,
+            config_drive=self.config_drive,
+            files=self.injected_files,
+            user_data=self.user_data,
+            key_name=self.key_name,
+            key_data=self.key_data,
+            launch_index=self.launch_index,
+            reservation_id=self.reservation_id,
+        )
 
 
 async def insert(conn: Conn, server: NewServer) -> None:
@@ -78,9 +97,10 @@ async def insert(conn: Conn, server: NewServer) -> None:
     await conn.execute(
         """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
                                 disk_gb, vm_state, task_state, access_ipv4, access_ipv6,
-                                key_name, key_data, key_fingerprint, reservation_id)
+                                key_name, key_data, key_fingerprint, reservation_id,
+                                config_drive, user_data, injected_files, launch_index)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                   $17)""",
+                   $17, $18, $19, $20, $21)""",
         server.id,
         server.tenant_id,
         server.user_id,
@@ -98,6 +118,10 @@ async def insert(conn: Conn, server: NewServer) -> None:
         server.key_data,
         server.key_fingerprint,
         server.reservation_id,
+        server.config_drive,
+        server.user_data,
+        [injected.model_dump() for injected in server.injected_files],
+        server.launch_index,
     )
     if server.metadata:
         await conn.executemany(
@@ -115,6 +139,39 @@ async def get(conn: Executor, server_id: uuid.UUID, tenant_id: str | None) -> Se
         tenant_id,
     )
     return None if row is None else Server.from_record(row)
+
+
+async def guest_data(conn: Executor, server_id: uuid.UUID) -> GuestData:
+    """What the server's config drive delivers (a server that is gone delivers nothing)."""
+    row = await conn.fetchrow(
+        """SELECT tenant_id, config_drive, injected_files, user_data, key_name, key_data,
+                  launch_index, reservation_id
+             FROM servers WHERE id = $1""",
+        server_id,
+    )
+    if row is None:
+        return GuestData()
+    return GuestData(
+        project_id=row["tenant_id"],
+        config_drive=row["config_drive"],
+        files=tuple(InjectedFile.model_validate(f) for f in row["injected_files"]),
+        user_data=row["user_data"],
+        key_name=row["key_name"],
+        key_data=row["key_data"],
+        launch_index=row["launch_index"],
+        reservation_id=row["reservation_id"],
+    )
+
+
+async def set_injected_files(
+    conn: Executor, server_id: uuid.UUID, files: Sequence[InjectedFile]
+) -> None:
+    """A rebuild's personality: the files the server's drive delivers from now on."""
+    await conn.execute(
+        "UPDATE servers SET injected_files = $2 WHERE id = $1",
+        server_id,
+        [injected.model_dump() for injected in files],
+    )
 
 
 async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> LockedServer | None:

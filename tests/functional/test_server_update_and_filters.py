@@ -55,8 +55,9 @@ async def test_rename_answers_the_whole_updated_server(
     updated = reply.body["server"]
     assert updated["name"] == "new-server-test"
     # the full representation (Ex 2.16), without show's extension members (OS-EXT-STS,
-    # os-keypairs' key_name)
-    plain = {k: v for k, v in server.items() if not k.startswith("OS-EXT-") and k != "key_name"}
+    # os-keypairs' key_name, os-config-drive's config_drive)
+    extensions = ("key_name", "config_drive")
+    plain = {k: v for k, v in server.items() if not k.startswith("OS-EXT-") and k not in extensions}
     assert set(updated) == set(plain)
     assert {k: v for k, v in updated.items() if k not in ("name", "updated")} == {
         k: v for k, v in plain.items() if k not in ("name", "updated")

@@ -15,14 +15,14 @@ from api_gateway.compute import quotas
 from api_gateway.compute.actions.plan import Locked, OnItsHost, gathered
 from api_gateway.compute.checks import check_fits
 from api_gateway.compute.passwords import generate_password
-from api_gateway.compute.specs import instance_spec
+from api_gateway.compute.specs import injected_files, instance_spec
 from api_gateway.context import RequestContext
 from api_gateway.schemas import server_actions as schema
 from shared.db import metadata as metadata_db
 from shared.db import servers
 from shared.db.pool import Conn
 from shared.db.records import Image, Server
-from shared.messages import InstanceSpec
+from shared.messages import InjectedFile, InstanceSpec
 from shared.rpcapi import ComputeClient, Envelope
 from shared.states import TaskState
 
@@ -38,9 +38,11 @@ class _Labels:
     progress: int
     fields: dict[str, str]
     metadata: dict[str, str]
+    #: the personality files its config drive delivered
+    files: tuple[InjectedFile, ...]
 
     @classmethod
-    def of(cls, server: Server) -> _Labels:
+    def of(cls, server: Server, files: tuple[InjectedFile, ...]) -> _Labels:
         return cls(
             image_id=server.image_id,
             progress=server.progress,
@@ -50,6 +52,7 @@ class _Labels:
                 "access_ipv6": server.access_ipv6,
             },
             metadata=dict(server.metadata),
+            files=files,
         )
 
 
@@ -81,9 +84,13 @@ class Rebuild(OnItsHost):
         image = gathered(self.image)
         check_fits(locked.row, image)
         before = await locked.server()
-        self._previous = _Labels.of(before)
         server_id = locked.row.id
+        guest = await servers.guest_data(locked.conn, server_id)
+        self._previous = _Labels.of(before, guest.files)
         await servers.set_image(locked.conn, server_id, image.id, progress=0)
+        # the rebuilt server's drive delivers the rebuild's files (nova's injected_files)
+        files = injected_files(self.request.personality)
+        await servers.set_injected_files(locked.conn, server_id, files)
         changes = self.request.access_changes()
         if self.request.name is not None:
             changes["name"] = self.request.name
@@ -112,6 +119,7 @@ class Rebuild(OnItsHost):
             return
         await servers.set_image(conn, server_id, previous.image_id, progress=previous.progress)
         await servers.update_fields(conn, server_id, previous.fields)
+        await servers.set_injected_files(conn, server_id, previous.files)
         current = await metadata_db.read(conn, metadata_db.Table.SERVER, server_id)
         await metadata_db.write(
             conn, metadata_db.Table.SERVER, server_id, current, previous.metadata

@@ -16,11 +16,13 @@ store. A file that another host may be using (an instances directory shared betw
 destination's copy) is removed only by the host that owns it (the ``.host`` and
 ``.arriving`` marks).
 
-libvirt's test hypervisor reads no files: its driver uses ``NoDisks``, which makes none.
+libvirt's test hypervisor reads no files: its driver uses ``NoDisks``, which makes none; the
+one file such a server has is the console log its driver writes (console_log.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from compute_agent import config_drive
 from compute_agent.virt.driver import DriverError
 from compute_agent.virt.libvirt.images import ImageStore
 from shared.messages import InstanceSpec
@@ -199,6 +202,10 @@ class InstanceFiles:
         return self.dir / "console.log"
 
     @property
+    def config_drive(self) -> Path:
+        return self.dir / config_drive.FILE_NAME
+
+    @property
     def arriving(self) -> Path:
         return self.dir / ".arriving"
 
@@ -268,7 +275,8 @@ class Disks(Protocol):
 
 
 class NoDisks:
-    """libvirt's test hypervisor reads no files: nothing is made, nothing removed."""
+    """libvirt's test hypervisor reads no files: nothing is made, and only the console log
+    the driver writes for its guest is removed."""
 
     def __init__(self, instances_dir: Path) -> None:
         self.instances_dir = instances_dir
@@ -286,7 +294,13 @@ class NoDisks:
         """The test hypervisor boots without a disk."""
 
     def remove(self, server_id: uuid.UUID) -> None:
-        """No file was made."""
+        """The console log and config drive the driver wrote, and their directory once
+        empty."""
+        files = self.files(server_id)
+        files.console.unlink(missing_ok=True)
+        files.config_drive.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # absent, or holding what is not ours
+            files.dir.rmdir()
 
     def stash_original(self, server_id: uuid.UUID, *, hand_over: bool) -> Path:
         return self.files(server_id).disk

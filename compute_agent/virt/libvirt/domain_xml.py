@@ -32,6 +32,8 @@ GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 #: the device name of the root disk in the guest
 ROOT_TARGET = "vda"
+#: the config drive's device (a CD-ROM on the SATA bus)
+CONFIG_DRIVE_TARGET = "sda"
 
 
 def build(
@@ -40,6 +42,7 @@ def build(
     domain_type: str,
     disk_path: Path,
     console_log: Path | None = None,
+    config_drive: Path | None = None,
     boot: BootFiles | None = None,
     network: str = "",
     cache: str = "none",
@@ -48,9 +51,9 @@ def build(
 ) -> str:
     """The ``<domain>`` document for ``instance`` on a hypervisor of ``domain_type`` (``kvm``,
     ``qemu``, or ``test``), its root disk at ``disk_path``, its console logged to
-    ``console_log``; on the libvirt ``network`` (empty: QEMU's user-mode networking); with a
-    display of each protocol of ``displays`` (``vnc``, ``spice``) listening on
-    ``display_listen``."""
+    ``console_log``, its config drive (if any) at ``config_drive``; on the libvirt
+    ``network`` (empty: QEMU's user-mode networking); with a display of each protocol of
+    ``displays`` (``vnc``, ``spice``) listening on ``display_listen``."""
     domain = ET.Element("domain", type=domain_type)
     ET.SubElement(domain, "name").text = instance.domain_name
     ET.SubElement(domain, "uuid").text = str(instance.server_id)
@@ -67,6 +70,8 @@ def build(
     ET.SubElement(domain, "on_crash").text = "destroy"
     devices = ET.SubElement(domain, "devices")
     _root_disk(devices, disk_path, cache)
+    if config_drive is not None:
+        _config_drive(devices, config_drive)
     _nic(devices, instance.server_id, network)
     _console(devices, console_log)
     channel = ET.SubElement(devices, "channel", type="unix")
@@ -107,6 +112,18 @@ def _root_disk(devices: ET.Element, disk_path: Path, cache: str) -> None:
     ET.SubElement(disk, "driver", name="qemu", type="qcow2", cache=cache)
     ET.SubElement(disk, "source", file=str(disk_path))
     ET.SubElement(disk, "target", dev=ROOT_TARGET, bus="virtio")
+
+
+def _config_drive(devices: ET.Element, path: Path) -> None:
+    """The config drive as nova attaches it: a read-only CD-ROM, on SATA (which libvirt
+    gives a controller on the ``pc`` machine type as on ``q35``), where the guest looks for
+    the ``config-2`` label (deploy/guest/README.md). Read-only, a block migration leaves it
+    out: the destination builds its own copy first."""
+    disk = ET.SubElement(devices, "disk", type="file", device="cdrom")
+    ET.SubElement(disk, "driver", name="qemu", type="raw")
+    ET.SubElement(disk, "source", file=str(path))
+    ET.SubElement(disk, "target", dev=CONFIG_DRIVE_TARGET, bus="sata")
+    ET.SubElement(disk, "readonly")
 
 
 def mac_address(server_id: uuid.UUID) -> str:

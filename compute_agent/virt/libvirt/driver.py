@@ -11,7 +11,9 @@ Every operation is done for real: reboots through ACPI, snapshots while the gues
 (migration.py), passwords and network files through the guest agent (guest_agent.py).
 
 With a ``test://`` URI (libvirt's in-process test hypervisor) the driver runs the same code
-paths; the hypervisor just does not read the disk files, so none are made (``NoDisks``).
+paths; the hypervisor just does not read the disk files, so none are made (``NoDisks``). Its
+guests print nothing either: the driver itself logs what a booting guest prints
+(fake_guest.py) to the server's console log at every start of its domain (``_booted``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from compute_agent import config_drive
 from compute_agent.image_cache import ImageCache
+from compute_agent.virt import fake_guest
 from compute_agent.virt.driver import (
     DOMAIN_PREFIX,
     ComputeDriver,
@@ -39,6 +43,7 @@ from compute_agent.virt.driver import (
     server_id_of,
 )
 from compute_agent.virt.libvirt import (
+    console_log,
     consoles,
     domain_xml,
     events,
@@ -248,6 +253,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             domain_type=self._domain_type,
             disk_path=files.disk,
             console_log=files.console,
+            config_drive=self._config_drive(instance),
             boot=self._boot_files(instance),
             network=self.network,
             cache=self._disks.cache_mode(),
@@ -255,6 +261,18 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             display_listen=self.display_listen,
         )
         return self._conn.defineXML(xml)
+
+    def _config_drive(self, instance: InstanceSpec) -> Path | None:
+        """The server's config drive (None: it gets none), built here when this host has
+        none of it yet: a new server, a migration's destination (the drive is made again
+        from the spec, never carried along). One there already is kept: a running guest
+        may be reading it."""
+        if not instance.has_config_drive:
+            return None
+        path = self._disks.files(instance.server_id).config_drive
+        if not path.exists():
+            config_drive.write(path, instance)
+        return path
 
     def _define_with_disk(self, instance: InstanceSpec) -> Any:
         """The server's root disk (made if missing), then its domain defined."""
@@ -278,6 +296,19 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
 
     def _state(self, dom: Any) -> PowerState:
         return _power(dom)
+
+    def _booted(self, instance: InstanceSpec) -> None:
+        """The domain of ``instance`` has just been started afresh (not resumed from saved
+        memory): on the test hypervisor, whose guests print nothing, log what a booting
+        guest prints; a real guest prints its own boot. A log that cannot be written costs
+        the log, not the boot."""
+        if not self._is_test:
+            return
+        path = self._disks.files(instance.server_id).console
+        try:
+            console_log.append(path, fake_guest.boot_lines(instance))
+        except OSError as exc:
+            log.warning("cannot log the boot of %s to %s: %s", instance.domain_name, path, exc)
 
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T:
         """Run ``call`` in a worker thread; a libvirt error becomes a ``DriverError``."""
@@ -317,6 +348,19 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             self.display_address,
         )
 
+    async def console_output(self, domain_name: str) -> str:
+        """The end of the server's console log: its guest's serial port's, which its domain
+        appends to (``InstanceFiles.console``; the test hypervisor's, ``_booted``)."""
+        server_id = server_id_of(domain_name)
+        if server_id is None:
+            raise DriverError(f"{domain_name} is not a server's domain")
+        await self._blocking("find the server", self._lookup, domain_name)
+        path = self._disks.files(server_id).console
+        try:
+            return await asyncio.to_thread(console_log.read_end, path)
+        except OSError as exc:
+            raise DriverError(f"cannot read the console log of {domain_name}: {exc}") from exc
+
     # --- building and removing -----------------------------------------------------------
 
     async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
@@ -332,6 +376,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         dom = self._find(instance.domain_name) or self._define_with_disk(instance)
         if not dom.isActive():
             dom.create()
+            self._booted(instance)
         return _power(dom)
 
     async def destroy(self, domain_name: str) -> None:
@@ -390,6 +435,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             return _power(dom)
         if dom is None or hard or not dom.isActive() or not self._soft_reboot(dom):
             dom = self._power_cycle(instance, dom)
+        self._booted(instance)
         marks.record(dom, action_id)
         return _power(dom)
 
@@ -458,8 +504,11 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         if dom is not None:
             self._undefine(dom)
         self._disks.replace_root(instance)
+        # a new drive too: the rebuild's files, the server's name and metadata as they are now
+        self._disks.files(instance.server_id).config_drive.unlink(missing_ok=True)
         dom = self._define(instance)
         dom.create()
+        self._booted(instance)
         marks.record(dom, action_id)
         return _power(dom)
 
@@ -569,6 +618,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         dom = self._find(instance.domain_name) or self._define_with_disk(instance)
         if not dom.isActive():
             dom.create()
+            self._booted(instance)
         return _power(dom)
 
     async def inject_network_info(self, domain_name: str, addresses: list[NetworkAddress]) -> None:

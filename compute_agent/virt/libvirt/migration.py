@@ -224,6 +224,10 @@ class _Driver(Protocol):
 
     def _undefine(self, dom: Any) -> None: ...
 
+    def _booted(self, instance: InstanceSpec) -> None: ...
+
+    def _config_drive(self, instance: InstanceSpec) -> Path | None: ...
+
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T: ...
 
     async def capacity(self) -> HostCapacity: ...
@@ -293,6 +297,7 @@ def _prepare(
             f"server ({flavor.vcpus} vCPUs, {flavor.ram_mb} MB)"
         )
     host._disks.prepare_arrival(instance, block_migration=block_migration)
+    host._config_drive(instance)  # the guest keeps reading its drive, here from now on
     if not host._is_test:
         announce_arrival(host._conn, instance, host._disks.files(instance.server_id).dir)
 
@@ -338,6 +343,7 @@ def _recover(host: _Driver, instance: InstanceSpec) -> PowerState:
         dom.resume()
     elif not dom.isActive():
         dom.create()
+        host._booted(instance)
     return PowerState.RUNNING
 
 

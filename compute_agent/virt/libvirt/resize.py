@@ -62,6 +62,8 @@ class _Host(Protocol):
 
     def _state(self, dom: Any) -> PowerState: ...
 
+    def _booted(self, instance: InstanceSpec) -> None: ...
+
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T: ...
 
 
@@ -103,6 +105,7 @@ def _migrate_disk(host: _Host, instance: InstanceSpec, dest_host: str) -> PowerS
         _point_definition(dom, files.resize_dir, files.dir)
         if was_running and not dom.isActive():
             dom.create()
+            host._booted(instance)
         raise
     return host._state(dom)
 
@@ -138,6 +141,7 @@ def _finish(host: _Host, instance: InstanceSpec, same_host: bool) -> PowerState:
         host._disks.take_over(instance, same_host=same_host)
         dom = host._define(instance)
         dom.create()
+        host._booted(instance)
     except (libvirt.libvirtError, DriverError):
         if not same_host:
             host._destroy(instance.domain_name)
@@ -168,4 +172,5 @@ def _revert(host: _Host, instance: InstanceSpec) -> PowerState:
     host._disks.restore_original(instance.server_id)
     dom = host._define(instance)
     dom.create()
+    host._booted(instance)
     return host._state(dom)
