@@ -90,8 +90,8 @@ def _config_drive(instance: InstanceSpec) -> list[str]:
         if injected.path in GUEST_FILES:
             lines.append(f"{say} backup {injected.path}.bak.{now}")
         lines.append(f"{say} file {injected.path} 440 root:root")
-    if instance.guest.key_data:
-        lines.append(f"{say} authorized_keys {instance.guest.key_data}")
+    if instance.guest.key_data:  # a line of authorized_keys, read back
+        lines.append(f"{say} authorized_keys {instance.guest.key_data.strip()}")
     if instance.guest.user_data is not None:
         script = base64.b64decode("".join(instance.guest.user_data.split()))
         ran = "not run by the fake guest" if script.startswith(b"#!") else "not a script"

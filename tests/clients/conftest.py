@@ -39,9 +39,15 @@ HOSTS = (f"{HOST}-1", f"{HOST}-2")
 
 
 @pytest.fixture(scope="session")
-def stratus_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stratus_up_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory of ``stratus_up`` (its hosts' instance directories are under it)."""
+    return tmp_path_factory.mktemp("stratus-up")
+
+
+@pytest.fixture(scope="session")
+def stratus_up(stratus_up_data: Path) -> Iterator[str]:
     """The endpoint of a `stratus up` on a data directory of its own."""
-    data = tmp_path_factory.mktemp("stratus-up")
+    data = stratus_up_data
     port = free_port()
     env = {
         **os.environ,
