@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from shared.image_data.s3 import S3ImageData
 from tests.support.missing import unavailable
 from tests.support.radosgw import RADOSGW, RadosGateway, S3Account, missing_programs
 
@@ -23,3 +25,16 @@ def radosgw() -> Iterator[S3Account]:
         yield gateway.start()
     finally:
         gateway.close()
+
+
+async def new_bucket(account: S3Account) -> S3ImageData:
+    """A store on a new bucket of ``account`` (close it with ``aclose``)."""
+    store = S3ImageData(
+        f"images-{uuid.uuid4().hex[:10]}",
+        endpoint_url=account.endpoint,
+        access_key=account.access_key,
+        secret_key=account.secret_key,
+        region=account.region,
+    )
+    await (await store.client()).create_bucket(Bucket=store.bucket)
+    return store

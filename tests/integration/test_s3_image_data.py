@@ -18,6 +18,7 @@ from types_aiobotocore_s3 import S3Client
 
 from shared.image_data import TooLarge
 from shared.image_data.s3 import PART_SIZE, S3ImageData
+from tests.integration.conftest import new_bucket
 from tests.support.radosgw import S3Account
 
 pytestmark = pytest.mark.integration
@@ -27,15 +28,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="session")
 async def store(radosgw: S3Account) -> AsyncIterator[S3ImageData]:
-    the_store = S3ImageData(
-        f"stratus-images-{uuid.uuid4().hex[:8]}",
-        endpoint_url=radosgw.endpoint,
-        access_key=radosgw.access_key,
-        secret_key=radosgw.secret_key,
-        region=radosgw.region,
-    )
-    s3 = await the_store.client()
-    await s3.create_bucket(Bucket=the_store.bucket)
+    the_store = await new_bucket(radosgw)
     yield the_store
     await the_store.aclose()
 

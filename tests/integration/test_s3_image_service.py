@@ -19,6 +19,7 @@ from api_gateway.image_purge import purge_deleted_image_data
 from shared.image_data.s3 import S3ImageData
 from stratus import cli
 from stratus.system import System
+from tests.integration.conftest import new_bucket
 from tests.support.client import ComputeClient
 from tests.support.gateway import gateway_of_its_own
 from tests.support.image_service import uploaded_image
@@ -32,14 +33,7 @@ DATA = os.urandom(9 << 20) + b"the end"  # more than one part: a multipart uploa
 @pytest.fixture
 async def bucket(radosgw: S3Account) -> AsyncIterator[S3ImageData]:
     """A new bucket, and a store on it to look into it with."""
-    store = S3ImageData(
-        f"images-{uuid.uuid4().hex[:10]}",
-        endpoint_url=radosgw.endpoint,
-        access_key=radosgw.access_key,
-        secret_key=radosgw.secret_key,
-        region=radosgw.region,
-    )
-    await (await store.client()).create_bucket(Bucket=store.bucket)
+    store = await new_bucket(radosgw)
     yield store
     await store.aclose()
 
