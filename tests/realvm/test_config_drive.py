@@ -8,6 +8,7 @@ guest reads it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -15,6 +16,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests.clients.cli import openstack
+from tests.clients.conftest import noauth_cloud
 from tests.realvm.cluster import BOOT_TIMEOUT_S, Mark, RealCluster
 from tests.support.client import ComputeClient
 from tests.support.config_drive import read_drive
@@ -110,7 +115,7 @@ def live(host: str) -> dict[str, Any]:
 
 
 async def test_a_config_drive_delivers_files_key_and_script_across_migrations(
-    api: ComputeClient, admin: ComputeClient, realvm: RealCluster
+    api: ComputeClient, admin: ComputeClient, realvm: RealCluster, tmp_path: Path
 ) -> None:
     cluster = realvm
     reply = await api.post("/os-keypairs", {"keypair": {"name": "rv-key", "public_key": KEY}})
@@ -150,6 +155,12 @@ async def test_a_config_drive_delivers_files_key_and_script_across_migrations(
     assert 0 < len(tail.splitlines()) <= 5, tail
     # (the log as nova gave it: without control characters but tab and newline)
     assert tail in CONTROL.sub("", await cluster.console_since(server_id)), tail
+    # and as people read it: `openstack console log show`
+    clouds = tmp_path / "clouds.yaml"
+    cloud = noauth_cloud(api.url, api.tenant, "alice")
+    clouds.write_text(yaml.safe_dump({"clouds": {"alice": cloud}}))
+    shown = await asyncio.to_thread(openstack, clouds, "alice", "console", "log", "show", server_id)
+    assert delivery(shown) == lines and cluster.guest.login_prompt in shown, shown
 
     # a cold migration: the guest boots on the other host, from a drive built there
     mark = await cluster.mark(server_id)
