@@ -159,10 +159,15 @@ class FakeDriver(ComputeDriver):
 
     def _build_drive(self, instance: InstanceSpec) -> None:
         """The server's config drive as the guest about to boot reads it (fresh: a rebuild
-        delivers its own files); a few kilobytes, built in memory."""
+        delivers its own files, and one that leaves nothing to deliver, no drive); a few
+        kilobytes, built in memory."""
         path = self.drive_path(instance.server_id)
-        if path is not None and instance.has_config_drive:
+        if path is None:
+            return
+        if instance.has_config_drive:
             config_drive.write(path, instance)
+        else:
+            path.unlink(missing_ok=True)
 
     def _remove_drive(self, domain_name: str) -> None:
         """The server left this host: its drive goes, unless another hypervisor of this
