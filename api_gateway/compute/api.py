@@ -35,6 +35,7 @@ from api_gateway.compute.transactions import Transactions
 from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import rpcapi
+from shared.bus import PublishFailed
 from shared.db import actions, flavors, hosts, images, keypairs, servers
 from shared.db import metadata as metadata_db
 from shared.db.abandon import delete_locally
@@ -42,7 +43,7 @@ from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.db.records import Flavor, Image, Keypair, LockedServer, Server, ServerEntry
 from shared.db.servers import ServerFilters
-from shared.errors import Invalid, NotFound
+from shared.errors import Invalid, NotFound, ServiceUnavailable
 from shared.rpcapi import Envelope
 from shared.states import ACTIONS, TaskState
 
@@ -195,9 +196,18 @@ class ComputeAPI(Transactions):
             ]
             envelopes = [await self._insert(conn, ctx, server) for server in batch]
 
+        placed: dict[str, list[uuid.UUID]] = {}
+
         async def forget(conn: Conn) -> None:
+            """Take the batch back: a build the broker took may have been placed (even
+            built) already, so each server is deleted as one whose host cannot be asked,
+            its claim and addresses given back, and its host told to destroy it below."""
             for server in batch:
-                await servers.mark_deleted(conn, server.id)
+                row = await servers.lock(conn, server.id, None)
+                if row is not None:
+                    if row.host is not None:
+                        placed.setdefault(row.host, []).append(row.id)
+                    await delete_locally(conn, row)
 
         admin_pass = request.admin_pass or generate_password()
         conductor = self.clients.conductor()
@@ -207,13 +217,27 @@ class ComputeAPI(Transactions):
             )
             for server, env in zip(batch, envelopes, strict=True)
         ]
-        await self.send_all_or_undo(
-            list(zip(builds, envelopes, strict=True)),
-            what="build",
-            undo=forget,
-            refusal="The build could not be queued; try again later.",
-        )
+        try:
+            await self.send_all_or_undo(
+                list(zip(builds, envelopes, strict=True)),
+                what="build",
+                undo=forget,
+                refusal="The build could not be queued; try again later.",
+            )
+        except ServiceUnavailable:
+            await self._purge(placed)
+            raise
         return CreatedServers([server.id for server in batch], admin_pass, reservation_id)
+
+    async def _purge(self, placed: dict[str, list[uuid.UUID]]) -> None:
+        """Ask each host to destroy the servers of a taken-back batch it may have built. The
+        broker may refuse this too: then the host's next report has the conductor purge them
+        (conductor/reconcile.py), as it does any deleted server's domain."""
+        for host, server_ids in placed.items():
+            try:
+                await self.clients.compute(host).purge_servers(server_ids)
+            except PublishFailed as exc:
+                log.warning("cannot ask %s to destroy %s now: %s", host, server_ids, exc)
 
     async def _insert(self, conn: Conn, ctx: RequestContext, server: servers.NewServer) -> Envelope:
         """Insert a new server and its create action; the envelope of its build."""

@@ -127,9 +127,8 @@ class Transactions:
             async with self.pool.acquire() as conn, conn.transaction():
                 await undo(conn)
                 for _, envelope in commands:
-                    await actions.finish(
-                        conn, envelope.action_id, success=False, message=str(refused[0])
-                    )
+                    # even one a host finished already: the request took it back
+                    await actions.fail(conn, envelope.action_id, str(refused[0]))
             raise ServiceUnavailable(refusal) from refused[0]
         for result in results:
             if isinstance(result, BaseException):

@@ -43,6 +43,18 @@ async def finish(
     )
 
 
+async def fail(conn: Executor, action_id: uuid.UUID, message: str) -> None:
+    """Close an action as failed whatever it came to: what it did was taken back (a
+    multiple create the broker refused in part, whose first build may have finished)."""
+    await conn.execute(
+        """UPDATE actions SET result = 'error', message = $2,
+                              finished_at = COALESCE(finished_at, now())
+            WHERE id = $1""",
+        action_id,
+        message,
+    )
+
+
 async def is_pending(conn: Executor, action_id: uuid.UUID) -> bool:
     """Is the action still under way (recorded, not closed)?"""
     return bool(

@@ -4,8 +4,10 @@ usable as a list filter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -206,12 +208,51 @@ async def test_a_batch_the_broker_refuses_in_part_is_taken_back_whole(
     assert [f["result"] for f in failed] == ["error"] * 3
     assert (await api.get("/servers")).body["servers"] == []
 
-    # the build that went out is handled before a later one (the conductor takes its queue in
-    # order): once a later server is ACTIVE, the batch's build has been dropped or undone
-    later = await api.create_server("later", IMAGE)
-    await api.wait_for_status(later.body["server"]["id"], "ACTIVE")
-    assert await _domains_of(system, {r["id"] for r in rows}) == set()
-    await api.delete_and_wait(later.body["server"]["id"])
+    # the build that went out was dropped (its server gone), or, had it been built before the
+    # refusal came, its host was told to destroy it
+    await _until_no_domains(system, {r["id"] for r in rows})
+
+
+async def _until_no_domains(system: System, server_ids: set[uuid.UUID]) -> None:
+    """Wait (10 s at most) until no host holds a domain of ``server_ids``."""
+    deadline = time.monotonic() + 10
+    while held := await _domains_of(system, server_ids):
+        assert time.monotonic() < deadline, f"still held: {held}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_batch_whose_first_server_was_built_before_the_refusal_is_taken_back(
+    system: System, http: aiohttp.ClientSession, tmp_path: Path, api: ComputeClient
+) -> None:
+    """The broker takes the first build and nacks the second only once the first server is
+    ACTIVE (a slow nack): the request is still 503, the built server is destroyed on its
+    host, its claim given back, and every create action says error."""
+    assert system.bus is not None and system.pool is not None
+    pool = system.pool
+    usage = "SELECT vcpus_used, ram_mb_used, disk_gb_used FROM compute_hosts ORDER BY name"
+    before = [tuple(r) for r in await pool.fetch(usage)]
+
+    async def first_built() -> None:
+        deadline = time.monotonic() + 30
+        query = "SELECT 1 FROM servers WHERE tenant_id = $1 AND vm_state = 'active'"
+        while not await pool.fetchval(query, api.tenant):
+            assert time.monotonic() < deadline, "the first server of the batch never ran"
+            await asyncio.sleep(0.05)
+
+    broker = RefusingBroker(system.bus, take=1, before_refusing=first_built)
+    app = create_app(conftest.test_settings(tmp_path), pool=pool, bus=broker.as_bus())
+    async with serving(app) as url:
+        member = ComputeClient(http, url, api.tenant, "alice")
+        refused = await member.create_server("built", IMAGE, min_count=2, max_count=2)
+    assert refused.status == 503, refused
+    rows = await pool.fetch("SELECT id, deleted_at FROM servers WHERE tenant_id = $1", api.tenant)
+    assert len(rows) == 2 and all(r["deleted_at"] is not None for r in rows), rows
+    results = await pool.fetch(
+        "SELECT result FROM actions WHERE server_id = ANY($1::uuid[])", [r["id"] for r in rows]
+    )
+    assert [r["result"] for r in results] == ["error", "error"]
+    await _until_no_domains(system, {r["id"] for r in rows})
+    assert [tuple(r) for r in await pool.fetch(usage)] == before
 
 
 @pytest.mark.parametrize("with_reservation", [False, True])
