@@ -338,6 +338,7 @@ ERROR_SERVER_ALLOW = allowances(
         "image.links",
         "flavor.links",
         "key_name",
+        "config_drive",
     ),
     missing=("progress", "fault.details"),
     extra_rels=("self", "bookmark"),

@@ -73,8 +73,9 @@ PAGE_ALLOW = allowances(extra_rels=("bookmark",))
 FLAVOR_ALLOW = allowances(extra=("swap", "rxtx_factor"))
 
 #: ``progress`` is shown in ACTIVE, BUILD, REBUILD, RESIZE and VERIFY_RESIZE only (nova's rule);
-#: show and detail carry os-keypairs' ``key_name``, which has no prefix (docs/compatibility.md)
-SERVER_ALLOW = allowances(missing=("progress",), extra=("key_name",))
+#: show and detail carry os-keypairs' ``key_name`` and os-config-drive's ``config_drive``,
+#: which have no prefix (docs/compatibility.md)
+SERVER_ALLOW = allowances(missing=("progress",), extra=("key_name", "config_drive"))
 
 #: Samples of chapters 1–2 that no request can reproduce, and why (docs/compatibility.md
 #: gives the same list).
