@@ -1,5 +1,5 @@
 """docker-compose.yml, deploy/proxy/haproxy.cfg and deploy/k8s/ are valid and agree with the
-code, checked offline (no Docker daemon or cluster here):
+code, checked offline (tests/compose starts the compose file for real where Docker is there):
 
 * schemas: the Compose Specification's JSON schema (the copy check-jsonschema ships) and the
   Kubernetes API's (kubernetes-validate, strict: unknown fields are errors), each first shown
@@ -9,7 +9,10 @@ code, checked offline (no Docker daemon or cluster here):
   accepts, and settings (resolved from its environment, ConfigMaps and Secrets) that load and
   hold what its role needs (agents never the database); health checks and probes ask /healthz
   and /readyz on the port the role serves them on; Prometheus scrapes exactly those ports; the
-  proxy balances over exactly the compose gateways.
+  proxy balances over exactly the compose gateways;
+* CI's variant (docker-compose.ci.yml over docker-compose.yml, deploy/ci/haproxy.cfg): every
+  service on the host's network, bound to loopback on ports of its own, clear of the
+  machine's own PostgreSQL and RabbitMQ and the same ones tests/compose talks to.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ import yaml
 from api_gateway.auth.exposure import check_exposure, is_loopback
 from shared.config import Settings
 from stratus import cli
+from tests.compose import deployment as compose_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_CI = ROOT / "docker-compose.ci.yml"
 HAPROXY = ROOT / "deploy" / "proxy" / "haproxy.cfg"
+HAPROXY_CI = ROOT / "deploy" / "ci" / "haproxy.cfg"
+COMPOSE_IMAGES = ROOT / "deploy" / "ci" / "compose-images.sh"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
@@ -189,11 +196,12 @@ def test_kustomize_builds_the_manifests_into_the_namespace() -> None:
             assert doc["metadata"]["namespace"] == "stratus", doc["metadata"]["name"]
 
 
-def test_haproxy_accepts_its_configuration() -> None:
+@pytest.mark.parametrize("config", [HAPROXY, HAPROXY_CI], ids=["compose", "ci"])
+def test_haproxy_accepts_its_configuration(config: Path) -> None:
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed: apt-get install haproxy")
     checked = subprocess.run(
-        ["haproxy", "-c", "-f", str(HAPROXY)], capture_output=True, text=True, check=False
+        ["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -359,9 +367,9 @@ def test_files_the_compose_file_mounts_are_in_the_repository() -> None:
             assert (ROOT / build["context"] / dockerfile).is_file(), name
 
 
-def haproxy_backend() -> tuple[list[str], dict[str, str]]:
+def haproxy_backend(config: Path = HAPROXY) -> tuple[list[str], dict[str, str]]:
     """The ``gateways`` backend's lines, and its servers (name -> address)."""
-    text = HAPROXY.read_text()
+    text = config.read_text()
     section = re.search(r"^backend gateways\n((?:[ \t]+.*\n|\n)*)", text, re.MULTILINE)
     assert section is not None
     lines = [line.strip() for line in section.group(1).splitlines() if line.strip()]
@@ -407,6 +415,187 @@ def test_prometheus_scrapes_every_compose_role_where_it_serves_metrics() -> None
     assert expected <= targets
     for target in targets - expected:
         assert target.split(":")[0] not in services or target.startswith("prometheus:"), target
+
+
+# --- docker-compose.ci.yml: CI's variant, on the host's network --------------------------------
+
+
+def compose_ci() -> Doc:
+    data: Doc = yaml.safe_load(COMPOSE_CI.read_text())
+    return data
+
+
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's merge of an override file, as far as these files use it: mappings merge key by
+    key, a service's volumes by their path in the container, any other list is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = merge(base[name], value, name) if name in base else value
+        return merged
+    if key == "volumes" and isinstance(base, list):
+        by_target = {str(v).split(":")[1]: v for v in base}
+        by_target.update({str(v).split(":")[1]: v for v in override})
+        return list(by_target.values())
+    return override
+
+
+def compose_ci_services() -> dict[str, Doc]:
+    """Every service as CI runs it: docker-compose.yml with docker-compose.ci.yml over it."""
+    services: dict[str, Doc] = merge(compose(), compose_ci())["services"]
+    return services
+
+
+def ci_stratus_services() -> Iterator[tuple[str, Doc, str]]:
+    for name, service in compose_ci_services().items():
+        if service.get("command") and service.get("image", "").startswith("stratus-ci:"):
+            yield name, service, role_of(service["command"])
+
+
+def test_the_ci_override_follows_the_compose_specification() -> None:
+    assert compose_errors(compose_ci()) == []
+    assert compose_errors(merge(compose(), compose_ci())) == []
+
+
+def test_docker_compose_accepts_the_ci_variant() -> None:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed: apt-get install docker-compose")
+    files = ["-f", str(COMPOSE), "-f", str(COMPOSE_CI)]
+    checked = subprocess.run(
+        ["docker-compose", *files, "--profile", "keystone", "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_ci_variant_runs_every_service_but_monitoring_on_the_host_network() -> None:
+    ci = compose_ci()["services"]
+    for name, service in compose()["services"].items():
+        if service.get("profiles") == ["monitoring"]:
+            assert name not in ci, name  # CI does not start the monitoring profile
+            continue
+        assert ci[name]["network_mode"] == "host", name
+
+
+def test_the_ci_images_are_built_on_the_ci_base_without_any_registry() -> None:
+    base = re.search(r"^BASE_IMAGE=(\S+):\$SUITE$", COMPOSE_IMAGES.read_text(), re.MULTILINE)
+    suite = re.search(r"^SUITE=(\S+)$", COMPOSE_IMAGES.read_text(), re.MULTILINE)
+    assert base and suite
+    services = compose_ci_services()
+    images = {f"{base.group(1)}:{suite.group(1)}"}
+    for name, service in services.items():
+        if service.get("profiles") == ["monitoring"]:
+            continue
+        build = service["build"]
+        assert build["args"]["BASE_IMAGE"] == f"{base.group(1)}:{suite.group(1)}", name
+        assert build["network"] == "host", f"{name}: the build has no bridge to use"
+        dockerfile = (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).read_text()
+        assert re.search(r"^ARG BASE_IMAGE=\S+$", dockerfile, re.MULTILINE), name
+        assert "FROM ${BASE_IMAGE}" in dockerfile, name
+        images.add(service["image"])
+    # what tests/compose waits for before it starts anything
+    assert images == set(compose_suite.IMAGES)
+
+
+def test_every_ci_role_loads_settings_on_loopback_on_the_ports_tests_compose_uses() -> None:
+    ports = {}
+    for name, service, role in ci_stratus_services():
+        settings = settings_from({**image_environment(), **compose_environment(service)})
+        for need in NEEDS[role]:
+            assert getattr(settings, need), f"{name}: {role} needs STRATUS_{need.upper()}"
+        if settings.database_url:
+            assert "@127.0.0.1:15432/" in settings.database_url, name
+        if settings.amqp_url:
+            assert "@127.0.0.1:15672/" in settings.amqp_url, name
+        if role == "agent":
+            assert settings.database_url is None, f"{name}: an agent must not get the database"
+            assert settings.image_api_url == compose_suite.API, name
+        if role == "db":
+            continue
+        host, port = (
+            (settings.api_host, settings.api_port)
+            if role == "api"
+            else (settings.metrics_host, settings.metrics_port)
+        )
+        assert host == "127.0.0.1", f"{name} listens on {host}"
+        assert health_url(service) == (port, "/readyz"), name
+        if role == "api":
+            check_exposure(settings)  # a noauth gateway on loopback: no override needed
+        ports[name] = port
+    assert ports == compose_suite.ROLE_PORTS
+
+
+def test_the_ci_variant_keeps_to_loopback_ports_of_its_own() -> None:
+    services = compose_ci_services()
+    environment = {name: compose_environment(s) for name, s in services.items()}
+    binds = re.findall(r"^\s*bind (\S+)$", HAPROXY_CI.read_text(), re.MULTILINE)
+    assert all(b.startswith("127.0.0.1:") for b in binds), binds
+    rabbitmq = environment["rabbitmq"]
+    assert rabbitmq["RABBITMQ_NODE_IP_ADDRESS"] == rabbitmq["ERL_EPMD_ADDRESS"] == "127.0.0.1"
+    assert "inet_dist_use_interface {127,0,0,1}" in rabbitmq["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert environment["postgres"]["POSTGRES_LISTEN_ADDRESSES"] == "127.0.0.1"
+    assert environment["keystone"]["KEYSTONE_LISTEN_ADDRESS"] == "127.0.0.1"
+    ports = [
+        *(int(b.split(":")[1]) for b in binds),
+        *compose_suite.ROLE_PORTS.values(),
+        int(environment["postgres"]["PGPORT"]),
+        int(rabbitmq["RABBITMQ_NODE_PORT"]),
+        int(rabbitmq["RABBITMQ_DIST_PORT"]),
+        int(rabbitmq["ERL_EPMD_PORT"]),
+        int(environment["keystone"]["KEYSTONE_PORT"]),
+    ]
+    assert len(ports) == len(set(ports)), ports
+    # the machine's own PostgreSQL, RabbitMQ (AMQP, distribution) and epmd
+    assert not set(ports) & {5432, 5672, 25672, 4369}
+    assert max(ports) < 32768, "a port in the ephemeral range may be taken by any connection"
+    assert sorted(ports) == sorted(compose_suite.PORTS)
+    assert compose_suite.API.endswith(":8774") and 8774 in ports
+    # health checks ask the ports the services listen on
+    assert "-p 15432" in " ".join(services["postgres"]["healthcheck"]["test"])
+    monitoring = re.search(
+        r"^frontend monitoring\n\s*bind 127\.0\.0\.1:(\d+)$", HAPROXY_CI.read_text(), re.MULTILINE
+    )
+    assert monitoring is not None
+    assert f":{monitoring.group(1)}/healthz" in " ".join(services["proxy"]["healthcheck"]["test"])
+    keystone_urls = {v for k, v in environment["keystone"].items() if k.endswith("_URL")}
+    assert all(url.startswith("http://127.0.0.1:") for url in keystone_urls), keystone_urls
+    assert (
+        f"http://127.0.0.1:{environment['keystone']['KEYSTONE_PORT']}/v3" == compose_suite.KEYSTONE
+    )
+
+
+def test_the_ci_proxy_balances_over_the_ci_gateways_as_the_compose_proxy_does() -> None:
+    lines, servers = haproxy_backend(HAPROXY_CI)
+    compose_lines, compose_servers = haproxy_backend()
+    assert sorted(servers) == sorted(compose_servers)
+    for name, address in servers.items():
+        assert address == f"127.0.0.1:{compose_suite.ROLE_PORTS[name]}", name
+    # the same balancing and checks; only Docker's DNS is gone
+    assert [line for line in lines if not line.startswith("server")] == [
+        re.sub(r" resolvers \S+ init-addr \S+", "", line)
+        for line in compose_lines
+        if not line.startswith("server")
+    ]
+    mounts = compose_ci_services()["proxy"]["volumes"]
+    assert mounts == ["./deploy/ci/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+
+
+def test_the_ci_scripts_and_entrypoints_are_valid() -> None:
+    scripts = [
+        ("bash", COMPOSE_IMAGES),
+        ("sh", ROOT / "deploy" / "compose" / "postgres" / "entrypoint.sh"),
+        ("sh", ROOT / "deploy" / "compose" / "rabbitmq" / "entrypoint.sh"),
+    ]
+    for shell, script in scripts:
+        checked = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        assert os.access(script, os.X_OK), script
+    for name in ("postgres", "rabbitmq"):
+        dockerfile = (ROOT / "deploy" / "compose" / name / "Dockerfile").read_text()
+        assert "COPY entrypoint.sh " in dockerfile, name
 
 
 # --- deploy/k8s means what it should -----------------------------------------------------------
@@ -591,3 +780,13 @@ def test_pods_run_as_the_images_own_user() -> None:
         if workload["kind"] != "DaemonSet":  # agents run as root: see deploy/k8s/agent.yaml
             assert context["runAsNonRoot"] is True, workload["metadata"]["name"]
             assert context["runAsUser"] == int(uid.group(1)), workload["metadata"]["name"]
+
+
+def test_ci_builds_the_compose_images_and_requires_the_compose_suite() -> None:
+    """.ci/run builds the images before `make test`, which must then run tests/compose (a
+    deployment that does not come up fails CI rather than skipping)."""
+    script = (ROOT / ".ci" / "run").read_text()
+    build = script.index("deploy/ci/compose-images.sh\n")
+    require = script.index("export STRATUS_REQUIRE_COMPOSE=1")
+    assert build < require < script.rindex("make test")
+    assert "--storage-driver vfs --bridge none" in script
