@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import asyncpg
 
+from conductor.hearing import Hearing
 from shared.bus import Bus, PublishFailed
 from shared.db import actions, servers, stale_tasks
 from shared.db.abandon import abandon_task, delete_locally
@@ -55,6 +56,7 @@ class Stale:
     host: str | None
     host_down: bool
     deadline_s: float
+    past_deadline: bool = False
 
     @property
     def why(self) -> str:
@@ -77,8 +79,11 @@ class Reaper:
         default_deadline_s: float,
         deadlines: Mapping[str, float],
         host_down_after_s: float,
+        hearing: Hearing | None = None,
     ) -> None:
         self.pool = pool
+        #: whether silence may be judged (conductor/hearing.py; None: always)
+        self.hearing = hearing
         self.bus = bus
         self.interval_s = interval_s
         self.default_deadline_s = default_deadline_s
@@ -111,7 +116,9 @@ class Reaper:
     async def find_stale(self, limit: int = 500) -> list[Stale]:
         """Servers whose task ran past its deadline, or started a while ago on a host that
         stopped heartbeating (the grace keeps a task just sent to a host that is about to be
-        marked up again from being reaped at once)."""
+        marked up again from being reaped at once). While this conductor could not have
+        heard heartbeats lately (conductor/hearing.py), a host's silence condemns no task:
+        only deadlines do."""
         rows = await stale_tasks.find(
             self.pool,
             deadlines=self.deadlines,
@@ -119,7 +126,7 @@ class Reaper:
             host_down_after_s=self.host_down_after_s,
             limit=limit,
         )
-        return [
+        found = [
             Stale(
                 server_id=r.id,
                 task=r.task_state,
@@ -127,9 +134,20 @@ class Reaper:
                 host=r.host,
                 host_down=r.host_down,
                 deadline_s=r.deadline_s,
+                past_deadline=r.past_deadline,
             )
             for r in rows
         ]
+        if self.hearing is None or self.hearing.trusted():
+            return found
+        kept = [s for s in found if s.past_deadline]
+        if len(kept) < len(found):
+            log.info(
+                "not judging %d task(s) on their hosts' silence: %s",
+                len(found) - len(kept),
+                self.hearing.why_not(),
+            )
+        return [replace(s, host_down=False) for s in kept]
 
     async def resolve(self, stale: Stale) -> bool:
         """Resolve one server, if it is still as it was found; False when it moved on.

@@ -22,6 +22,7 @@ import asyncpg
 
 from conductor.build import Builds
 from conductor.cluster_state import ClusterState
+from conductor.hearing import Hearing
 from conductor.live_migration import LiveMigrationConductor
 from conductor.reaper import Reaper
 from conductor.reconcile import apply_probe_report, purge_deleted, reconcile, reconcile_power
@@ -73,6 +74,14 @@ class ConductorService:
         self.live_migrations = LiveMigrationConductor(
             pool, bus, ratios=self.scheduler.ratios, down_after_s=settings.host_down_after_s
         )
+        #: whether silence means anything now: a broker or database outage silences every host
+        self.hearing = Hearing(bus, settings.host_down_after_s)
+        self.hearing_check = Periodic(
+            "watch the broker connection",
+            self.hearing.sample,
+            interval_s=1.0,
+            tolerated=(),
+        )
         self.reaper = Reaper(
             pool,
             bus,
@@ -80,6 +89,7 @@ class ConductorService:
             default_deadline_s=settings.task_deadline_s,
             deadlines=settings.task_deadlines,
             host_down_after_s=settings.host_down_after_s,
+            hearing=self.hearing,
         )
         self.cluster_state = ClusterState(pool, host_down_after_s=settings.host_down_after_s)
         self.host_check = Periodic(
@@ -114,6 +124,7 @@ class ConductorService:
         for queue, handlers in self._queues.items():
             dispatch = functools.partial(_dispatch, queue, handlers)
             self._subscriptions.append(await self.bus.consume(queue, dispatch, prefetch=32))
+        self.hearing_check.start()
         self.host_check.start()
         self.upload_check.start()
         self.reaper.start()
@@ -124,6 +135,7 @@ class ConductorService:
         await self.cluster_state.stop()
         await self.reaper.stop()
         await self.host_check.stop()
+        await self.hearing_check.stop()
         await self.upload_check.stop()
         for subscription in self._subscriptions:
             await subscription.cancel()
@@ -138,7 +150,12 @@ class ConductorService:
             await purge_deleted(self.pool, self.bus, report.host, [report.server_id])
 
     async def heartbeat(self, message: Heartbeat) -> None:
-        if await hosts.heartbeat(self.pool, message.host, message.capacity):
+        try:
+            came_up = await hosts.heartbeat(self.pool, message.host, message.capacity)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.hearing.missed()  # the database did not hear it: silence means nothing now
+            raise
+        if came_up:
             log.info("compute host %s is up", message.host)
 
     async def reset_stale_uploads(self) -> None:
@@ -149,6 +166,11 @@ class ConductorService:
             log.warning("image %s: its upload stopped (no gateway); queued again", image_id)
 
     async def mark_dead_hosts(self) -> None:
+        """Hosts silent for ``host_down_after_s`` are down, unless this conductor could not
+        have heard them (conductor/hearing.py): then they are judged once it could."""
+        if not self.hearing.trusted():
+            log.info("not judging hosts on their silence: %s", self.hearing.why_not())
+            return
         for name in await hosts.mark_down_stale(self.pool, self.settings.host_down_after_s):
             log.warning("compute host %s is down: no heartbeat", name)
 

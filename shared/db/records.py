@@ -146,6 +146,8 @@ class StaleTask(Row):
     host_down: bool
     #: the task's deadline
     deadline_s: float
+    #: the task ran past its deadline (stale whatever its host)
+    past_deadline: bool
 
 
 class ServerEntry(NamedTuple):

@@ -25,7 +25,8 @@ async def find(
     limit: int,
 ) -> list[StaleTask]:
     """Servers whose task is stale, oldest first: id, task_state, task_started_at, host,
-    host_down (the host stopped heartbeating) and deadline_s (the task's). The grace of
+    host_down (the host stopped heartbeating), deadline_s (the task's) and past_deadline
+    (stale on its own, whatever the host). The grace of
     ``host_down_after_s`` keeps a task just sent to a host about to be marked up again from
     being reaped at once."""
     tasks = sorted(deadlines)
@@ -33,7 +34,9 @@ async def find(
         """SELECT s.id, s.task_state, s.task_started_at, s.host,
                   COALESCE(h.last_heartbeat < now() - make_interval(secs => $3), false)
                       AS host_down,
-                  COALESCE(d.deadline, $4) AS deadline_s
+                  COALESCE(d.deadline, $4) AS deadline_s,
+                  s.task_started_at < now() - make_interval(secs => COALESCE(d.deadline, $4))
+                      AS past_deadline
              FROM servers s
              LEFT JOIN compute_hosts h ON h.name = s.host
              LEFT JOIN unnest($1::text[], $2::float8[]) AS d (task, deadline)

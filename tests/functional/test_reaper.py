@@ -179,6 +179,63 @@ async def test_a_build_on_a_host_that_stopped_heartbeating_ends_in_error(
     assert await host_usage(cluster.pool, host) == (0, 0, 0)
 
 
+async def test_silence_while_the_conductor_could_not_hear_condemns_no_host_or_task(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    """A broker (or database) outage silences every host at once: until the conductor has
+    heard for a whole window after it, no host is marked down and no task is abandoned on
+    its host's silence; then both happen as before. A deadline still applies meanwhile."""
+    conductor = cluster.system.conductor
+    assert conductor is not None
+    for driver in cluster.drivers.values():
+        driver.hold("spawn")
+    reply = await api.create_server("unheard", IMAGE)
+    server_id = reply.body["server"]["id"]
+    await wait_for_task(cluster, server_id, "spawning")
+    host = await cluster.host_of(server_id)
+    await silence(cluster, host, 60)
+    await age_task(cluster, server_id, 45)
+
+    window = conductor.hearing.window_s
+    conductor.hearing.missed()  # as if the broker had just been unreachable
+    assert await reaper(cluster).reap() == 0
+    await conductor.mark_dead_hosts()
+    assert await cluster.pool.fetchval("SELECT up FROM compute_hosts WHERE name = $1", host)
+    assert (await server_row(cluster.pool, server_id))["task_state"] == "spawning"
+
+    # a whole window heard since: the silence is the host's own
+    conductor.hearing.missed(at=conductor.hearing.clock() - window)
+    await conductor.mark_dead_hosts()
+    assert not await cluster.pool.fetchval("SELECT up FROM compute_hosts WHERE name = $1", host)
+    assert await reaper(cluster).reap() == 1
+    server = (await api.get(f"/servers/{server_id}")).body["server"]
+    assert (
+        server["fault"]["message"] == f"task spawning abandoned: host {host} stopped heartbeating"
+    )
+    await api.delete_and_wait(server_id)
+
+
+async def test_a_deadline_applies_while_the_conductor_could_not_hear(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    conductor = cluster.system.conductor
+    assert conductor is not None
+    for driver in cluster.drivers.values():
+        driver.hold("spawn")
+    reply = await api.create_server("late", IMAGE)
+    server_id = reply.body["server"]["id"]
+    await wait_for_task(cluster, server_id, "spawning")
+    await silence(cluster, await cluster.host_of(server_id), 60)
+    await age_task(cluster, server_id, 601)  # past the fixture's 600 s deadline
+    conductor.hearing.missed()
+    assert await reaper(cluster).reap() == 1
+    server = (await api.get(f"/servers/{server_id}")).body["server"]
+    assert server["fault"]["message"] == (
+        "task spawning abandoned: it ran past its deadline of 600 s"
+    )
+    await api.delete_and_wait(server_id)
+
+
 async def test_a_stuck_delete_is_sent_again_to_a_live_host(
     cluster: Cluster, api: ComputeClient
 ) -> None:
