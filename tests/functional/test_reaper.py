@@ -79,6 +79,16 @@ async def wait_for_task(cluster: Cluster, server_id: str, task: str) -> None:
     raise AssertionError(f"server {server_id} never reached task {task}")
 
 
+async def held_build(cluster: Cluster, api: ComputeClient, name: str) -> tuple[str, str]:
+    """A server whose spawn its host holds (its task stays ``spawning``): its id and host."""
+    for driver in cluster.drivers.values():
+        driver.hold("spawn")
+    reply = await api.create_server(name, IMAGE)
+    server_id: str = reply.body["server"]["id"]
+    await wait_for_task(cluster, server_id, "spawning")
+    return server_id, await cluster.host_of(server_id)
+
+
 async def fault_and_actions(api: ComputeClient, server_id: str) -> tuple[str, list[str]]:
     server = (await api.get(f"/servers/{server_id}")).body["server"]
     history = (await api.get(f"/servers/{server_id}/os-instance-actions")).body
@@ -152,12 +162,7 @@ async def test_deadlines_are_per_task(tmp_path: Path) -> None:
 async def test_a_build_on_a_host_that_stopped_heartbeating_ends_in_error(
     cluster: Cluster, api: ComputeClient
 ) -> None:
-    for driver in cluster.drivers.values():
-        driver.hold("spawn")
-    reply = await api.create_server("orphan", IMAGE)
-    server_id = reply.body["server"]["id"]
-    await wait_for_task(cluster, server_id, "spawning")
-    host = await cluster.host_of(server_id)
+    server_id, host = await held_build(cluster, api, "orphan")
     before = await host_usage(cluster.pool, host)
     assert before != (0, 0, 0)
 
@@ -187,12 +192,7 @@ async def test_silence_while_the_conductor_could_not_hear_condemns_no_host_or_ta
     its host's silence; then both happen as before. A deadline still applies meanwhile."""
     conductor = cluster.system.conductor
     assert conductor is not None
-    for driver in cluster.drivers.values():
-        driver.hold("spawn")
-    reply = await api.create_server("unheard", IMAGE)
-    server_id = reply.body["server"]["id"]
-    await wait_for_task(cluster, server_id, "spawning")
-    host = await cluster.host_of(server_id)
+    server_id, host = await held_build(cluster, api, "unheard")
     await silence(cluster, host, 60)
     await age_task(cluster, server_id, 45)
 
@@ -220,12 +220,8 @@ async def test_a_deadline_applies_while_the_conductor_could_not_hear(
 ) -> None:
     conductor = cluster.system.conductor
     assert conductor is not None
-    for driver in cluster.drivers.values():
-        driver.hold("spawn")
-    reply = await api.create_server("late", IMAGE)
-    server_id = reply.body["server"]["id"]
-    await wait_for_task(cluster, server_id, "spawning")
-    await silence(cluster, await cluster.host_of(server_id), 60)
+    server_id, host = await held_build(cluster, api, "late")
+    await silence(cluster, host, 60)
     await age_task(cluster, server_id, 601)  # past the fixture's 600 s deadline
     conductor.hearing.missed()
     assert await reaper(cluster).reap() == 1
