@@ -14,14 +14,20 @@ is locked does it wait for the locks, so NoValidHost always means no host has ro
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
+
+import asyncpg
 
 from conductor.scheduler.timing import timed_decision
 from shared.db import placement
 from shared.db.hosts import Ratios, Resources
 from shared.db.placement import AliveFilter, CapacityFilter, ExcludeHostsFilter, FreeRamWeigher
 from shared.db.pool import Conn
+from shared.db.records import Placement
+
+log = logging.getLogger(__name__)
 
 
 class NoValidHost(Exception):
@@ -96,7 +102,7 @@ class Scheduler:
         claimed). Raises ``NoValidHost`` when no host has room."""
         decision = self.decision(need, exclude)
         for skip_locked in (True, False):
-            row = await placement.place(conn, server_id, decision, skip_locked=skip_locked)
+            row = await _place(conn, server_id, decision, skip_locked=skip_locked)
             if not row.waiting:
                 return None
             if row.host is not None:
@@ -114,3 +120,25 @@ class Scheduler:
             if host is not None:
                 return host
         raise NoValidHost
+
+
+#: how many times a placement is tried when PostgreSQL aborts it to break a deadlock
+_DEADLOCK_TRIES = 3
+
+
+async def _place(
+    conn: Conn, server_id: uuid.UUID, decision: placement.Decision, *, skip_locked: bool
+) -> Placement:
+    """``placement.place``, run again when PostgreSQL breaks a deadlock by aborting it (seen
+    once in many runs of contended claims: two placements' row locks on hosts and servers met
+    in opposite orders). The statement runs in a transaction (a savepoint, inside a caller's)
+    of its own, so the aborted try changed nothing and the next starts clean."""
+    for attempt in range(1, _DEADLOCK_TRIES + 1):
+        try:
+            async with conn.transaction():
+                return await placement.place(conn, server_id, decision, skip_locked=skip_locked)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_TRIES:
+                raise
+            log.info("placing server %s met a deadlock; trying again", server_id)
+    raise AssertionError("unreachable")
