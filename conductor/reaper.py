@@ -9,6 +9,10 @@ stopped heartbeating, and resolves each one:
 * a delete is finished: by the host when it is alive (the destroy is sent again: destroying
   twice is harmless), else in the database alone, like the gateway's delete on a dead host;
   the agent's reconciliation destroys the domain when the host comes back;
+* a task whose command never reached the broker (its gateway died between its commit and
+  the publish, so the client never got an answer: the action is still marked unsent,
+  migration 0023) is taken back, as that gateway would have done had the broker refused
+  the command: a build's server is deleted, any other server stays as it was;
 * any other task is abandoned as os-resetState would (shared/db/abandon.py), and the server
   goes to ERROR with a fault that says what happened. Nothing else is safe to retry blindly:
   a half-done resize or rebuild could be repeated on a disk that already changed.
@@ -31,7 +35,7 @@ import asyncpg
 from conductor.hearing import Hearing
 from shared.bus import Bus, PublishFailed
 from shared.db import actions, servers, stale_tasks
-from shared.db.abandon import abandon_task, delete_locally
+from shared.db.abandon import UNTASKED, abandon_task, delete_locally
 from shared.db.pool import Conn
 from shared.db.records import LockedServer
 from shared.logging import current_request_id, request_context
@@ -174,9 +178,29 @@ class Reaper:
         return True
 
     async def _abandon(self, conn: Conn, row: LockedServer, stale: Stale) -> None:
+        if not stale.host_down and await actions.unsent_pending(conn, row.id, UNTASKED):
+            await self._take_back(conn, row, stale)
+            return
         done = await abandon_task(conn, row, VmState.ERROR, why=stale.reason)
         await servers.add_fault(conn, row.id, Fault(code=500, message=stale.reason))
         log.warning("server %s is in ERROR: %s (%s)", row.id, stale.reason, "; ".join(done))
+
+    async def _take_back(self, conn: Conn, row: LockedServer, stale: Stale) -> None:
+        """The task's command never reached the broker: the gateway that accepted it died
+        between its commit and the publish, before it answered. Undo it as that gateway
+        would have had the broker refused the command: a build is taken back (the server
+        was never placed), any other task ends and the server stays as it was."""
+        why = (
+            f"task {stale.task} taken back: the gateway that accepted it stopped before "
+            "sending its command"
+        )
+        if row.vm_state == VmState.BUILDING:
+            await delete_locally(conn, row)
+            await actions.abandon_pending(conn, row.id, keep=None, untasked=[], message=why)
+            log.warning("server %s deleted: %s", row.id, why)
+            return
+        done = await abandon_task(conn, row, VmState(row.vm_state), why=why)
+        log.warning("server %s: %s (%s)", row.id, why, "; ".join(done))
 
     async def _finish_delete(self, conn: Conn, row: LockedServer, stale: Stale) -> Envelope | None:
         """Finish a stuck delete: locally when the host is gone, else by asking it again

@@ -21,6 +21,7 @@ from api_gateway.context import RequestContext
 from shared.bus import Bus, PublishFailed
 from shared.config import Settings
 from shared.db import actions, servers
+from shared.db.pool import UNAVAILABLE as DATABASE_UNAVAILABLE
 from shared.db.pool import Conn
 from shared.db.records import LockedServer
 from shared.errors import NotFound, ServiceUnavailable
@@ -105,6 +106,7 @@ class Transactions:
                     )
                 await actions.finish(conn, envelope.action_id, success=False, message=str(exc))
             raise ServiceUnavailable(refusal) from exc
+        await self._sent([envelope])
 
     async def send_all_or_undo(
         self,
@@ -133,6 +135,7 @@ class Transactions:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        await self._sent([envelope for _, envelope in commands])
 
     async def locked(
         self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID, operation: str
@@ -153,7 +156,8 @@ class Transactions:
         action: str,
         action_id: uuid.UUID,
     ) -> None:
-        """The action's row in the audit trail (``os-instance-actions``), still pending."""
+        """The action's row in the audit trail (``os-instance-actions``), still pending, its
+        command not sent yet (``_sent`` marks it once the broker took it)."""
         await actions.record(
             conn,
             action_id=action_id,
@@ -162,4 +166,15 @@ class Transactions:
             action=action,
             tenant_id=ctx.project_id,
             user_id=ctx.user_id,
+            sent=False,
         )
+
+    async def _sent(self, envelopes: Sequence[Envelope]) -> None:
+        """Mark the actions whose commands the broker took as sent, before the client hears
+        so: the reaper takes back a task whose command never left a gateway that died
+        (conductor/reaper.py). Should the database not take the mark, the command is on its
+        way all the same, and the action is finished by its report as any other."""
+        try:
+            await actions.mark_sent(self.pool, [e.action_id for e in envelopes])
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("could not mark %d action(s) sent: %s", len(envelopes), exc)

@@ -17,16 +17,39 @@ async def record(
     action: str,
     tenant_id: str,
     user_id: str,
+    sent: bool = True,
 ) -> None:
+    """A pending action; ``sent=False`` for one whose command is still to be published
+    (the gateway's: ``mark_sent`` once the broker took it)."""
     await conn.execute(
-        """INSERT INTO actions (id, request_id, server_id, action, tenant_id, user_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO actions (id, request_id, server_id, action, tenant_id, user_id, sent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         action_id,
         request_id,
         server_id,
         action,
         tenant_id,
         user_id,
+        sent,
+    )
+
+
+async def mark_sent(conn: Executor, action_ids: list[uuid.UUID]) -> None:
+    """The broker confirmed these actions' commands (migration 0023)."""
+    await conn.execute("UPDATE actions SET sent = true WHERE id = ANY($1::uuid[])", action_ids)
+
+
+async def unsent_pending(conn: Executor, server_id: uuid.UUID, untasked: list[str]) -> bool:
+    """Whether the server's task belongs to a pending action whose command never reached
+    the broker (its gateway died between its commit and the publish); ``untasked``: the
+    actions that run beside any task, which say nothing about it."""
+    return bool(
+        await conn.fetchval(
+            """SELECT 1 FROM actions WHERE server_id = $1 AND result = 'pending'
+                  AND NOT sent AND action <> ALL($2::text[]) LIMIT 1""",
+            server_id,
+            untasked,
+        )
     )
 
 

@@ -192,6 +192,72 @@ async def test_silence_while_the_conductor_could_not_hear_condemns_no_host_or_ta
     its host's silence; then both happen as before. A deadline still applies meanwhile."""
     conductor = cluster.system.conductor
     assert conductor is not None
+async def test_a_task_whose_command_never_left_its_gateway_is_taken_back(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    """A gateway killed between its commit and the publish leaves a task no command will
+    finish, and a client with no answer: past the deadline the task is taken back, as the
+    gateway would have done had the broker refused the command; the server is not harmed."""
+    server_id = await active_server(api, "unsent", IMAGE)
+    sid = uuid.UUID(server_id)
+    async with cluster.pool.acquire() as conn, conn.transaction():  # the gateway's commit
+        await conn.execute("UPDATE servers SET task_state = 'pausing' WHERE id = $1", sid)
+        await conn.execute(
+            """INSERT INTO actions (id, request_id, server_id, action, tenant_id, user_id, sent)
+               VALUES ($1, 'req-dead-gateway', $2, 'pause', 'reaped', 'alice', false)""",
+            uuid.uuid4(),
+            sid,
+        )
+    await age_task(cluster, server_id, 601)
+    assert await reaper(cluster).reap() == 1
+
+    server = (await api.get(f"/servers/{server_id}")).body["server"]
+    assert (server["status"], server.get("fault")) == ("ACTIVE", None)
+    _, events = await fault_and_actions(api, server_id)
+    assert events[0] == (
+        "pause:task pausing taken back: the gateway that accepted it stopped before sending"
+        " its command"
+    )
+    assert (await cluster.driver_of(server_id)).domains[f"instance-{server_id}"].power == (
+        PowerState.RUNNING
+    )
+
+
+async def test_a_build_whose_gateway_died_before_marking_it_sent_is_taken_back(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    """The gateway may have died after the publish and before the mark: the build may be
+    on its way after all, so the server is deleted the way one on a dead host is, its claim
+    given back and any domain its host builds purged by reconciliation."""
+    server_id, host = await held_build(cluster, api, "unmarked")
+    await cluster.pool.execute(
+        "UPDATE actions SET sent = false WHERE server_id = $1", uuid.UUID(server_id)
+    )
+    await age_task(cluster, server_id, 601)
+    assert await reaper(cluster).reap() == 1
+    row = await server_row(cluster.pool, server_id)
+    assert row["deleted_at"] is not None
+    assert await host_usage(cluster.pool, host) == (0, 0, 0)
+
+
+async def test_a_task_whose_command_was_sent_and_never_finished_ends_in_error(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    """The gateway marks what the broker took (else this would be taken back, not ERROR)."""
+    server_id = await active_server(api, "sent", IMAGE)
+    (await cluster.driver_of(server_id)).hold("pause")
+    assert (await act(api, server_id, {"pause": None})).status == 202
+    await wait_for_task(cluster, server_id, "pausing")
+    sent = await cluster.pool.fetchval(
+        "SELECT sent FROM actions WHERE server_id = $1 AND action = 'pause'", uuid.UUID(server_id)
+    )
+    assert sent is True
+    await age_task(cluster, server_id, 601)
+    assert await reaper(cluster).reap() == 1
+    fault, _ = await fault_and_actions(api, server_id)
+    assert fault == "task pausing abandoned: it ran past its deadline of 600 s"
+
+
     server_id, host = await held_build(cluster, api, "unheard")
     await silence(cluster, host, 60)
     await age_task(cluster, server_id, 45)
