@@ -12,8 +12,10 @@ So a conductor judges hosts on silence only once it has been able to hear them f
 window since its last outage: connected to the broker and recording heartbeats for
 ``window_s`` in a row. The bus is sampled (``sample``, every second: an outage shorter than
 that loses at most a heartbeat, which the window absorbs); a heartbeat the database refused
-counts as an outage (``missed``). A conductor that starts trusts its hearing at once: hosts
-that fell silent while no conductor ran are judged as before.
+counts as an outage (``missed``). A conductor that starts has heard nothing yet either: the
+heartbeats sent while no conductor ran are still queued on the broker, or were never recorded,
+so the database shows every host silent; it too waits a whole window before judging (a host
+that died while no conductor ran is found dead that much later).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class Hearing:
         self.bus = bus
         self.window_s = window_s
         self.clock = clock
-        #: when this conductor last could not hear (None: never since it started)
-        self.deaf_at: float | None = None
+        #: when this conductor last could not hear: before it started, at first
+        self.deaf_at: float = clock()
 
     async def sample(self) -> None:
         """Note an outage of the broker connection, if there is one now."""
@@ -45,10 +47,9 @@ class Hearing:
 
     def trusted(self) -> bool:
         """May silence be taken for a host's death? Only after a whole window heard."""
-        return self.deaf_at is None or self.clock() - self.deaf_at >= self.window_s
+        return self.clock() - self.deaf_at >= self.window_s
 
     def why_not(self) -> str:
         """Why silence is not judged now (for the log)."""
-        assert self.deaf_at is not None
         ago = self.clock() - self.deaf_at
         return f"heartbeats could not be heard {ago:.0f} s ago (window {self.window_s:g} s)"

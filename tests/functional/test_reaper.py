@@ -71,6 +71,13 @@ async def silence(cluster: Cluster, host: str, seconds: float) -> None:
     )
 
 
+def heard_a_whole_window(cluster: Cluster) -> None:
+    """As if the conductor had been hearing heartbeats for a whole window: one that has
+    just started judges no host on its silence (conductor/hearing.py)."""
+    hearing = cluster.system.conductor.hearing  # type: ignore[union-attr]
+    hearing.missed(at=hearing.clock() - hearing.window_s)
+
+
 async def wait_for_task(cluster: Cluster, server_id: str, task: str) -> None:
     for _ in range(200):
         if (await server_row(cluster.pool, server_id))["task_state"] == task:
@@ -166,6 +173,7 @@ async def test_a_build_on_a_host_that_stopped_heartbeating_ends_in_error(
     before = await host_usage(cluster.pool, host)
     assert before != (0, 0, 0)
 
+    heard_a_whole_window(cluster)
     await silence(cluster, host, 10)  # down, but the build only just started: not yet
     assert await reaper(cluster).reap() == 0
     await silence(cluster, host, 60)
@@ -184,14 +192,6 @@ async def test_a_build_on_a_host_that_stopped_heartbeating_ends_in_error(
     assert await host_usage(cluster.pool, host) == (0, 0, 0)
 
 
-async def test_silence_while_the_conductor_could_not_hear_condemns_no_host_or_task(
-    cluster: Cluster, api: ComputeClient
-) -> None:
-    """A broker (or database) outage silences every host at once: until the conductor has
-    heard for a whole window after it, no host is marked down and no task is abandoned on
-    its host's silence; then both happen as before. A deadline still applies meanwhile."""
-    conductor = cluster.system.conductor
-    assert conductor is not None
 async def test_a_task_whose_command_never_left_its_gateway_is_taken_back(
     cluster: Cluster, api: ComputeClient
 ) -> None:
@@ -258,11 +258,18 @@ async def test_a_task_whose_command_was_sent_and_never_finished_ends_in_error(
     assert fault == "task pausing abandoned: it ran past its deadline of 600 s"
 
 
+async def test_silence_while_the_conductor_could_not_hear_condemns_no_host_or_task(
+    cluster: Cluster, api: ComputeClient
+) -> None:
+    """A broker (or database) outage silences every host at once: until the conductor has
+    heard for a whole window after it, no host is marked down and no task is abandoned on
+    its host's silence; then both happen as before. A deadline still applies meanwhile."""
+    conductor = cluster.system.conductor
+    assert conductor is not None
     server_id, host = await held_build(cluster, api, "unheard")
     await silence(cluster, host, 60)
     await age_task(cluster, server_id, 45)
 
-    window = conductor.hearing.window_s
     conductor.hearing.missed()  # as if the broker had just been unreachable
     assert await reaper(cluster).reap() == 0
     await conductor.mark_dead_hosts()
@@ -270,7 +277,7 @@ async def test_a_task_whose_command_was_sent_and_never_finished_ends_in_error(
     assert (await server_row(cluster.pool, server_id))["task_state"] == "spawning"
 
     # a whole window heard since: the silence is the host's own
-    conductor.hearing.missed(at=conductor.hearing.clock() - window)
+    heard_a_whole_window(cluster)
     await conductor.mark_dead_hosts()
     assert not await cluster.pool.fetchval("SELECT up FROM compute_hosts WHERE name = $1", host)
     assert await reaper(cluster).reap() == 1
@@ -325,6 +332,7 @@ async def test_a_stuck_delete_on_a_dead_host_finishes_in_the_database(
     (await cluster.driver_of(server_id)).hold("destroy")
     assert (await api.delete(f"/servers/{server_id}")).status == 204
     await wait_for_task(cluster, server_id, "deleting")
+    heard_a_whole_window(cluster)
     await silence(cluster, host, 60)
     await age_task(cluster, server_id, 45)
     assert await reaper(cluster).reap() == 1

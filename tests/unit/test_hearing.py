@@ -28,9 +28,16 @@ def hearing(window_s: float = 30.0) -> tuple[Hearing, Connection, Clock]:
     return Hearing(cast(Bus, connection), window_s, clock=clock), connection, clock
 
 
-async def test_a_conductor_that_never_lost_the_broker_judges_at_once() -> None:
-    watch, _, _ = hearing()
+async def test_a_conductor_that_starts_judges_after_a_whole_window_heard() -> None:
+    """Every host looks silent to a conductor starting after all were down: their
+    heartbeats wait on the broker, unrecorded."""
+    watch, _, clock = hearing(30)
     await watch.sample()
+    assert not watch.trusted()
+    clock.now += 29
+    await watch.sample()
+    assert not watch.trusted()
+    clock.now += 1
     assert watch.trusted()
 
 
