@@ -148,7 +148,7 @@ class FakeDriver(ComputeDriver):
     def _domain(self, domain_name: str) -> FakeDomain:
         domain = self.domains.get(domain_name)
         if domain is None:
-            raise DriverError(f"server {domain_name} is not on this host")
+            raise DriverError(f"server {domain_name} is not on host {self._host}")
         return domain
 
     def drive_path(self, server_id: uuid.UUID) -> Path | None:
@@ -346,7 +346,7 @@ class FakeDriver(ComputeDriver):
         self.arriving.discard(instance.domain_name)
         domain = self.domains.get(instance.domain_name)
         if domain is None or domain.power is not PowerState.RUNNING:
-            raise DriverError(f"server {instance.domain_name} does not run on this host")
+            raise DriverError(f"server {instance.domain_name} does not run on host {self._host}")
         return domain.power
 
     async def clean_up_live_migration(

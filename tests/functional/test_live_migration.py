@@ -649,7 +649,7 @@ async def test_a_server_the_destination_cannot_confirm_is_never_destroyed(
     server_id, _, dest = await _failed_migration(
         api, admin, cluster, ("dest", "finish_live_migration")
     )
-    lost = f"server instance-{server_id} is not on this host"
+    lost = f"server instance-{server_id} is not on host {dest}"
     server = (await api.get(f"/servers/{server_id}")).body["server"]
     assert (server["status"], server["fault"]["message"]) == ("ERROR", lost)
     assert await cluster.host_of(server_id) == dest

@@ -107,7 +107,7 @@ async def test_resume_without_saved_memory_and_unknown_servers_fail(
     with pytest.raises(DriverError, match="suspend"):
         await driver.suspend(instance.domain_name)
     for operation in (driver.pause, driver.unpause, driver.suspend, driver.resume):
-        with pytest.raises(DriverError, match="not on this host"):
+        with pytest.raises(DriverError, match="is not on host"):
             await operation("instance-nobody")
 
 
@@ -118,7 +118,7 @@ async def test_network_information_is_injected_replacing_the_old(driver: Compute
     assert await _injected(driver, name) == ADDRESSES[:1]
     await driver.reset_network(name, ADDRESSES)
     assert await _injected(driver, name) == ADDRESSES
-    with pytest.raises(DriverError, match="not on this host"):
+    with pytest.raises(DriverError, match="is not on host"):
         await driver.reset_network("instance-nobody", ADDRESSES)
 
 

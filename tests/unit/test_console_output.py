@@ -188,7 +188,7 @@ async def test_the_agent_cuts_the_lines_and_refuses_a_server_not_here(fake: Fake
     )
     elsewhere = await responder(GetConsoleOutput(domain_name=f"instance-{uuid.uuid4()}"))
     assert isinstance(elsewhere, ConsoleOutputAnswer)
-    assert elsewhere.refused == "not_ready" and "not on this host" in elsewhere.detail
+    assert elsewhere.refused == "not_ready" and "is not on host" in elsewhere.detail
 
 
 # --- the log file --------------------------------------------------------------------------

@@ -113,7 +113,7 @@ async def test_after_a_failed_fake_migration_the_source_runs_and_the_destination
     await dest.roll_back_live_migration(instance, block_migration=True)
     await dest.roll_back_live_migration(instance, block_migration=True)
     assert dest.arriving == set() and not dest.domains
-    with pytest.raises(DriverError, match="not on this host"):
+    with pytest.raises(DriverError, match="is not on host"):
         await dest.recover_live_migration(instance)
 
 
@@ -210,7 +210,7 @@ async def test_recovering_starts_a_stopped_or_paused_original(
     dom.destroy()
     assert await source.recover_live_migration(instance) is PowerState.RUNNING
     await source.destroy(instance.domain_name)
-    with pytest.raises(DriverError, match="not on this host"):
+    with pytest.raises(DriverError, match="is not on host"):
         await source.recover_live_migration(instance)
 
 

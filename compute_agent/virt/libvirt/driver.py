@@ -291,7 +291,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
     def _lookup(self, domain_name: str) -> Any:
         dom = self._find(domain_name)
         if dom is None:
-            raise DriverError(f"server {domain_name} is not on this host")
+            raise DriverError(f"server {domain_name} is not on host {self._host}")
         return dom
 
     def _state(self, dom: Any) -> PowerState:

@@ -213,6 +213,7 @@ class _Driver(Protocol):
     instances_dir: Path
     live_migration_p2p: bool
     _conn: Any
+    _host: str | None
 
     @property
     def _is_test(self) -> bool: ...
@@ -325,7 +326,7 @@ def _finish(host: _Driver, instance: InstanceSpec, handover: str | None) -> Powe
         transfer_for(host.uri).receive(host._conn, instance, handover)
     dom = host._find(instance.domain_name)
     if dom is None or dom.state()[0] not in _RUNNING:
-        raise DriverError(f"{instance.domain_name} does not run on this host")
+        raise DriverError(f"{instance.domain_name} does not run on host {host._host}")
     host._disks.arrived(instance.server_id)
     if not host._is_test:
         _forget_arrival(host._conn, instance)
@@ -337,7 +338,7 @@ def _recover(host: _Driver, instance: InstanceSpec) -> PowerState:
     stopped: let it run again."""
     dom = host._find(instance.domain_name)
     if dom is None:
-        raise DriverError(f"{instance.domain_name} is not on this host any more")
+        raise DriverError(f"{instance.domain_name} is not on host {host._host} any more")
     state = dom.state()[0]
     if state == libvirt.VIR_DOMAIN_PAUSED:
         dom.resume()
