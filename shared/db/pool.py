@@ -67,3 +67,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
 )
+    # a connection the server dropped while asyncpg was still reading an error's tail (a
+    # fast shutdown's "terminating connection") is left mid-protocol, and its next statement
+    # is refused by asyncpg itself ("cannot switch to state 15; another operation (2) is in
+    # progress"): it is as unusable as a closed one
+    asyncpg.InternalClientError,

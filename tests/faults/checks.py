@@ -2,13 +2,18 @@
 
 * every accepted request is accounted for: it finished (its action succeeded and, for a
   server's last accepted request, the server shows what it promised), or it failed with a
-  fault (its action closed with an error, or the server is in ERROR with a fault);
-  anything else is *lost*. A request that got no answer (*indeterminate*,
+  fault the fault explains (its action closed with an error, or the server is in ERROR with
+  a fault, and the message names a host the fault struck: that host died with the server
+  on it); anything else is *lost*, and an ERROR no struck host explains is counted apart
+  (*unexplained ERROR*: a reaper cleaning up after work the system dropped is not an
+  excuse). A request that got no answer (*indeterminate*,
   tests/faults/load.py) may or may not have been taken, so the server may also show the
   promise of any indeterminate request sent after its last accepted one (``reachable``);
   an indeterminate create whose server turned up was taken after all, and is judged as if
   accepted;
-* no server of the fault's project is in a task older than the task deadline (*stuck*);
+* no server of the fault's project is in a task once the system has settled, and the
+  settle window is longer than every deadline in force (*stuck*);
+* no answer was a server error (a 5xx other than a 503 fault: tests/faults/load.py);
 * each host's usage columns equal what its live servers hold plus the claims of the
   migrations under way (DB only; compared with the mismatch before the fault, so one
   fault's damage is not charged to the next);
@@ -42,6 +47,10 @@ from tests.faults.load import Ledger, Sent
 
 #: The reaper runs every second: a task may outlive its deadline by about that much.
 STUCK_AFTER_S = TASK_DEADLINE_S + 5.0
+#: How long the system gets to finish every task once the load stops: longer than every
+#: deadline in force (the cluster gives every task the same one), so a task still running
+#: after it is stuck, and one the system dropped has met the reaper.
+SETTLE_S = STUCK_AFTER_S + 5.0
 _ON_HYPERVISOR = ("active", "paused", "stopped", "suspended", "resized")
 
 
@@ -58,9 +67,15 @@ class Outcome:
     refused: int = 0
     #: requests that got no answer: they may or may not have been taken
     indeterminate: int = 0
+    #: failed with a fault that no host the fault struck explains
+    unexplained: int = 0
+    #: answers that were server errors (tests/faults/load.py)
+    server_errors: int = 0
     usage: str = "ok"
     dead: int = 0
     domains: str = "ok"
+    #: the hosts whose agent the fault killed: an ERROR naming one of them is explained
+    struck_hosts: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
     #: what the fault did (which process, what it interrupted), for the log
     notes: list[str] = field(default_factory=list)
@@ -68,24 +83,32 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not (
-            self.lost or self.stuck or self.dead or self.usage != "ok" or self.domains != "ok"
+            self.lost
+            or self.stuck
+            or self.unexplained
+            or self.server_errors
+            or self.dead
+            or self.usage != "ok"
+            or self.domains != "ok"
         )
+
+    def explains(self, message: str) -> bool:
+        """Whether ``message`` (a fault's, or a failed action's) blames a struck host."""
+        return any(f"host {host} " in f"{message} " for host in self.struck_hosts)
 
 
 # --- settling ----------------------------------------------------------------------------
 
 
-async def settle(conn: asyncpg.Connection, tenant: str, timeout_s: float) -> float:
-    """Wait until no server of ``tenant`` runs a task, except those already past the
-    deadline (waiting for them is pointless): returns how long it took."""
+async def settle(conn: asyncpg.Connection, tenant: str, timeout_s: float = SETTLE_S) -> float:
+    """Wait until no server of ``tenant`` runs a task, at most ``timeout_s`` (longer than
+    any deadline): returns how long it took."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         busy = await conn.fetchval(
             """SELECT count(*) FROM servers WHERE tenant_id = $1 AND deleted_at IS NULL
-                 AND task_state IS NOT NULL
-                 AND updated_at > now() - make_interval(secs => $2)""",
+                 AND task_state IS NOT NULL""",
             tenant,
-            STUCK_AFTER_S,
         )
         if busy == 0:
             break
@@ -118,24 +141,42 @@ async def account(conn: asyncpg.Connection, ledger: Ledger, tenant: str, outcome
             ids,
         )
     }
-    results = {
-        r["request_id"]: r["result"]
-        for r in await conn.fetch(
-            "SELECT request_id, result FROM actions WHERE server_id = ANY($1::uuid[])", ids
-        )
-    }
+    actions = await conn.fetch(
+        "SELECT request_id, result, message FROM actions WHERE server_id = ANY($1::uuid[])", ids
+    )
+    results = {r["request_id"]: r["result"] for r in actions}
+    why = {r["request_id"]: r["message"] or "" for r in actions}
+    faults = await _fault_messages(conn, ids)
     outcome.accepted = len(ledger.accepted)
     outcome.indeterminate = len(ledger.indeterminate)
     outcome.refused = ledger.refused
+    outcome.server_errors = len(ledger.server_errors)
+    outcome.problems += [f"server error: {e}" for e in ledger.server_errors]
     for server_id, history in histories.items():
         for request, verdict in judge(history, seen.get(server_id), results):
             if verdict == "completed":
                 outcome.completed += 1
-            elif verdict == "failed":
-                outcome.failed_with_fault += 1
-            else:
+            elif verdict != "failed":
                 outcome.lost += 1
                 outcome.problems.append(f"lost {request.action} of {server_id}: {verdict}")
+            elif outcome.explains(message := why.get(request.request_id) or faults[server_id]):
+                outcome.failed_with_fault += 1
+            else:
+                outcome.unexplained += 1
+                outcome.problems.append(
+                    f"unexplained ERROR of {request.action} of {server_id}: {message!r}"
+                )
+
+
+async def _fault_messages(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[str, str]:
+    """Each server's latest fault message ("" when it has none)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (server_id) server_id, message FROM server_faults
+            WHERE server_id = ANY($1::uuid[]) ORDER BY server_id, id DESC""",
+        ids,
+    )
+    found = {str(r["server_id"]): r["message"] or "" for r in rows}
+    return defaultdict(str, found)
 
 
 async def _found_creates(conn: asyncpg.Connection, tenant: str, sent: list[Sent]) -> list[Sent]:
@@ -223,12 +264,12 @@ def _verdict(request: Sent, seen: Seen | None, results: Mapping[str, str]) -> st
 
 
 async def count_stuck(conn: asyncpg.Connection, tenant: str, outcome: Outcome) -> None:
+    """Every server still in a task once the settle window (longer than any deadline) is
+    over: nothing ends it now."""
     rows = await conn.fetch(
         """SELECT id, vm_state, task_state, host, now() - updated_at AS age FROM servers
-            WHERE tenant_id = $1 AND deleted_at IS NULL AND task_state IS NOT NULL
-              AND updated_at < now() - make_interval(secs => $2)""",
+            WHERE tenant_id = $1 AND deleted_at IS NULL AND task_state IS NOT NULL""",
         tenant,
-        STUCK_AFTER_S,
     )
     outcome.stuck = len(rows)
     outcome.problems += [

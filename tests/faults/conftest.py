@@ -29,7 +29,15 @@ OUTCOMES: list[Outcome] = []
 KEPT_LOGS: list[Path] = []
 
 _COLUMNS = ("fault", "accepted", "completed", "failed-with-fault", "lost", "stuck")
-_EXTRA = ("refused", "indeterminate", "dead-lettered", "usage", "domains")
+_EXTRA = (
+    "unexplained-ERROR",
+    "5xx",
+    "refused",
+    "indeterminate",
+    "dead-lettered",
+    "usage",
+    "domains",
+)
 
 
 class FaultEnv:
@@ -96,6 +104,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         (
             o.fault,
             *(str(v) for v in (o.accepted, o.completed, o.failed_with_fault, o.lost, o.stuck)),
+            str(o.unexplained),
+            str(o.server_errors),
             str(o.refused),
             str(o.indeterminate),
             str(o.dead),

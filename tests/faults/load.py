@@ -80,6 +80,9 @@ class Ledger:
     #: accepted and indeterminate requests, in the order they were sent
     sent: list[Sent] = field(default_factory=list)
     refused: int = 0
+    #: every answer that is a server error: any 5xx but a 503 with a fault body (the
+    #: gateway's word for "a dependency is down, try again"), reads included
+    server_errors: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> list[Sent]:
@@ -209,6 +212,10 @@ class Client:
                 if response.content_type == "application/json":
                     reply = await response.json()
                 request_id = response.headers.get("X-Compute-Request-Id", "")
+                if response.status >= 500 and not _unavailable_fault(response.status, reply):
+                    self.ledger.server_errors.append(
+                        f"{method} {path}: {response.status} {str(reply)[:200]}"
+                    )
                 return response.status, reply, request_id
         except aiohttp.ClientConnectorError:
             # no connection was made, so the gateway never saw the request; unless aiohttp
@@ -217,6 +224,14 @@ class Client:
             return (NO_ANSWER if method in IDEMPOTENT_METHODS else NOT_SENT), None, ""
         except (TimeoutError, aiohttp.ClientError, ConnectionError):
             return NO_ANSWER, None, ""
+
+
+def _unavailable_fault(status: int, reply: Any) -> bool:
+    """A 503 whose body is a v2 fault (``{"serviceUnavailable": {"code": 503, ...}}``)."""
+    if status != 503 or not isinstance(reply, dict) or len(reply) != 1:
+        return False
+    (fault,) = reply.values()
+    return isinstance(fault, dict) and fault.get("code") == 503 and bool(fault.get("message"))
 
 
 class Load:

@@ -127,6 +127,17 @@ class PostgresNode:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def crash(self) -> None:
+        """SIGKILL the postmaster and every backend and helper at once, as a power cut or
+        the OOM killer taking the machine's PostgreSQL would: no backend finishes what it
+        was doing, the next ``start`` runs crash recovery from the WAL."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        for victim in [pid, *_descendants(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
     def _postmaster_pid(self) -> int | None:
         try:
             return int((self.pgdata / "postmaster.pid").read_text().split()[0])
@@ -144,3 +155,19 @@ class PostgresNode:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (children, then theirs)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the command name (field 2) may hold spaces: the parent pid follows its ')'
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        found += children
+        queue += children
+    return found
