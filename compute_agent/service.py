@@ -264,7 +264,8 @@ class AgentService:
     # --- the commands about many servers ---------------------------------------------------
 
     async def _purge(self, command: PurgeServers) -> None:
-        """Destroy domains of servers the database has deleted (while this host was away)."""
+        """Destroy domains of servers the database has deleted, or evacuated to another host,
+        while this host was away: stale copies, destroyed and never started."""
         if command.host != self.host:
             log.error("purge for host %s sent to %s; ignored", command.host, self.host)
             return

@@ -41,6 +41,12 @@ never a wrong state: its servers are asked about again by the next periodic repo
 A domain whose server the database does not know at all is left alone: it may belong to
 another deployment sharing the hypervisor, and destroying what we did not create is not ours
 to do.
+
+A server evacuated from a host while it was gone (conductor/evacuate.py) is, to that host,
+like a deleted one: it lives elsewhere now, so every report of the returning host that names
+it gets its stale domain destroyed by the same ``PurgeServers``, never started (nothing here
+or on the agent starts a domain it finds: an agent only reports what it has). The evacuation
+record says which copies are stale, so a server moved back to the host later is not one.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import asyncpg
 
 from conductor.power_states import apply_probed_power, disagreements
 from shared.bus import Bus
-from shared.db import clock, expected_domains, servers
+from shared.db import clock, evacuations, expected_domains, servers
 from shared.db.abandon import abandon_task
 from shared.messages import (
     Fault,
@@ -78,7 +84,7 @@ _FOUND: dict[str, str] = {
 
 @dataclass
 class Reconciliation:
-    #: deleted servers whose domains the host was told to destroy
+    #: deleted (or evacuated) servers whose domains the host was told to destroy
     purged: list[uuid.UUID] = field(default_factory=list)
     #: servers the host was asked about
     probed: list[uuid.UUID] = field(default_factory=list)
@@ -143,11 +149,13 @@ async def apply_probe_report(pool: asyncpg.Pool, bus: Bus, report: ProbeReport) 
 async def purge_deleted(
     pool: asyncpg.Pool, bus: Bus, host: str, server_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:
-    """Tell ``host`` to destroy the domains it reported of servers the database has deleted;
-    which those were."""
+    """Tell ``host`` to destroy the domains it reported of servers the database has deleted,
+    or evacuated from it to another host while it was gone; which those were."""
     if not server_ids:
         return []
     deleted = await servers.deleted_among(pool, server_ids)
+    evacuated = [s for s in await evacuations.stale_on(pool, host, server_ids) if s not in deleted]
+    stale = sorted({*deleted, *evacuated})
     if deleted:
         log.warning(
             "host %s still has %d deleted server(s); destroying them: %s",
@@ -155,8 +163,19 @@ async def purge_deleted(
             len(deleted),
             ", ".join(map(str, deleted)),
         )
-        await ComputeClient(bus, host).purge_servers(deleted)
-    return deleted
+    if evacuated:
+        log.warning(
+            "host %s still has %d server(s) evacuated from it; destroying them: %s",
+            host,
+            len(evacuated),
+            ", ".join(map(str, evacuated)),
+        )
+    if stale:
+        await ComputeClient(bus, host).purge_servers(stale)
+    if evacuated:
+        # only once the purge is queued: should the broker refuse it, the next report asks
+        await evacuations.mark_source_cleaned(pool, host, evacuated)
+    return stale
 
 
 async def lacking(pool: asyncpg.Pool, host: str, present: Sequence[uuid.UUID]) -> list[uuid.UUID]:

@@ -1,8 +1,8 @@
 """The conductor: what it hears on its three queues, and the work it repeats.
 
-It consumes commands that need a decision (builds, resizes, live migrations), every report
-of every host (of the commands they ran, of their hypervisors' power states, their
-inventories when they start, their answers to the conductor's probes) and heartbeats; each
+It consumes commands that need a decision (builds, resizes, live migrations, evacuations),
+every report of every host (of the commands they ran, of their hypervisors' power states,
+their inventories when they start, their answers to the conductor's probes) and heartbeats; each
 queue's messages go to their handler by type. It repeats three things: marking down hosts
 without heartbeats, reaping tasks nobody will finish (conductor/reaper.py) and counting
 hosts and servers for the metrics (conductor/cluster_state.py).
@@ -22,6 +22,7 @@ import asyncpg
 
 from conductor.build import Builds
 from conductor.cluster_state import ClusterState
+from conductor.evacuate import Evacuations
 from conductor.hearing import Hearing
 from conductor.live_migration import LiveMigrationConductor
 from conductor.reaper import Reaper
@@ -38,6 +39,7 @@ from shared.logging import request_context
 from shared.messages import (
     BuildServer,
     CommandReport,
+    EvacuateServer,
     Heartbeat,
     HostInventory,
     LiveMigrateServer,
@@ -71,6 +73,7 @@ class ConductorService:
         self.resizes = ResizeScheduler(
             pool, bus, self.scheduler, allow_same_host=settings.allow_resize_to_same_host
         )
+        self.evacuations = Evacuations(pool, bus, self.scheduler)
         self.live_migrations = LiveMigrationConductor(
             pool, bus, ratios=self.scheduler.ratios, down_after_s=settings.host_down_after_s
         )
@@ -109,6 +112,7 @@ class ConductorService:
                 BuildServer: self.builds.build,
                 ResizeServer: self.resizes.schedule,
                 LiveMigrateServer: self.live_migrations.start,
+                EvacuateServer: self.evacuations.evacuate,
             },
             bus_mod.REPORTS: {
                 CommandReport: self.apply_report,

@@ -192,6 +192,16 @@ class BuildServer(WithAdminPass):
     instance: InstanceSpec
 
 
+class EvacuateServer(WithAdminPass):
+    """The server's host is gone: claim another (``evacuation_id``'s record names the source,
+    the requested host if any, and the server's spec) and have it rebuild the server from its
+    image (``admin_pass`` is forwarded, still sealed, in its ``RebuildServer``)."""
+
+    opened_by: ClassVar[str] = "rebuild_server"
+    type: Literal["evacuate_server"] = "evacuate_server"
+    evacuation_id: uuid.UUID
+
+
 # --- conductor/gateway -> compute.<host> ----------------------------------------------
 
 
@@ -582,7 +592,8 @@ class ProbeReport(Message):
 
 
 class PurgeServers(Message):
-    """Destroy these servers' domains on ``host``: the database has them deleted."""
+    """Destroy these servers' domains on ``host``: the database has them deleted, or
+    evacuated to another host while this one was gone (stale copies, never to run again)."""
 
     type: Literal["purge_servers"] = "purge_servers"
     host: str
@@ -644,6 +655,7 @@ class ConsoleOutputAnswer(Message):
 
 AnyMessage = Annotated[
     BuildServer
+    | EvacuateServer
     | SpawnServer
     | DestroyServer
     | ChangePassword

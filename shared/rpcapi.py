@@ -41,6 +41,7 @@ from shared.messages import (
     ConsoleProtocol,
     ConsoleRefusal,
     DestroyServer,
+    EvacuateServer,
     FinishLiveMigration,
     FinishResize,
     FinishRevertResize,
@@ -308,6 +309,13 @@ class ConductorClient(_Client):
         """Check, claim and drive the live migration ``migration_id``."""
         await self._send(LiveMigrateServer, envelope, migration_id=migration_id)
 
+    async def evacuate_server(
+        self, envelope: Envelope, evacuation_id: uuid.UUID, admin_pass: str
+    ) -> None:
+        """Claim another host for the evacuation ``evacuation_id`` and have it rebuild the
+        server; ``admin_pass`` is sealed for that rebuild."""
+        await self._send_sealed(EvacuateServer, envelope, admin_pass, evacuation_id=evacuation_id)
+
     # --- sent by conductors
 
 
@@ -443,6 +451,13 @@ class ComputeClient(_Client):
         """Build the server placed here; ``admin_pass`` is its build's, forwarded sealed."""
         await self._send(SpawnServer, envelope, instance=instance, admin_pass=admin_pass)
 
+    async def rebuild_evacuated(
+        self, envelope: Envelope, instance: InstanceSpec, admin_pass: SealedSecret
+    ) -> None:
+        """Rebuild an evacuated server here, from its image; ``admin_pass`` is the
+        evacuation's, forwarded sealed."""
+        await self._send(RebuildServer, envelope, instance=instance, admin_pass=admin_pass)
+
     async def migrate_disk(
         self, envelope: Envelope, migration_id: uuid.UUID, instance: InstanceSpec, dest_host: str
     ) -> None:
@@ -574,7 +589,8 @@ class ComputeClient(_Client):
         )
 
     async def purge_servers(self, servers: Iterable[uuid.UUID]) -> None:
-        """Destroy the domains of these servers, which the database has deleted."""
+        """Destroy the domains of these servers, which the database has deleted (or
+        evacuated from this host while it was gone)."""
         await self._cast(PurgeServers(host=self.host, servers=list(servers)))
 
 

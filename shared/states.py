@@ -220,6 +220,12 @@ ACTIONS: dict[str, Transition] = {
     # a running server with nothing else under way; it keeps running, MIGRATING
     # (guide 3.1 `os-migrateLive`)
     "os-migrateLive": Transition(frozenset({VmState.ACTIVE}), _IDLE, TaskState.MIGRATING),
+    # nova's os-evacuate: a server whose host is gone is rebuilt from its image on another
+    # (conductor/evacuate.py), under the task of a rebuild, whose report ends it; from the
+    # states nova evacuated (ERROR too: what the reaper leaves of a task the dead host held)
+    "evacuate": Transition(
+        frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}), _IDLE, TaskState.REBUILDING
+    ),
     # nova's os-server-start-stop extension: stop (ACTIVE or ERROR -> SHUTOFF), start
     "os-stop": Transition(
         frozenset({VmState.ACTIVE, VmState.ERROR}), _IDLE, TaskState.POWERING_OFF

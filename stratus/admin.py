@@ -5,7 +5,10 @@ They work on PostgreSQL directly (STRATUS_DATABASE_URL), like ``stratus db upgra
 operator repairing a cloud must not depend on its API being up, and these are the questions the
 2013 API cannot answer (flavors could not be created through it, hosts had no disabled reason).
 The queries are shared/db's; where a server would be placed is asked of the conductor's own
-scheduler, imported here because ``stratus/`` is where the services are composed.
+scheduler, imported here because ``stratus/`` is where the services are composed. ``stratus
+host evacuate`` is the one command that changes servers: it runs the API's own evacuate for
+each server of a dead host (the gateway's compute layer, as an administrator), so it needs
+the broker too, whose conductors place the servers.
 
 Each command returns the text to print; a refusal is an ``AdminError`` whose message says why.
 """
@@ -13,6 +16,8 @@ Each command returns the text to print; a refusal is an ``AdminError`` whose mes
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -22,12 +27,20 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from api_gateway.compute.actions.evacuate import Evacuate
+from api_gateway.compute.api import ComputeAPI
+from api_gateway.context import RequestContext
+from api_gateway.schemas.admin_actions import Evacuate as EvacuateArgs
 from conductor.scheduler.scheduler import Scheduler
+from shared.bus import Bus
+from shared.bus.factory import create_bus
 from shared.config import Settings
-from shared.db import actions, flavors, hosts, quota_overrides, quotas, servers
+from shared.db import actions, evacuations, flavors, hosts, quota_overrides, quotas, servers
+from shared.db.evacuations import HostState
 from shared.db.hosts import Ratios, Resources
-from shared.db.pool import Conn
+from shared.db.pool import Conn, create_pool
 from shared.db.records import HostedServer, HostOverview
+from shared.errors import StratusError
 from shared.states import v2_status
 from stratus.runtime import require
 
@@ -196,6 +209,98 @@ async def host_evacuate_plan(conn: Conn, settings: Settings, name: str) -> str:
         f"evacuating {name} (a plan: nothing is claimed or moved)\n{listed}\n"
         f"{placed} of {len(moves)} servers have somewhere to go"
     )
+
+
+#: the user an operator's evacuations are recorded as (os-instance-actions)
+OPERATOR = "stratus-operator"
+
+#: how long ``stratus host evacuate`` waits to tell where each server went
+EVACUATE_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Evacuated:
+    """One server of the evacuated host, and what became of it: its evacuation's id (None:
+    refused, ``outcome`` says why)."""
+
+    server: HostedServer
+    evacuation_id: uuid.UUID | None
+    outcome: str
+
+
+async def host_evacuate(
+    pool: asyncpg.Pool, settings: Settings, bus: Bus, name: str, *, wait_s: float = EVACUATE_WAIT_S
+) -> str:
+    """Evacuate every server of the dead host ``name``: each one is the API's ``evacuate``
+    (api_gateway/compute/actions/evacuate.py), run by the compute layer as an
+    administrator's request would be, the conductors choosing each destination; then wait
+    up to ``wait_s`` to tell where each went. Refused while the host is up."""
+    async with pool.acquire() as conn:
+        state = await evacuations.host_state(conn, name, settings.host_down_after_s)
+        if state is HostState.UNKNOWN:
+            raise AdminError(f"no compute host is named {name!r}")
+        if state is HostState.UP:
+            raise AdminError(
+                f"host {name} is up (it heartbeats, or no conductor has marked it down yet): "
+                "its servers still run there, and an evacuation would run them twice; "
+                "evacuate a host only once it is gone"
+            )
+        hosted = await servers.on_host(conn, name)
+    if not hosted:
+        return f"host {name} holds no servers: nothing to evacuate"
+    compute = ComputeAPI(settings, pool, bus)
+    done = [await _evacuate_one(compute, server) for server in hosted]
+    placed = await _wait_for_places(pool, done, wait_s)
+    listed = table(
+        ("SERVER", "NAME", "PROJECT", "EVACUATION"),
+        (
+            (e.server.id, e.server.name, e.server.tenant_id, placed.get(e.server.id, e.outcome))
+            for e in done
+        ),
+    )
+    accepted = sum(e.evacuation_id is not None for e in done)
+    return f"evacuating {name}\n{listed}\n{accepted} of {len(done)} servers accepted"
+
+
+async def _evacuate_one(compute: ComputeAPI, server: HostedServer) -> Evacuated:
+    """The API's evacuate of ``server``, as an administrator of its project asks it."""
+    ctx = RequestContext(
+        user_id=OPERATOR,
+        project_id=server.tenant_id,
+        roles=frozenset({"admin"}),
+        request_id=f"req-{uuid.uuid4()}",
+    )
+    plan = Evacuate(EvacuateArgs())
+    try:
+        await compute.perform(ctx, str(server.id), plan)
+    except StratusError as exc:
+        return Evacuated(server, None, f"refused: {exc}")
+    return Evacuated(server, plan.evacuation_id, "accepted, not placed yet")
+
+
+async def _wait_for_places(
+    pool: asyncpg.Pool, done: Sequence[Evacuated], wait_s: float
+) -> dict[uuid.UUID, str]:
+    """Where each accepted evacuation went, by server, as the conductors decided within
+    ``wait_s`` (those still undecided are left out)."""
+    deadline = time.monotonic() + wait_s
+    told: dict[uuid.UUID, str] = {}
+    waiting = [e for e in done if e.evacuation_id is not None]
+    while waiting:
+        for evacuated in list(waiting):
+            assert evacuated.evacuation_id is not None
+            record = await evacuations.get(pool, evacuated.evacuation_id)
+            if record is None or record.status == evacuations.Status.ACCEPTED:
+                continue
+            if record.status == evacuations.Status.ERROR:
+                told[evacuated.server.id] = "failed: no host can take it (see its fault)"
+            else:
+                told[evacuated.server.id] = f"rebuilding on {record.dest_host}"
+            waiting.remove(evacuated)
+        if not waiting or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    return told
 
 
 # --- stratus flavor --------------------------------------------------------------------------
@@ -423,6 +528,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         text, healthy = await status(settings)
         print(text)
         return 0 if healthy else 1
+    if (args.command, args.admin_command) == ("host", "evacuate"):
+        return await _evacuate(settings, args.name)
     command = _COMMANDS[(args.command, args.admin_command)]
     url = require(settings.database_url, "STRATUS_DATABASE_URL")
     try:
@@ -435,4 +542,34 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit(f"stratus: {exc}") from exc
     finally:
         await conn.close()
+    return 0
+
+
+async def _evacuate(settings: Settings, name: str) -> int:
+    """``stratus host evacuate NAME``: on PostgreSQL and the broker, whose conductors place
+    the servers (the in-process bus would reach none: the broker is required)."""
+    url = require(settings.database_url, "STRATUS_DATABASE_URL")
+    if not settings.amqp_url:
+        raise SystemExit(
+            "stratus: host evacuate hands the servers to the conductors through the broker: "
+            "set STRATUS_AMQP_URL (and STRATUS_AMQP_PREFIX, STRATUS_MESSAGE_KEY) as for them"
+        )
+    if settings.message_key is None:
+        raise SystemExit(
+            "stratus: host evacuate seals each rebuilt guest's password: set "
+            "STRATUS_MESSAGE_KEY, the key the gateways and agents share"
+        )
+    try:
+        pool = await create_pool(url, min_size=1, max_size=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise SystemExit(f"stratus: PostgreSQL is unreachable at {where(url)}: {exc}") from exc
+    bus = create_bus(settings)
+    try:
+        await bus.connect()
+        print(await host_evacuate(pool, settings, bus, name))
+    except AdminError as exc:
+        raise SystemExit(f"stratus: {exc}") from exc
+    finally:
+        await bus.close()
+        await pool.close()
     return 0

@@ -81,7 +81,9 @@ def _image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The operator's commands (stratus/admin.py), on STRATUS_DATABASE_URL."""
-    host = sub.add_parser("host", help="compute hosts: list, enable, disable, evacuation plans")
+    host = sub.add_parser(
+        "host", help="compute hosts: list, enable, disable, evacuation plans, evacuate"
+    )
     host_sub = host.add_subparsers(dest="admin_command", required=True)
     host_sub.add_parser("list", help="every host: up/down, enabled, usage/capacity")
     host_sub.add_parser("enable", help="let the scheduler place servers there").add_argument("name")
@@ -92,6 +94,12 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "evacuate-plan", help="where each server of the host would go (nothing is moved)"
     )
     plan.add_argument("name")
+    evacuate = host_sub.add_parser(
+        "evacuate",
+        help="rebuild every server of a dead host elsewhere, from its image (refused while "
+        "the host is up)",
+    )
+    evacuate.add_argument("name")
     _flavor_parser(sub)
     quota = sub.add_parser("quota", help="a project's absolute limits and usage")
     quota_sub = quota.add_subparsers(dest="admin_command", required=True)

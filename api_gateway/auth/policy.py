@@ -99,6 +99,8 @@ OPERATIONS: Mapping[str, Operation] = {
     "unlock_override": _ADMIN,
     "os-migrateLive": _ADMIN_UNLESS_LOCKED,
     "os-resetState": _ADMIN_UNLESS_LOCKED,
+    # nova's os-evacuate (compute_extension:evacuate: rule:admin_api)
+    "evacuate": _ADMIN,
     # nova's os-server-start-stop extension (compute:stop, compute:start: the owner's)
     "os-stop": _OWNER_UNLESS_LOCKED,
     "os-start": _OWNER_UNLESS_LOCKED,

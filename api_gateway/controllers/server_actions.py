@@ -19,6 +19,7 @@ from aiohttp import web
 
 from api_gateway import keys
 from api_gateway.auth.policy import authorize
+from api_gateway.compute.actions.evacuate import Evacuate
 from api_gateway.compute.actions.plan import ActionPlan, gathered
 from api_gateway.compute.actions.rebuild import Rebuild
 from api_gateway.compute.actions.snapshots import CreateBackup, CreateImage
@@ -26,6 +27,7 @@ from api_gateway.compute.actions.table import (
     ACTION_TABLE,
     CREATE_BACKUP,
     CREATE_IMAGE,
+    EVACUATE,
     REBUILD,
     ServerAction,
 )
@@ -97,6 +99,13 @@ def rebuilt(request: web.Request, plan: Rebuild) -> web.StreamResponse:
         status=202,
         headers={"Location": server["links"][0]["href"]},
     )
+
+
+@responds(EVACUATE)
+def evacuated(request: web.Request, plan: Evacuate) -> web.StreamResponse:
+    """200 with the rebuilt guest's password (nova's os-evacuate), shown this once: the
+    server is always rebuilt from its image here, never restarted from a shared disk."""
+    return render(request, {"adminPass": plan.admin_pass})
 
 
 @responds(CREATE_IMAGE)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api_gateway.http.faults import BadRequest
-from api_gateway.schemas.common import validate
+from api_gateway.schemas.common import Boolean, validate
 from api_gateway.schemas.servers import MetaKey, MetaValue, Name
 from shared.states import VmState
 
@@ -107,3 +107,33 @@ def migrate(value: Any) -> None:
             "Invalid input for field/attribute host. migrate takes no destination host"
             " (microversion 2.56); leave host out and the scheduler picks one."
         )
+
+
+class Evacuate(BaseModel):
+    """nova's os-evacuate (2013.1): where to rebuild a server whose host is gone.
+
+    ``host`` may be left out or ``null`` (nova 2.29's rule, which ``openstack server
+    evacuate`` relies on): the conductor's scheduler then picks one; nova 2013.1 required it.
+    ``onSharedStorage`` is taken (2013.1 required it; clients send it) and changes nothing:
+    instance disks are never on shared storage here, so every evacuation rebuilds the server
+    from its image, with a new password (``adminPass``, or one generated).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    on_shared_storage: Boolean = Field(default=False, alias="onSharedStorage")
+    admin_pass: str | None = Field(default=None, alias="adminPass", min_length=1)
+
+
+def evacuate(value: Any) -> Evacuate:
+    """``value`` (the object under ``evacuate``) as an Evacuate, or 400; an empty body
+    (``null``, ``<evacuate/>``) leaves everything to the scheduler. A member nova v2.1's
+    schema does not allow is 400 naming it."""
+    if value is None:
+        return Evacuate()
+    if not isinstance(value, dict):
+        raise BadRequest("Malformed request body")
+    if value.get("host") == "":
+        raise BadRequest("Invalid input for field/attribute host. '' is too short")
+    return validate(Evacuate, value)

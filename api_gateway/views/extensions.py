@@ -148,6 +148,14 @@ EXTENSIONS: tuple[Extension, ...] = (
         description="Instance type (flavor) extra specs.",
     ),
     Extension(
+        # the evacuate server action (administrators): rebuild a dead host's server elsewhere
+        alias="os-evacuate",
+        name="Evacuate",
+        namespace="http://docs.openstack.org/compute/ext/evacuate/api/v2",
+        updated="2013-01-06T00:00:00+00:00",
+        description="Enables server evacuation.",
+    ),
+    Extension(
         # GET /os-hosts, GET and PUT /os-hosts/{host} (administrators)
         alias="os-hosts",
         name="Hosts",

@@ -23,7 +23,13 @@ import asyncpg
 from conductor.scheduler.timing import timed_decision
 from shared.db import placement
 from shared.db.hosts import Ratios, Resources
-from shared.db.placement import AliveFilter, CapacityFilter, ExcludeHostsFilter, FreeRamWeigher
+from shared.db.placement import (
+    AliveFilter,
+    CapacityFilter,
+    ExcludeHostsFilter,
+    FreeRamWeigher,
+    OnlyHostFilter,
+)
 from shared.db.pool import Conn
 from shared.db.records import Placement
 
@@ -43,14 +49,19 @@ class Scheduler:
         self.down_after_s = down_after_s
         self.subset_size = max(1, subset_size)
 
-    def decision(self, need: Resources, exclude: Sequence[str] = ()) -> placement.Decision:
-        """The placement of ``need`` by this scheduler's rules, on any host but ``exclude``."""
+    def decision(
+        self, need: Resources, exclude: Sequence[str] = (), *, only: str | None = None
+    ) -> placement.Decision:
+        """The placement of ``need`` by this scheduler's rules, on any host but ``exclude``
+        (on ``only``, when given, if it passes them)."""
         filters: list[placement.HostFilter] = [
             AliveFilter(self.down_after_s),
             CapacityFilter(need, self.ratios),
         ]
         if exclude:
             filters.append(ExcludeHostsFilter(exclude))
+        if only is not None:
+            filters.append(OnlyHostFilter(only))
         return placement.Decision(
             need=need,
             ratios=self.ratios,
@@ -110,11 +121,19 @@ class Scheduler:
         raise NoValidHost
 
     @timed_decision(NoValidHost)
-    async def claim(self, conn: Conn, need: Resources, *, exclude: Sequence[str] = ()) -> str:
-        """Claim ``need`` on the best host that still has room, without placing anything
-        there: the caller records what the claim is for in its own transaction (a resize's
-        destination). Raises ``NoValidHost``."""
-        decision = self.decision(need, exclude)
+    async def claim(
+        self,
+        conn: Conn,
+        need: Resources,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
+    ) -> str:
+        """Claim ``need`` on the best host that still has room (``only`` that one, when
+        given), without placing anything there: the caller records what the claim is for in
+        its own transaction (a resize's or an evacuation's destination). Raises
+        ``NoValidHost``."""
+        decision = self.decision(need, exclude, only=only)
         for skip_locked in (True, False):
             host = await placement.claim(conn, decision, skip_locked=skip_locked)
             if host is not None:

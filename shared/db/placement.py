@@ -92,6 +92,17 @@ class ExcludeHostsFilter:
         return f"name <> ALL({params.add(list(self.hosts))}::text[])"
 
 
+@dataclass(frozen=True)
+class OnlyHostFilter:
+    """Only ``host`` (the destination a request names, which must still pass every other
+    filter: an administrator's choice is checked, not forced)."""
+
+    host: str
+
+    def predicate(self, params: Params) -> str:
+        return f"name = {params.add(self.host)}"
+
+
 class HostWeigher(Protocol):
     def expression(self, params: Params) -> str: ...
 

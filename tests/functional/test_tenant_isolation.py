@@ -327,6 +327,7 @@ ACTION_BODIES: dict[str, Any] = {
     "migrate": None,
     "os-migrateLive": {"host": HOST, "block_migration": False, "disk_over_commit": False},
     "os-resetState": {"state": "error"},
+    "evacuate": {"host": HOST, "onSharedStorage": False},
     "resetNetwork": None,
     "injectNetworkInfo": None,
 }

@@ -26,6 +26,7 @@ VALUES: dict[str, Any] = {
     "createBackup": {"name": "nightly", "backup_type": "daily", "rotation": 2},
     "os-resetState": {"state": "error"},
     "os-migrateLive": {"host": "h2", "block_migration": False, "disk_over_commit": False},
+    "evacuate": {"host": "h2", "onSharedStorage": False, "adminPass": "s3cret"},
 }
 
 ENTRIES = sorted(ACTION_TABLE, key=lambda entry: entry.name)
@@ -70,5 +71,5 @@ def test_a_hard_reboot_is_recorded_as_such_and_ruled_as_a_reboot() -> None:
 
 
 def test_only_actions_in_the_table_have_responses_of_their_own() -> None:
-    assert set(RESPONSES) == {"rebuild", "createImage", "createBackup"}
+    assert set(RESPONSES) == {"rebuild", "createImage", "createBackup", "evacuate"}
     assert set(RESPONSES) <= ACTION_TABLE.names()

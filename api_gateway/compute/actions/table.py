@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from api_gateway.compute.actions import database, host, live_migration, resize, snapshots
+from api_gateway.compute.actions.evacuate import Evacuate
 from api_gateway.compute.actions.plan import ActionPlan
 from api_gateway.compute.actions.rebuild import Rebuild
 from api_gateway.schemas import admin_actions as admin_schema
@@ -106,6 +107,8 @@ UNLOCK = plain("unlock", database.Unlock)
 CREATE_BACKUP = action("createBackup", admin_schema.create_backup, snapshots.CreateBackup)
 RESET_STATE = action("os-resetState", admin_schema.reset_state, database.ResetState)
 LIVE_MIGRATE = action("os-migrateLive", live_migrate, live_migration.LiveMigration)
+# nova's os-evacuate extension: 200 with the new password (the controller's response)
+EVACUATE = action("evacuate", admin_schema.evacuate, Evacuate)
 # nova's os-server-start-stop extension
 STOP = plain("os-stop", host.Stop)
 START = plain("os-start", host.Start)
@@ -130,6 +133,7 @@ ACTION_TABLE = ActionTable(
     CREATE_BACKUP,
     RESET_STATE,
     LIVE_MIGRATE,
+    EVACUATE,
     STOP,
     START,
 )
