@@ -36,8 +36,7 @@ from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.db import actions, evacuations, flavors, hosts, quota_overrides, quotas, servers
-from shared.db.evacuations import HostState
-from shared.db.hosts import Ratios, Resources
+from shared.db.hosts import HostState, Ratios, Resources
 from shared.db.pool import Conn, create_pool
 from shared.db.records import HostedServer, HostOverview
 from shared.errors import StratusError
@@ -236,7 +235,7 @@ async def host_evacuate(
     administrator's request would be, the conductors choosing each destination; then wait
     up to ``wait_s`` to tell where each went. Refused while the host is up."""
     async with pool.acquire() as conn:
-        state = await evacuations.host_state(conn, name, settings.host_down_after_s)
+        state = await hosts.state(conn, name, settings.host_down_after_s)
         if state is HostState.UNKNOWN:
             raise AdminError(f"no compute host is named {name!r}")
         if state is HostState.UP:

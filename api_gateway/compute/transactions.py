@@ -20,11 +20,12 @@ from api_gateway.compute.checks import check_allowed, check_on_a_host, parse_uui
 from api_gateway.context import RequestContext
 from shared.bus import Bus, PublishFailed
 from shared.config import Settings
-from shared.db import actions, servers
+from shared.db import actions, hosts, servers
+from shared.db.hosts import HostState
 from shared.db.pool import UNAVAILABLE as DATABASE_UNAVAILABLE
 from shared.db.pool import Conn
 from shared.db.records import LockedServer
-from shared.errors import NotFound, ServiceUnavailable
+from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.rpcapi import Clients, Envelope
 from shared.sealing import Keyring
 from shared.states import ACTIONS, TaskState
@@ -76,6 +77,8 @@ class Transactions:
                 await servers.set_task(conn, sid, task.value)
             if plan.needs_host:
                 check_on_a_host(row, operation)
+            if plan.needs_live_host and row.host is not None:
+                await self.check_host_up(conn, row.host, operation)
             await plan.prepare(Locked(conn, row, action_id, ctx, self.settings))
         return Started(row, Envelope(ctx.request_id, sid, action_id))
 
@@ -136,6 +139,13 @@ class Transactions:
             if isinstance(result, BaseException):
                 raise result
         await self._sent([envelope for _, envelope in commands])
+
+    async def check_host_up(self, conn: Conn, host: str, operation: str) -> None:
+        """409 while ``host`` is down (silent, and marked down by a conductor that could have
+        heard it: shared/db/hosts.py ``state``), as nova refused an action whose compute
+        service was down: nothing there would carry it out until the host returns."""
+        if await hosts.state(conn, host, self.settings.host_down_after_s) is HostState.DOWN:
+            raise Conflict(f"Cannot '{operation}' instance while its host {host} is down.")
 
     async def locked(
         self, conn: Conn, ctx: RequestContext, server_id: uuid.UUID, operation: str

@@ -27,14 +27,6 @@ class Status(StrEnum):
     SOURCE_CLEANED = "source-cleaned"  # the returning source was told to destroy its copy
 
 
-class HostState(StrEnum):
-    """What an evacuation makes of the host a server is leaving."""
-
-    UNKNOWN = "unknown"  # no compute host has that name
-    UP = "up"  # heartbeating, or not yet judged down by a conductor
-    DOWN = "down"  # silent, and a conductor has marked it down
-
-
 @dataclass(frozen=True, slots=True)
 class Evacuation(Row):
     id: uuid.UUID
@@ -60,24 +52,6 @@ class NewEvacuation:
 
 
 _COLUMNS = "id, server_id, action_id, source_host, requested_host, dest_host, instance, status"
-
-
-async def host_state(conn: Executor, host: str, down_after_s: float) -> HostState:
-    """Whether ``host`` is gone. Down takes both: no heartbeat for ``down_after_s`` *and*
-    marked down by a conductor, which marks hosts down only when it could have heard them
-    (conductor/hearing.py). A host that is merely unheard during a broker outage is still
-    running its servers: evacuating them then would run each twice."""
-    row = await conn.fetchrow(
-        """SELECT up, last_heartbeat >= now() - make_interval(secs => $2) AS heard
-             FROM compute_hosts WHERE name = $1""",
-        host,
-        down_after_s,
-    )
-    if row is None:
-        return HostState.UNKNOWN
-    if row["up"] or row["heard"]:
-        return HostState.UP
-    return HostState.DOWN
 
 
 async def insert(conn: Executor, evacuation: NewEvacuation) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from shared.db.pool import Executor
 from shared.db.records import Host, HostOverview, HostService, ProjectUsage
@@ -27,6 +28,14 @@ class Ratios:
     cpu: float
     ram: float
     disk: float
+
+
+class HostState(StrEnum):
+    """Whether a host is gone (``state``)."""
+
+    UNKNOWN = "unknown"  # no compute host has that name
+    UP = "up"  # heartbeating, or not yet judged down by a conductor
+    DOWN = "down"  # silent, and a conductor has marked it down
 
 
 def fits(
@@ -123,6 +132,24 @@ async def is_alive(conn: Executor, host: str, older_than_s: float) -> bool:
             older_than_s,
         )
     )
+
+
+async def state(conn: Executor, host: str, down_after_s: float) -> HostState:
+    """Whether ``host`` is gone. Down takes both: no heartbeat for ``down_after_s`` *and*
+    marked down by a conductor, which marks hosts down only when it could have heard them
+    (conductor/hearing.py). A host that is merely unheard during a broker outage is still
+    running its servers: evacuating them then would run each twice."""
+    row = await conn.fetchrow(
+        """SELECT up, last_heartbeat >= now() - make_interval(secs => $2) AS heard
+             FROM compute_hosts WHERE name = $1""",
+        host,
+        down_after_s,
+    )
+    if row is None:
+        return HostState.UNKNOWN
+    if row["up"] or row["heard"]:
+        return HostState.UP
+    return HostState.DOWN
 
 
 async def count_up(conn: Executor, names: Sequence[str]) -> int:

@@ -331,6 +331,27 @@ async def test_a_stopped_server_is_evacuated_and_comes_back_running(
     await admin.delete_and_wait(server_id)
 
 
+async def test_other_actions_on_a_server_whose_host_is_down_are_refused_with_409(
+    admin: ComputeClient, cluster: Cluster
+) -> None:
+    """Nothing would carry them out until the host returns (and it would then, after the
+    reaper had told the user they failed); lock and os-resetState need no host."""
+    server_id = await server(admin, "stranded")
+    host = await cluster.host_of(server_id)
+    async with dead(cluster, host):
+        reply = await act(admin, server_id, {"reboot": {"type": "HARD"}})
+        assert reply.status == 409
+        assert reply.body["conflictingRequest"]["message"] == (
+            f"Cannot 'reboot' instance while its host {host} is down."
+        )
+        assert (await act(admin, server_id, {"lock": None})).status == 202
+        assert (await act(admin, server_id, {"unlock": None})).status == 202
+        assert (await admin.get(f"/servers/{server_id}")).body["server"]["status"] == "ACTIVE"
+    assert (await act(admin, server_id, {"reboot": {"type": "HARD"}})).status == 202
+    await admin.wait_for_status(server_id, "ACTIVE")
+    await admin.delete_and_wait(server_id)
+
+
 async def test_a_server_deleted_while_its_evacuated_copy_waits_is_purged_too(
     admin: ComputeClient, cluster: Cluster
 ) -> None:

@@ -2,7 +2,7 @@
 its image on another host, keeping its id, addresses, metadata and config drive.
 
 The server's host must be down, as a conductor judged it (no heartbeat, and marked down:
-shared/db/evacuations.py ``host_state``), else 409 as nova answered: a host that still runs
+shared/db/hosts.py ``state``), else 409 as nova answered: a host that still runs
 the server would run it twice. A host the request names must exist (404) and be up (400).
 The evacuation is recorded (``accepted``, with the server's spec) and goes to the conductor,
 which claims the destination (the scheduler's, or the named host), moves the server's
@@ -20,7 +20,7 @@ from api_gateway.compute.passwords import generate_password
 from api_gateway.context import RequestContext
 from api_gateway.schemas.admin_actions import Evacuate as EvacuateArgs
 from shared.db import evacuations, hosts
-from shared.db.evacuations import HostState
+from shared.db.hosts import HostState
 from shared.db.pool import Conn
 from shared.errors import Conflict, Invalid, NotFound
 from shared.rpcapi import ConductorClient, Envelope
@@ -36,6 +36,8 @@ def still_in_use(host: str) -> str:
 
 class Evacuate(ThroughConductor):
     action = "evacuate"
+    #: the point of it: the server's host is down
+    needs_live_host = False
 
     def __init__(self, args: EvacuateArgs) -> None:
         self.request = args
@@ -54,13 +56,13 @@ class Evacuate(ThroughConductor):
         row, settings = locked.row, locked.settings
         source = row.placed_host
         down_after_s = settings.host_down_after_s
-        if await evacuations.host_state(locked.conn, source, down_after_s) is HostState.UP:
+        if await hosts.state(locked.conn, source, down_after_s) is HostState.UP:
             raise Conflict(still_in_use(source))
         target = self.request.host
         if target is not None:
             if target == source:
                 raise Invalid("The target host can't be the same one.")
-            state = await evacuations.host_state(locked.conn, target, down_after_s)
+            state = await hosts.state(locked.conn, target, down_after_s)
             if state is not HostState.UP:
                 raise Invalid(f"Compute service of {target} is unavailable at this time.")
         await evacuations.insert(

@@ -5,8 +5,9 @@
    reference implementation answered.
 2. The start, the same for every action (``ComputeAPI.start_action``): lock the server's row;
    409 when its lock refuses the action to the caller, when the transition table
-   (shared/states.py) does not allow it now, or when it ``needs_host`` and the server is on
-   none; record the action and set its task.
+   (shared/states.py) does not allow it now, when it ``needs_host`` and the server is on
+   none, or when it ``needs_live_host`` and the server's host is down; record the action and
+   set its task.
 3. ``prepare``, in that transaction, the row still locked: further refusals, and what the
    action changes at once (a rebuild's labels, a snapshot's image row, a migration record).
    Raising there leaves nothing written.
@@ -78,6 +79,10 @@ class ActionPlan(abc.ABC, Generic[C]):
     action: str
     #: refused (409) for a server on no host (never scheduled): nothing could act on it
     needs_host: ClassVar[bool] = True
+    #: refused (409) while the server's host is down: its command would wait in the host's
+    #: queue, the reaper would end the task in ERROR, and the host, back, would still carry
+    #: it out after the user was told it failed
+    needs_live_host: ClassVar[bool] = True
 
     async def check(self, compute: ComputeAPI, ctx: RequestContext) -> None:
         """Refuse what needs no lock (raise); nothing by default."""
@@ -116,6 +121,7 @@ class InDatabase(ActionPlan[None]):
     host is needed."""
 
     needs_host = False
+    needs_live_host = False
 
     def route(self, clients: Clients, row: LockedServer) -> None:
         return None
