@@ -646,10 +646,10 @@ async def test_a_server_the_destination_cannot_confirm_is_never_destroyed(
 ) -> None:
     """The hypervisor moved it, but the destination cannot confirm it runs: the source does
     not have it any more, so it is in ERROR, accounted on the destination, and kept."""
-    server_id, _, dest = await _failed_migration(
+    server_id, source, dest = await _failed_migration(
         api, admin, cluster, ("dest", "finish_live_migration")
     )
-    lost = f"server instance-{server_id} is not on host {dest}"
+    lost = f"server instance-{server_id} is not on host {source}"
     server = (await api.get(f"/servers/{server_id}")).body["server"]
     assert (server["status"], server["fault"]["message"]) == ("ERROR", lost)
     assert await cluster.host_of(server_id) == dest
