@@ -158,12 +158,15 @@ def create_app(
 
 async def open_pool(settings: Settings, url: str) -> asyncpg.Pool:
     """The gateway's pool: every statement bounded by ``api_statement_timeout_s``, so no
-    request holds a connection for minutes (``stratus up`` opens one beside the conductor's)."""
+    request holds a connection for minutes (``stratus up`` opens one beside the conductor's),
+    and every wait for PostgreSQL by ``api_db_timeout_s``, so that a request still gets its
+    503 when the database cannot be heard at all (a network partition)."""
     return await create_pool(
         url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         statement_timeout_s=settings.api_statement_timeout_s,
+        timeout_s=settings.api_db_timeout_s,
     )
 
 

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         "PostgreSQL cancels it and the request is answered 503 with Retry-After; 0: no "
         "limit. Conductors are not bounded.",
     )
+    api_db_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a gateway waits for PostgreSQL to answer at all (to connect, "
+        "to one statement, to cancel it) before it gives the connection up and answers 503 "
+        "with Retry-After. The statement timeout is PostgreSQL's own and needs the network: "
+        "when packets to the database are dropped, only this bounds a request. Longer than "
+        "api_statement_timeout_s, so a slow statement is cancelled by PostgreSQL first; "
+        "0: no limit.",
+    )
 
     # --- gateway -----------------------------------------------------------------------
     api_host: str = "127.0.0.1"

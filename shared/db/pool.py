@@ -37,12 +37,26 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
+#: asyncpg's own bound on a connection attempt, kept when ``create_pool`` is given none.
+_ASYNCPG_CONNECT_TIMEOUT_S = 60.0
+
+
 async def create_pool(
-    url: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_s: float = 0
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    statement_timeout_s: float = 0,
+    timeout_s: float = 0,
 ) -> asyncpg.Pool:
     """Open a pool on ``url``; statements are prepared once per connection and cached.
     ``statement_timeout_s`` (0: none) bounds every statement, lock waits included: PostgreSQL
-    cancels one that runs longer (``asyncpg.QueryCanceledError``)."""
+    cancels one that runs longer (``asyncpg.QueryCanceledError``). That needs PostgreSQL to
+    hear and be heard: across a network that drops packets a statement would wait for its
+    answer as long as TCP keeps trying (many minutes), and a new connection as long as the
+    connect timeout. ``timeout_s`` (0: asyncpg's defaults, none for statements) bounds both
+    on our side: a connection attempt, and each statement and its cancellation, after which
+    the connection is given up (``TimeoutError``, an ``OSError``: in ``UNAVAILABLE``)."""
     server_settings = {}
     if statement_timeout_s > 0:
         server_settings["statement_timeout"] = str(max(1, round(statement_timeout_s * 1000)))
@@ -53,6 +67,8 @@ async def create_pool(
         init=_init_connection,
         connection_class=_Connection,
         server_settings=server_settings,
+        timeout=timeout_s if timeout_s > 0 else _ASYNCPG_CONNECT_TIMEOUT_S,
+        command_timeout=timeout_s if timeout_s > 0 else None,
     )
     metrics.POOLS.track(pool)  # its use is reported on /metrics
     return pool
@@ -66,9 +82,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
-)
     # a connection the server dropped while asyncpg was still reading an error's tail (a
     # fast shutdown's "terminating connection") is left mid-protocol, and its next statement
     # is refused by asyncpg itself ("cannot switch to state 15; another operation (2) is in
     # progress"): it is as unusable as a closed one
     asyncpg.InternalClientError,
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from shared.config import Settings
+from tests.faults.partition import Blackhole
 from tests.support.postgres_node import PostgresNode
 from tests.support.processes import STRATUS, free_port
 from tests.support.rabbitmq_node import RabbitNode
@@ -29,8 +32,16 @@ from tests.support.sealing import MESSAGE_KEY
 HOSTS = ("h1", "h2", "h3")
 GATEWAYS = ("api-1", "api-2")
 CONDUCTORS = ("conductor-1", "conductor-2")
+#: The agent that reaches RabbitMQ, and the gateway that reaches PostgreSQL, through a proxy
+#: the partition tests can cut (tests/faults/partition.py); transparent until then.
+PARTITIONED_AGENT = "h3"
+PARTITIONED_GATEWAY = "api-2"
 #: How long a task may run before the conductor's reaper ends it (STRATUS_TASK_DEADLINE_S).
 TASK_DEADLINE_S = 20.0
+#: The tasks whose deadline is longer by default (shared/config.py ``task_deadlines``).
+LONG_TASKS: tuple[str, ...] = tuple(
+    Settings.model_fields["task_deadlines"].get_default(call_default_factory=True)
+)
 
 
 def role_env(database_url: str, amqp_url: str, prefix: str, data_dir: Path) -> dict[str, str]:
@@ -60,6 +71,9 @@ def role_env(database_url: str, amqp_url: str, prefix: str, data_dir: Path) -> d
         # the conductor's reaper (ends tasks past their deadline)
         "STRATUS_REAPER_INTERVAL_S": "1",
         "STRATUS_TASK_DEADLINE_S": str(int(TASK_DEADLINE_S)),
+        # the same deadline for the tasks that have longer ones by default: the checks' settle
+        # window must outlast every deadline in force (tests/faults/checks.py)
+        "STRATUS_TASK_DEADLINES": json.dumps(dict.fromkeys(LONG_TASKS, TASK_DEADLINE_S)),
     }
 
 
@@ -105,6 +119,8 @@ class FaultCluster:
     workdir: Path
     roles: dict[str, Role] = field(default_factory=dict)
     api_ports: dict[str, int] = field(default_factory=dict)
+    #: the proxies between a role and a dependency, by role (PARTITIONED_*)
+    partitions: dict[str, Blackhole] = field(default_factory=dict)
 
     @property
     def gateways(self) -> list[str]:
@@ -112,13 +128,30 @@ class FaultCluster:
 
     def add_roles(self) -> None:
         env = role_env(self.database_url, self.rabbit.url, self.prefix, self.workdir / "data")
+        routed = self._add_partitions()
         for name in GATEWAYS:
             self.api_ports[name] = free_port()
-            self._add(name, ("api",), {**env, "STRATUS_API_PORT": str(self.api_ports[name])})
+            self._add(
+                name,
+                ("api",),
+                {**env, **routed.get(name, {}), "STRATUS_API_PORT": str(self.api_ports[name])},
+            )
         for name in CONDUCTORS:
             self._add(name, ("conductor",), env)
         for host in HOSTS:
-            self._add(host, ("agent", "--host", host), env)
+            self._add(host, ("agent", "--host", host), {**env, **routed.get(host, {})})
+
+    def _add_partitions(self) -> dict[str, dict[str, str]]:
+        """Start the proxies; the settings that send each partitioned role through its own."""
+        to_broker = Blackhole.in_front_of(self.rabbit.url)
+        to_database = Blackhole.in_front_of(self.database_url)
+        self.partitions = {PARTITIONED_AGENT: to_broker, PARTITIONED_GATEWAY: to_database}
+        for proxy in self.partitions.values():
+            proxy.start()
+        return {
+            PARTITIONED_AGENT: {"STRATUS_AMQP_URL": to_broker.route(self.rabbit.url)},
+            PARTITIONED_GATEWAY: {"STRATUS_DATABASE_URL": to_database.route(self.database_url)},
+        }
 
     def _add(self, name: str, args: tuple[str, ...], env: dict[str, str]) -> None:
         self.roles[name] = Role(name, args, env, self.workdir / f"{name}.log")
@@ -143,6 +176,8 @@ class FaultCluster:
     def stop_all(self) -> None:
         for role in self.roles.values():
             role.stop()
+        for proxy in self.partitions.values():
+            proxy.close()
 
     def logs(self, chars: int = 3000) -> str:
         return "\n".join(
