@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
+from compute_agent.disk_full import writing
 from compute_agent.image_service import ImageServiceClient
 from compute_agent.virt.driver import DriverError
 from shared.messages import ImageSpec
@@ -74,16 +75,21 @@ class ImageCache:
         download: Callable[[Path], Awaitable[None]],
     ) -> Path:
         """``path``, marked used, or made now by ``download`` into a temporary file renamed
-        once it returned (it raises to keep nothing); one download at a time per ``key``."""
+        once it returned (it raises to keep nothing); one download at a time per ``key``.
+
+        A download that fills the disk is ``DiskFull`` naming this cache's directory, and
+        leaves nothing: half an image kept under its name would be trusted by every later
+        build on this host."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             if await asyncio.to_thread(_touch, path):
                 return path
-            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
             partial = self.root / f"{_PARTIAL}{uuid.uuid4().hex}"
             started = time.monotonic()
             try:
-                await download(partial)
-                await asyncio.to_thread(os.replace, partial, path)
+                with writing(self.root):
+                    await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+                    await download(partial)
+                    await asyncio.to_thread(os.replace, partial, path)
             finally:
                 await asyncio.to_thread(partial.unlink, missing_ok=True)
             log.info("%s cached in %.1f s", path.name, time.monotonic() - started)

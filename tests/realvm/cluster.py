@@ -188,6 +188,30 @@ class RealCluster:
             self._connections[host] = _libvirt().open(self.daemons[host].uri)
         return self._connections[host]
 
+    def add_host(
+        self,
+        host: str,
+        daemon: Libvirtd,
+        driver: ComputeDriver,
+        *,
+        instances_dir: Path,
+        image_cache: Path,
+    ) -> None:
+        """Look at ``host`` too (one a test starts for itself), until ``forget_host``. The
+        session's dicts are left as they were."""
+        self.daemons = {**self.daemons, host: daemon}
+        self.drivers = {**self.drivers, host: driver}
+        self.instances_dirs = {**self.instances_dirs, host: instances_dir}
+        self.image_caches = {**self.image_caches, host: image_cache}
+
+    def forget_host(self, host: str) -> None:
+        """Stop looking at a host ``add_host`` added (before its daemon stops)."""
+        for hosts in (self.daemons, self.drivers, self.instances_dirs, self.image_caches):
+            hosts.pop(host, None)
+        conn = self._connections.pop(host, None)
+        if conn is not None:
+            conn.close()
+
     def close(self) -> None:
         for conn in self._connections.values():
             conn.close()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 from compute_agent import config_drive
+from compute_agent.disk_full import writing
 from compute_agent.virt.driver import DriverError
 from compute_agent.virt.libvirt.images import ImageStore
 from shared.messages import InstanceSpec
@@ -118,8 +119,13 @@ def create_overlay(path: Path, backing: Path, backing_format: str) -> None:
         return
     partial = _partial(path)
     partial.unlink(missing_ok=True)
-    qemu_img("create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(backing), str(partial))
-    _publish(partial, path)
+    try:
+        qemu_img(
+            "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(backing), str(partial)
+        )
+        _publish(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # what a failed run left (qemu-img may leave some)
 
 
 def grow(path: Path, size_bytes: int) -> None:
@@ -350,20 +356,24 @@ class LocalDisks:
         return self.store
 
     def ensure_root(self, instance: InstanceSpec) -> None:
+        """(See ``Disks``.) An instances directory too full for the disk is ``DiskFull``
+        naming it; one for the image's copy (``_base``) names that one."""
         files = self.files(instance.server_id)
-        files.dir.mkdir(parents=True, exist_ok=True)
-        if not files.disk.exists():
-            base = self._store().base(instance.image)
-            create_overlay(files.disk, base.path, base.format)
-        grow(files.disk, root_size(instance))
+        with writing(self.instances_dir, self.host):
+            files.dir.mkdir(parents=True, exist_ok=True)
+            if not files.disk.exists():
+                base = self._store().base(instance.image)
+                create_overlay(files.disk, base.path, base.format)
+            grow(files.disk, root_size(instance))
 
     def replace_root(self, instance: InstanceSpec) -> None:
-        base = self._store().base(instance.image)  # refuse before anything is lost
         files = self.files(instance.server_id)
-        files.disk.unlink(missing_ok=True)
-        files.dir.mkdir(parents=True, exist_ok=True)
-        create_overlay(files.disk, base.path, base.format)
-        grow(files.disk, root_size(instance))
+        with writing(self.instances_dir, self.host):
+            base = self._store().base(instance.image)  # refuse before anything is lost
+            files.disk.unlink(missing_ok=True)
+            files.dir.mkdir(parents=True, exist_ok=True)
+            create_overlay(files.disk, base.path, base.format)
+            grow(files.disk, root_size(instance))
 
     def remove(self, server_id: uuid.UUID) -> None:
         files = self.files(server_id)
