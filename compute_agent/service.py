@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from compute_agent.action_timing import timed
 from compute_agent.consoles import ConsoleResponder
@@ -85,6 +85,14 @@ Handler = Callable[[Any], Awaitable[None]]
 
 #: how many commands done an agent remembers, to drop their copies (a few minutes' worth)
 DONE_REMEMBERED = 20_000
+
+
+@runtime_checkable
+class Reconnecting(Protocol):
+    """A driver whose connection to its hypervisor can close and be opened again (libvirt's,
+    when libvirtd restarts): it calls back once it has reconnected."""
+
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class RecentIds:
@@ -206,6 +214,8 @@ class AgentService:
 
     async def start(self) -> None:
         await self.driver.init_host(self.host)
+        if isinstance(self.driver, Reconnecting):
+            self.driver.on_reconnect(self.hypervisor_back)
         await self.bus.declare(bus_mod.REPORTS)
         await self.bus.declare(bus_mod.HEARTBEATS)
         await self.heartbeat()
@@ -249,7 +259,27 @@ class AgentService:
             log.info("reporting the %d server(s) of host %s", len(found), self.host)
             await self.bus.publish(bus_mod.REPORTS, inventory)
 
+    async def hypervisor_back(self) -> None:
+        """The driver has reconnected to its hypervisor after losing it (libvirtd restarted).
+        What happened meanwhile was not heard (a guest that stopped, an event missed), so the
+        host tells everything again, as at its start: a heartbeat (up again now, not at the
+        next beat), its inventory and every server's power state; the conductor reconciles
+        (conductor/reconcile.py). What cannot be sent now the periodic reports send later."""
+        log.info("hypervisor of host %s reachable again: reporting its servers", self.host)
+        try:
+            await self.heartbeat()
+            await self.report_inventory()
+            await self.power_states.report_all()
+        except (PublishFailed, DriverError) as exc:
+            log.warning("could not report host %s after reconnecting: %s", self.host, exc)
+
     async def heartbeat(self) -> None:
+        """The host is alive and what it offers. Sent only while the hypervisor answers:
+        ``capacity`` raises ``DriverError`` while the driver cannot reach it (libvirtd
+        restarting), so the host falls silent and the conductor marks it down, scheduling
+        nothing there, if that lasts ``host_down_after_s``; it beats again once the driver
+        has reconnected. (A heartbeat has no way to say "alive, hypervisor away", and a host
+        whose hypervisor is away can do nothing a command asks.)"""
         capacity = await self.driver.capacity()
         await self.bus.publish(bus_mod.HEARTBEATS, Heartbeat(host=self.host, capacity=capacity))
 

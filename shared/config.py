@@ -413,6 +413,20 @@ class Settings(BaseSettings):
         description="How long a guest may take to shut down or reboot on an ACPI request "
         "(soft reboot, resize, os-stop) before it is powered off.",
     )
+    libvirt_keepalive_s: int = Field(
+        default=5,
+        ge=0,
+        description="How often an agent's connection to libvirtd checks that libvirtd "
+        "answers (libvirt's keepalive; 0: never); after 5 unanswered checks the connection "
+        "is taken for closed and the agent reconnects.",
+    )
+    libvirt_reconnect_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="The longest wait between two attempts of an agent to reconnect to "
+        "libvirtd after its connection closed (libvirtd restarted): the waits double from "
+        "0.5 s up to this.",
+    )
     power_sync_interval_s: float = Field(
         default=60.0,
         ge=0,

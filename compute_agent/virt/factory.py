@@ -65,6 +65,8 @@ def create_driver(
         display_listen=settings.console_listen,
         display_address=settings.console_proxyclient_address,
         image_cache=image_cache(settings),
+        keepalive_s=settings.libvirt_keepalive_s,
+        reconnect_max_s=settings.libvirt_reconnect_max_s,
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -45,8 +46,8 @@ PRIVATE_DIRS = {
     "/var/cache/libvirt": "cache",
 }
 
-#: the programs a host needs
-PROGRAMS = ("libvirtd", "virtlogd", "unshare", "qemu-system-x86_64", "qemu-img")
+#: the programs a host needs (``nsenter``: to start its libvirtd again in its namespaces)
+PROGRAMS = ("libvirtd", "virtlogd", "unshare", "nsenter", "qemu-system-x86_64", "qemu-img")
 
 
 class LibvirtdError(RuntimeError):
@@ -152,8 +153,22 @@ def _namespace_script(daemon: Libvirtd) -> str:
 {mounts}
 hostname {daemon.name}
 virtlogd -d --pid-file {daemon.root / "virtlogd.pid"}
-libvirtd -d --listen -f /etc/libvirt/libvirtd.conf --pid-file {daemon.root / "libvirtd.pid"}
+{shlex.join(_libvirtd_command(daemon))}
 """
+
+
+def _libvirtd_command(daemon: Libvirtd) -> list[str]:
+    """How the host's libvirtd is started, in its namespaces (at first, and again)."""
+    pid_file = daemon.root / "libvirtd.pid"
+    return [
+        "libvirtd",
+        "-d",
+        "--listen",
+        "-f",
+        "/etc/libvirt/libvirtd.conf",
+        "--pid-file",
+        str(pid_file),
+    ]
 
 
 def start(name: str, root: Path, *, port: int | None = None, timeout_s: float = 60.0) -> Libvirtd:
@@ -212,6 +227,54 @@ def _wait_until_answering(daemon: Libvirtd, timeout_s: float) -> None:
         f"{daemon.name}: libvirtd did not answer at {daemon.uri} in {timeout_s:.0f} s "
         f"({error}):\n{daemon.log_tail()}"
     )
+
+
+def kill_libvirtd(daemon: Libvirtd, *, crash: bool = True, timeout_s: float = 20.0) -> None:
+    """Stop the host's libvirtd alone, as a crash does (SIGKILL) or, ``crash`` false, as a
+    restart for an upgrade does (SIGTERM): its guests run on (QEMU processes of their own),
+    virtlogd too, which keeps the host's namespaces. Returns once the daemon is gone."""
+    pid = daemon.pids.get("libvirtd")
+    if pid is None or not _alive(pid):
+        raise LibvirtdError(f"{daemon.name}: libvirtd does not run")
+    os.kill(pid, signal.SIGKILL if crash else signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise LibvirtdError(f"{daemon.name}: libvirtd {pid} did not exit:\n{daemon.log_tail()}")
+        time.sleep(0.05)
+    # a crashed daemon leaves its pid file: the next one's must not be taken for it
+    (daemon.root / "libvirtd.pid").unlink(missing_ok=True)
+    daemon.pids.pop("libvirtd", None)
+
+
+def start_libvirtd(daemon: Libvirtd, *, timeout_s: float = 60.0) -> None:
+    """Start the host's libvirtd again (after ``kill_libvirtd``), with the same configuration,
+    state and socket, in the namespaces of the host (entered through its virtlogd, which
+    lives in them); returns once it answers. It finds the guests that ran on again."""
+    anchor = daemon.pids.get("virtlogd")
+    if anchor is None or not _alive(anchor):
+        raise LibvirtdError(f"{daemon.name}: no virtlogd holds the host's namespaces")
+    enter = ["nsenter", f"--target={anchor}", "--mount", "--uts"]
+    launched = subprocess.run(
+        [*enter, *_libvirtd_command(daemon)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if launched.returncode != 0:
+        raise LibvirtdError(
+            f"{daemon.name}: libvirtd did not start again: {launched.stderr.strip()}\n"
+            f"{daemon.log_tail()}"
+        )
+    _wait_until_answering(daemon, timeout_s)
+
+
+def restart_libvirtd(daemon: Libvirtd, *, crash: bool = True) -> None:
+    """``kill_libvirtd`` then ``start_libvirtd``: the host's libvirtd restarted under its
+    running guests."""
+    kill_libvirtd(daemon, crash=crash)
+    start_libvirtd(daemon)
 
 
 def destroy_domains(daemon: Libvirtd) -> list[str]:

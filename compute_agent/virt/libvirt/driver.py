@@ -2,7 +2,10 @@
 
 libvirt calls block, so each runs in a worker thread; the event loop never waits on the
 hypervisor. libvirt's own events (a guest that stopped by itself...) arrive in a thread of
-their own and are handed to the agent (events.py).
+their own and are handed to the agent (events.py). The connection to libvirtd is opened
+again when it closes (libvirtd restarted): meanwhile every call fails at once with a
+``DriverError`` saying libvirtd is unreachable, and afterwards the agent is told, to report
+its servers again (connection.py).
 
 On QEMU a server is a domain (domain_xml.py) of type kvm or qemu (virt_type.py) on a root
 disk that is a qcow2 overlay on its image's file in the image store (images.py, disks.py).
@@ -24,13 +27,14 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import libvirt
 
 from compute_agent import config_drive
+from compute_agent.disk_full import DiskFull, no_space_detail, writing
 from compute_agent.image_cache import ImageCache
 from compute_agent.virt import fake_guest
 from compute_agent.virt.driver import (
@@ -52,6 +56,11 @@ from compute_agent.virt.libvirt import (
     network,
     snapshots,
     virt_type,
+)
+from compute_agent.virt.libvirt.connection import (
+    CurrentConnection,
+    HypervisorUnreachable,
+    LibvirtConnection,
 )
 from compute_agent.virt.libvirt.disks import Disks, LocalDisks, NoDisks, backing_files
 from compute_agent.virt.libvirt.images import BootFiles, ImageStore
@@ -125,6 +134,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         display_listen: str = "127.0.0.1",
         display_address: str | None = None,
         image_cache: ImageCache | None = None,
+        keepalive_s: int = 5,
+        reconnect_max_s: float = 30.0,
     ) -> None:
         """``image_store``: where images' files are (STRATUS_IMAGE_STORE_DIR; a real host
         without one boots nothing); ``virt_type``: auto, kvm or qemu; ``network``: the
@@ -133,7 +144,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         ``display_listen``: where guests' displays listen (STRATUS_CONSOLE_LISTEN), reached
         by the console proxy at ``display_address`` (None: that listen address);
         ``image_cache``: bases downloaded from the image API and kept on this host, rather
-        than read in place from a shared store."""
+        than read in place from a shared store. ``keepalive_s``, ``reconnect_max_s``: how
+        a closed connection to libvirtd is noticed and reopened (connection.py)."""
         self.uri = uri
         self.instances_dir = instances_dir
         self._overrides = (vcpus, ram_mb, disk_gb)
@@ -146,10 +158,16 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         #: how long a guest may take to shut down (or reboot) on request before it is
         #: powered off
         self.shutdown_timeout_s = shutdown_timeout_s
-        self._conn: Any = None
+        self._connection = LibvirtConnection(
+            uri, keepalive_s=keepalive_s, reconnect_max_s=reconnect_max_s
+        )
+        #: the open connection, whichever it is now (libvirtd may have restarted since);
+        #: while there is none, every call fails at once (connection.py)
+        self._conn: Any = CurrentConnection(self._connection)
         self._host: str | None = None
         self._domain_type = "test"
-        self._events: events.DomainEvents | None = None
+        self._events = events.DomainEvents()
+        self._connection.on_connect(self._events.subscribe)  # on every new connection
         self._local_disks = LocalDisks(instances_dir, self.store, host="")
         self.display_listen = display_listen
         self.display_address = display_address
@@ -171,12 +189,7 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             self._remote.bind()
         self._local_disks.host = host
         events.ensure_loop()  # before connecting: the connection's events and keepalives
-        try:
-            self._conn = await asyncio.to_thread(libvirt.open, self.uri)
-        except libvirt.libvirtError as exc:
-            raise DriverError(f"cannot connect to libvirt at {self.uri}: {exc}") from exc
-        self._events = events.DomainEvents(self._conn)
-        await asyncio.to_thread(self._events.start)
+        await self._connection.open()
         if not self._is_test:
             self.instances_dir.mkdir(parents=True, exist_ok=True)
             self._domain_type = await asyncio.to_thread(
@@ -188,21 +201,25 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             )
 
     async def close(self) -> None:
-        if self._events is not None:
-            await asyncio.to_thread(self._events.stop)
-            self._events = None
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(self._events.stop)
+        await self._connection.close()
+
+    @property
+    def connection(self) -> LibvirtConnection:
+        """The connection to libvirtd, and whether it is open now."""
+        return self._connection
 
     def listen(self, listener: Callable[[str], None]) -> None:
-        if self._events is None:
-            raise DriverError("the libvirt driver is not connected")
         self._events.listen(asyncio.get_running_loop(), listener)
 
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await ``callback()`` each time the driver has reconnected to libvirtd after
+        losing it: what happened to the domains meanwhile was not heard."""
+        self._connection.on_reconnect(callback)
+
     async def capacity(self) -> HostCapacity:
-        info = await asyncio.to_thread(self._conn.getInfo)
-        kind = await asyncio.to_thread(self._conn.getType)
+        info = await self._blocking("read the host's resources", self._conn.getInfo)
+        kind = await self._blocking("read the hypervisor type", self._conn.getType)
         vcpus, ram_mb, disk_gb = self._overrides
         return HostCapacity(
             hypervisor_type=str(kind).lower(),
@@ -217,8 +234,11 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
         return int(shutil.disk_usage(path).total // 1024**3)
 
     async def list_instances(self) -> list[str]:
-        domains = await asyncio.to_thread(self._conn.listAllDomains)
-        return sorted(d.name() for d in domains if d.name().startswith(DOMAIN_PREFIX))
+        return await self._blocking("list the domains", self._list_instances)
+
+    def _list_instances(self) -> list[str]:
+        names = (d.name() for d in self._conn.listAllDomains())
+        return sorted(name for name in names if name.startswith(DOMAIN_PREFIX))
 
     async def power_states(self) -> dict[str, PowerState]:
         return await self._blocking("list the servers' power states", self._power_states)
@@ -271,7 +291,8 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             return None
         path = self._disks.files(instance.server_id).config_drive
         if not path.exists():
-            config_drive.write(path, instance)
+            with writing(self.instances_dir, self._host):
+                config_drive.write(path, instance)
         return path
 
     def _define_with_disk(self, instance: InstanceSpec) -> Any:
@@ -311,16 +332,24 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
             log.warning("cannot log the boot of %s to %s: %s", instance.domain_name, path, exc)
 
     async def _blocking(self, what: str, call: Callable[..., T], *args: Any) -> T:
-        """Run ``call`` in a worker thread; a libvirt error becomes a ``DriverError``."""
+        """Run ``call`` in a worker thread; a libvirt error becomes a ``DriverError``, one
+        that says libvirtd is unreachable when the connection turns out closed (libvirtd
+        died under the call: the driver reconnects, or has already)."""
+        generation = self._connection.reconnections
         try:
             return await asyncio.to_thread(call, *args)
         except libvirt.libvirtError as exc:
+            alive = await asyncio.to_thread(self._connection.check)
+            if not alive or self._connection.reconnections != generation:
+                raise HypervisorUnreachable(
+                    f"libvirt at {self.uri} is unreachable: could not {what}: {exc}"
+                ) from exc
             raise DriverError(f"libvirt could not {what}: {exc}") from exc
 
     async def remove_unused_images(self, max_age_s: float) -> list[str]:
         if self.image_cache is None or self._is_test:
             return []
-        in_use = await asyncio.to_thread(self._images_in_use)
+        in_use = await self._blocking("list the images in use", self._images_in_use)
         return await self.image_cache.sweep(in_use, max_age_s)
 
     def _images_in_use(self) -> set[Path]:
@@ -364,13 +393,45 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
     # --- building and removing -----------------------------------------------------------
 
     async def spawn(self, instance: InstanceSpec, admin_pass: str) -> PowerState:
+        """Build and start the server; a build that fails leaves nothing here (its domain,
+        its directory; a download into ``_base`` removes its own partial file) and is a
+        ``DriverError`` saying why, a full disk named as such (compute_agent/disk_full.py):
+        the conductor puts the server in ERROR with it and releases the host's claim."""
         try:
             return await asyncio.to_thread(self._spawn, instance)
-        except (libvirt.libvirtError, DriverError) as exc:
-            await self.destroy(instance.domain_name)
-            if isinstance(exc, DriverError):
+        except (libvirt.libvirtError, DriverError, OSError) as exc:
+            failure = self._build_failure(exc)
+            await self._remove_failed_build(instance)
+            if failure is exc:
                 raise
-            raise DriverError(f"libvirt could not start the server: {exc}") from exc
+            raise failure from exc
+
+    def _build_failure(self, exc: Exception) -> DriverError:
+        """What a failed build reports: a full disk as ``DiskFull`` naming the directory and
+        this host (where no writer named one: the instances directory, where the domain's
+        files are), anything else as a ``DriverError``; never a bare ``OSError``, which the
+        agent would not report (the command would be retried until dead-lettered)."""
+        if isinstance(exc, DiskFull):
+            return exc.on_host(self._host)
+        detail = no_space_detail(exc)
+        if detail is not None:
+            return DiskFull(self.instances_dir, detail, self._host)
+        if isinstance(exc, DriverError):
+            return exc
+        if isinstance(exc, libvirt.libvirtError):
+            return DriverError(f"libvirt could not start the server: {exc}")
+        return DriverError(f"could not write the server's files on host {self._host}: {exc}")
+
+    async def _remove_failed_build(self, instance: InstanceSpec) -> None:
+        """Remove the domain and files of a build that failed. One that cannot be removed
+        now (libvirt went away meanwhile) is logged, not raised: the build's own failure is
+        what is reported, and the server's delete removes the rest."""
+        try:
+            await self.destroy(instance.domain_name)
+        except (libvirt.libvirtError, DriverError) as exc:
+            log.error(
+                "could not remove what the failed build of %s left: %s", instance.domain_name, exc
+            )
 
     def _spawn(self, instance: InstanceSpec) -> PowerState:
         dom = self._find(instance.domain_name) or self._define_with_disk(instance)
@@ -442,7 +503,6 @@ class LibvirtDriver(LibvirtResize, LibvirtLiveMigration, ComputeDriver):
     def _soft_reboot(self, dom: Any) -> bool:
         """Ask the guest to reboot (its ACPI power button: libvirt restarts it once it has
         shut down) and wait until it has; False when it would not, or not in time."""
-        assert self._events is not None
         name = dom.name()
         waiter = self._events.expect_reboot(name)
         try:

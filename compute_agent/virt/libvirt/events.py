@@ -10,7 +10,9 @@ keepalives), so the driver calls ``ensure_loop`` before it connects.
 Callbacks run in that thread. ``DomainEvents`` hands each lifecycle event to the agent's
 listener in the agent's own asyncio loop (``call_soon_threadsafe``): whoever caused it, a
 command or the guest itself, the agent then checks and reports the server's power state.
-It also wakes the driver's waiters: a soft reboot waits for its guest to reboot.
+It also wakes the driver's waiters: a soft reboot waits for its guest to reboot. It lives as
+long as the driver: when libvirtd restarts, the driver's new connection is subscribed again
+(``subscribe``), and the agent's listener and the waiters stay.
 
 libvirt's test hypervisor emits lifecycle events too (shared by every connection of a
 process to ``test:///default``), though none for a reboot, which it does at once.
@@ -82,34 +84,44 @@ class RebootWaiter:
 
 
 class DomainEvents:
-    """The events of one connection the driver cares about."""
+    """The events the driver cares about, on whichever connection it has: subscribed again
+    on each new connection (``subscribe``: libvirtd restarted and the driver reconnected),
+    while the agent's listener and the reboots awaited stay as they are."""
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
+    def __init__(self) -> None:
+        self._conn: Any = None
         self._callbacks: list[int] = []
         self._listener: tuple[asyncio.AbstractEventLoop, Listener] | None = None
         self._reboots: dict[str, list[RebootWaiter]] = {}
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Subscribe to the connection's lifecycle and reboot events (a blocking call)."""
+    def subscribe(self, conn: Any) -> None:
+        """Subscribe to ``conn``'s lifecycle and reboot events (a blocking call), instead of
+        the connection's before (a closed one: nothing more comes from it)."""
+        self.unsubscribe()
         self._callbacks = [
-            self._conn.domainEventRegisterAny(
+            conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
             ),
-            self._conn.domainEventRegisterAny(
+            conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._reboot, None
             ),
         ]
+        self._conn = conn
 
-    def stop(self) -> None:
+    def unsubscribe(self) -> None:
         """Unsubscribe (a blocking call); a connection already gone is fine."""
+        conn, self._conn = self._conn, None
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             try:
-                self._conn.domainEventDeregisterAny(callback)
+                conn.domainEventDeregisterAny(callback)
             except libvirt.libvirtError as exc:
                 log.debug("could not unsubscribe from libvirt events: %s", exc)
+
+    def stop(self) -> None:
+        """No more events, and nobody to tell them to (a blocking call)."""
+        self.unsubscribe()
         self._listener = None
 
     def listen(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
