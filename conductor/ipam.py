@@ -1,11 +1,15 @@
 """Fixed addresses for servers (IPAM): one on every configured network, taken when the
 conductor has placed the server, given back when the server is deleted.
 
-Each network hands out its lowest free address. Several conductors may allocate at once:
-PostgreSQL's unique index on the address decides every race (shared/db/ipam.py), and the loser
-simply takes the next free address. Allocation runs under the server's row lock, the lock a
-delete takes too, so a server deleted meanwhile never keeps an address, and an address held is
-one that a later delete frees (conductor/reports.py, the gateway's local delete).
+Each network hands out its lowest free address that no other allocator is taking at that
+moment. Several conductors allocate at once without waiting for each other: each takes a row
+of the network's free addresses with ``FOR UPDATE SKIP LOCKED`` (shared/db/ipam.py), and
+PostgreSQL's unique index on the address still decides every race. The free addresses are
+written lazily, a chunk at a time, by the first allocator that finds none: networks are
+settings (``STRATUS_NETWORKS``) and may be large (an IPv6 /64). Allocation runs under the
+server's row lock, the lock a delete takes too, so a server deleted meanwhile never keeps an
+address, and an address held is one that a later delete frees (conductor/reports.py, the
+gateway's local delete); freeing puts it back among the free ones in the same transaction.
 """
 
 from __future__ import annotations
@@ -46,17 +50,89 @@ async def allocate(conn: Conn, server_id: uuid.UUID, networks: Iterable[Network]
             log.info("server %s got %s on network %s", server_id, address, network.label)
 
 
+#: How many addresses of a network are written into its free addresses at a time: few enough
+#: that one build's transaction writes them in milliseconds.
+CHUNK = 4096
+
+#: An allocator that takes an address closer than this to the end of what is written writes
+#: the next chunk, unless another is writing it: its rows appear when its build commits, long
+#: before the allocators, taking the addresses left meanwhile, would run out.
+WRITE_AHEAD = CHUNK // 2
+
+
 async def _take_lowest_free(conn: Conn, server_id: uuid.UUID, network: Network) -> IPAddress:
-    await ipam.lock_network(conn, network.label)
-    # Allocators take turns, but should one not (another version, a manual insert), every
-    # lost race still means an address of this network was taken, so the loop ends: with an
-    # address, or with the network full.
+    """Take the lowest free address of ``network`` for the server; raises ``NetworkFull``.
+
+    The common case is one statement that waits for nobody (and, near the end of what is
+    written, the writing of the next chunk if nobody writes it). When it finds no free
+    address nobody else is taking (the network's first allocation, a storm faster than the
+    writing ahead, a full network), the network's pool is locked (only allocators in the same
+    plight wait there) and, in turn: what was written meanwhile is taken, the next chunk of
+    the range is written, the addresses other allocators are taking are waited for (one whose
+    build rolls back is free again), and the range is written over once more (an address lost
+    from the free ones, e.g. by a TRUNCATE, is found again) before the network is called
+    full. So ``NetworkFull`` means what it always meant: every address of the range is held.
+    """
+    taken = await _take(conn, server_id, network, wait=False)
+    if taken is not None:
+        if taken.filled_to is not None and _due(network, taken.address, taken.filled_to):
+            await _write_ahead(conn, network, taken.address)
+        return taken.address
+    filled_to = await ipam.lock_pool(conn, network.label, network.first, network.last)
+    repaired = False
     while True:
-        candidate = await ipam.lowest_free(conn, network.first, network.last)
-        if candidate is None:
+        taken = await _take(conn, server_id, network, wait=False)
+        if taken is not None:
+            return taken.address
+        if int(filled_to) < int(network.last):
+            filled_to = await _write_next(conn, network, filled_to)
+            continue
+        taken = await _take(conn, server_id, network, wait=True)
+        if taken is not None:
+            return taken.address
+        if repaired:
             raise NetworkFull(network)
-        if await ipam.claim(conn, server_id, network.label, candidate):
-            return candidate
+        repaired = True
+        found = await ipam.write_free(conn, network.label, network.first, network.last)
+        if found:
+            log.warning("network %s: %d free addresses were missing", network.label, found)
+
+
+def _due(network: Network, taken: IPAddress, filled_to: IPAddress) -> bool:
+    """Whether taking ``taken`` calls for the next chunk to be written now."""
+    return int(filled_to) < int(network.last) and int(filled_to) - int(taken) < WRITE_AHEAD
+
+
+async def _write_ahead(conn: Conn, network: Network, taken: IPAddress) -> None:
+    """Write the next chunk of ``network`` unless another allocator is writing it (or the
+    pool is another range's: then the allocators that run out set it right), or has just
+    written it (the lock gives the pool as it is now)."""
+    filled_to = await ipam.try_lock_pool(conn, network.label, network.first, network.last)
+    if filled_to is not None and _due(network, taken, filled_to):
+        await _write_next(conn, network, filled_to)
+
+
+async def _write_next(conn: Conn, network: Network, filled_to: IPAddress) -> IPAddress:
+    """Write the chunk of ``network`` after ``filled_to`` (pool locked); where it ends."""
+    start = filled_to + 1
+    end = network.last if int(network.last) - int(start) < CHUNK else start + (CHUNK - 1)
+    written = await ipam.write_free(conn, network.label, start, end)
+    log.info("network %s: %d free addresses written, %s to %s", network.label, written, start, end)
+    return end
+
+
+async def _take(
+    conn: Conn, server_id: uuid.UUID, network: Network, *, wait: bool
+) -> ipam.Taken | None:
+    """A free address of ``network`` taken and claimed for the server; None when none is
+    free (``ipam.take_free``). A free row whose address is held already (written beside a
+    claim in flight) is dropped on the way: every such one is a row fewer, so this ends."""
+    while True:
+        taken = await ipam.take_free(
+            conn, server_id, network.label, network.first, network.last, wait=wait
+        )
+        if taken is None or taken.claimed:
+            return taken
 
 
 async def allocate_for_build(

@@ -1,30 +1,27 @@
-"""Queries on ``fixed_ips``, the addresses given out to servers (IPAM).
+"""Queries on ``fixed_ips``, the addresses given out to servers (IPAM), and on
+``free_addresses``, the addresses of each network nobody holds (migration 0024).
 
-The table's primary key is the address itself, so whatever races with whatever, an address is
-held by one server at most: the loser's INSERT conflicts and inserts nothing. Claiming an
-address also writes the server's ``server_addresses`` row, in the same statement, so the API
-shows exactly the addresses the server holds.
+``fixed_ips`` decides: its primary key is the address itself, so whatever races with whatever,
+an address is held by one server at most (the loser's INSERT conflicts and inserts nothing).
+Claiming an address also writes the server's ``server_addresses`` row, in the same statement,
+so the API shows exactly the addresses the server holds.
+
+``free_addresses`` is how allocators find an address without waiting for each other: each
+deletes the lowest free row nobody else has locked (``FOR UPDATE SKIP LOCKED``) and claims its
+address, in one statement of the build's transaction. A deleted ``fixed_ips`` row puts its
+address back (the table's trigger), in the deleting transaction. The table is written lazily,
+a chunk at a time (``address_pools`` says how far), by the first allocator that finds it
+empty; it may hold an address that is held meanwhile (a chunk written beside a claim in
+flight): the claim of such a row inserts nothing, and the allocator takes the next.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from shared.db import locks
 from shared.db.pool import Conn, Executor
 from shared.networks import IPAddress
-
-#: First half of the two-part advisory lock key of a network; the second is a hash of its label.
-_NETWORK_LOCK_CLASS = 0x1BA4
-
-
-async def lock_network(conn: Conn, network: str) -> None:
-    """Hold ``network``'s allocation lock until the transaction ends.
-
-    Not what keeps addresses unique (the primary key does that), but what keeps allocators
-    from all chasing the same lowest free address: they take turns instead of colliding.
-    """
-    await locks.hold(conn, _NETWORK_LOCK_CLASS, network, what="an allocation lock")
 
 
 async def address_on(conn: Executor, server_id: uuid.UUID, network: str) -> IPAddress | None:
@@ -35,25 +32,153 @@ async def address_on(conn: Executor, server_id: uuid.UUID, network: str) -> IPAd
     return address
 
 
-async def lowest_free(conn: Executor, first: IPAddress, last: IPAddress) -> IPAddress | None:
-    """The lowest address in [first, last] nobody holds, or None when all are taken.
+@dataclass(frozen=True)
+class Taken:
+    """A free address taken off ``free_addresses``; ``claimed`` False when someone held it
+    already (the row was stale: it is gone now, and the caller takes another).
+    ``filled_to``: how far the network's pool is written, if it is written for this range."""
 
-    A free address is either ``first`` or one past a held address, so only those candidates
-    are looked at: one index range scan over the held addresses of that range.
+    address: IPAddress
+    claimed: bool
+    filled_to: IPAddress | None
+
+
+_TAKE = """
+WITH taken AS (
+    DELETE FROM free_addresses
+     WHERE (network, address) = (SELECT network, address FROM free_addresses
+                                  WHERE network = $2 AND address BETWEEN $3 AND $4
+                                  ORDER BY address LIMIT 1
+                                    FOR UPDATE {skip})
+    RETURNING address),
+     claimed AS (
+    INSERT INTO fixed_ips (address, network, server_id) SELECT address, $2, $1 FROM taken
+    ON CONFLICT DO NOTHING
+    RETURNING address, network, server_id),
+     shown AS (
+    INSERT INTO server_addresses (server_id, network, version, address)
+    SELECT server_id, network, family(address), address FROM claimed
+    ON CONFLICT DO NOTHING)
+SELECT (SELECT address FROM taken) AS address, (SELECT count(*) FROM claimed) AS claimed,
+       (SELECT filled_to FROM address_pools
+         WHERE network = $2 AND first = $3 AND last = $4) AS filled_to
+"""
+_TAKE_UNLOCKED = _TAKE.format(skip="SKIP LOCKED")
+_TAKE_WAITING = _TAKE.format(skip="")
+
+
+async def take_free(
+    conn: Conn,
+    server_id: uuid.UUID,
+    network: str,
+    first: IPAddress,
+    last: IPAddress,
+    *,
+    wait: bool = False,
+) -> Taken | None:
+    """Take the lowest free address of ``network`` in [first, last] and give it to the server;
+    None when there is none to take.
+
+    Without ``wait``, addresses other allocators are taking (locked) are passed over, so
+    allocators never wait for each other; None then means none was free *and unlocked*. With
+    ``wait``, a locked one is waited for: its taker either commits (the address is gone, the
+    next is tried) or rolls back (it is free again and taken), so None means none is free.
+    The bounds keep out addresses of a range the network no longer has.
     """
-    address: IPAddress | None = await conn.fetchval(
-        """SELECT c.candidate
-             FROM (SELECT $1::inet AS candidate
-                   UNION ALL
-                   SELECT f.address + 1 FROM fixed_ips f WHERE f.address BETWEEN $1 AND $2) c
-            WHERE c.candidate <= $2
-              AND NOT EXISTS (SELECT 1 FROM fixed_ips x WHERE x.address = c.candidate)
-            ORDER BY c.candidate
-            LIMIT 1""",
+    row = await conn.fetchrow(
+        _TAKE_WAITING if wait else _TAKE_UNLOCKED, server_id, network, first, last
+    )
+    assert row is not None
+    if row["address"] is None:
+        return None
+    return Taken(row["address"], row["claimed"] == 1, row["filled_to"])
+
+
+async def lock_pool(conn: Conn, network: str, first: IPAddress, last: IPAddress) -> IPAddress:
+    """Lock ``network``'s row of ``address_pools`` until the transaction ends (creating it)
+    and return how far its free addresses are written (``first - 1``: not yet).
+
+    The lock makes the writers of a network's next chunk take turns, and only them. A row for
+    another range (the setting changed, or this is another conductor's) is made this range's:
+    the free addresses outside it are dropped, and writing starts over from ``first`` (the
+    addresses already free are kept: writing a chunk skips them).
+    """
+    await conn.execute(
+        """INSERT INTO address_pools (network, first, last, filled_to)
+           VALUES ($1, $2, $3, $2::inet - 1)
+           ON CONFLICT DO NOTHING""",
+        network,
         first,
         last,
     )
-    return address
+    row = await conn.fetchrow(
+        "SELECT first, last, filled_to FROM address_pools WHERE network = $1 FOR UPDATE", network
+    )
+    assert row is not None
+    if (row["first"], row["last"]) == (first, last):
+        filled_to: IPAddress = row["filled_to"]
+        return filled_to
+    await conn.execute(
+        "DELETE FROM free_addresses WHERE network = $1 AND address NOT BETWEEN $2 AND $3",
+        network,
+        first,
+        last,
+    )
+    await conn.execute(
+        """UPDATE address_pools SET first = $2, last = $3, filled_to = $2::inet - 1
+            WHERE network = $1""",
+        network,
+        first,
+        last,
+    )
+    return first - 1
+
+
+async def try_lock_pool(
+    conn: Conn, network: str, first: IPAddress, last: IPAddress
+) -> IPAddress | None:
+    """Like ``lock_pool`` without waiting: how far ``network``'s pool of this range is
+    written, locked until the transaction ends; None when another transaction holds the lock
+    (it is writing) or the pool is missing or another range's."""
+    filled_to: IPAddress | None = await conn.fetchval(
+        """SELECT filled_to FROM address_pools
+            WHERE network = $1 AND first = $2 AND last = $3
+              FOR UPDATE SKIP LOCKED""",
+        network,
+        first,
+        last,
+    )
+    return filled_to
+
+
+async def write_free(conn: Conn, network: str, start: IPAddress, end: IPAddress) -> int:
+    """Write every address of [start, end] that nobody holds into ``network``'s free
+    addresses and record that the pool is written up to ``end``; how many were new.
+
+    Called under ``lock_pool``. Addresses held (in ``fixed_ips``, on whatever network) or
+    already free are skipped, so writing a range again repairs it and changes nothing else.
+    """
+    written: int = await conn.fetchval(
+        """WITH written AS (
+               INSERT INTO free_addresses (network, address)
+               SELECT $1, c.address
+                 FROM (SELECT $2::inet + g AS address
+                         FROM generate_series(0::bigint, $4::bigint) g) c
+                WHERE NOT EXISTS (SELECT 1 FROM fixed_ips f WHERE f.address = c.address)
+                  AND NOT EXISTS (SELECT 1 FROM free_addresses x
+                                   WHERE x.network = $1 AND x.address = c.address)
+               ON CONFLICT DO NOTHING
+               RETURNING 1),
+                recorded AS (
+               UPDATE address_pools SET filled_to = GREATEST(filled_to, $3::inet)
+                WHERE network = $1)
+           SELECT count(*) FROM written""",
+        network,
+        start,
+        end,
+        int(end) - int(start),
+    )
+    return written
 
 
 async def claim(conn: Executor, server_id: uuid.UUID, network: str, address: IPAddress) -> bool:
@@ -80,7 +205,11 @@ async def claim(conn: Executor, server_id: uuid.UUID, network: str, address: IPA
 
 
 async def release(conn: Executor, server_id: uuid.UUID) -> int:
-    """Free every address the server holds (and drop them from its representation)."""
+    """Free every address the server holds (and drop them from its representation).
+
+    The addresses go back to ``free_addresses`` in this transaction: ``fixed_ips``'s trigger
+    does that for every deleted row (this delete, and the cascade of a server row's).
+    """
     freed: int = await conn.fetchval(
         """WITH freed AS (DELETE FROM fixed_ips WHERE server_id = $1 RETURNING network, address),
                 shown AS (DELETE FROM server_addresses a USING freed f
