@@ -215,7 +215,6 @@ def _named(name: str) -> list[psutil.Process]:
 #: the advisory locks Stratus takes, by the first half of their key
 _ADVISORY_LOCKS = {
     0x51A70: "[waiting for a project's quota lock]",  # shared/db/quotas.py
-    0x1BA4: "[waiting for a network's address lock]",  # shared/db/ipam.py
 }
 
 

@@ -1,5 +1,5 @@
 """Transaction-scoped advisory locks: how writers of one thing (a project's quota, a user's
-key pairs, a network's addresses) take turns without a row to lock.
+key pairs, a project's image uploads) take turns without a row to lock.
 
 A lock's key has two parts: its class (one number per kind of thing, so kinds never collide)
 and a hash of the thing's name. It is released when the transaction ends, so it is only taken
