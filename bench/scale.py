@@ -382,7 +382,7 @@ async def bench_scheduler(args: argparse.Namespace) -> None:
 
 
 def scheduler_for_bench() -> Scheduler:
-    return Scheduler(ratios=Ratios(1.0, 1.0, 1.0), down_after_s=3600, subset_size=3)
+    return Scheduler(ratios=Ratios(1.0, 1.0, 1.0), subset_size=3)
 
 
 # --- the cluster of processes ------------------------------------------------------------

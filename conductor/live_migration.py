@@ -121,7 +121,6 @@ class LiveMigrationConductor:
             need=live_db.resources(migration),
             ratios=self.ratios,
             check_disk=not migration.disk_over_commit,
-            down_after_s=self.down_after_s,
         ):
             refusal = await live_db.claim(
                 conn,

@@ -66,7 +66,6 @@ class ConductorService:
                 ram=settings.ram_allocation_ratio,
                 disk=settings.disk_allocation_ratio,
             ),
-            down_after_s=settings.host_down_after_s,
             subset_size=settings.scheduler_host_subset_size,
         )
         self.builds = Builds(pool, bus, self.scheduler, settings)

@@ -160,9 +160,7 @@ async def evacuate_plan(conn: Conn, settings: Settings, name: str) -> list[Move]
     as the conductor picks: so two plans agree."""
     if await hosts.get(conn, name) is None:
         raise AdminError(f"no compute host is named {name!r}")
-    scheduler = Scheduler(
-        ratios=_ratios(settings), down_after_s=settings.host_down_after_s, subset_size=1
-    )
+    scheduler = Scheduler(ratios=_ratios(settings), subset_size=1)
     planned: dict[str, Resources] = {}
     moves = []
     # one snapshot for the whole plan, as one decision would see the hosts

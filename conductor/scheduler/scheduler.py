@@ -44,9 +44,8 @@ class NoValidHost(Exception):
 
 
 class Scheduler:
-    def __init__(self, *, ratios: Ratios, down_after_s: float, subset_size: int) -> None:
+    def __init__(self, *, ratios: Ratios, subset_size: int) -> None:
         self.ratios = ratios
-        self.down_after_s = down_after_s
         self.subset_size = max(1, subset_size)
 
     def decision(
@@ -55,7 +54,7 @@ class Scheduler:
         """The placement of ``need`` by this scheduler's rules, on any host but ``exclude``
         (on ``only``, when given, if it passes them)."""
         filters: list[placement.HostFilter] = [
-            AliveFilter(self.down_after_s),
+            AliveFilter(),
             CapacityFilter(need, self.ratios),
         ]
         if exclude:

@@ -227,8 +227,8 @@ async def usage_by_project(conn: Executor, host: str) -> list[ProjectUsage]:
 
 async def overview(conn: Executor, down_after_s: float) -> list[HostOverview]:
     """Every compute host with its capacity, usage, why it is disabled and how old its last
-    heartbeat is; ``alive`` is the scheduler's own test (up, and a heartbeat within
-    ``down_after_s``)."""
+    heartbeat is; ``alive``: up, and a heartbeat within ``down_after_s`` (the scheduler
+    places on any host not marked down; this shows a silence no conductor judged yet too)."""
     rows = await conn.fetch(
         "SELECT name, enabled, disabled_reason, vcpus, ram_mb, disk_gb, vcpus_used,"
         " ram_mb_used, disk_gb_used, now() - last_heartbeat AS heartbeat_age,"

@@ -225,7 +225,6 @@ async def candidates(
     need: Resources,
     ratios: Ratios,
     check_disk: bool,
-    down_after_s: float,
     limit: int = 20,
 ) -> list[str]:
     """The hosts the server could live-migrate to from ``source`` now, best first: the
@@ -236,7 +235,7 @@ async def candidates(
         need=need,
         ratios=ratios,
         filters=[
-            placement.AliveFilter(down_after_s),
+            placement.AliveFilter(),
             placement.CapacityFilter(need, ratios, check_disk=check_disk),
             placement.ExcludeHostsFilter([source]),
             placement.SameHypervisorFilter(source),

@@ -44,15 +44,14 @@ class HostFilter(Protocol):
 
 @dataclass(frozen=True)
 class AliveFilter:
-    """Only enabled hosts that heartbeated recently."""
-
-    down_after_s: float
+    """Only enabled hosts that are up: not marked down by a conductor. Their heartbeats'
+    age alone is no judge: during a broker outage every host falls silent at once while it
+    runs on, and only a conductor that could have heard them marks them down
+    (conductor/hearing.py), a third of STRATUS_HOST_DOWN_AFTER_S after the window. Judged on
+    age, builds right after a broker restart found no host at all."""
 
     def predicate(self, params: Params) -> str:
-        return (
-            "enabled AND up AND last_heartbeat >= now() - make_interval(secs => "
-            f"{params.add(self.down_after_s)})"
-        )
+        return "enabled AND up"
 
 
 @dataclass(frozen=True)

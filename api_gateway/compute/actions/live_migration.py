@@ -64,7 +64,6 @@ class LiveMigration(ThroughConductor):
             need=Resources(row.vcpus, row.ram_mb, row.disk_gb),
             ratios=ratios(settings),
             check_disk=not self.request.disk_over_commit,
-            down_after_s=settings.host_down_after_s,
             limit=1,
         ):
             raise Invalid(live_db.NO_VALID_HOST)
