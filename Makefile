@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 LIBVIRT_EXTRA := $(shell pkg-config --exists libvirt 2>/dev/null && echo ,libvirt)
 STAMP := $(VENV)/.installed$(LIBVIRT_EXTRA)
 
-.PHONY: run test realvm guest lint bench soak scale fuzz clean
+.PHONY: run test realvm guest lint bench bench-distributed soak scale fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/stratus_bench.py
+
+# every role a process (2 gateways, 2 conductors, 2 fake-driver agents) over a PostgreSQL and
+# a RabbitMQ of its own: boots/s, CPU per boot by role, lock waits, latencies, memory
+# (bench/distributed.py; DISTRIBUTED_ARGS="--gateways 1 --conductors 1,2,4 --cpu-per-boot")
+bench-distributed: $(STAMP)
+	$(BIN)/python bench/distributed.py $(DISTRIBUTED_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
