@@ -28,11 +28,19 @@ hosts, not the conductors; ``--hosts-per-agent 10`` gives each agent process ten
 hosts (``stratus agent --simulate``). ``--stratus`` runs the roles with another checkout's
 command, to measure before and after a change on the same PostgreSQL and RabbitMQ.
 
+``--conductor-cpu 0.05`` holds each conductor to 5 % of one core, in a cgroup of its own
+(bench/cgroups.py: cgroup v2's cpu.max, or v1's CFS quota; root needed), from the end of the
+warm-up: on a machine of few cores that makes the conductors the bottleneck, as CPU-bound
+conductors would be on a big control plane, so that a sweep shows whether adding one adds
+capacity (and the storm reports how often they ran out of quota).
+
 Examples::
 
     bench/distributed.py                                   # 2 gateways, 2 conductors, 2 agents
     bench/distributed.py --gateways 1 --conductors 1 --boots 400 --cpu-per-boot
     bench/distributed.py --gateways 1 --conductors 1,2,4 --boots 200 --cpu-per-boot
+    bench/distributed.py --conductors 1,2,4 --cpu-per-boot --hosts-per-agent 10 \
+        --boots 300 --conductor-cpu 0.05                   # docs/scaling.md
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ import asyncpg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the node helpers of tests/support
 
+import cgroups  # noqa: E402
 import proc_cpu  # noqa: E402
 from stratus_bench import IMAGE, STRATUS, drop_database, free_port  # noqa: E402
 
@@ -307,8 +316,12 @@ class Deployment:
         agents: int,
         hosts_per_agent: int = 1,
         stratus: str = STRATUS,
+        limiter: cgroups.CpuLimiter | None = None,
     ) -> None:
         self.nodes = nodes
+        #: each conductor held to a CPU quota in a cgroup of its own (--conductor-cpu)
+        self.limiter = limiter
+        self.limited: list[str] = []
         self.stratus = stratus
         self.database_url = database_url
         self.tmp = Path(tempfile.mkdtemp(prefix="stratus-distributed-"))
@@ -384,6 +397,20 @@ class Deployment:
 
     def pids(self, role: str) -> list[int]:
         return [p.pid for p in self.processes[role]]
+
+    def hold_conductors(self) -> None:
+        """Each conductor in a cgroup of its own with the CPU quota (--conductor-cpu): done
+        after the warm-up, so that their start-up (imports, pools) is not what is slowed."""
+        if self.limiter is None or self.limited:
+            return
+        for i, pid in enumerate(self.pids("conductor")):
+            group = f"{self.prefix}-conductor-{i + 1}"
+            self.limiter.limit(group, pid)
+            self.limited.append(group)
+
+    def throttling(self) -> cgroups.Throttling | None:
+        """The conductors' cgroups' throttling counters so far (None: no quota)."""
+        return None if self.limiter is None else self.limiter.throttling(self.limited)
 
     def check_alive(self) -> None:
         for role, processes in self.processes.items():
@@ -467,12 +494,22 @@ async def create_database(admin_url: str, stratus: str) -> tuple[str, str]:
 
 @contextlib.asynccontextmanager
 async def deployment(
-    nodes: Nodes, args: argparse.Namespace, conductors: int
+    nodes: Nodes,
+    args: argparse.Namespace,
+    conductors: int,
+    limiter: cgroups.CpuLimiter | None = None,
 ) -> AsyncIterator[Deployment]:
     """A fresh database and a started deployment on it; all of it gone afterwards."""
     name, url = await create_database(nodes.admin_url, args.stratus)
     deployed = Deployment(
-        nodes, url, args.gateways, conductors, args.agents, args.hosts_per_agent, args.stratus
+        nodes,
+        url,
+        args.gateways,
+        conductors,
+        args.agents,
+        args.hosts_per_agent,
+        args.stratus,
+        limiter,
     )
     failed = True
     try:
@@ -481,6 +518,9 @@ async def deployment(
         failed = False
     finally:
         deployed.stop()
+        if limiter is not None:
+            for problem in limiter.release(deployed.limited):
+                log(f"(a conductor's cgroup is left: {problem})")
         if failed:
             log(f"(the roles' logs are in {deployed.tmp})")
         else:
@@ -807,6 +847,8 @@ class StormFigures:
     probe_us: float
     #: messages published, routed and delivered by RabbitMQ during the storm (own node only)
     messages: tuple[int, ...] | None
+    #: the conductors' CPU quota throttling during the storm (--conductor-cpu only)
+    throttled: cgroups.Throttling | None = None
 
     @property
     def boots_per_s(self) -> float:
@@ -835,6 +877,7 @@ async def measured_storm(
                 await boot_storm(
                     session, watcher, deployed.urls, "bench-warmup", args.warmup, args.in_flight
                 )
+            deployed.hold_conductors()
             meter = CpuMeter(deployed, own)
             meter.start()
             with CpuProbe() as rest_probe:
@@ -846,6 +889,7 @@ async def measured_storm(
             stop_sampling = asyncio.Event()
             counted = await asyncio.to_thread(rabbit_counters, deployed.nodes.rabbit)
             meter.start()
+            throttled_before = deployed.throttling()
             sampling = asyncio.create_task(sample_locks(sample, own, stop_sampling))
             try:
                 with CpuProbe() as probe:
@@ -855,6 +899,12 @@ async def measured_storm(
             finally:
                 stop_sampling.set()
             cpu, client = meter.used(), meter.client() - probe.total_s
+            throttled_after = deployed.throttling()
+            throttled = (
+                None
+                if throttled_before is None or throttled_after is None
+                else throttled_after - throttled_before
+            )
             locks = await sampling
             after = await asyncio.to_thread(rabbit_counters, deployed.nodes.rabbit)
             messages = (
@@ -878,6 +928,7 @@ async def measured_storm(
         rest_probe.median_us,
         probe.median_us,
         messages,
+        throttled,
     )
 
 
@@ -894,6 +945,14 @@ def print_storm(figures: StormFigures, deployed: Deployment, args: argparse.Name
         f"outcome {dict(storm.outcome)}"
     )
     log(f"  time to ACTIVE under load: {p50_p99_ms(storm.to_active)}")
+    if figures.throttled is not None and deployed.limiter is not None:
+        log(
+            f"  conductors held to {deployed.limiter.fraction:g} of a core each: out of quota in "
+            f"{figures.throttled.share * 100:.0f}% of their CFS periods, "
+            f"throttled {figures.throttled.throttled_s:.1f} s in all (summed over run queues; "
+            f"{figures.throttled.throttled_s / figures.conductors / storm.seconds * 100:.0f}% "
+            "of the storm per conductor)"
+        )
     log("  CPU per boot by role (user + system, process trees from /proc, during the storm):")
     for line in cpu_table(figures.cpu, boots):
         log(f"    {line}")
@@ -923,10 +982,15 @@ def print_storm(figures: StormFigures, deployed: Deployment, args: argparse.Name
         log(f"    {line}")
 
 
-async def full_run(nodes: Nodes, args: argparse.Namespace, conductors: int) -> StormFigures:
+async def full_run(
+    nodes: Nodes,
+    args: argparse.Namespace,
+    conductors: int,
+    limiter: cgroups.CpuLimiter | None = None,
+) -> StormFigures:
     """Every figure of the benchmark on one deployment."""
     async with (
-        deployment(nodes, args, conductors) as deployed,
+        deployment(nodes, args, conductors, limiter) as deployed,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
     ):
         await deployed.wait_ready(session)
@@ -981,9 +1045,14 @@ async def full_run(nodes: Nodes, args: argparse.Namespace, conductors: int) -> S
         return figures
 
 
-async def storm_only(nodes: Nodes, args: argparse.Namespace, conductors: int) -> StormFigures:
+async def storm_only(
+    nodes: Nodes,
+    args: argparse.Namespace,
+    conductors: int,
+    limiter: cgroups.CpuLimiter | None = None,
+) -> StormFigures:
     async with (
-        deployment(nodes, args, conductors) as deployed,
+        deployment(nodes, args, conductors, limiter) as deployed,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
     ):
         await deployed.wait_ready(session)
@@ -1000,34 +1069,71 @@ def where(nodes: Nodes) -> str:
 
 
 def sweep_table(runs: Sequence[StormFigures]) -> list[str]:
-    """One line per conductor count: boots/s, CPU per boot, lock-wait share."""
-    lines = [
-        f"{'conductors':>10} {'boots/s':>8} {'CPU ms/boot':>12} {'lock-wait':>10} {'probe':>8}"
-    ]
+    """One line per conductor count: boots/s, CPU per boot (all roles, and the conductors'),
+    lock-wait share, and with a quota the share of the conductors' CFS periods throttled."""
+    quota = any(run.throttled is not None for run in runs)
+    head = (
+        f"{'conductors':>10} {'boots/s':>8} {'CPU ms/boot':>12} {'conductor':>10} "
+        f"{'lock-wait':>10} {'probe':>8}"
+    )
+    lines = [head + (f" {'throttled':>10}" if quota else "")]
     for run in runs:
-        lines.append(
+        boots = max(1, sum(run.storm.outcome.values()))
+        conductor = run.cpu.get("conductor")
+        line = (
             f"{run.conductors:>10} {run.boots_per_s:8.1f} {run.cpu_ms_per_boot:12.2f} "
-            f"{run.locks.share * 100:9.1f}% {run.probe_us:6.0f}µs"
+            + (f"{conductor / boots * 1000:10.2f}" if conductor is not None else f"{'n/a':>10}")
+            + f" {run.locks.share * 100:9.1f}% {run.probe_us:6.0f}µs"
         )
+        if quota:
+            share = run.throttled.share * 100 if run.throttled is not None else float("nan")
+            line += f" {share:9.0f}%"
+        lines.append(line)
     return lines
 
 
 async def main_async(args: argparse.Namespace) -> None:
     cores = os.cpu_count()
     log(f"stratus distributed benchmark: {cores} CPUs, load average {os.getloadavg()[0]:.1f}")
-    async with own_nodes(args.external) as nodes:
-        log(where(nodes))
-        runs = []
-        for conductors in args.conductors:
-            if len(args.conductors) == 1 and not args.cpu_per_boot:
-                runs.append(await full_run(nodes, args, conductors))
-            else:
-                runs.append(await storm_only(nodes, args, conductors))
-        if len(runs) > 1:
-            log()
-            log(f"== conductor sweep: {args.boots} boots, {args.in_flight} in flight ==")
-            for line in sweep_table(runs):
-                log(f"  {line}")
+    limiter = None
+    if args.conductor_cpu is not None:
+        try:
+            limiter = cgroups.CpuLimiter.create(args.conductor_cpu)
+        except cgroups.CgroupError as error:
+            log(f"--conductor-cpu: {error}")
+            raise SystemExit(2) from None
+        log(f"conductors held to {limiter.describe()}")
+    try:
+        async with own_nodes(args.external) as nodes:
+            log(where(nodes))
+            runs = []
+            for conductors in args.conductors:
+                if len(args.conductors) == 1 and not args.cpu_per_boot:
+                    runs.append(await full_run(nodes, args, conductors, limiter))
+                else:
+                    runs.append(await storm_only(nodes, args, conductors, limiter))
+            if len(runs) > 1:
+                log()
+                log(sweep_title(args))
+                for line in sweep_table(runs):
+                    log(f"  {line}")
+    finally:
+        if limiter is not None:
+            for problem in limiter.close():
+                log(f"(a cgroup is left: {problem})")
+
+
+def sweep_title(args: argparse.Namespace) -> str:
+    hosts = args.agents * args.hosts_per_agent
+    quota = (
+        f", each conductor held to {args.conductor_cpu:g} of a core"
+        if args.conductor_cpu is not None
+        else ""
+    )
+    return (
+        f"== conductor sweep: {args.boots} boots, {args.in_flight} in flight, "
+        f"{args.gateways} gateway(s), {hosts} hosts{quota} =="
+    )
 
 
 def conductor_counts(text: str) -> list[int]:
@@ -1039,6 +1145,18 @@ def conductor_counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("conductor counts must be at least 1")
     return counts
+
+
+def cpu_fraction(text: str) -> float:
+    """``0.15``: the share of one core each conductor may use (cgroups.quota_us's range)."""
+    try:
+        fraction = float(text)
+        cgroups.quota_us(fraction)
+    except (ValueError, OverflowError) as error:
+        raise argparse.ArgumentTypeError(
+            f"not a share of a core of at least 0.01: {text!r} ({error})"
+        ) from None
+    return fraction
 
 
 def _positive(text: str) -> int:
@@ -1062,6 +1180,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_positive,
         default=1,
         help="hosts each agent process runs (more than 1: `stratus agent --simulate`)",
+    )
+    parser.add_argument(
+        "--conductor-cpu",
+        type=cpu_fraction,
+        default=None,
+        metavar="N",
+        help="hold each conductor to N of one core (0.15: 15 ms of every 100 ms), in a cgroup "
+        "of its own: conductors the bottleneck, as CPU-bound ones would be on a big machine",
     )
     parser.add_argument("--boots", type=_positive, default=200, help="servers in the storm")
     parser.add_argument("--in-flight", type=_positive, default=20, help="builds at a time")

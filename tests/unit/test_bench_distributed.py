@@ -3,6 +3,7 @@ reads /proc, whose processes it charges, its percentiles and its tables. Nothing
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -182,3 +183,131 @@ def test_rabbitmq_counters_are_read_from_the_eval_answer() -> None:
     assert distributed.parse_counters('"1200 1180 1175"\n') == (1200, 1180, 1175)
     assert distributed.parse_counters("{badrpc,nodedown}\n") is None
     assert distributed.parse_counters('"1 2"') is None
+
+
+cgroups = _load("cgroups")
+
+
+def test_a_share_of_a_core_is_a_quota_per_period() -> None:
+    assert cgroups.quota_us(0.15) == 15000
+    assert cgroups.cpu_max(0.15) == "15000 100000"
+    assert cgroups.cpu_max(0.2) == "20000 100000"
+    assert cgroups.cpu_max(2) == "200000 100000"  # more than a core: more than the period
+    assert cgroups.cpu_max(0.5, period_us=50_000) == "25000 50000"
+    # the kernel refuses a quota under 1 ms
+    with pytest.raises(ValueError, match="1 ms"):
+        cgroups.quota_us(0.005)
+
+
+def test_the_conductor_cpu_option_takes_a_share_the_kernel_accepts() -> None:
+    assert distributed.parse_args([]).conductor_cpu is None
+    assert distributed.parse_args(["--conductor-cpu", "0.15"]).conductor_cpu == 0.15
+    for bad in ("0", "-1", "0.001", "x", "nan", "inf"):
+        with pytest.raises(Exception, match="share of a core"):
+            distributed.cpu_fraction(bad)
+
+
+MOUNTS = """\
+tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+proc /proc proc rw 0 0
+"""
+
+
+def test_the_cpu_hierarchies_are_the_cgroup2_mounts_then_v1_ones_with_cpu() -> None:
+    found = cgroups.cpu_hierarchies(MOUNTS)
+    assert found == [
+        cgroups.Hierarchy(2, Path("/sys/fs/cgroup/unified")),
+        cgroups.Hierarchy(1, Path("/sys/fs/cgroup/cpu")),
+    ]
+    both = "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n"
+    assert cgroups.cpu_hierarchies(both) == [
+        cgroups.Hierarchy(1, Path("/sys/fs/cgroup/cpu,cpuacct"))
+    ]
+    assert cgroups.cpu_hierarchies("cgroup /x cgroup rw,cpuacct 0 0\n") == []
+
+
+def _v2_root(tmp_path: Path, controllers: str) -> Path:
+    root = tmp_path / "unified"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text(controllers + "\n")
+    (root / "cgroup.subtree_control").write_text("\n")
+    (root / "cgroup.procs").write_text("")
+    return root
+
+
+def test_a_v2_group_gets_cpu_max_and_is_removed_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a directory standing for a cgroup2 mount: the files the kernel would make are written
+    # by the limiter itself here, which is enough to see what it writes where; and as a
+    # cgroup's files go with it, rmdir takes a test directory's files first
+    root = _v2_root(tmp_path, "cpuset cpu io memory pids")
+    original = Path.rmdir
+
+    def rmdir(path: Path) -> None:
+        for child in path.iterdir():
+            if child.is_file():
+                child.unlink()
+        original(path)
+
+    monkeypatch.setattr(Path, "rmdir", rmdir)
+    limiter = cgroups.CpuLimiter.create(0.2, f"cgroup2 {root} cgroup2 rw 0 0\n", "bench")
+    assert (root / "cgroup.subtree_control").read_text() == "+cpu"
+    assert (root / "bench" / "cgroup.subtree_control").read_text() == "+cpu"
+    assert not (root / "bench" / "probe").exists()  # the trial group is gone
+    limiter.limit("conductor-1", 4242)
+    group = root / "bench" / "conductor-1"
+    assert (group / "cpu.max").read_text() == "20000 100000"
+    assert (group / "cgroup.procs").read_text() == "4242"
+    (group / "cpu.stat").write_text(
+        "usage_usec 10\nnr_periods 40\nnr_throttled 30\nthrottled_usec 1500000\n"
+    )
+    assert limiter.throttling() == cgroups.Throttling(40, 30, 1.5)
+    assert limiter.throttling(["conductor-1", "gone"]) == cgroups.Throttling(40, 30, 1.5)
+    assert "cpu.max '20000 100000'" in limiter.describe()
+    assert limiter.close() == []
+    assert (root / "cgroup.procs").read_text() == "4242"  # moved back to the root
+    assert not (root / "bench").exists()
+
+
+def test_no_cpu_controller_anywhere_is_a_clear_error(tmp_path: Path) -> None:
+    root = _v2_root(tmp_path, "memory pids")
+    with pytest.raises(cgroups.CgroupError, match="cpu controller is not available") as raised:
+        cgroups.CpuLimiter.create(0.2, f"cgroup2 {root} cgroup2 rw 0 0\n", "bench")
+    assert "cgroup v2 at" in str(raised.value)
+    assert not (root / "bench").exists()
+    with pytest.raises(cgroups.CgroupError, match="no cgroup2 mount"):
+        cgroups.CpuLimiter.create(0.2, "proc /proc proc rw 0 0\n")
+
+
+def test_throttling_is_read_from_either_version_and_subtracted() -> None:
+    v1 = cgroups.parse_cpu_stat("nr_periods 100\nnr_throttled 25\nthrottled_time 2000000000\n")
+    v2 = cgroups.parse_cpu_stat("nr_periods 50\nnr_throttled 50\nthrottled_usec 500000\n")
+    total = cgroups.Throttling.of(v1) + cgroups.Throttling.of(v2)
+    assert total == cgroups.Throttling(150, 75, 2.5)
+    assert total.share == 0.5
+    assert (total - cgroups.Throttling.of(v2)) == cgroups.Throttling(100, 25, 2.0)
+    assert cgroups.Throttling().share == 0.0
+
+
+def test_a_machine_without_a_cpu_quota_ends_the_run_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # distributed.py imported bench/cgroups.py by its bare name: that module's classes
+    def refuse(fraction: float) -> None:
+        raise distributed.cgroups.CgroupError("cgroup v2 at /sys/fs/cgroup: Read-only file system")
+
+    def no_nodes(external: bool) -> None:
+        raise AssertionError("no PostgreSQL or RabbitMQ is started")
+
+    monkeypatch.setattr(distributed.cgroups.CpuLimiter, "create", refuse)
+    monkeypatch.setattr(distributed, "own_nodes", no_nodes)
+    args = distributed.parse_args(["--conductor-cpu", "0.1"])
+    with pytest.raises(SystemExit) as ended:
+        asyncio.run(distributed.main_async(args))
+    assert ended.value.code == 2
+    assert "--conductor-cpu: cgroup v2 at /sys/fs/cgroup: Read-only" in capsys.readouterr().out
