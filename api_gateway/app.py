@@ -36,6 +36,7 @@ from api_gateway.controllers import (
     services,
     versions,
 )
+from api_gateway.http.collector import freeze_startup_objects, unfreeze
 from api_gateway.http.metrics import http_metrics_middleware
 from api_gateway.http.middlewares import (
     auth_middleware,
@@ -128,6 +129,9 @@ def create_app(
             await app[keys.POOL].close()
 
     app.cleanup_ctx.append(resources)
+    # after ``resources``: the objects of a started gateway stay out of full collections
+    app.on_startup.append(freeze_startup_objects)
+    app.on_cleanup.append(unfreeze)
     controllers = (
         versions,
         flavors,

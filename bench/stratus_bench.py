@@ -3,14 +3,18 @@
 
 Starts the system in its own process(es) on a fresh database, then measures from this process:
 
-  (a) GET /servers/detail of a project with 100 servers: requests/s, p50/p99 latency;
+  (a) GET /servers/detail of a project with 100 servers: requests/s, p50/p99 latency, beside
+      the trivial version document GET / measured in the same run (slices of each in turn,
+      so that other work on the machine weighs on both alike): the ratio of the two is the
+      figure to compare between runs, the absolute rates depend on the machine's load;
   (b) boot throughput: 200 servers created with 20 in flight, time until all are ACTIVE,
       and p50/p99 time-to-ACTIVE per server;
   (c) peak RSS of each Stratus process.
 
 Modes: ``up`` (default) is ``stratus up``: one process, in-process bus. ``distributed`` runs
 ``stratus api``, ``stratus conductor`` and ``stratus agent`` as separate processes over
-RabbitMQ (STRATUS_AMQP_URL, default the local broker).
+RabbitMQ (STRATUS_AMQP_URL, default the local broker). ``--reads-only`` skips (b): only the
+list's servers are booted, then (a) is measured (the read path's figures in a minute).
 
 The database is a fresh one on the server named by --admin-database-url (default the local
 PostgreSQL), dropped afterwards.
@@ -24,7 +28,6 @@ import importlib.util
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,10 +207,13 @@ async def boot_many(
 
 
 async def read_load(
-    session: aiohttp.ClientSession, url: str, tenant: str, seconds: float, concurrency: int
-) -> tuple[int, list[float]]:
-    headers = {"X-Auth-Token": f"bench:{tenant}"}
-    target = f"{url}/v2/{tenant}/servers/detail"
+    session: aiohttp.ClientSession,
+    target: str,
+    headers: dict[str, str],
+    seconds: float,
+    concurrency: int,
+) -> list[float]:
+    """``concurrency`` clients GET ``target`` back to back for ``seconds``; the latencies."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -217,11 +223,84 @@ async def read_load(
             async with session.get(target, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
-                    raise SystemExit(f"GET detail failed: {response.status}")
+                    raise SystemExit(f"GET {target} failed: {response.status}")
             latencies.append(time.perf_counter() - started)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return len(latencies), latencies
+    return latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ReadFigures:
+    """Requests served, their latencies and the gateway's CPU time, over the slices of one
+    target."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def p(self, percent: float) -> float:
+        """A latency percentile in milliseconds."""
+        return percentile(self.latencies, percent) * 1000
+
+    @property
+    def cpu_ms(self) -> float:
+        """The gateway's CPU time per request, in milliseconds: unlike the rate, it hardly
+        depends on what else the machine is doing."""
+        return self.cpu_s / len(self.latencies) * 1000
+
+
+async def compare_reads(
+    session: aiohttp.ClientSession,
+    url: str,
+    tenant: str,
+    seconds: float,
+    concurrency: int,
+    gateway_pid: int,
+    slices: int = 5,
+) -> tuple[ReadFigures, ReadFigures]:
+    """``GET /`` and ``GET /v2/{tenant}/servers/detail``, ``seconds`` each, in alternating
+    slices: the machine's other load changes by the second, so measured one after the other
+    the two rates would not be comparable."""
+    root, detail = ReadFigures(), ReadFigures()
+    headers = {"X-Auth-Token": f"bench:{tenant}"}
+    share = seconds / slices
+    for _ in range(slices):
+        for figures, target, slice_headers in (
+            (root, f"{url}/", {}),
+            (detail, f"{url}/v2/{tenant}/servers/detail", headers),
+        ):
+            cpu_before = cpu_seconds(gateway_pid)
+            figures.latencies += await read_load(session, target, slice_headers, share, concurrency)
+            figures.cpu_s += cpu_seconds(gateway_pid) - cpu_before
+            figures.seconds += share
+    return root, detail
+
+
+def add_read_figures(
+    results: Results, list_servers: int, concurrency: int, root: ReadFigures, detail: ReadFigures
+) -> None:
+    results.add(
+        f"GET /servers/detail ({list_servers} servers), {concurrency} clients",
+        f"{detail.rate:.0f} requests/s",
+    )
+    results.add("  latency p50 / p99", f"{detail.p(50):.1f} / {detail.p(99):.1f} ms")
+    results.add("  gateway CPU per request", f"{detail.cpu_ms:.3f} ms")
+    results.add(f"GET / (version document), {concurrency} clients", f"{root.rate:.0f} requests/s")
+    results.add("  latency p50 / p99", f"{root.p(50):.1f} / {root.p(99):.1f} ms")
+    results.add("  gateway CPU per request", f"{root.cpu_ms:.3f} ms")
+    results.add("servers/detail rate / GET / rate", f"{detail.rate / root.rate:.1%}")
+    results.add("GET / CPU / servers/detail CPU (gateway)", f"{root.cpu_ms / detail.cpu_ms:.1%}")
 
 
 async def create_database(admin_url: str) -> tuple[str, str]:
@@ -262,32 +341,28 @@ async def run(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             await wait_ready(session, deployment.url, database_url)
 
-            total, times = await boot_many(
-                session, deployment.url, "bench-boot", args.boot, args.in_flight
-            )
-            results.add(
-                f"boot {args.boot} servers, {args.in_flight} in flight: all ACTIVE after",
-                f"{total:.2f} s ({args.boot / total:.0f} servers/s)",
-            )
-            results.add(
-                "  time to ACTIVE p50 / p99",
-                f"{percentile(times, 50) * 1000:.0f} / {percentile(times, 99) * 1000:.0f} ms",
-            )
+            if not args.reads_only:
+                total, times = await boot_many(
+                    session, deployment.url, "bench-boot", args.boot, args.in_flight
+                )
+                results.add(
+                    f"boot {args.boot} servers, {args.in_flight} in flight: all ACTIVE after",
+                    f"{total:.2f} s ({args.boot / total:.0f} servers/s)",
+                )
+                results.add(
+                    "  time to ACTIVE p50 / p99",
+                    f"{percentile(times, 50) * 1000:.0f} / {percentile(times, 99) * 1000:.0f} ms",
+                )
 
             await boot_many(session, deployment.url, "bench-list", args.list_servers, 20)
-            await read_load(session, deployment.url, "bench-list", 1.0, args.concurrency)
-            count, latencies = await read_load(
-                session, deployment.url, "bench-list", args.seconds, args.concurrency
+            gateway = deployment.processes["stratus up" if args.mode == "up" else "stratus api"]
+            await compare_reads(
+                session, deployment.url, "bench-list", 2.0, args.concurrency, gateway.pid
             )
-            results.add(
-                f"GET /servers/detail ({args.list_servers} servers), {args.concurrency} clients",
-                f"{count / args.seconds:.0f} requests/s",
+            root, detail = await compare_reads(
+                session, deployment.url, "bench-list", args.seconds, args.concurrency, gateway.pid
             )
-            results.add(
-                "  latency p50 / p99",
-                f"{statistics.median(latencies) * 1000:.1f} / "
-                f"{percentile(latencies, 99) * 1000:.1f} ms",
-            )
+            add_read_figures(results, args.list_servers, args.concurrency, root, detail)
         for role, process in deployment.processes.items():
             results.add(f"peak RSS {role}", f"{peak_rss_mib(process.pid):.0f} MiB")
     finally:
@@ -316,8 +391,13 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=200, help="servers to boot (b)")
     parser.add_argument("--in-flight", type=int, default=20, help="builds in flight (b)")
     parser.add_argument("--list-servers", type=int, default=100, help="servers listed (a)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="read load duration (a)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="read load duration of each target (a)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="read clients (a)")
+    parser.add_argument(
+        "--reads-only", action="store_true", help="measure (a) only: no boot storm (b)"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

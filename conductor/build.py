@@ -55,7 +55,7 @@ class Builds:
         """The host the server is placed on, claimed now or by an earlier delivery; None
         when the build is over (the server is gone, past scheduling, or no host has room)."""
         spec = request.instance
-        row = await servers.get(conn, spec.server_id, None)
+        row = await servers.peek(conn, spec.server_id)
         if row is None:
             log.info("server %s is gone; dropping its build", spec.server_id)
             return None

@@ -11,6 +11,9 @@ from shared.messages import CommandReport
 class Outcome:
     success: bool
     message: str | None = None
+    #: the report's own statement closed the action already (a task of one step done:
+    #: ``servers.complete_task``), so nothing is left to close
+    closed: bool = False
 
     @classmethod
     def of(cls, report: CommandReport) -> Outcome:

@@ -20,6 +20,7 @@ The user's action is closed with the report that ends it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -66,7 +67,7 @@ async def apply_report(pool: asyncpg.Pool, bus: Bus, report: CommandReport) -> b
             )
             return False
         outcome = await apply()
-        if outcome is not None:
+        if outcome is not None and not outcome.closed:
             await actions.finish(
                 conn, report.action_id, success=outcome.success, message=outcome.message
             )
@@ -126,23 +127,37 @@ async def _finish_task(conn: Conn, bus: Bus, row: LockedServer, report: CommandR
     if not report.success:
         await _fail(conn, report, task, held)
         return Outcome.of(report)
-    leftovers = await resize.leftover_originals(conn, row) if task is TaskState.DELETING else []
-    await _complete(conn, report, task, held)
+    if task is not TaskState.DELETING:
+        return await _complete(conn, report, task)
+    leftovers = await resize.leftover_originals(conn, row)
+    await _deleted(conn, report, held)
     await resize.destroy_leftovers(bus, report, leftovers)
     return Outcome.of(report)
 
 
-async def _complete(conn: Conn, report: CommandReport, task: TaskState, held: Resources) -> None:
+async def _complete(conn: Conn, report: CommandReport, task: TaskState) -> Outcome:
+    """The task is done: the state COMPLETIONS names, and its action closed as the report
+    says, in one statement (the ``closed`` outcome)."""
     assert report.server_id is not None
-    if task is TaskState.DELETING:
-        await servers.mark_deleted(conn, report.server_id)
-        await hosts.release(conn, report.host, held)
-        await ipam.release(conn, report.server_id)
-        return
+    outcome = Outcome.of(report)
     done = COMPLETIONS[task]
     await servers.complete_task(
-        conn, report.server_id, vm_state=done.vm_state, power_state=report.power_state
+        conn,
+        report.server_id,
+        vm_state=done.vm_state,
+        power_state=report.power_state,
+        action_id=report.action_id,
+        action_message=outcome.message,
     )
+    return dataclasses.replace(outcome, closed=True)
+
+
+async def _deleted(conn: Conn, report: CommandReport, held: Resources) -> None:
+    """The server's host destroyed it: deleted, its claim and addresses given back."""
+    assert report.server_id is not None
+    await servers.mark_deleted(conn, report.server_id)
+    await hosts.release(conn, report.host, held)
+    await ipam.release(conn, report.server_id)
 
 
 async def _fail(conn: Conn, report: CommandReport, task: TaskState, held: Resources) -> None:

@@ -10,7 +10,6 @@ if the command cannot be sent, the transaction's effect is undone.
 from __future__ import annotations
 
 import logging
-import secrets
 import string
 import uuid
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from api_gateway.compute.checks import (
     parse_uuid,
 )
 from api_gateway.compute.metadata import MetadataEdit, edited_for
-from api_gateway.compute.passwords import generate_password
+from api_gateway.compute.passwords import generate_password, random_string
 from api_gateway.compute.specs import injected_files
 from api_gateway.compute.transactions import Transactions
 from api_gateway.context import RequestContext
@@ -40,7 +39,7 @@ from shared.db import actions, flavors, hosts, images, keypairs, servers
 from shared.db import metadata as metadata_db
 from shared.db.abandon import delete_locally
 from shared.db.hosts import Resources
-from shared.db.pool import Conn
+from shared.db.pool import Conn, Executor
 from shared.db.records import Flavor, Image, Keypair, LockedServer, Server, ServerEntry
 from shared.db.servers import ServerFilters
 from shared.errors import Invalid, NotFound, ServiceUnavailable
@@ -86,14 +85,7 @@ class ComputeAPI(Transactions):
         administrator who asks (``all_tenants``, as in nova), or those of ``project`` if the
         administrator also names one (``tenant_id``, nova's filter). Without
         ``all_projects``, or for a member, ``project`` is ignored: the usual scope holds."""
-        tenant: str | None = ctx.project_id
-        if all_projects and ctx.is_admin:
-            tenant = project or None
-        marker_id = None
-        if marker is not None:
-            marker_id = marker_uuid(marker)
-            if not await servers.exists(self.pool, marker_id, tenant):
-                raise Invalid(f"marker [{marker}] not found")
+        tenant, marker_id = await self._list_scope(ctx, marker, all_projects, project)
         if filters is None:
             return []
         try:
@@ -102,6 +94,42 @@ class ComputeAPI(Transactions):
             )
         except asyncpg.InvalidRegularExpressionError as exc:
             raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
+
+    async def list_server_versions(
+        self,
+        ctx: RequestContext,
+        *,
+        limit: int,
+        marker: str | None,
+        filters: ServerFilters | None,
+        all_projects: bool = False,
+        project: str | None = None,
+    ) -> servers.PageVersions:
+        """The ids and versions of the page ``list_servers`` would return (same arguments,
+        same refusals): all the detailed list needs when it has the page rendered already."""
+        tenant, marker_id = await self._list_scope(ctx, marker, all_projects, project)
+        if filters is None:
+            return (), ()
+        try:
+            return await servers.page_versions(
+                self.pool, tenant, marker=marker_id, limit=limit, filters=filters
+            )
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise Invalid(f"Invalid name filter (not a regular expression): {exc}") from None
+
+    async def _list_scope(
+        self, ctx: RequestContext, marker: str | None, all_projects: bool, project: str | None
+    ) -> tuple[str | None, uuid.UUID | None]:
+        """The project a list covers (None: every project) and its marker's id, checked."""
+        tenant: str | None = ctx.project_id
+        if all_projects and ctx.is_admin:
+            tenant = project or None
+        marker_id = None
+        if marker is not None:
+            marker_id = marker_uuid(marker)
+            if not await servers.exists(self.pool, marker_id, tenant):
+                raise Invalid(f"marker [{marker}] not found")
+        return tenant, marker_id
 
     async def load_servers(self, ctx: RequestContext, server_ids: list[uuid.UUID]) -> list[Server]:
         """Full rows of servers a list page named (only those the caller may reach)."""
@@ -114,21 +142,25 @@ class ComputeAPI(Transactions):
         row = await self.get_server(ctx, server_id)
         return dict(sorted(row.metadata.items()))
 
-    async def resolve_flavor(self, flavor_ref: str) -> Flavor:
-        """The flavor a request names, else 400 (nova's answer for a bad flavorRef)."""
-        flavor = await flavors.get(self.pool, flavor_ref)
+    async def resolve_flavor(self, flavor_ref: str, conn: Executor | None = None) -> Flavor:
+        """The flavor a request names, else 400 (nova's answer for a bad flavorRef); read
+        on ``conn`` when given (else on the pool)."""
+        flavor = await flavors.get(self.pool if conn is None else conn, flavor_ref)
         if flavor is None:
             raise Invalid("Invalid flavorRef provided.")
         return flavor
 
-    async def resolve_image(self, ctx: RequestContext, image_ref: str) -> Image:
+    async def resolve_image(
+        self, ctx: RequestContext, image_ref: str, conn: Executor | None = None
+    ) -> Image:
         """An active image the project may build from, else 400 (as the reference
-        implementation answered for a missing image, rather than 404)."""
+        implementation answered for a missing image, rather than 404); read on ``conn``
+        when given (else on the pool)."""
         try:
             image_id = uuid.UUID(image_ref)
         except ValueError:
             raise Invalid("Invalid imageRef provided.") from None
-        image = await images.get(self.pool, image_id, ctx.project_id)
+        image = await images.get(self.pool if conn is None else conn, image_id, ctx.project_id)
         if image is None:
             raise Invalid(f"Can not find requested image {image_ref}.")
         if image.status != "active":
@@ -170,31 +202,35 @@ class ComputeAPI(Transactions):
         """Record the servers a create asks for (BUILD), all or none, and ask the conductor
         to place and build each: as many as ``max_count`` when the quota has room, at
         least ``min_count`` (nova's multiple create)."""
-        # the project's quotas, read once for the per-request limits and the instance count
-        project_quotas = await quotas.project_quotas(self.pool, self.settings, ctx.project_id)
-        quotas.check_create_request(project_quotas, request)
-        flavor = await self.resolve_flavor(request.flavor_ref)
-        image = await self.resolve_image(ctx, request.image_ref)
-        check_fits(flavor, image)
-        key = await self.resolve_key(ctx, request.key_name)
-        reservation_id = _reservation_id()
-        async with self.pool.acquire() as conn, conn.transaction():
-            count = await quotas.check_instances(
-                conn,
-                self.settings,
-                ctx.project_id,
-                vcpus=flavor.vcpus,
-                ram_mb=flavor.ram_mb,
-                counts=request.count_range,
-                known=project_quotas,
-            )
-            need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
-            await check_capacity(conn, self.settings, need, flavor.id)
-            batch = [
-                _new_server(ctx, request, flavor, image, key, reservation_id, (n, count))
-                for n in range(1, count + 1)
-            ]
-            envelopes = [await self._insert(conn, ctx, server) for server in batch]
+        # one connection for the reads and the transaction (a borrow from the pool each
+        # costs the gateway more CPU than the read it serves), given back before the builds
+        # are sent: sending may borrow again (to take the batch back, to mark it sent)
+        async with self.pool.acquire() as conn:
+            # the project's quotas, read once for the per-request limits and the instance count
+            project_quotas = await quotas.project_quotas(conn, self.settings, ctx.project_id)
+            quotas.check_create_request(project_quotas, request)
+            flavor = await self.resolve_flavor(request.flavor_ref, conn)
+            image = await self.resolve_image(ctx, request.image_ref, conn)
+            check_fits(flavor, image)
+            key = await self.resolve_key(ctx, request.key_name, conn)
+            reservation_id = _reservation_id()
+            async with conn.transaction():
+                count = await quotas.check_instances(
+                    conn,
+                    self.settings,
+                    ctx.project_id,
+                    vcpus=flavor.vcpus,
+                    ram_mb=flavor.ram_mb,
+                    counts=request.count_range,
+                    known=project_quotas,
+                )
+                need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+                await check_capacity(conn, self.settings, need, flavor.id)
+                batch = [
+                    _new_server(ctx, request, flavor, image, key, reservation_id, (n, count))
+                    for n in range(1, count + 1)
+                ]
+                envelopes = [await self._insert(conn, ctx, server) for server in batch]
 
         placed: dict[str, list[uuid.UUID]] = {}
 
@@ -240,21 +276,24 @@ class ComputeAPI(Transactions):
                 log.warning("cannot ask %s to destroy %s now: %s", host, server_ids, exc)
 
     async def _insert(self, conn: Conn, ctx: RequestContext, server: servers.NewServer) -> Envelope:
-        """Insert a new server and its create action; the envelope of its build."""
-        await servers.insert(conn, server)
+        """Insert a new server and its create action (one statement: the action's row is
+        the one ``record`` writes); the envelope of its build."""
         action_id = uuid.uuid4()
-        await self.record(conn, ctx, server.id, "create", action_id)
+        action = servers.CreateAction(action_id, ctx.request_id)
+        await servers.insert(conn, server, action=action)
         return Envelope(ctx.request_id, server.id, action_id)
 
-    async def resolve_key(self, ctx: RequestContext, key_name: object) -> Keypair | None:
+    async def resolve_key(
+        self, ctx: RequestContext, key_name: object, conn: Executor | None = None
+    ) -> Keypair | None:
         """The caller's key pair named on create (key pairs are the user's, os-keypairs);
         None when none is named. Any other name, or a value that is no name, is 400 with
-        nova's message."""
+        nova's message. Read on ``conn`` when given (else on the pool)."""
         if key_name is None:
             return None
         key = None
         if isinstance(key_name, str) and 0 < len(key_name) <= 255:
-            key = await keypairs.get(self.pool, ctx.user_id, key_name)
+            key = await keypairs.get(self.pool if conn is None else conn, ctx.user_id, key_name)
         if key is None:
             raise Invalid("Invalid key_name provided.")
         return key
@@ -315,8 +354,7 @@ class ComputeAPI(Transactions):
 
 def _reservation_id() -> str:
     """A new reservation id in nova's form: ``r-`` and 8 lowercase letters or digits."""
-    alphabet = string.ascii_lowercase + string.digits
-    return "r-" + "".join(secrets.choice(alphabet) for _ in range(8))
+    return "r-" + random_string(string.ascii_lowercase + string.digits, 8)
 
 
 def _new_server(

@@ -4,6 +4,7 @@ update, delete (guide 2.1.1–2.1.5)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -12,7 +13,12 @@ from api_gateway.auth.policy import authorize, permitted
 from api_gateway.context import RequestContext
 from api_gateway.http.bodies import read_body
 from api_gateway.http.negotiation import response_format
-from api_gateway.http.responses import render, render_collection, render_item
+from api_gateway.http.responses import (
+    collection_body,
+    collection_response,
+    render,
+    render_item,
+)
 from api_gateway.http.routing import collection, member
 from api_gateway.schemas.common import page_params, validate
 from api_gateway.schemas.filters import server_filters
@@ -20,6 +26,7 @@ from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
 from api_gateway.views.links import Link, base_url, split_page
 from shared.db.records import ServerEntry
+from shared.db.servers import ServerFilters
 from shared.errors import NotFound
 
 routes = web.RouteTableDef()
@@ -36,17 +43,38 @@ def extended_view(request: web.Request) -> view.Extended:
 async def _page(request: web.Request) -> tuple[list[ServerEntry], list[Link]]:
     """One page of the project's servers, filtered by the query, and its ``next`` link if
     more follow (one row more than the page is fetched to know)."""
-    ctx = keys.context(request)
-    limit, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
+    query = _list_query(request)
     rows = await keys.compute(request).list_servers(
-        ctx,
-        limit=limit + 1,
+        keys.context(request),
+        limit=query.limit + 1,
+        marker=query.marker,
+        filters=query.filters,
+        all_projects=query.all_projects,
+        project=query.project,
+    )
+    return split_page(request, rows, query.limit)
+
+
+@dataclass(frozen=True)
+class _ListQuery:
+    """What the query string asks of a list: page size, marker, filters, projects."""
+
+    limit: int
+    marker: str | None
+    filters: ServerFilters | None
+    all_projects: bool
+    project: str | None
+
+
+def _list_query(request: web.Request) -> _ListQuery:
+    limit, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
+    return _ListQuery(
+        limit=limit,
         marker=marker,
         filters=server_filters(request.query),
         all_projects=_truthy(request.query.get("all_tenants")),
         project=request.query.get("tenant_id", "").strip() or None,
     )
-    return split_page(request, rows, limit)
 
 
 def _truthy(value: str | None) -> bool:
@@ -67,26 +95,70 @@ async def index(request: web.Request) -> web.Response:
 
 @routes.get(collection("/servers/detail"))
 async def detail(request: web.Request) -> web.Response:
+    """The detailed page, whole from the render cache when none of its rows changed.
+
+    A page's bytes are a function of its rows (each row's id and version: the version
+    changes with anything a representation shows, the ids make the ``next`` link), of the
+    path and query string (filters, limit, marker), of what ``_render_scope`` names (format,
+    base URL, project, visible extensions) and of the caller's reach (``server_scope``: which
+    fetched rows it may see). With the same of all these, the same bytes: a page of
+    unchanged servers then costs one query of two arrays and one lookup, no rendering."""
     ctx = keys.context(request)
-    rows, links = await _page(request)
-    items = await _detailed(request, ctx, rows)
-    return render_collection(request, "servers", items, links)
+    fmt = response_format(request)
+    pages = request.app[keys.RENDER_CACHE].pages
+    scope = (_render_scope(request, ctx), request.path_qs, ctx.server_scope)
+    query = _list_query(request)
+    compute = keys.compute(request)
+    if pages.max_bytes > 0:
+        ids, versions = await compute.list_server_versions(
+            ctx,
+            limit=query.limit + 1,
+            marker=query.marker,
+            filters=query.filters,
+            all_projects=query.all_projects,
+            project=query.project,
+        )
+        body = pages.get((*scope, ids, versions))
+        if body is not None:
+            return collection_response(fmt, body)
+    # the page is rendered from (and kept under) the rows of this query, which gives their
+    # order: the arrays above only ever find what such rows made
+    rows = await compute.list_servers(
+        ctx,
+        limit=query.limit + 1,
+        marker=query.marker,
+        filters=query.filters,
+        all_projects=query.all_projects,
+        project=query.project,
+    )
+    page, links = split_page(request, rows, query.limit)
+    items = await _detailed(request, ctx, page)
+    body = collection_body(fmt, "servers", items, links)
+    if len(items) == len(page):  # a server missing from the fetch is not kept so
+        key = (*scope, tuple(r.id for r in rows), tuple(r.version for r in rows))
+        pages.put(key, body)
+    return collection_response(fmt, body)
+
+
+def _render_scope(request: web.Request, ctx: RequestContext) -> str:
+    """Everything a server's detailed representation depends on besides the server, in one
+    string: a string caches its hash, so a page of lookups hashes only (scope, id, version)
+    tuples of cheap parts. Callers who may see different extension members (an
+    administrator, a member) have entries of their own."""
+    fmt = response_format(request)
+    return f"server|{fmt}|{base_url(request)}|{ctx.project_id}|{extended_view(request)!r}"
 
 
 async def _detailed(
     request: web.Request, ctx: RequestContext, page: Sequence[ServerEntry]
 ) -> list[bytes]:
     """Serialized detailed representations of a page, from the render cache where the
-    server is unchanged (same version), else fetched and rendered now. Callers who may see
-    different extension members (an administrator, a member) have entries of their own."""
+    server is unchanged (same version), else fetched and rendered now."""
     cache = request.app[keys.RENDER_CACHE]
     base = base_url(request)
     fmt = response_format(request)
     extended = extended_view(request)
-
-    # everything but the server in one string: a string caches its hash, so a page of
-    # lookups hashes only (scope, id, version) tuples of cheap parts
-    scope = f"server|{fmt}|{base}|{ctx.project_id}|{extended!r}"
+    scope = _render_scope(request, ctx)
 
     def key(server_id: object, version: int) -> tuple[object, ...]:
         return (scope, server_id, version)

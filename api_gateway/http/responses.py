@@ -52,6 +52,24 @@ def render_item(fmt: Format, tag: str, value: Mapping[str, Any]) -> bytes:
     return pydantic_core.to_json(value)
 
 
+def collection_body(
+    fmt: Format, name: str, items: list[bytes], links: list[dict[str, str]]
+) -> bytes:
+    """``{name: [...], name_links: [...]}`` (or its XML) from members serialized by
+    ``render_item``."""
+    if fmt is Format.XML:
+        return xml.collection(name, items, links)
+    body = b"".join((b'{"', name.encode(), b'":[', b",".join(items), b"]"))
+    if links:
+        body += b"".join((b',"', name.encode(), b'_links":', pydantic_core.to_json(links)))
+    return body + b"}"
+
+
+def collection_response(fmt: Format, body: bytes) -> web.Response:
+    """The response carrying a ``collection_body`` of ``fmt`` (a JSON or XML one)."""
+    return web.Response(body=body, content_type=CONTENT_TYPES[fmt])
+
+
 def render_collection(
     request: web.Request,
     name: str,
@@ -60,11 +78,4 @@ def render_collection(
 ) -> web.Response:
     """``{name: [...], name_links: [...]}`` from members serialized by ``render_item``."""
     fmt = response_format(request)
-    if fmt is Format.XML:
-        return web.Response(
-            body=xml.collection(name, items, links), content_type=CONTENT_TYPES[Format.XML]
-        )
-    body = b"".join((b'{"', name.encode(), b'":[', b",".join(items), b"]"))
-    if links:
-        body += b"".join((b',"', name.encode(), b'_links":', pydantic_core.to_json(links)))
-    return web.Response(body=body + b"}", content_type=CONTENT_TYPES[Format.JSON])
+    return collection_response(fmt, collection_body(fmt, name, items, links))

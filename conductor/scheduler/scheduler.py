@@ -149,10 +149,14 @@ async def _place(
 ) -> Placement:
     """``placement.place``, run again when PostgreSQL breaks a deadlock by aborting it (seen
     once in many runs of contended claims: two placements' row locks on hosts and servers met
-    in opposite orders). The statement runs in a transaction (a savepoint, inside a caller's)
-    of its own, so the aborted try changed nothing and the next starts clean."""
+    in opposite orders). Inside a caller's transaction the statement runs in a savepoint of
+    its own, so the aborted try changed nothing and the next starts clean; outside one (a
+    build) it is its own transaction already, atomic and rolled back whole when aborted, so
+    no BEGIN and COMMIT are sent (two round trips of every build)."""
     for attempt in range(1, _DEADLOCK_TRIES + 1):
         try:
+            if not conn.is_in_transaction():
+                return await placement.place(conn, server_id, decision, skip_locked=skip_locked)
             async with conn.transaction():
                 return await placement.place(conn, server_id, decision, skip_locked=skip_locked)
         except asyncpg.DeadlockDetectedError:

@@ -92,15 +92,39 @@ class NewServer:
         )
 
 
-async def insert(conn: Conn, server: NewServer) -> None:
-    """Insert a new server waiting for a host (BUILD, task ``scheduling``)."""
-    await conn.execute(
-        """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus, ram_mb,
-                                disk_gb, vm_state, task_state, access_ipv4, access_ipv6,
-                                key_name, key_data, key_fingerprint, reservation_id,
-                                config_drive, user_data, injected_files, launch_index)
+@dataclass(frozen=True)
+class CreateAction:
+    """The create action recorded with a new server: its row in ``actions`` (the audit
+    trail), pending and not sent yet, as ``actions.record(..., sent=False)`` writes it."""
+
+    id: uuid.UUID
+    request_id: str
+
+
+_INSERT_SERVER = """INSERT INTO servers (id, tenant_id, user_id, name, image_id, flavor_id, vcpus,
+                                ram_mb, disk_gb, vm_state, task_state, access_ipv4,
+                                access_ipv6, key_name, key_data, key_fingerprint,
+                                reservation_id, config_drive, user_data, injected_files,
+                                launch_index)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                   $17, $18, $19, $20, $21)""",
+                   $17, $18, $19, $20, $21)"""
+
+#: The server, its metadata and its create action in one statement: one round trip instead
+#: of three. The foreign keys of the metadata and the action on the server are checked at
+#: the end of the statement, when the server's row is there.
+_INSERT_SERVER_WITH_ACTION = f"""
+WITH server AS ({_INSERT_SERVER} RETURNING id),
+     metadata AS (
+    INSERT INTO server_metadata (server_id, key, value)
+    SELECT $1, m.key, m.value FROM unnest($22::text[], $23::text[]) AS m (key, value))
+INSERT INTO actions (id, request_id, server_id, action, tenant_id, user_id, sent)
+VALUES ($24, $25, $1, 'create', $2, $3, false)"""
+
+
+async def insert(conn: Conn, server: NewServer, *, action: CreateAction | None = None) -> None:
+    """Insert a new server waiting for a host (BUILD, task ``scheduling``), and, when given,
+    its create ``action`` in the same statement (the gateway's create)."""
+    values = [
         server.id,
         server.tenant_id,
         server.user_id,
@@ -122,7 +146,18 @@ async def insert(conn: Conn, server: NewServer) -> None:
         server.user_data,
         [injected.model_dump() for injected in server.injected_files],
         server.launch_index,
-    )
+    ]
+    if action is not None:
+        await conn.execute(
+            _INSERT_SERVER_WITH_ACTION,
+            *values,
+            list(server.metadata),
+            list(server.metadata.values()),
+            action.id,
+            action.request_id,
+        )
+        return
+    await conn.execute(_INSERT_SERVER, *values)
     if server.metadata:
         await conn.executemany(
             "INSERT INTO server_metadata (server_id, key, value) VALUES ($1, $2, $3)",
@@ -187,6 +222,17 @@ async def lock(conn: Conn, server_id: uuid.UUID, tenant_id: str | None) -> Locke
     return None if row is None else LockedServer.from_record(row)
 
 
+async def peek(conn: Executor, server_id: uuid.UUID) -> LockedServer | None:
+    """A live server's deciding columns (those ``lock`` gives), not locked: what a build
+    checks before it places the server (conductor/build.py), without the metadata, addresses
+    and fault that ``get`` gathers for the API."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {LOCKED_SERVER_COLUMNS} FROM servers WHERE id = $1 AND deleted_at IS NULL",
+        server_id,
+    )
+    return None if row is None else LockedServer.from_record(row)
+
+
 @dataclass(frozen=True)
 class ServerFilters:
     """What a server list is narrowed to (guide 2.1.1); None means "not filtered on"."""
@@ -229,6 +275,32 @@ async def list_page(
     """
     sql, values = page_query(tenant_id, marker=marker, limit=limit, filters=filters)
     return ServerEntry.from_records(await conn.fetch(sql, *values))
+
+
+#: A page's entries as its key in the render cache: its rows' ids and versions, in two tuples.
+PageVersions = tuple[tuple[uuid.UUID, ...], tuple[int, ...]]
+
+
+async def page_versions(
+    conn: Executor,
+    tenant_id: str | None,
+    *,
+    marker: uuid.UUID | None,
+    limit: int,
+    filters: ServerFilters | None = None,
+) -> PageVersions:
+    """The ids and versions of the rows ``list_page`` returns, as two arrays in one row: what
+    the detailed list needs to find a page it rendered before, decoded without a record per
+    row. Nothing relies on their order being the page's (it is, the aggregate reads the
+    ordered page): a page is rendered and keyed from ``list_page``'s rows, so arrays in
+    another order would find nothing, never another page."""
+    sql, values = page_query(tenant_id, marker=marker, limit=limit, filters=filters)
+    row = await conn.fetchrow(
+        f"SELECT array_agg(p.id), array_agg(p.version) FROM ({sql}) p", *values
+    )
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    ids, versions = row
+    return (tuple(ids), tuple(versions)) if ids is not None else ((), ())
 
 
 def page_query(
@@ -358,19 +430,41 @@ async def set_error(
     return True
 
 
+_COMPLETE_TASK = """UPDATE servers SET vm_state = $2, task_state = NULL, power_state = $3,
+                              progress = 100, launched_at = COALESCE(launched_at, now())
+                     WHERE id = $1"""
+
+#: ``_COMPLETE_TASK`` and the success of the action it ends, as ``actions.finish`` closes
+#: one: one round trip for the report of every spawn (and every other task of one step).
+_COMPLETE_TASK_AND_ACTION = f"""
+WITH completed AS ({_COMPLETE_TASK})
+UPDATE actions SET result = 'success', message = $5, finished_at = now()
+ WHERE id = $4 AND result = 'pending'"""
+
+
 async def complete_task(
-    conn: Executor, server_id: uuid.UUID, *, vm_state: VmState, power_state: int
+    conn: Executor,
+    server_id: uuid.UUID,
+    *,
+    vm_state: VmState,
+    power_state: int,
+    action_id: uuid.UUID | None = None,
+    action_message: str | None = None,
 ) -> None:
     """End the server's task as done: ``vm_state``, ``power_state``, progress 100, launched
     (once: a later task keeps the first launch's time). The caller holds the row lock and
-    has checked the task that ends."""
+    has checked the task that ends. With ``action_id``, the action the task served is
+    closed as a success (with ``action_message``) in the same statement."""
+    if action_id is None:
+        await conn.execute(_COMPLETE_TASK, server_id, vm_state.value, power_state)
+        return
     await conn.execute(
-        """UPDATE servers SET vm_state = $2, task_state = NULL, power_state = $3, progress = 100,
-                              launched_at = COALESCE(launched_at, now())
-            WHERE id = $1""",
+        _COMPLETE_TASK_AND_ACTION,
         server_id,
         vm_state.value,
         power_state,
+        action_id,
+        action_message,
     )
 
 
