@@ -13,17 +13,15 @@ import asyncpg
 import pytest
 
 from conductor import ipam
-from shared.config import Settings
 from shared.db import ipam as ipam_db
 from shared.db import servers
 from shared.db.pool import create_pool
-from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec
 from shared.networks import parse_networks
 from stratus.system import System
 from tests.conftest import IMAGE
+from tests.support import ipam_builds
 from tests.support.client import ComputeClient
 from tests.support.databases import fresh_database
-from tests.support.sealing import sealed
 from tests.support.xml import COMPUTE, send
 
 PRIVATE = ip_network("10.0.0.0/16")  # the default STRATUS_NETWORKS
@@ -122,7 +120,7 @@ async def test_a_local_delete_gives_the_addresses_back_too(
     assert system.pool is not None
     sid = uuid.uuid4()
     async with system.pool.acquire() as conn:
-        await servers.insert(conn, _new_server(sid, api.tenant))
+        await servers.insert(conn, ipam_builds.new_server(sid, api.tenant, name="no-host"))
         await conn.execute(
             "UPDATE servers SET vm_state = 'error', task_state = NULL WHERE id = $1", sid
         )
@@ -135,23 +133,6 @@ async def test_a_local_delete_gives_the_addresses_back_too(
     assert (await api.delete(f"/servers/{sid}")).status == 204
     assert (await api.get(f"/servers/{sid}")).status == 404
     assert await _held(system, [str(sid)]) == []
-
-
-def _new_server(server_id: uuid.UUID, tenant: str) -> servers.NewServer:
-    return servers.NewServer(
-        id=server_id,
-        tenant_id=tenant,
-        user_id="alice",
-        name="no-host",
-        image_id=uuid.UUID(IMAGE),
-        flavor_id="1",
-        vcpus=1,
-        ram_mb=512,
-        disk_gb=1,
-        access_ipv4="",
-        access_ipv6="",
-        metadata={},
-    )
 
 
 # --- the allocator on a database of its own: several conductors, small networks -------------
@@ -188,46 +169,11 @@ async def pools(ipam_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
 
 
 async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
-    """Servers placed on HOST and waiting to spawn, as the scheduler leaves them."""
-    ids = [uuid.uuid4() for _ in range(count)]
-    async with pool.acquire() as conn, conn.transaction():
-        for sid in ids:
-            await servers.insert(conn, _new_server(sid, "ipam-project"))
-        await conn.execute(
-            """UPDATE servers SET host = $2, task_state = 'spawning' WHERE id = ANY($1::uuid[])""",
-            ids,
-            HOST,
-        )
-        await conn.execute(
-            "UPDATE compute_hosts SET vcpus_used = $2, ram_mb_used = $3, disk_gb_used = $4"
-            " WHERE name = $1",
-            HOST,
-            count,
-            512 * count,
-            count,
-        )
-    return ids
-
-
-def _build(server_id: uuid.UUID) -> BuildServer:
-    action_id = uuid.uuid4()
-    return BuildServer(
-        server_id=server_id,
-        action_id=action_id,
-        admin_pass=sealed(BuildServer, "secret", server_id=server_id, action_id=action_id),
-        instance=InstanceSpec(
-            server_id=server_id,
-            name="x",
-            flavor=FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1),
-            image=ImageSpec(id=uuid.UUID(IMAGE), name="cirros"),
-        ),
-    )
+    return await ipam_builds.spawning(pool, HOST, count)
 
 
 async def _build_on(pool: asyncpg.Pool, server_id: uuid.UUID, networks: str) -> bool:
-    settings = Settings.model_validate({"networks": networks})
-    async with pool.acquire() as conn:
-        return await ipam.allocate_for_build(conn, _build(server_id), HOST, settings)
+    return await ipam_builds.build_on(pool, server_id, networks, HOST)
 
 
 async def _addresses(pool: asyncpg.Pool) -> dict[uuid.UUID, list[Any]]:

@@ -14,16 +14,13 @@ import asyncpg
 import pytest
 
 from conductor import ipam
-from shared.config import Settings
 from shared.db import ipam as ipam_db
 from shared.db import servers
 from shared.db.abandon import delete_locally
 from shared.db.pool import create_pool
-from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec
 from shared.networks import parse_networks
-from tests.conftest import IMAGE
+from tests.support import ipam_builds
 from tests.support.databases import fresh_database
-from tests.support.sealing import sealed
 
 HOST = "ipam-storm-host"
 CONDUCTORS = 4
@@ -57,68 +54,6 @@ async def conductors(database_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
         await pool.close()
 
 
-async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
-    """Servers placed on HOST and waiting to spawn, their claim counted on HOST, as the
-    scheduler leaves them."""
-    ids = [uuid.uuid4() for _ in range(count)]
-    async with pool.acquire() as conn, conn.transaction():
-        for sid in ids:
-            await servers.insert(
-                conn,
-                servers.NewServer(
-                    id=sid,
-                    tenant_id="ipam-project",
-                    user_id="alice",
-                    name="storm",
-                    image_id=uuid.UUID(IMAGE),
-                    flavor_id="1",
-                    vcpus=1,
-                    ram_mb=512,
-                    disk_gb=1,
-                    access_ipv4="",
-                    access_ipv6="",
-                    metadata={},
-                ),
-            )
-        await conn.execute(
-            "UPDATE servers SET host = $2, task_state = 'spawning' WHERE id = ANY($1::uuid[])",
-            ids,
-            HOST,
-        )
-        await conn.execute(
-            """UPDATE compute_hosts SET vcpus_used = vcpus_used + $2,
-                                        ram_mb_used = ram_mb_used + $3,
-                                        disk_gb_used = disk_gb_used + $2
-                WHERE name = $1""",
-            HOST,
-            count,
-            512 * count,
-        )
-    return ids
-
-
-def _build(server_id: uuid.UUID) -> BuildServer:
-    action_id = uuid.uuid4()
-    return BuildServer(
-        server_id=server_id,
-        action_id=action_id,
-        admin_pass=sealed(BuildServer, "secret", server_id=server_id, action_id=action_id),
-        instance=InstanceSpec(
-            server_id=server_id,
-            name="storm",
-            flavor=FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1),
-            image=ImageSpec(id=uuid.UUID(IMAGE), name="cirros"),
-        ),
-    )
-
-
-async def _build_on(pool: asyncpg.Pool, server_id: uuid.UUID, networks: str) -> bool:
-    """The conductor's build step after the host claim, as a conductor on ``pool`` runs it."""
-    settings = Settings.model_validate({"networks": networks})
-    async with pool.acquire() as conn:
-        return await ipam.allocate_for_build(conn, _build(server_id), HOST, settings)
-
-
 async def _storm(conductors: list[asyncpg.Pool], ids: list[uuid.UUID], networks: str) -> list[bool]:
     """Every build at once, spread over the conductors."""
     return list(
@@ -150,6 +85,14 @@ async def _delete_all(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> None:
             row = await servers.lock(conn, sid, None)
             assert row is not None
             await delete_locally(conn, row)
+
+
+async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
+    return await ipam_builds.spawning(pool, HOST, count)
+
+
+async def _build_on(pool: asyncpg.Pool, server_id: uuid.UUID, networks: str) -> bool:
+    return await ipam_builds.build_on(pool, server_id, networks, HOST)
 
 
 async def test_four_conductors_on_a_tight_network_never_give_an_address_twice(
