@@ -15,13 +15,11 @@ import pytest
 from conductor import ipam
 from shared.db import ipam as ipam_db
 from shared.db import servers
-from shared.db.pool import create_pool
 from shared.networks import parse_networks
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.support import ipam_builds
 from tests.support.client import ComputeClient
-from tests.support.databases import fresh_database
 from tests.support.xml import COMPUTE, send
 
 PRIVATE = ip_network("10.0.0.0/16")  # the default STRATUS_NETWORKS
@@ -142,30 +140,15 @@ HOST = "ipam-host"
 
 @pytest.fixture(scope="module")
 async def ipam_url() -> AsyncIterator[str]:
-    async with fresh_database() as url:
-        conn = await asyncpg.connect(url)
-        await conn.execute(
-            """INSERT INTO compute_hosts (name, hypervisor_type, hypervisor_uri, vcpus, ram_mb,
-                                          disk_gb, vcpus_used, ram_mb_used, disk_gb_used,
-                                          last_heartbeat)
-               VALUES ($1, 'fake', 'fake://', 1000, 1000000, 100000, 0, 0, 0, now())""",
-            HOST,
-        )
-        await conn.close()
+    async with ipam_builds.database_with_host(HOST) as url:
         yield url
 
 
 @pytest.fixture
 async def pools(ipam_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
     """Four pools on the same database: four conductors."""
-    made = [await create_pool(ipam_url, min_size=1, max_size=8) for _ in range(4)]
-    yield made
-    await made[0].execute("DELETE FROM servers")  # their addresses go with them (cascade)
-    await made[0].execute(
-        "UPDATE compute_hosts SET vcpus_used = 0, ram_mb_used = 0, disk_gb_used = 0"
-    )
-    for pool in made:
-        await pool.close()
+    async with ipam_builds.conductor_pools(ipam_url, 4) as made:
+        yield made
 
 
 async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:

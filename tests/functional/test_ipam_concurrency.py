@@ -17,10 +17,8 @@ from conductor import ipam
 from shared.db import ipam as ipam_db
 from shared.db import servers
 from shared.db.abandon import delete_locally
-from shared.db.pool import create_pool
 from shared.networks import parse_networks
 from tests.support import ipam_builds
-from tests.support.databases import fresh_database
 
 HOST = "ipam-storm-host"
 CONDUCTORS = 4
@@ -28,30 +26,15 @@ CONDUCTORS = 4
 
 @pytest.fixture(scope="module")
 async def database_url() -> AsyncIterator[str]:
-    async with fresh_database() as url:
-        conn = await asyncpg.connect(url)
-        await conn.execute(
-            """INSERT INTO compute_hosts (name, hypervisor_type, hypervisor_uri, vcpus, ram_mb,
-                                          disk_gb, vcpus_used, ram_mb_used, disk_gb_used,
-                                          last_heartbeat)
-               VALUES ($1, 'fake', 'fake://', 1000, 1000000, 100000, 0, 0, 0, now())""",
-            HOST,
-        )
-        await conn.close()
+    async with ipam_builds.database_with_host(HOST) as url:
         yield url
 
 
 @pytest.fixture
 async def conductors(database_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
     """The database connections of four conductors (each its own pool)."""
-    made = [await create_pool(database_url, min_size=1, max_size=8) for _ in range(CONDUCTORS)]
-    yield made
-    await made[0].execute("DELETE FROM servers")
-    await made[0].execute(
-        "UPDATE compute_hosts SET vcpus_used = 0, ram_mb_used = 0, disk_gb_used = 0"
-    )
-    for pool in made:
-        await pool.close()
+    async with ipam_builds.conductor_pools(database_url, CONDUCTORS) as made:
+        yield made
 
 
 async def _storm(conductors: list[asyncpg.Pool], ids: list[uuid.UUID], networks: str) -> list[bool]:

@@ -6,14 +6,18 @@ step a conductor runs on them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
 from conductor import ipam
 from shared.config import Settings
 from shared.db import servers
+from shared.db.pool import create_pool
 from shared.messages import BuildServer, FlavorSpec, ImageSpec, InstanceSpec
 from tests.conftest import IMAGE
+from tests.support.databases import fresh_database
 from tests.support.sealing import sealed
 
 TENANT = "ipam-project"
@@ -85,3 +89,35 @@ async def build_on(pool: asyncpg.Pool, server_id: uuid.UUID, networks: str, host
     settings = Settings.model_validate({"networks": networks})
     async with pool.acquire() as conn:
         return await ipam.allocate_for_build(conn, build(server_id), host, settings)
+
+
+@asynccontextmanager
+async def database_with_host(host: str) -> AsyncIterator[str]:
+    """A fresh database (its URL) with one big compute host, ``host``, registered."""
+    async with fresh_database() as url:
+        conn = await asyncpg.connect(url)
+        await conn.execute(
+            """INSERT INTO compute_hosts (name, hypervisor_type, hypervisor_uri, vcpus, ram_mb,
+                                          disk_gb, vcpus_used, ram_mb_used, disk_gb_used,
+                                          last_heartbeat)
+               VALUES ($1, 'fake', 'fake://', 1000, 1000000, 100000, 0, 0, 0, now())""",
+            host,
+        )
+        await conn.close()
+        yield url
+
+
+@asynccontextmanager
+async def conductor_pools(url: str, count: int) -> AsyncIterator[list[asyncpg.Pool]]:
+    """``count`` pools on ``url``: the database connections of as many conductors. Their
+    servers are deleted (their addresses with them) and the host's usage zeroed after."""
+    made = [await create_pool(url, min_size=1, max_size=8) for _ in range(count)]
+    try:
+        yield made
+    finally:
+        await made[0].execute("DELETE FROM servers")
+        await made[0].execute(
+            "UPDATE compute_hosts SET vcpus_used = 0, ram_mb_used = 0, disk_gb_used = 0"
+        )
+        for pool in made:
+            await pool.close()
