@@ -23,14 +23,15 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import libvirt
-
-from compute_agent.virt.libvirt.driver import LibvirtDriver
 from tests.realvm.cluster import BOOT_TIMEOUT_S, GuestStatus, RealCluster, statuses
 from tests.support import libvirtd
 from tests.support.actions import act, actions_of, wait_until_action_done
 from tests.support.client import ComputeClient
+
+if TYPE_CHECKING:
+    from compute_agent.virt.libvirt.driver import LibvirtDriver
 
 #: how long the agent may take to notice the closed connection, or to reconnect once
 #: libvirtd is back (backoff of 0.5, 1, 2 ... s: a few seconds; patience for a busy machine)
@@ -52,6 +53,10 @@ async def _until(condition: Callable[[], bool], what: str, timeout_s: float) -> 
 
 
 def _driver(cluster: RealCluster, host: str) -> LibvirtDriver:
+    """The host's libvirt driver (imported here: collecting this module must not need the
+    binding, on a machine without it)."""
+    from compute_agent.virt.libvirt.driver import LibvirtDriver
+
     driver = cluster.drivers[host]
     assert isinstance(driver, LibvirtDriver)
     return driver
@@ -60,6 +65,8 @@ def _driver(cluster: RealCluster, host: str) -> LibvirtDriver:
 def _forget_suite_connection(cluster: RealCluster, host: str) -> None:
     """The suite's own connection to the host's libvirtd died with the daemon: dropped, so
     that the next look at the host opens one to the new daemon."""
+    import libvirt
+
     conn = cluster._connections.pop(host, None)
     if conn is not None:
         with contextlib.suppress(libvirt.libvirtError):
