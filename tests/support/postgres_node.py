@@ -19,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from tests.support.processes import descendants
+
 SYSTEM_USER = "embedded_postgres"
 
 
@@ -134,7 +136,7 @@ class PostgresNode:
         pid = self._postmaster_pid()
         if pid is None:
             return
-        for victim in [pid, *_descendants(pid)]:
+        for victim in [pid, *descendants(pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
 
@@ -155,19 +157,3 @@ class PostgresNode:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, read from /proc (children, then theirs)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # the command name (field 2) may hold spaces: the parent pid follows its ')'
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, queue = [], [pid]
-    while queue:
-        children = parents.get(queue.pop(), [])
-        found += children
-        queue += children
-    return found

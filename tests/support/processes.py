@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -91,3 +92,20 @@ async def wait_for_hosts(database_url: str, count: int, timeout_s: float = 30.0)
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (children, then theirs): a server that
+    starts helpers in sessions of their own (``su``) is not all in its process group."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the command name (field 2) may hold spaces: the parent pid follows its ')'
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        found += children
+        queue += children
+    return found

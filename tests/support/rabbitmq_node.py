@@ -15,11 +15,14 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from tests.support.processes import descendants
 
 SERVER = Path("/usr/sbin/rabbitmq-server")
 CTL = Path("/usr/sbin/rabbitmqctl")
@@ -135,13 +138,30 @@ class RabbitNode:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the node's process group (the wrapper, ``su`` and the Erlang VM)."""
+        """SIGKILL the node: the wrapper's process group and every process below it. ``su``
+        starts a session of its own, so the Erlang VM (beam.smp) is not in the wrapper's
+        group: killing the group alone left the broker running."""
         if self._process is None:
             return
+        below = descendants(self._process.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=10)
+        self._wait_closed()
+
+    def _wait_closed(self, timeout_s: float = 10.0) -> None:
+        """Until nothing accepts connections on the node's AMQP port any more."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.amqp_port)) != 0:
+                    return
+            time.sleep(0.1)
+        raise RabbitNodeError(f"the node still listens on {self.amqp_port} after SIGKILL")
 
     def close(self) -> None:
         self.stop()
