@@ -73,6 +73,7 @@ sys.path.insert(0, str(REPO))  # the node helpers of tests/support
 
 import cgroups  # noqa: E402
 import proc_cpu  # noqa: E402
+from scale import read_load  # noqa: E402
 from stratus_bench import IMAGE, STRATUS, drop_database, free_port  # noqa: E402
 
 from compute_agent.simulation import host_names  # noqa: E402
@@ -780,28 +781,6 @@ async def pause_round_trips(
     return times
 
 
-async def read_load(
-    session: aiohttp.ClientSession, urls: Sequence[str], seconds: float, clients: int
-) -> list[float]:
-    """GET /servers/detail of the listed project from ``clients`` clients spread over the
-    gateways for ``seconds``: each request's latency."""
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def client(i: int) -> None:
-        target = f"{urls[i % len(urls)]}/v2/{LIST_TENANT}/servers/detail"
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            async with session.get(target, headers=headers(LIST_TENANT)) as response:
-                await response.read()
-                if response.status != 200:
-                    raise SystemExit(f"GET detail failed: {response.status}")
-            latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    return latencies
-
-
 def memory(deployed: Deployment) -> dict[str, str]:
     """Resident memory of each role: RSS of each ``stratus`` process; the proportional set
     size (Pss: shared pages divided among their sharers) summed over PostgreSQL's and
@@ -1022,8 +1001,8 @@ async def full_run(
             await watching
         finally:
             await watch.close()
-        await read_load(session, deployed.urls, 1.0, args.clients)  # warm
-        latencies = await read_load(session, deployed.urls, args.seconds, args.clients)
+        await read_load(session, deployed.urls, LIST_TENANT, 1.0, args.clients)  # warm
+        latencies = await read_load(session, deployed.urls, LIST_TENANT, args.seconds, args.clients)
         rows.append(
             (
                 f"GET /servers/detail ({args.list_servers} servers), {args.clients} clients",
