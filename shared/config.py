@@ -206,6 +206,12 @@ class Settings(BaseSettings):
         default=5,
         description="A message whose handler fails this many times goes to the dead-letter queue.",
     )
+    amqp_batch_max: int = Field(
+        default=64,
+        ge=1,
+        description="Messages for one queue published while the last publish to it awaits "
+        "its confirm go together in one AMQP message, at most this many; 1: each alone.",
+    )
     # Checked where it is used (shared/sealing.py), not here: a validation error would print
     # the value, and only gateways and agents need it.
     message_key: SecretStr | None = Field(

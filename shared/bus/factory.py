@@ -16,5 +16,6 @@ def create_bus(settings: Settings) -> Bus:
             settings.amqp_url,
             prefix=settings.amqp_prefix,
             max_redeliveries=settings.max_redeliveries,
+            batch_max=settings.amqp_batch_max,
         )
     return MemoryBus(max_redeliveries=settings.max_redeliveries)

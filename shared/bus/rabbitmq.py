@@ -6,7 +6,10 @@ Topology, all names prefixed with the deployment's ``prefix``:
   the routing key ``<name>``;
 * a dead-letter exchange ``<prefix>.dlx`` and its queue ``<prefix>.dead`` for messages that do
   not parse or whose handler failed ``max_redeliveries`` times;
-* heartbeats are neither persisted nor kept longer than a minute: an old one is worthless.
+* heartbeats are neither persisted nor kept longer than a minute: an old one is worthless;
+* messages published to one routing key while the last publish to it awaits its confirm go
+  together in the next AMQP message (shared/bus/batches.py), at most ``batch_max``; each is
+  handled as if it had come alone.
 
 A failed handler's message is re-published with an attempt counter in a header and the
 original acknowledged: classic queues keep no delivery count of their own. Each retry waits
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -40,6 +44,7 @@ from shared.bus import (
     Handler,
     PublishFailed,
     Responder,
+    batches,
     retry_delay_s,
 )
 from shared.logging import request_context
@@ -84,13 +89,25 @@ class _Consumer:
 
 
 class RabbitBus:
-    def __init__(self, url: str, *, prefix: str = "stratus", max_redeliveries: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "stratus",
+        max_redeliveries: int = 5,
+        batch_max: int = 64,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.max_redeliveries = max_redeliveries
+        #: messages per AMQP message at most (1: every message alone, as releases before
+        #: batching sent them, which is what their consumers understand)
+        self.batch_max = batch_max
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._dlx: aio_pika.abc.AbstractExchange | None = None
+        self._coalescers: dict[str, batches.Coalescer] = {}
         self._declared: set[str] = set()
         #: the calls sent and not answered yet, by correlation id
         self._pending: dict[str, asyncio.Future[bytes]] = {}
@@ -119,13 +136,16 @@ class RabbitBus:
         self._exchange = await self._publisher.declare_exchange(
             self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        dlx = await self._publisher.declare_exchange(
+        self._dlx = await self._publisher.declare_exchange(
             f"{self.prefix}.dlx", aio_pika.ExchangeType.FANOUT, durable=True
         )
         dead = await self._publisher.declare_queue(self._qname("dead"), durable=True)
-        await dead.bind(dlx)
+        await dead.bind(self._dlx)
 
     async def close(self) -> None:
+        for coalescer in self._coalescers.values():
+            await coalescer.close()
+        self._coalescers.clear()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -156,21 +176,43 @@ class RabbitBus:
         self._declared.add(queue)
 
     async def publish(self, routing_key: str, message: messages.Message) -> None:
-        await self._publish(routing_key, messages.encode(message), attempts=0)
+        body = messages.encode(message)
+        if self.batch_max > 1:
+            await self._coalescer(routing_key).publish(body)
+        else:
+            await self._publish(routing_key, body, attempts=0)
         metrics.message_published(message.type)
+
+    def _coalescer(self, routing_key: str) -> batches.Coalescer:
+        coalescer = self._coalescers.get(routing_key)
+        if coalescer is None:
+
+            async def send(bodies: Sequence[bytes]) -> None:
+                await self._publish_batch(routing_key, bodies)
+
+            coalescer = batches.Coalescer(send, max_messages=self.batch_max)
+            self._coalescers[routing_key] = coalescer
+        return coalescer
+
+    async def _publish_batch(self, routing_key: str, bodies: Sequence[bytes]) -> None:
+        if len(bodies) == 1:
+            await self._publish(routing_key, bodies[0], attempts=0)
+            return
+        amqp_message = aio_pika.Message(
+            batches.join(bodies),
+            content_type=batches.BATCH_CONTENT_TYPE,
+            delivery_mode=_delivery_mode(routing_key),
+            headers={batches.BATCH_HEADER: len(bodies)},
+        )
+        await self._send(routing_key, amqp_message)
 
     async def _publish(self, routing_key: str, body: bytes, *, attempts: int) -> None:
         if self._exchange is None:
             raise PublishFailed("not connected to RabbitMQ")
-        transient = routing_key == HEARTBEATS
         amqp_message = aio_pika.Message(
             body,
             content_type="application/json",
-            delivery_mode=(
-                aio_pika.DeliveryMode.NOT_PERSISTENT
-                if transient
-                else aio_pika.DeliveryMode.PERSISTENT
-            ),
+            delivery_mode=_delivery_mode(routing_key),
             headers={_ATTEMPTS: attempts} if attempts else None,
         )
         await self._send(routing_key, amqp_message)
@@ -200,9 +242,19 @@ class RabbitBus:
         await channel.set_qos(prefetch_count=prefetch)
         amqp_queue = await self._declare_on(channel, queue)
         self._declared.add(queue)
+        # a batch takes one prefetch slot for all its messages: this keeps the handlers
+        # running at once to ``prefetch`` (an agent's concurrency), batches or not
+        running = asyncio.Semaphore(prefetch)
+
+        async def limited(message: messages.Message) -> None:
+            async with running:
+                await handler(message)
 
         async def on_message(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-            await self._handle(queue, incoming, handler)
+            if (incoming.headers or {}).get(batches.BATCH_HEADER):
+                await self._handle_batch(queue, incoming, limited)
+            else:
+                await self._handle(queue, incoming, limited)
 
         tag = await amqp_queue.consume(on_message)
         return _Consumer(channel, amqp_queue, tag)
@@ -234,21 +286,94 @@ class RabbitBus:
     ) -> None:
         previous = (incoming.headers or {}).get(_ATTEMPTS, 0)
         attempts = (previous if isinstance(previous, int) else 0) + 1
-        if attempts >= self.max_redeliveries:
-            log.exception("dead-lettering %s after %d attempts", message.type, attempts)
+        if self._exhausted(message, attempts):
             await incoming.reject(requeue=False)
-            metrics.message_dead_lettered(message.type)
-            return
+        elif await self._send_back(queue, incoming.body, message, attempts):
+            await incoming.ack()
+        else:
+            await incoming.nack(requeue=True)
+
+    def _exhausted(self, message: messages.Message, attempts: int) -> bool:
+        """Whether a message that failed its ``attempts``-th time is dead (said so in the
+        log, with the handler's exception: call it where that is being handled)."""
+        if attempts < self.max_redeliveries:
+            return False
+        log.exception("dead-lettering %s after %d attempts", message.type, attempts)
+        metrics.message_dead_lettered(message.type)
+        return True
+
+    async def _send_back(
+        self, queue: str, body: bytes, message: messages.Message, attempts: int
+    ) -> bool:
+        """Publish ``body`` again, for its next attempt, after the wait; False when the
+        broker did not take it (call it where the handler's exception is being handled)."""
         log.exception("handler for %s failed (attempt %d); redelivering", message.type, attempts)
+        metrics.message_redelivered(message.type)
         await asyncio.sleep(retry_delay_s(attempts))
         try:
-            await self._publish(queue, incoming.body, attempts=attempts)
+            await self._publish(queue, body, attempts=attempts)
         except PublishFailed:
+            return False
+        return True
+
+    async def _handle_batch(
+        self, queue: str, incoming: aio_pika.abc.AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        """Handle each message of a batch as if it had come alone; acknowledge the batch
+        once every one is handled, sent back or dead-lettered. When one could be neither
+        sent back nor dead-lettered, the whole batch comes back: the others are handled
+        again, which handlers allow (delivery is at least once)."""
+        settled = await asyncio.gather(
+            *(self._handle_one(queue, body, handler) for body in batches.split(incoming.body))
+        )
+        if all(settled):
+            await incoming.ack()
+        else:
             await incoming.nack(requeue=True)
-            metrics.message_redelivered(message.type)
-            return
-        await incoming.ack()
-        metrics.message_redelivered(message.type)
+
+    async def _handle_one(self, queue: str, body: bytes, handler: Handler) -> bool:
+        """One message of a batch; False when it must come again with the batch."""
+        try:
+            message = messages.parse(body)
+        except ValueError:
+            log.error("dead-lettering a message that does not parse: %.200r", body)
+            metrics.message_dead_lettered(metrics.UNPARSABLE)
+            return await self._dead_letter(body)
+        try:
+            await handler(message)
+        except Exception:
+            with request_context(message.request_id):
+                if self._exhausted(message, 1):
+                    return await self._dead_letter(body)
+                return await self._send_back(queue, body, message, 1)
+        metrics.message_consumed(message.type)
+        return True
+
+    async def _dead_letter(self, body: bytes) -> bool:
+        """Put one message of a batch in the dead-letter queue, as rejecting a lone one
+        does; False when the broker did not take it."""
+        if self._dlx is None:
+            return False
+        try:
+            await self._dlx.publish(
+                aio_pika.Message(
+                    body,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key="",
+                timeout=_PUBLISH_TIMEOUT_S,
+            )
+        except (
+            aio_pika.exceptions.AMQPError,
+            aiormq.exceptions.AMQPError,
+            ConnectionError,
+            RuntimeError,
+            TimeoutError,
+        ):
+            log.warning("could not dead-letter a message; its batch comes again")
+            return False
+        return True
 
     # --- calls -----------------------------------------------------------------------------
 
@@ -360,6 +485,13 @@ class RabbitBus:
             )
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
             log.warning("could not send the answer to %s; its caller will time out", reply.type)
+
+
+def _delivery_mode(routing_key: str) -> aio_pika.DeliveryMode:
+    """Heartbeats are not persisted (an old one is worthless); everything else is."""
+    if routing_key == HEARTBEATS:
+        return aio_pika.DeliveryMode.NOT_PERSISTENT
+    return aio_pika.DeliveryMode.PERSISTENT
 
 
 # --- what operators ask of the broker (stratus status) ---------------------------------------
