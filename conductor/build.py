@@ -9,6 +9,7 @@ any other way (deleted meanwhile) is dropped.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import asyncpg
 
@@ -18,6 +19,7 @@ from shared.bus import Bus
 from shared.config import Settings
 from shared.db import actions, servers
 from shared.db.hosts import Resources
+from shared.db.placement import Placed
 from shared.db.pool import Conn
 from shared.messages import BuildServer, Fault
 from shared.rpcapi import ComputeClient, Envelope
@@ -53,27 +55,36 @@ class Builds:
 
     async def _place(self, conn: Conn, request: BuildServer) -> str | None:
         """The host the server is placed on, claimed now or by an earlier delivery; None
-        when the build is over (the server is gone, past scheduling, or no host has room)."""
+        when the build is over (the server is gone, past scheduling, or no host has room).
+        One statement (``Scheduler.place_server``) places the server if it waits and says
+        what became of it if not: no read before it."""
         spec = request.instance
-        row = await servers.peek(conn, spec.server_id)
-        if row is None:
-            log.info("server %s is gone; dropping its build", spec.server_id)
-            return None
-        if row.task_state == TaskState.SPAWNING and row.host:
-            host: str = row.host  # a redelivery: the claim is made, send the spawn again
-            return host
-        if row.task_state != TaskState.SCHEDULING:
-            log.info("server %s is past scheduling; dropping its build", spec.server_id)
-            return None
-        need = Resources(row.vcpus, row.ram_mb, row.disk_gb)
+        flavor = spec.flavor
+        need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
         try:
-            claimed = await self.scheduler.claim_host(conn, spec.server_id, need)
+            placed = await self.scheduler.place_server(conn, spec.server_id, need)
         except NoValidHost as exc:
             await _failed(conn, request, str(exc))
             return None
-        if claimed is None:
-            log.info("server %s was deleted while scheduling", spec.server_id)
-        return claimed
+        return _host_of(spec.server_id, placed)
+
+
+def _host_of(server_id: uuid.UUID, placed: Placed) -> str | None:
+    """Where a placement leaves the build: the host claimed now, or by an earlier delivery
+    of the same build (``spawning`` on a host: the claim is made, the spawn is sent again);
+    None when it is over."""
+    if placed.host is not None:
+        return placed.host
+    if not placed.found:
+        log.info("server %s is gone; dropping its build", server_id)
+        return None
+    if placed.task_state == TaskState.SPAWNING and placed.placed_on:
+        return placed.placed_on  # a redelivery: nothing claimed twice
+    if placed.task_state == TaskState.SCHEDULING:
+        log.info("server %s stopped waiting while scheduling", server_id)
+    else:
+        log.info("server %s is past scheduling; dropping its build", server_id)
+    return None
 
 
 async def _failed(conn: Conn, request: BuildServer, reason: str) -> None:

@@ -143,7 +143,60 @@ async def allocate_for_build(
     False when the server stopped waiting for this build (deleted meanwhile), or when a network
     is full; then the build fails here: the server goes to ERROR with a fault, gives its
     addresses and its claim on ``host`` back, and its action is closed as failed.
+
+    Each network's address is taken by one statement of its own, which locks the server's
+    row and needs no transaction (``ipam.take_for_build``): a build's allocation is a round
+    trip a network. Only when a network has no free address nobody is taking (its first
+    allocation, a full network...) is the whole allocation made again the long way, in a
+    transaction under the server's row lock (``allocate``, which keeps what was taken).
     """
+    server_id = request.instance.server_id
+    networks = sorted(parse_networks(settings.networks), key=lambda n: n.label)
+    for network in networks:  # one order: no lock cycles
+        holds = await _take_for_build(conn, server_id, host, network)
+        if holds is None:
+            return await _allocate_locked(conn, request, host, networks)
+        if not holds:
+            log.info("server %s is no longer waiting to spawn on %s", server_id, host)
+            return False
+    return True
+
+
+async def _take_for_build(
+    conn: Conn, server_id: uuid.UUID, host: str, network: Network
+) -> bool | None:
+    """Make the server waiting to spawn on ``host`` hold an address on ``network``, in one
+    statement (two, now and then): True when it does; False when it no longer waits; None
+    when no free address nobody else is taking was found (``allocate`` takes it then).
+
+    An address taken but not claimed was either held already (its free row was stale: it
+    is dropped) or refused because the server holds one on the network, taken by a delivery
+    of the same build at the same moment: it is given back, and the next try finds the
+    server's. Either way the next try ends or takes another address: this ends."""
+    while True:
+        took = await ipam.take_for_build(
+            conn, server_id, host, network.label, network.first, network.last
+        )
+        if not took.waiting:
+            return False
+        if took.held is not None:
+            return True
+        taken = took.taken
+        if taken is None:
+            return None
+        if taken.claimed:
+            log.info("server %s got %s on network %s", server_id, taken.address, network.label)
+            if taken.filled_to is not None and _due(network, taken.address, taken.filled_to):
+                async with conn.transaction():
+                    await _write_ahead(conn, network, taken.address)
+            return True
+        await ipam.give_back(conn, network.label, taken.address)
+
+
+async def _allocate_locked(
+    conn: Conn, request: BuildServer, host: str, networks: Iterable[Network]
+) -> bool:
+    """``allocate_for_build`` the long way: in a transaction, under the server's row lock."""
     server_id = request.instance.server_id
     async with conn.transaction():
         row = await servers.lock(conn, server_id, None)
@@ -151,7 +204,7 @@ async def allocate_for_build(
             log.info("server %s is no longer waiting to spawn on %s", server_id, host)
             return False
         try:
-            await allocate(conn, server_id, parse_networks(settings.networks))
+            await allocate(conn, server_id, networks)
         except NetworkFull as exc:
             await _fail_build(conn, request, row, str(exc))
             return False

@@ -8,7 +8,10 @@ action it serves is still pending. Anything else (a redelivered report, a report
 wrong host, a task overtaken by a delete or by a later action of the same kind, a step long
 past) is refused and logged, so state never moves backwards and a compromised host can only
 speak for its own servers. ``refusal`` is that check, the only one: what differs between
-reports is only what the server awaits, which conductor/reports.py works out.
+reports is only what the server awaits, which conductor/reports.py works out. (The success
+of a task of one step, every boot's report, is first tried by one statement that applies it
+only under the same rules, the server's own task and host awaited and the action pending:
+``servers.complete_awaited_task``; what it does not apply is judged here, which says why.)
 
 What a hypervisor says unasked (a guest's power) is no report of a command: it may change a
 server only if the server is on that host, runs no task, and has not changed since the host

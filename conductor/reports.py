@@ -39,7 +39,7 @@ from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.db.records import LockedServer
 from shared.messages import CommandReport, Fault
-from shared.states import COMPLETIONS, TaskState
+from shared.states import COMPLETIONS, TaskState, may_end
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,53 @@ async def apply_report(pool: asyncpg.Pool, bus: Bus, report: CommandReport) -> b
     """Apply ``report`` if it is the one its server awaits; False when it was refused.
     ``bus`` carries the command of a step machine's next step, if any."""
     assert report.server_id is not None
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
+        if _completes_at_once(report) and await _complete_awaited(conn, report):
+            return True
+        return await _judge_and_apply(conn, bus, report)
+
+
+def _completes_at_once(report: CommandReport) -> bool:
+    """Whether ``report`` is a success ending a task of one step (a spawn's, a reboot's...),
+    whose legality the statement that applies it can judge alone: the server is live, runs
+    the task the report ends, on the reporting host, and the action is pending, as
+    ``legality.refusal`` judges it with the server's own task and host awaited. That is
+    every report of a boot, done in one round trip instead of five (BEGIN, the row lock, the
+    action's check, the change, COMMIT)."""
+    task = report.task_state
+    return (
+        report.success
+        and task is not None
+        and task in COMPLETIONS
+        and task != TaskState.DELETING
+        and task not in _APPLY
+        and not any(task in machine.tasks for machine in MACHINES)
+        and report.action_id is not None
+        and may_end(report.command, task)
+    )
+
+
+async def _complete_awaited(conn: Conn, report: CommandReport) -> bool:
+    """``_complete`` of a report ``_completes_at_once``, if it is the one the server awaits;
+    False, changing nothing, if not (``_judge_and_apply`` then says why)."""
+    assert report.server_id is not None and report.task_state is not None
+    return await servers.complete_awaited_task(
+        conn,
+        report.server_id,
+        task=report.task_state,
+        host=report.host,
+        action_id=report.action_id,
+        vm_state=COMPLETIONS[TaskState(report.task_state)].vm_state,
+        power_state=report.power_state,
+        action_message=Outcome.of(report).message,
+    )
+
+
+async def _judge_and_apply(conn: Conn, bus: Bus, report: CommandReport) -> bool:
+    """Apply ``report`` under its server's row lock, if ``legality.refusal`` finds it is the
+    one the server awaits; False when it was refused."""
+    assert report.server_id is not None
+    async with conn.transaction():
         row = await servers.lock(conn, report.server_id, None)
         awaited, apply = await _awaited(conn, bus, row, report)
         refusal = await legality.refusal(conn, report, awaited)

@@ -31,7 +31,7 @@ from shared.db.placement import (
     OnlyHostFilter,
 )
 from shared.db.pool import Conn
-from shared.db.records import Placement
+from shared.states import TaskState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,19 @@ class NoValidHost(Exception):
 
     def __str__(self) -> str:
         return "No valid host was found. There are not enough hosts available."
+
+
+def _placement_outcome(placed: placement.Placed) -> str | None:
+    """How a placement ended, for the decision metrics: None when no decision was made (the
+    server was placed already, by an earlier delivery of its build, or asks for other
+    resources and is placed again)."""
+    if placed.host is not None:
+        return "placed"
+    if placed.task_state == TaskState.SCHEDULING and not placed.waiting and placed.found:
+        return None
+    if placed.task_state == TaskState.SPAWNING and placed.placed_on is not None:
+        return None
+    return "gone"
 
 
 class Scheduler:
@@ -97,7 +110,26 @@ class Scheduler:
             server_id, self.decision(need, exclude), skip_locked=skip_locked
         )
 
-    @timed_decision(NoValidHost)
+    async def place_server(
+        self, conn: Conn, server_id: uuid.UUID, need: Resources
+    ) -> placement.Placed:
+        """Claim ``need`` on the best host and assign the server waiting in ``scheduling`` to
+        it: one statement, one round trip, atomic on its own (no transaction to open and
+        commit), which also says what became of a server that no longer waits (gone, placed
+        by an earlier delivery of its build...). Raises ``NoValidHost`` when no host has room.
+
+        ``need`` is what the build asks for; should the server's row ask for other resources
+        (it never does: both are the flavor's), nothing is claimed and the server is placed
+        again with what its row asks for, as the row is what a delete gives back."""
+        placed = await self._place_server(conn, server_id, need)
+        held = placed.held
+        other_need = held is not None and held != need
+        if not placed.waiting and placed.task_state == TaskState.SCHEDULING and other_need:
+            assert held is not None
+            log.warning("server %s needs %s, not %s as its build said", server_id, held, need)
+            placed = await self._place_server(conn, server_id, held)
+        return placed
+
     async def claim_host(
         self,
         conn: Conn,
@@ -106,17 +138,25 @@ class Scheduler:
         *,
         exclude: Sequence[str] = (),
     ) -> str | None:
-        """Claim ``need`` on the best host and assign the server to it: one statement, one
-        round trip, atomic on its own (no transaction to open and commit). Returns the host,
-        or None when the server no longer waits for one (deleted meanwhile: nothing is
-        claimed). Raises ``NoValidHost`` when no host has room."""
+        """``place_server``'s host: the one claimed, or None when the server no longer waits
+        for a host of ``need`` (deleted meanwhile: nothing is claimed). Raises
+        ``NoValidHost`` when no host has room."""
+        return (await self._place_server(conn, server_id, need, exclude=exclude)).host
+
+    @timed_decision(NoValidHost, outcome=_placement_outcome)
+    async def _place_server(
+        self,
+        conn: Conn,
+        server_id: uuid.UUID,
+        need: Resources,
+        *,
+        exclude: Sequence[str] = (),
+    ) -> placement.Placed:
         decision = self.decision(need, exclude)
         for skip_locked in (True, False):
-            row = await _place(conn, server_id, decision, skip_locked=skip_locked)
-            if not row.waiting:
-                return None
-            if row.host is not None:
-                return row.host
+            placed = await _place(conn, server_id, decision, skip_locked=skip_locked)
+            if not placed.waiting or placed.host is not None:
+                return placed
         raise NoValidHost
 
     @timed_decision(NoValidHost)
@@ -146,7 +186,7 @@ _DEADLOCK_TRIES = 3
 
 async def _place(
     conn: Conn, server_id: uuid.UUID, decision: placement.Decision, *, skip_locked: bool
-) -> Placement:
+) -> placement.Placed:
     """``placement.place``, run again when PostgreSQL breaks a deadlock by aborting it (seen
     once in many runs of contended claims: two placements' row locks on hosts and servers met
     in opposite orders). Inside a caller's transaction the statement runs in a savepoint of

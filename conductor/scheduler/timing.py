@@ -10,35 +10,45 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from shared import metrics
 
 P = ParamSpec("P")
-Host = TypeVar("Host", bound=str | None)
+Result = TypeVar("Result")
 
 
-Decide = Callable[P, Awaitable[Host]]
+Decide = Callable[P, Awaitable[Result]]
 
 
-def timed_decision(no_host: type[Exception]) -> Callable[[Decide[P, Host]], Decide[P, Host]]:
+def by_host(host: object) -> str | None:
+    """The outcome of a decision that returns the host claimed, or None: the server is gone."""
+    return "placed" if host is not None else "gone"
+
+
+def timed_decision(
+    no_host: type[Exception], *, outcome: Callable[[Any], str | None] = by_host
+) -> Callable[[Decide[P, Result]], Decide[P, Result]]:
     """A decorator of a decision that raises ``no_host`` when no host has room, recording
-    how long each call took and how it ended."""
+    how long each call took and how it ended: ``outcome`` of what it returned (None: no
+    decision was made, nothing is recorded)."""
 
-    def decorate(decide: Decide[P, Host]) -> Decide[P, Host]:
+    def decorate(decide: Decide[P, Result]) -> Decide[P, Result]:
         @functools.wraps(decide)
-        async def timed(*args: P.args, **kwargs: P.kwargs) -> Host:
+        async def timed(*args: P.args, **kwargs: P.kwargs) -> Result:
             started = time.perf_counter()
             try:
-                host = await decide(*args, **kwargs)
+                result = await decide(*args, **kwargs)
             except no_host:
                 metrics.scheduled("no_valid_host", started)
                 raise
             except Exception:
                 metrics.scheduled("error", started)
                 raise
-            metrics.scheduled("placed" if host is not None else "gone", started)
-            return host
+            ended = outcome(result)
+            if ended is not None:
+                metrics.scheduled(ended, started)
+            return result
 
         return timed
 

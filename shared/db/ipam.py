@@ -94,6 +94,88 @@ async def take_free(
     return Taken(row["address"], row["claimed"] == 1, row["filled_to"])
 
 
+#: ``_TAKE`` for a build, outside any transaction: the server's row is locked (a delete takes
+#: that lock too) and must still be ``spawning`` on the host its build placed it on; an
+#: address it holds already on the network is returned instead of a new one.
+_TAKE_FOR_BUILD = """
+WITH waiting AS (
+    SELECT id FROM servers
+     WHERE id = $1 AND deleted_at IS NULL AND host = $5 AND task_state = 'spawning'
+       FOR UPDATE),
+     held AS (SELECT address FROM fixed_ips WHERE server_id = $1 AND network = $2),
+     taken AS (
+    DELETE FROM free_addresses
+     WHERE (network, address) = (SELECT network, address FROM free_addresses
+                                  WHERE network = $2 AND address BETWEEN $3 AND $4
+                                    AND EXISTS (SELECT 1 FROM waiting)
+                                    AND NOT EXISTS (SELECT 1 FROM held)
+                                  ORDER BY address LIMIT 1
+                                    FOR UPDATE SKIP LOCKED)
+    RETURNING address),
+     claimed AS (
+    INSERT INTO fixed_ips (address, network, server_id) SELECT address, $2, $1 FROM taken
+    ON CONFLICT DO NOTHING
+    RETURNING address, network, server_id),
+     shown AS (
+    INSERT INTO server_addresses (server_id, network, version, address)
+    SELECT server_id, network, family(address), address FROM claimed
+    ON CONFLICT DO NOTHING)
+SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT address FROM held) AS held,
+       (SELECT address FROM taken) AS address, (SELECT count(*) FROM claimed) AS claimed,
+       (SELECT filled_to FROM address_pools
+         WHERE network = $2 AND first = $3 AND last = $4) AS filled_to
+"""
+
+
+@dataclass(frozen=True)
+class BuildTake:
+    """What ``take_for_build`` found and did: ``waiting`` False when the server no longer
+    waits to spawn on the host (nothing taken); ``held``, the address it held already on the
+    network (nothing taken); else ``taken`` as ``take_free``'s (None: no free address nobody
+    else is taking)."""
+
+    waiting: bool
+    held: IPAddress | None
+    taken: Taken | None
+
+
+async def take_for_build(
+    conn: Conn,
+    server_id: uuid.UUID,
+    host: str,
+    network: str,
+    first: IPAddress,
+    last: IPAddress,
+) -> BuildTake:
+    """``take_free`` without waiting, for a server waiting to spawn on ``host``, in one
+    statement that needs no transaction: it locks the server's row (a delete meanwhile
+    leaves nothing held), and returns the address the server holds on ``network`` if any (a
+    build delivered again takes nothing more).
+
+    The address held is read in the statement's snapshot: if the row lock was waited for (a
+    delivery of the same build allocating at once), an address taken meanwhile is not seen,
+    and a new one is taken: the unique (server_id, network) of ``fixed_ips`` refuses it
+    (``claimed`` False) and ``give_back`` puts it back among the free ones."""
+    row = await conn.fetchrow(_TAKE_FOR_BUILD, server_id, network, first, last, host)
+    assert row is not None
+    address = row["address"]
+    taken = None if address is None else Taken(address, row["claimed"] == 1, row["filled_to"])
+    return BuildTake(row["waiting"], row["held"], taken)
+
+
+async def give_back(conn: Executor, network: str, address: IPAddress) -> bool:
+    """Put ``address``, taken off the free ones but claimed by nobody, back among
+    ``network``'s free addresses, unless someone holds it (then its free row was stale)."""
+    status = await conn.execute(
+        """INSERT INTO free_addresses (network, address)
+           SELECT $1, $2::inet WHERE NOT EXISTS (SELECT 1 FROM fixed_ips WHERE address = $2)
+           ON CONFLICT DO NOTHING""",
+        network,
+        address,
+    )
+    return bool(status != "INSERT 0 0")
+
+
 async def lock_pool(conn: Conn, network: str, first: IPAddress, last: IPAddress) -> IPAddress:
     """Lock ``network``'s row of ``address_pools`` until the transaction ends (creating it)
     and return how far its free addresses are written (``first - 1``: not yet).

@@ -29,10 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import asyncpg
+
 from shared.db import hosts
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
-from shared.db.records import Placement
 from shared.db.sql import Params
 
 # --- filters and weighers ----------------------------------------------------------------------
@@ -186,14 +187,26 @@ def placement_statement(
 ) -> tuple[str, list[object]]:
     """A whole decision for a server waiting in ``scheduling``, in one statement: lock the
     server's row, claim ``need`` on a host, assign the server to it (``spawning``).
-    One row: ``waiting`` (was the server still waiting: not, when it was deleted
-    meanwhile, and then nothing is claimed) and ``host`` (NULL: no host had room)."""
+
+    One row: ``waiting`` (was the server still waiting for a host of ``need``: not, when it
+    was deleted or placed meanwhile, or asks for other resources, and then nothing is
+    claimed), ``host`` (NULL: no host had room), and the live row as the statement found it
+    (``found`` False: there is none): its ``task_state``, ``placed_on`` (its host) and
+    resources. Those are what a build checked before placing (a read of its own, a round
+    trip of every build): a server no longer waiting is either a build delivered again
+    (``spawning`` on a host: its spawn is sent again, nothing claimed twice) or over."""
     params = Params(server_id)
+    need = decision.need
     ctes = _claim_ctes(params, decision, skip_locked=skip_locked, only_with="waiting")
     sql = f"""
-        WITH waiting AS (
+        WITH live AS (
+            SELECT task_state, host, vcpus, ram_mb, disk_gb FROM servers
+             WHERE id = $1 AND deleted_at IS NULL),
+             waiting AS (
             SELECT id FROM servers
              WHERE id = $1 AND deleted_at IS NULL AND task_state = 'scheduling'
+               AND vcpus = {params.add(need.vcpus)} AND ram_mb = {params.add(need.ram_mb)}
+               AND disk_gb = {params.add(need.disk_gb)}
                FOR UPDATE),
              {ctes},
              placed AS (
@@ -201,8 +214,38 @@ def placement_statement(
                   FROM claimed
                  WHERE s.id = $1 AND s.deleted_at IS NULL AND s.task_state = 'scheduling'
              RETURNING s.host)
-        SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT host FROM placed) AS host"""
+        SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT host FROM placed) AS host,
+               EXISTS (SELECT 1 FROM live) AS found,
+               live.task_state, live.host AS placed_on, live.vcpus, live.ram_mb, live.disk_gb
+          FROM (SELECT 1) AS one LEFT JOIN live ON true"""
     return sql, params.values
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What ``place`` did and found (``placement_statement``): ``waiting`` (False: the server
+    no longer waited for a host of this need, nothing was claimed), the ``host`` claimed
+    (None: none); ``found`` False when the server is gone, else its ``task_state``, the host
+    it is on (``placed_on``) and its resources (``held``), as the statement saw them."""
+
+    waiting: bool
+    host: str | None
+    found: bool
+    task_state: str | None
+    placed_on: str | None
+    held: Resources | None
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Placed:
+        held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"]) if row["found"] else None
+        return cls(
+            waiting=row["waiting"],
+            host=row["host"],
+            found=row["found"],
+            task_state=row["task_state"],
+            placed_on=row["placed_on"],
+            held=held,
+        )
 
 
 async def claim(conn: Executor, decision: Decision, *, skip_locked: bool) -> str | None:
@@ -215,12 +258,12 @@ async def claim(conn: Executor, decision: Decision, *, skip_locked: bool) -> str
 
 async def place(
     conn: Executor, server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
-) -> Placement:
+) -> Placed:
     """Run ``placement_statement``."""
     sql, values = placement_statement(server_id, decision, skip_locked=skip_locked)
     row = await conn.fetchrow(sql, *values)
-    assert row is not None  # the statement's SELECT has no FROM: always one row
-    return Placement.from_record(row)
+    assert row is not None  # the statement's SELECT is of one row joined to at most one
+    return Placed.from_record(row)
 
 
 async def ranked_names(conn: Executor, decision: Decision, *, limit: int) -> list[str]:

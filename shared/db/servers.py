@@ -468,6 +468,54 @@ async def complete_task(
     )
 
 
+#: ``_COMPLETE_TASK_AND_ACTION`` only if the report is the one awaited: the server's row,
+#: locked first, is live, runs ``$6`` on host ``$7``, and the action ``$4`` is pending (its
+#: UPDATE reads the latest row, so an action closed meanwhile is seen). The server's row is
+#: locked before the action's, as in a report's transaction (conductor/reports.py).
+_COMPLETE_AWAITED_TASK = """
+WITH awaiting AS (
+    SELECT id FROM servers
+     WHERE id = $1 AND deleted_at IS NULL AND task_state = $6 AND host = $7
+       FOR UPDATE),
+     finished AS (
+    UPDATE actions a SET result = 'success', message = $5, finished_at = now()
+      FROM awaiting
+     WHERE a.id = $4 AND a.result = 'pending'
+    RETURNING a.id)
+UPDATE servers s SET vm_state = $2, task_state = NULL, power_state = $3, progress = 100,
+                     launched_at = COALESCE(launched_at, now())
+  FROM finished
+ WHERE s.id = $1"""
+
+
+async def complete_awaited_task(
+    conn: Executor,
+    server_id: uuid.UUID,
+    *,
+    task: str,
+    host: str,
+    action_id: uuid.UUID,
+    vm_state: VmState,
+    power_state: int,
+    action_message: str | None = None,
+) -> bool:
+    """``complete_task`` with its action, in one statement needing no transaction, if the
+    server is live, runs ``task`` on ``host`` and ``action_id`` is pending (a report's
+    legality, conductor/legality.py, for a task of one step); False, changing nothing, if
+    not."""
+    status = await conn.execute(
+        _COMPLETE_AWAITED_TASK,
+        server_id,
+        vm_state.value,
+        power_state,
+        action_id,
+        action_message,
+        task,
+        host,
+    )
+    return bool(status == "UPDATE 1")
+
+
 async def deleted_among(conn: Executor, server_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Those of ``server_ids`` the database has deleted, in order."""
     rows = await conn.fetch(

@@ -297,3 +297,50 @@ async def test_a_free_row_of_an_address_held_is_dropped_and_the_next_taken(
     held = await _held(conductors[0], "stale")
     assert held == {IPv4Address("10.79.0.2"): first, IPv4Address("10.79.0.3"): second}
     assert IPv4Address("10.79.0.2") not in await _free(conductors[0], "stale")
+
+
+async def test_a_build_delivered_twice_at_once_takes_one_address_and_gives_the_other_back(
+    conductors: list[asyncpg.Pool],
+) -> None:
+    """A build's address is taken by one statement outside any transaction, which reads the
+    address the server holds in its snapshot: a second delivery of the build that waited on
+    the first's row lock does not see the address the first took, takes another, is refused
+    by fixed_ips (one address a server and network) and gives it back."""
+    networks = "twice=10.80.0.0/29"  # .2 to .6
+    warm, server = await _spawning(conductors[0], 2)
+    assert await _build_on(conductors[0], warm, networks)  # the free table is written
+    await _delete_all(conductors[0], [warm])
+
+    async with conductors[0].acquire() as conn:
+        first = conn.transaction()
+        await first.start()
+        assert await servers.lock(conn, server, None) is not None
+        await ipam.allocate(conn, server, parse_networks(networks))  # .2, not committed
+        second = asyncio.create_task(_build_on(conductors[1], server, networks))
+        for _ in range(500):  # until the second delivery waits on the first's row lock
+            blocked = await conductors[2].fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+            )
+            if blocked:
+                break
+            await asyncio.sleep(0.01)
+        assert blocked and not second.done()
+        await first.commit()
+    assert await second
+    assert await _held(conductors[0], "twice") == {IPv4Address("10.80.0.2"): server}
+    free = await _free(conductors[0], "twice")
+    assert free[0] == IPv4Address("10.80.0.3")  # given back: the next build's
+
+
+async def test_a_build_of_a_server_deleted_meanwhile_takes_no_address(
+    conductors: list[asyncpg.Pool],
+) -> None:
+    """The statement that takes a build's address locks the server's row and finds it
+    gone: nothing is taken (a delete frees what the server holds; it held nothing)."""
+    networks = "gone=10.81.0.0/29"
+    warm, server = await _spawning(conductors[0], 2)
+    assert await _build_on(conductors[0], warm, networks)
+    await _delete_all(conductors[0], [server])
+    assert await _build_on(conductors[1], server, networks) is False
+    assert set((await _held(conductors[0], "gone")).values()) == {warm}

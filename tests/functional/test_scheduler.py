@@ -174,7 +174,17 @@ async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_condu
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *values))
         row = await conn.fetchrow(sql, *values)
     assert "LockRows" in plan and "Update on compute_hosts" in plan
-    assert dict(row or {}) == {"waiting": True, "host": "one"}
+    # and the server as the statement found it (what a build used to read first)
+    assert dict(row or {}) == {
+        "waiting": True,
+        "host": "one",
+        "found": True,
+        "task_state": "scheduling",
+        "placed_on": None,
+        "vcpus": 1,
+        "ram_mb": 512,
+        "disk_gb": 1,
+    }
     placed = await pool.fetchrow("SELECT host, task_state FROM servers WHERE id = $1", server_id)
     assert dict(placed or {}) == {"host": "one", "task_state": "spawning"}
 
