@@ -3,6 +3,7 @@ update, delete (guide 2.1.1–2.1.5)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from api_gateway import keys
 from api_gateway.auth.policy import authorize, permitted
 from api_gateway.context import RequestContext
 from api_gateway.http.bodies import read_body
-from api_gateway.http.negotiation import response_format
+from api_gateway.http.negotiation import Format, response_format
 from api_gateway.http.responses import (
     collection_body,
     collection_response,
@@ -26,7 +27,7 @@ from api_gateway.schemas.servers import CreateServerBody, UpdateServerBody
 from api_gateway.views import servers as view
 from api_gateway.views.links import Link, base_url, split_page
 from shared.db.records import ServerEntry
-from shared.db.servers import ServerFilters
+from shared.db.servers import ServerFilters, packed_versions
 from shared.errors import NotFound
 
 routes = web.RouteTableDef()
@@ -66,8 +67,27 @@ class _ListQuery:
     project: str | None
 
 
+#: ``_list_query``'s answers by (query string, page size bound): most lists repeat one of a
+#: few query strings (often none), each parsed once (its filters, its marker, its limit).
+_LIST_QUERIES: dict[tuple[str, int], _ListQuery] = {}
+_LIST_QUERIES_KEPT = 256
+
+
 def _list_query(request: web.Request) -> _ListQuery:
-    limit, marker = page_params(request, request.app[keys.SETTINGS].max_page_size)
+    """What the query string asks, remembered per query string: it is a function of that
+    string alone (a refused one raises every time, and is never kept)."""
+    key = (request.query_string, request.app[keys.SETTINGS].max_page_size)
+    query = _LIST_QUERIES.get(key)
+    if query is None:
+        query = _parse_list_query(request, key[1])
+        if len(_LIST_QUERIES) >= _LIST_QUERIES_KEPT:
+            del _LIST_QUERIES[next(iter(_LIST_QUERIES))]  # the oldest: a bound, not a policy
+        _LIST_QUERIES[key] = query
+    return query
+
+
+def _parse_list_query(request: web.Request, max_page_size: int) -> _ListQuery:
+    limit, marker = page_params(request, max_page_size)
     return _ListQuery(
         limit=limit,
         marker=marker,
@@ -102,7 +122,10 @@ async def detail(request: web.Request) -> web.Response:
     path and query string (filters, limit, marker), of what ``_render_scope`` names (format,
     base URL, project, visible extensions) and of the caller's reach (``server_scope``: which
     fetched rows it may see). With the same of all these, the same bytes: a page of
-    unchanged servers then costs one query of two arrays and one lookup, no rendering."""
+    unchanged servers then costs one query of two packed strings and one lookup, no
+    rendering (``bytes()``: the packed key, also for the empty page ``()`` of no filter).
+    Concurrent requests of one caller for one page share that query (``page_checks``: one
+    started after each of them arrived, so none misses a write it saw acknowledged)."""
     ctx = keys.context(request)
     fmt = response_format(request)
     pages = request.app[keys.RENDER_CACHE].pages
@@ -110,15 +133,18 @@ async def detail(request: web.Request) -> web.Response:
     query = _list_query(request)
     compute = keys.compute(request)
     if pages.max_bytes > 0:
-        ids, versions = await compute.list_server_versions(
-            ctx,
-            limit=query.limit + 1,
-            marker=query.marker,
-            filters=query.filters,
-            all_projects=query.all_projects,
-            project=query.project,
+        ids, versions = await request.app[keys.RENDER_CACHE].page_checks.run(
+            (ctx.user_id, ctx.project_id, ctx.roles, query),
+            lambda: compute.list_server_versions(
+                ctx,
+                limit=query.limit + 1,
+                marker=query.marker,
+                filters=query.filters,
+                all_projects=query.all_projects,
+                project=query.project,
+            ),
         )
-        body = pages.get((*scope, ids, versions))
+        body = pages.get((*scope, bytes(ids), bytes(versions)))
         if body is not None:
             return collection_response(fmt, body)
     # the page is rendered from (and kept under) the rows of this query, which gives their
@@ -135,8 +161,7 @@ async def detail(request: web.Request) -> web.Response:
     items = await _detailed(request, ctx, page)
     body = collection_body(fmt, "servers", items, links)
     if len(items) == len(page):  # a server missing from the fetch is not kept so
-        key = (*scope, tuple(r.id for r in rows), tuple(r.version for r in rows))
-        pages.put(key, body)
+        pages.put((*scope, *packed_versions(rows)), body)
     return collection_response(fmt, body)
 
 
@@ -145,8 +170,15 @@ def _render_scope(request: web.Request, ctx: RequestContext) -> str:
     string: a string caches its hash, so a page of lookups hashes only (scope, id, version)
     tuples of cheap parts. Callers who may see different extension members (an
     administrator, a member) have entries of their own."""
-    fmt = response_format(request)
-    return f"server|{fmt}|{base_url(request)}|{ctx.project_id}|{extended_view(request)!r}"
+    return _scope_string(
+        response_format(request), base_url(request), ctx.project_id, extended_view(request)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _scope_string(fmt: Format, base: str, project_id: str, extended: view.Extended) -> str:
+    """One string object per scope: its hash is computed once, not per request."""
+    return f"server|{fmt}|{base}|{project_id}|{extended!r}"
 
 
 async def _detailed(

@@ -277,8 +277,11 @@ async def list_page(
     return ServerEntry.from_records(await conn.fetch(sql, *values))
 
 
-#: A page's entries as its key in the render cache: its rows' ids and versions, in two tuples.
-PageVersions = tuple[tuple[uuid.UUID, ...], tuple[int, ...]]
+#: A page's entries as its key in the render cache: its rows' ids (16 bytes each) and
+#: versions (8, big-endian), each packed in one ``bytes`` (empty sequences: no rows). Packed,
+#: not tuples of a hundred UUIDs and ints: one object to decode, hash and compare instead of
+#: two hundred, which cost a fifth of a cached ``servers/detail`` request.
+PageVersions = tuple[Sequence[int], Sequence[int]]
 
 
 async def page_versions(
@@ -289,18 +292,30 @@ async def page_versions(
     limit: int,
     filters: ServerFilters | None = None,
 ) -> PageVersions:
-    """The ids and versions of the rows ``list_page`` returns, as two arrays in one row: what
-    the detailed list needs to find a page it rendered before, decoded without a record per
-    row. Nothing relies on their order being the page's (it is, the aggregate reads the
-    ordered page): a page is rendered and keyed from ``list_page``'s rows, so arrays in
-    another order would find nothing, never another page."""
+    """The ids and versions of the rows ``list_page`` returns, packed as ``packed_versions``
+    packs them (two ``bytea`` in one row): what the detailed list needs to find a page it
+    rendered before, decoded without an object per row. Nothing relies on their order being
+    the page's (it is, the aggregate reads the ordered page): a page is rendered and keyed
+    from ``list_page``'s rows, so another order would find nothing, never another page."""
     sql, values = page_query(tenant_id, marker=marker, limit=limit, filters=filters)
     row = await conn.fetchrow(
-        f"SELECT array_agg(p.id), array_agg(p.version) FROM ({sql}) p", *values
+        "SELECT string_agg(uuid_send(p.id), ''::bytea), string_agg(int8send(p.version), ''::bytea)"
+        f" FROM ({sql}) p",
+        *values,
     )
     assert row is not None  # an aggregate without GROUP BY returns one row
     ids, versions = row
-    return (tuple(ids), tuple(versions)) if ids is not None else ((), ())
+    return (ids, versions) if ids is not None else (b"", b"")
+
+
+def packed_versions(rows: Sequence[ServerEntry]) -> PageVersions:
+    """``page_versions`` of rows ``list_page`` returned, packed here as PostgreSQL packs them
+    there (``uuid_send``: the 16 bytes; ``int8send``: 8 bytes, big-endian, signed), so that a
+    page is kept under the key its next lookup computes."""
+    return (
+        b"".join([row.id.bytes for row in rows]),
+        b"".join([row.version.to_bytes(8, "big", signed=True) for row in rows]),
+    )
 
 
 def page_query(
