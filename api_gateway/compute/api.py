@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,12 @@ from api_gateway.compute import quotas
 from api_gateway.compute.actions.plan import ActionPlan
 from api_gateway.compute.checks import (
     check_allowed,
-    check_capacity,
+    check_could_fit,
     check_fits,
     check_metadata_writable,
     marker_uuid,
     parse_uuid,
+    ratios,
 )
 from api_gateway.compute.metadata import MetadataEdit, edited_for
 from api_gateway.compute.passwords import generate_password, random_string
@@ -35,10 +37,9 @@ from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate, ServerUpdate
 from shared import rpcapi
 from shared.bus import PublishFailed
-from shared.db import actions, flavors, hosts, images, keypairs, servers
+from shared.db import actions, creates, flavors, hosts, images, keypairs, servers
 from shared.db import metadata as metadata_db
 from shared.db.abandon import delete_locally
-from shared.db.hosts import Resources
 from shared.db.pool import Conn, Executor
 from shared.db.records import Flavor, Image, Keypair, LockedServer, Server, ServerEntry
 from shared.db.servers import ServerFilters
@@ -145,10 +146,7 @@ class ComputeAPI(Transactions):
     async def resolve_flavor(self, flavor_ref: str, conn: Executor | None = None) -> Flavor:
         """The flavor a request names, else 400 (nova's answer for a bad flavorRef); read
         on ``conn`` when given (else on the pool)."""
-        flavor = await flavors.get(self.pool if conn is None else conn, flavor_ref)
-        if flavor is None:
-            raise Invalid("Invalid flavorRef provided.")
-        return flavor
+        return _found_flavor(await flavors.get(self.pool if conn is None else conn, flavor_ref))
 
     async def resolve_image(
         self, ctx: RequestContext, image_ref: str, conn: Executor | None = None
@@ -156,16 +154,11 @@ class ComputeAPI(Transactions):
         """An active image the project may build from, else 400 (as the reference
         implementation answered for a missing image, rather than 404); read on ``conn``
         when given (else on the pool)."""
-        try:
-            image_id = uuid.UUID(image_ref)
-        except ValueError:
-            raise Invalid("Invalid imageRef provided.") from None
-        image = await images.get(self.pool if conn is None else conn, image_id, ctx.project_id)
-        if image is None:
-            raise Invalid(f"Can not find requested image {image_ref}.")
-        if image.status != "active":
-            raise Invalid(f"Image {image_ref} is not active.")
-        return image
+        image_id = _image_id(image_ref)
+        image = None
+        if image_id is not None:
+            image = await images.get(self.pool if conn is None else conn, image_id, ctx.project_id)
+        return _found_image(image, image_ref, image_id)
 
     # --- the server's own labels ---------------------------------------------------------
 
@@ -202,35 +195,39 @@ class ComputeAPI(Transactions):
         """Record the servers a create asks for (BUILD), all or none, and ask the conductor
         to place and build each: as many as ``max_count`` when the quota has room, at
         least ``min_count`` (nova's multiple create)."""
-        # one connection for the reads and the transaction (a borrow from the pool each
-        # costs the gateway more CPU than the read it serves), given back before the builds
-        # are sent: sending may borrow again (to take the batch back, to mark it sent)
+        # one connection for the reads and the writes (a borrow from the pool each costs the
+        # gateway more CPU than the read it serves), given back before the builds are sent:
+        # sending may borrow again (to take the batch back, to mark it sent)
+        image_id = _image_id(request.image_ref)
         async with self.pool.acquire() as conn:
-            # the project's quotas, read once for the per-request limits and the instance count
-            project_quotas = await quotas.project_quotas(conn, self.settings, ctx.project_id)
+            found = await creates.read(
+                conn,
+                flavor_id=request.flavor_ref,
+                image_id=image_id,
+                project_id=ctx.project_id,
+                user_id=ctx.user_id,
+                key_name=_key_name(request.key_name),
+                ratios=ratios(self.settings),
+                down_after_s=self.settings.host_down_after_s,
+            )
+            # the refusals in the order of the reads they used to follow one by one
+            project_quotas = quotas.defaults(self.settings) | found.overrides
             quotas.check_create_request(project_quotas, request)
-            flavor = await self.resolve_flavor(request.flavor_ref, conn)
-            image = await self.resolve_image(ctx, request.image_ref, conn)
+            flavor = _found_flavor(found.flavor)
+            image = _found_image(found.image, request.image_ref, image_id)
             check_fits(flavor, image)
-            key = await self.resolve_key(ctx, request.key_name, conn)
+            key = _found_key(found.key, request.key_name)
             reservation_id = _reservation_id()
-            async with conn.transaction():
-                count = await quotas.check_instances(
-                    conn,
-                    self.settings,
-                    ctx.project_id,
-                    vcpus=flavor.vcpus,
-                    ram_mb=flavor.ram_mb,
-                    counts=request.count_range,
-                    known=project_quotas,
-                )
-                need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
-                await check_capacity(conn, self.settings, need, flavor.id)
-                batch = [
+
+            def make(count: int) -> list[servers.NewServer]:
+                return [
                     _new_server(ctx, request, flavor, image, key, reservation_id, (n, count))
                     for n in range(1, count + 1)
                 ]
-                envelopes = [await self._insert(conn, ctx, server) for server in batch]
+
+            batch, envelopes = await self._record_create(
+                conn, ctx, request.count_range, (flavor, found.fits), project_quotas, make
+            )
 
         placed: dict[str, list[uuid.UUID]] = {}
 
@@ -275,6 +272,46 @@ class ComputeAPI(Transactions):
             except PublishFailed as exc:
                 log.warning("cannot ask %s to destroy %s now: %s", host, server_ids, exc)
 
+    async def _record_create(
+        self,
+        conn: Conn,
+        ctx: RequestContext,
+        counts: tuple[int, int],
+        sized: tuple[Flavor, bool | None],
+        project_quotas: dict[str, int],
+        make: Callable[[int], list[servers.NewServer]],
+    ) -> tuple[list[servers.NewServer], list[Envelope]]:
+        """Insert the servers ``make`` makes (as many as the quotas leave room for, within
+        ``counts``) after the refusals of the instance quotas, then of the capacity
+        (``sized``: the flavor, and whether some host could ever take it).
+
+        When a quota applies, the count is made under the project's quota lock, in the
+        transaction that inserts: concurrent creates take turns (quotas.check_instances).
+        When none does, there is nothing to count: a lone server's insert is one statement,
+        atomic on its own, and needs no BEGIN and COMMIT round trips around it."""
+        flavor, fits = sized
+        fewest, most = counts
+        if not quotas.limits_servers(project_quotas, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb):
+            check_could_fit(fits, flavor.id)
+            batch = make(most)
+            if len(batch) == 1:
+                return batch, [await self._insert(conn, ctx, batch[0])]
+            async with conn.transaction():
+                return batch, [await self._insert(conn, ctx, server) for server in batch]
+        async with conn.transaction():
+            count = await quotas.check_instances(
+                conn,
+                self.settings,
+                ctx.project_id,
+                vcpus=flavor.vcpus,
+                ram_mb=flavor.ram_mb,
+                counts=(fewest, most),
+                known=project_quotas,
+            )
+            check_could_fit(fits, flavor.id)
+            batch = make(count)
+            return batch, [await self._insert(conn, ctx, server) for server in batch]
+
     async def _insert(self, conn: Conn, ctx: RequestContext, server: servers.NewServer) -> Envelope:
         """Insert a new server and its create action (one statement: the action's row is
         the one ``record`` writes); the envelope of its build."""
@@ -289,14 +326,11 @@ class ComputeAPI(Transactions):
         """The caller's key pair named on create (key pairs are the user's, os-keypairs);
         None when none is named. Any other name, or a value that is no name, is 400 with
         nova's message. Read on ``conn`` when given (else on the pool)."""
-        if key_name is None:
-            return None
+        name = _key_name(key_name)
         key = None
-        if isinstance(key_name, str) and 0 < len(key_name) <= 255:
-            key = await keypairs.get(self.pool if conn is None else conn, ctx.user_id, key_name)
-        if key is None:
-            raise Invalid("Invalid key_name provided.")
-        return key
+        if name is not None:
+            key = await keypairs.get(self.pool if conn is None else conn, ctx.user_id, name)
+        return _found_key(key, key_name)
 
     async def delete_server(self, ctx: RequestContext, server_id: str) -> None:
         """DELETING until the server's host destroyed it; at once when no host holds it or
@@ -350,6 +384,47 @@ class ComputeAPI(Transactions):
             previous_task=started.row.task_state,
             undo=plan.undo,
         )
+
+
+def _found_flavor(flavor: Flavor | None) -> Flavor:
+    """The flavor a request named, else 400 (nova's answer for a bad flavorRef)."""
+    if flavor is None:
+        raise Invalid("Invalid flavorRef provided.")
+    return flavor
+
+
+def _image_id(image_ref: str) -> uuid.UUID | None:
+    """The id an imageRef names; None for one that is no UUID (no image can have it)."""
+    try:
+        return uuid.UUID(image_ref)
+    except ValueError:
+        return None
+
+
+def _found_image(image: Image | None, image_ref: str, image_id: uuid.UUID | None) -> Image:
+    """The image ``image_ref`` (whose id is ``image_id``, None: no UUID) named if the project
+    may build from it, else 400."""
+    if image_id is None:
+        raise Invalid("Invalid imageRef provided.")
+    if image is None:
+        raise Invalid(f"Can not find requested image {image_ref}.")
+    if image.status != "active":
+        raise Invalid(f"Image {image_ref} is not active.")
+    return image
+
+
+def _key_name(key_name: object) -> str | None:
+    """The key pair name a create gave, if it can be one (None: none, or no name)."""
+    if isinstance(key_name, str) and 0 < len(key_name) <= 255:
+        return key_name
+    return None
+
+
+def _found_key(key: Keypair | None, key_name: object) -> Keypair | None:
+    """The key pair ``key_name`` named (None when none was named), else 400."""
+    if key is None and key_name is not None:
+        raise Invalid("Invalid key_name provided.")
+    return key
 
 
 def _reservation_id() -> str:

@@ -103,6 +103,13 @@ async def check_capacity(conn: Conn, settings: Settings, need: Resources, flavor
         raise CapacityUnavailable(f"No compute host can take flavor {flavor_id} now.")
 
 
+def check_could_fit(fits: bool | None, flavor_id: str) -> None:
+    """``check_capacity`` on what a create read already (shared/db/creates.py): whether a
+    live host could take the flavor even empty."""
+    if not fits:
+        raise CapacityUnavailable(f"No compute host can take flavor {flavor_id} now.")
+
+
 #: vm_states in which a server's metadata may change (docs/architecture.md, *State*); any
 #: task may run.
 _METADATA_WRITABLE = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})

@@ -190,7 +190,7 @@ async def check_instances(
     fewest, most = counts
     requested = _servers_of(most, vcpus, ram_mb)
     quotas = known if known is not None else await project_quotas(conn, settings, project_id)
-    if not _any_limited(quotas, requested):
+    if not limits_servers(quotas, vcpus=vcpus, ram_mb=ram_mb):
         return most
     await db.lock_project(conn, project_id)
     used = await db.usage(conn, project_id)
@@ -200,6 +200,13 @@ async def check_instances(
     if room < fewest:
         _enforce(quotas, used, requested)
     return room
+
+
+def limits_servers(quotas: Mapping[str, int], *, vcpus: int, ram_mb: int) -> bool:
+    """Does any quota limit how many servers of this size the project may have? When none
+    does, a create has nothing to count (``check_instances`` returns the most at once) and
+    needs no transaction of its own: its insert is a single statement."""
+    return _any_limited(quotas, _servers_of(1, vcpus, ram_mb))
 
 
 def _servers_of(count: int, vcpus: int, ram_mb: int) -> dict[str, int]:

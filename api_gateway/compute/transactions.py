@@ -57,6 +57,8 @@ class Transactions:
         #: seals the admin passwords of commands (shared/sealing.py); a gateway without
         #: STRATUS_MESSAGE_KEY stops here rather than at its first build
         self.clients = Clients(bus, Keyring.from_setting(settings.message_key))
+        #: the sent marks of concurrent requests, made together (``_sent``)
+        self.sent_marks = actions.SentMarks(pool)
 
     async def start_action(
         self, ctx: RequestContext, server_id: str, plan: ActionPlan[Any]
@@ -183,8 +185,9 @@ class Transactions:
         """Mark the actions whose commands the broker took as sent, before the client hears
         so: the reaper takes back a task whose command never left a gateway that died
         (conductor/reaper.py). Should the database not take the mark, the command is on its
-        way all the same, and the action is finished by its report as any other."""
+        way all the same, and the action is finished by its report as any other. The marks of
+        concurrent requests go in one UPDATE (``actions.SentMarks``)."""
         try:
-            await actions.mark_sent(self.pool, [e.action_id for e in envelopes])
+            await self.sent_marks.mark([e.action_id for e in envelopes])
         except DATABASE_UNAVAILABLE as exc:
             log.warning("could not mark %d action(s) sent: %s", len(envelopes), exc)

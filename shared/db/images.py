@@ -34,14 +34,14 @@ SELECT i.id, i.name, i.status, i.progress, i.owner, i.user_id, i.min_disk_gb, i.
 
 _VISIBLE = "(i.is_public OR i.owner = $1)"
 
+#: A live image project $1 may see (public or its own), of id $2: ``get``, and the image of a
+#: server create (shared/db/creates.py).
+GET = f"{_SELECT} WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL"
+
 
 async def get(conn: Executor, image_id: uuid.UUID, project_id: str) -> Image | None:
     """An image ``project_id`` may see (public or its own), not deleted."""
-    row = await conn.fetchrow(
-        f"{_SELECT} WHERE i.id = $2 AND {_VISIBLE} AND i.deleted_at IS NULL",
-        project_id,
-        image_id,
-    )
+    row = await conn.fetchrow(GET, project_id, image_id)
     return None if row is None else Image.from_record(row)
 
 
