@@ -14,6 +14,7 @@ from shared.bus.batches import BATCH_HEADER, MAX_BATCH_BYTES, Coalescer
 from shared.bus.rabbitmq import RabbitBus
 from shared.messages import Heartbeat, HostCapacity, Message, encode
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
+from tests.support.waiting import eventually
 
 QUEUES = ["work"]
 
@@ -51,14 +52,6 @@ async def _raw(bus: RabbitBus, queue: str) -> list[aio_pika.abc.AbstractIncoming
     finally:
         await connection.close()
     return taken
-
-
-async def _eventually(condition: object, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
 
 
 async def _publish_together(bus: RabbitBus, sent: Sequence[Message]) -> None:
@@ -118,7 +111,7 @@ async def test_each_message_of_a_batch_is_handled_once(rabbit: RabbitBus) -> Non
         seen.append(message)
 
     await rabbit.consume("work", handler, prefetch=8)
-    await _eventually(lambda: len(seen) == 40)
+    await eventually(lambda: len(seen) == 40)
     await asyncio.sleep(0.3)
     assert sorted(m.message_id for m in seen) == sorted(m.message_id for m in sent)
 
@@ -135,7 +128,7 @@ async def test_a_failing_message_comes_again_alone(rabbit: RabbitBus) -> None:
             raise RuntimeError("handler failure for the test")
 
     await rabbit.consume("work", handler, prefetch=8)
-    await _eventually(lambda: len(seen) == 21)
+    await eventually(lambda: len(seen) == 21)
     await asyncio.sleep(0.8)  # past the retry's wait: nothing else comes again
     ids = [m.message_id for m in seen]
     assert ids.count(failing) == 2
@@ -156,7 +149,7 @@ async def test_a_message_that_keeps_failing_in_a_batch_is_dead_lettered_alone(
             raise RuntimeError("always fails")
 
     await rabbit.consume("work", handler, prefetch=8)
-    await _eventually(lambda: len(seen) == 9 + 3, timeout_s=15)  # 3 = max_redeliveries
+    await eventually(lambda: len(seen) == 9 + 3, timeout_s=15)  # 3 = max_redeliveries
     await asyncio.sleep(0.3)
     dead = await _raw(rabbit, "dead")
     assert [Heartbeat.model_validate_json(m.body).message_id for m in dead] == [doomed]
@@ -182,7 +175,7 @@ async def test_a_line_that_does_not_parse_is_dead_lettered_alone(rabbit: RabbitB
         seen.append(message)
 
     await rabbit.consume("work", handler)
-    await _eventually(lambda: len(seen) == 2)
+    await eventually(lambda: len(seen) == 2)
     await asyncio.sleep(0.3)
     assert [m.body for m in await _raw(rabbit, "dead")] == [b'{"type": "nonsense"}']
     assert await _raw(rabbit, "work") == []  # the batch was acknowledged
@@ -203,7 +196,7 @@ async def test_a_batch_runs_no_more_handlers_at_once_than_prefetch(rabbit: Rabbi
         done += 1
 
     await rabbit.consume("work", handler, prefetch=3)
-    await _eventually(lambda: done == 30)
+    await eventually(lambda: done == 30)
     assert most == 3
 
 

@@ -14,6 +14,7 @@ from shared.bus.memory import MemoryBus
 from shared.bus.rabbitmq import RabbitBus
 from shared.messages import Heartbeat, HostCapacity, Message
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
+from tests.support.waiting import eventually
 
 QUEUES = ["work", "heartbeats"]
 
@@ -55,20 +56,12 @@ async def _collect(bus: Bus, queue: str, *, fail_times: int = 0) -> list[Message
     return seen
 
 
-async def _eventually(condition: object, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_published_message_arrives_intact(bus: Bus) -> None:
     await bus.declare("work")
     seen = await _collect(bus, "work")
     sent = _heartbeat()
     await bus.publish("work", sent)
-    await _eventually(lambda: len(seen) == 1)
+    await eventually(lambda: len(seen) == 1)
     assert seen[0] == sent
 
 
@@ -78,7 +71,7 @@ async def test_messages_wait_in_a_declared_queue_for_a_late_consumer(bus: Bus) -
     for message in sent:
         await bus.publish("work", message)
     seen = await _collect(bus, "work")
-    await _eventually(lambda: len(seen) == 3)
+    await eventually(lambda: len(seen) == 3)
     assert sorted(m.message_id for m in seen) == sorted(m.message_id for m in sent)
 
 
@@ -92,7 +85,7 @@ async def test_a_failing_handler_gets_the_message_again(bus: Bus) -> None:
     seen = await _collect(bus, "work", fail_times=2)
     sent = _heartbeat()
     await bus.publish("work", sent)
-    await _eventually(lambda: len(seen) == 3)
+    await eventually(lambda: len(seen) == 3)
     assert {m.message_id for m in seen} == {sent.message_id}
     await asyncio.sleep(0.2)
     assert len(seen) == 3  # acknowledged after the success: not delivered a fourth time
@@ -102,7 +95,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered(bus: Bus) -> None:
     await bus.declare("work")
     seen = await _collect(bus, "work", fail_times=100)
     await bus.publish("work", _heartbeat())
-    await _eventually(lambda: len(seen) == 3)
+    await eventually(lambda: len(seen) == 3)
     await asyncio.sleep(0.3)
     assert len(seen) == 3
     assert await _dead_letters(bus) == 1

@@ -35,6 +35,7 @@ from shared.messages import (
 from shared.sealing import Keyring, generate_key
 from tests.support.rabbitmq import delete_topology, require_rabbitmq, unique_prefix
 from tests.support.sealing import KEYRING
+from tests.support.waiting import eventually
 
 PASSWORD = "Sup3r-secret-pw"
 HOST = "sealed-host"
@@ -87,18 +88,10 @@ def _commands(keyring: Keyring = KEYRING) -> list[WithAdminPass]:
     ]
 
 
-async def _eventually(condition: object, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
-
-
 async def _dead_letters(bus: Bus, expected: int) -> list[bytes]:
     """The bodies in the dead-letter queue, as the broker stores them (taken off it)."""
     if isinstance(bus, MemoryBus):
-        await _eventually(lambda: len(bus.dead) >= expected)
+        await eventually(lambda: len(bus.dead) >= expected)
         return list(bus.dead)
     assert isinstance(bus, RabbitBus)
     connection = await aio_pika.connect(bus.url)
@@ -203,7 +196,7 @@ async def test_a_retried_command_still_opens_and_succeeds(bus: Bus) -> None:
     await bus.consume("work", handler)
     for command in _commands():
         await bus.publish("work", command)
-    await _eventually(lambda: len(done) == 2)
+    await eventually(lambda: len(done) == 2)
     assert sorted(done) == [("change_password", PASSWORD), ("rebuild_server", PASSWORD)]
     await asyncio.sleep(0.3)
     assert len(deliveries) == 6
@@ -234,7 +227,7 @@ async def test_an_agent_with_another_key_reports_the_failure_and_nothing_is_dead
         commands = _commands()
         for command in commands:
             await bus.publish(bus_mod.compute_queue(HOST), command)
-        await _eventually(lambda: len(reports) == 2)
+        await eventually(lambda: len(reports) == 2)
     finally:
         await agent.stop()
     for report in reports:

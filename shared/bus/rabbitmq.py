@@ -70,6 +70,16 @@ def with_connection_defaults(url: str) -> str:
     return str(parsed.update_query(missing)) if missing else url
 
 
+#: How a publish fails: the broker refused or returned it, the connection is down or
+#: reconnecting (aio-pika raises RuntimeError on a closed channel), or no confirm came in time.
+_PUBLISH_ERRORS = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    RuntimeError,
+    TimeoutError,
+)
+
 #: calls one served queue's consumer answers at once
 _CALLS_PREFETCH = 16
 
@@ -225,13 +235,7 @@ class RabbitBus:
             await self._exchange.publish(
                 amqp_message, routing_key, mandatory=True, timeout=_PUBLISH_TIMEOUT_S
             )
-        except (
-            aio_pika.exceptions.AMQPError,
-            aiormq.exceptions.AMQPError,
-            ConnectionError,
-            RuntimeError,
-            TimeoutError,
-        ) as exc:
+        except _PUBLISH_ERRORS as exc:
             raise PublishFailed(
                 f"RabbitMQ did not take the message for {routing_key}: {exc!r}"
             ) from exc
@@ -364,13 +368,7 @@ class RabbitBus:
                 routing_key="",
                 timeout=_PUBLISH_TIMEOUT_S,
             )
-        except (
-            aio_pika.exceptions.AMQPError,
-            aiormq.exceptions.AMQPError,
-            ConnectionError,
-            RuntimeError,
-            TimeoutError,
-        ):
+        except _PUBLISH_ERRORS:
             log.warning("could not dead-letter a message; its batch comes again")
             return False
         return True
