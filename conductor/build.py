@@ -41,10 +41,14 @@ class Builds:
         """Schedule the server, claim its resources and hand it to the chosen host's agent."""
         spec = request.instance
         async with self.pool.acquire() as conn:
-            host = await self._place(conn, request)
+            placed = await self._place(conn, request)
+            if placed is None:
+                return
+            host = _host_of(spec.server_id, placed)
             if host is None:
                 return
-            if not await ipam.allocate_for_build(conn, request, host, self.settings):
+            taken = placed.addresses  # what the placement took already
+            if not await ipam.allocate_for_build(conn, request, host, self.settings, taken=taken):
                 return
         log.info("scheduled server %s on %s", spec.server_id, host)
         await ComputeClient(self.bus, host).spawn_server(
@@ -53,20 +57,21 @@ class Builds:
             request.admin_pass,
         )
 
-    async def _place(self, conn: Conn, request: BuildServer) -> str | None:
-        """The host the server is placed on, claimed now or by an earlier delivery; None
-        when the build is over (the server is gone, past scheduling, or no host has room).
-        One statement (``Scheduler.place_server``) places the server if it waits and says
-        what became of it if not: no read before it."""
+    async def _place(self, conn: Conn, request: BuildServer) -> Placed | None:
+        """What the placement did and found (``_host_of`` says where it leaves the build);
+        None when no host has room (the build has failed). One statement
+        (``Scheduler.place_server``) places the server if it waits and says what became of
+        it if not: no read before it. A server placed now takes its addresses in that
+        statement too: most builds need no other (``ipam.allocate_for_build``)."""
         spec = request.instance
         flavor = spec.flavor
         need = Resources(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+        networks = ipam.build_networks(self.settings)
         try:
-            placed = await self.scheduler.place_server(conn, spec.server_id, need)
+            return await self.scheduler.place_server(conn, spec.server_id, need, networks=networks)
         except NoValidHost as exc:
             await _failed(conn, request, str(exc))
             return None
-        return _host_of(spec.server_id, placed)
 
 
 def _host_of(server_id: uuid.UUID, placed: Placed) -> str | None:

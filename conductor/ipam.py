@@ -14,9 +14,10 @@ gateway's local delete); freeing puts it back among the free ones in the same tr
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shared.config import Settings
 from shared.db import actions, hosts, ipam, servers
@@ -136,7 +137,12 @@ async def _take(
 
 
 async def allocate_for_build(
-    conn: Conn, request: BuildServer, host: str, settings: Settings
+    conn: Conn,
+    request: BuildServer,
+    host: str,
+    settings: Settings,
+    *,
+    taken: Mapping[str, ipam.BuildTake] | None = None,
 ) -> bool:
     """The build's step after the host claim: True when the spawn may be sent.
 
@@ -149,11 +155,16 @@ async def allocate_for_build(
     trip a network. Only when a network has no free address nobody is taking (its first
     allocation, a full network...) is the whole allocation made again the long way, in a
     transaction under the server's row lock (``allocate``, which keeps what was taken).
+
+    ``taken``: what the statement that placed the server took already, by network label
+    (``build_networks``, ``Scheduler.place_server``); such a network costs no statement more
+    when it has its address, and goes the way of the others when it has none.
     """
     server_id = request.instance.server_id
-    networks = sorted(parse_networks(settings.networks), key=lambda n: n.label)
+    networks = build_networks(settings)
+    folded = taken or {}
     for network in networks:  # one order: no lock cycles
-        holds = await _take_for_build(conn, server_id, host, network)
+        holds = await _take_for_build(conn, server_id, host, network, folded.get(network.label))
         if holds is None:
             return await _allocate_locked(conn, request, host, networks)
         if not holds:
@@ -162,8 +173,23 @@ async def allocate_for_build(
     return True
 
 
+def build_networks(settings: Settings) -> tuple[Network, ...]:
+    """The networks a build takes an address on, in the one order every allocator takes
+    them in (by label: no lock cycles)."""
+    return _sorted_networks(settings.networks)
+
+
+@functools.lru_cache(maxsize=8)
+def _sorted_networks(text: str) -> tuple[Network, ...]:
+    return tuple(sorted(parse_networks(text), key=lambda n: n.label))
+
+
 async def _take_for_build(
-    conn: Conn, server_id: uuid.UUID, host: str, network: Network
+    conn: Conn,
+    server_id: uuid.UUID,
+    host: str,
+    network: Network,
+    took: ipam.BuildTake | None = None,
 ) -> bool | None:
     """Make the server waiting to spawn on ``host`` hold an address on ``network``, in one
     statement (two, now and then): True when it does; False when it no longer waits; None
@@ -172,11 +198,14 @@ async def _take_for_build(
     An address taken but not claimed was either held already (its free row was stale: it
     is dropped) or refused because the server holds one on the network, taken by a delivery
     of the same build at the same moment: it is given back, and the next try finds the
-    server's. Either way the next try ends or takes another address: this ends."""
+    server's. Either way the next try ends or takes another address: this ends.
+
+    ``took``: the first try's outcome, when the placement statement made it."""
     while True:
-        took = await ipam.take_for_build(
-            conn, server_id, host, network.label, network.first, network.last
-        )
+        if took is None:
+            took = await ipam.take_for_build(
+                conn, server_id, host, network.label, network.first, network.last
+            )
         if not took.waiting:
             return False
         if took.held is not None:
@@ -191,6 +220,7 @@ async def _take_for_build(
                     await _write_ahead(conn, network, taken.address)
             return True
         await ipam.give_back(conn, network.label, taken.address)
+        took = None
 
 
 async def _allocate_locked(

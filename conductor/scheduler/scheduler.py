@@ -31,6 +31,7 @@ from shared.db.placement import (
     OnlyHostFilter,
 )
 from shared.db.pool import Conn
+from shared.networks import Network
 from shared.states import TaskState
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,12 @@ class Scheduler:
         )
 
     async def place_server(
-        self, conn: Conn, server_id: uuid.UUID, need: Resources
+        self,
+        conn: Conn,
+        server_id: uuid.UUID,
+        need: Resources,
+        *,
+        networks: Sequence[Network] = (),
     ) -> placement.Placed:
         """Claim ``need`` on the best host and assign the server waiting in ``scheduling`` to
         it: one statement, one round trip, atomic on its own (no transaction to open and
@@ -120,14 +126,18 @@ class Scheduler:
 
         ``need`` is what the build asks for; should the server's row ask for other resources
         (it never does: both are the flavor's), nothing is claimed and the server is placed
-        again with what its row asks for, as the row is what a delete gives back."""
-        placed = await self._place_server(conn, server_id, need)
+        again with what its row asks for, as the row is what a delete gives back.
+
+        With ``networks`` (a build's), a server placed now also takes an address on each
+        in the same statement (``placed.addresses``): the build's common case is then one
+        round trip in all."""
+        placed = await self._place_server(conn, server_id, need, networks=networks)
         held = placed.held
         other_need = held is not None and held != need
         if not placed.waiting and placed.task_state == TaskState.SCHEDULING and other_need:
             assert held is not None
             log.warning("server %s needs %s, not %s as its build said", server_id, held, need)
-            placed = await self._place_server(conn, server_id, held)
+            placed = await self._place_server(conn, server_id, held, networks=networks)
         return placed
 
     async def claim_host(
@@ -151,10 +161,13 @@ class Scheduler:
         need: Resources,
         *,
         exclude: Sequence[str] = (),
+        networks: Sequence[Network] = (),
     ) -> placement.Placed:
         decision = self.decision(need, exclude)
         for skip_locked in (True, False):
-            placed = await _place(conn, server_id, decision, skip_locked=skip_locked)
+            placed = await _place(
+                conn, server_id, decision, skip_locked=skip_locked, networks=networks
+            )
             if not placed.waiting or placed.host is not None:
                 return placed
         raise NoValidHost
@@ -185,7 +198,12 @@ _DEADLOCK_TRIES = 3
 
 
 async def _place(
-    conn: Conn, server_id: uuid.UUID, decision: placement.Decision, *, skip_locked: bool
+    conn: Conn,
+    server_id: uuid.UUID,
+    decision: placement.Decision,
+    *,
+    skip_locked: bool,
+    networks: Sequence[Network],
 ) -> placement.Placed:
     """``placement.place``, run again when PostgreSQL breaks a deadlock by aborting it (seen
     once in many runs of contended claims: two placements' row locks on hosts and servers met
@@ -196,9 +214,13 @@ async def _place(
     for attempt in range(1, _DEADLOCK_TRIES + 1):
         try:
             if not conn.is_in_transaction():
-                return await placement.place(conn, server_id, decision, skip_locked=skip_locked)
+                return await placement.place(
+                    conn, server_id, decision, skip_locked=skip_locked, networks=networks
+                )
             async with conn.transaction():
-                return await placement.place(conn, server_id, decision, skip_locked=skip_locked)
+                return await placement.place(
+                    conn, server_id, decision, skip_locked=skip_locked, networks=networks
+                )
         except asyncpg.DeadlockDetectedError:
             if attempt == _DEADLOCK_TRIES:
                 raise

@@ -20,8 +20,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import asyncpg
+
 from shared.db.pool import Conn, Executor
-from shared.networks import IPAddress
+from shared.db.sql import Params
+from shared.networks import IPAddress, Network
 
 
 async def address_on(conn: Executor, server_id: uuid.UUID, network: str) -> IPAddress | None:
@@ -161,6 +164,83 @@ async def take_for_build(
     address = row["address"]
     taken = None if address is None else Taken(address, row["claimed"] == 1, row["filled_to"])
     return BuildTake(row["waiting"], row["held"], taken)
+
+
+class PlacementTake:
+    """``_TAKE_FOR_BUILD`` folded into the statement that places a server (shared/db/placement.py
+    ``placement_statement``), for one ``network``: a build whose placement also takes its
+    addresses is one round trip and one commit instead of one more of each a network.
+
+    The server's row is the placement's to lock, and the take happens only if the statement
+    placed it now (``placed``, a CTE with a row then): a server placed by an earlier delivery
+    of its build takes nothing here (``allocate_for_build`` sees to it). The CTEs are named
+    with ``index`` (one set a network), their placeholders added to the statement's
+    ``params``; ``columns`` are what the statement returns for it, ``read`` their meaning.
+
+    Free rows being taken are skipped, never waited for, so a placement queues behind no
+    allocator; only a stale free row's address claimed by a transaction in flight is waited
+    for (the unique index), under the host's row lock. Should that ever close a cycle,
+    PostgreSQL aborts the whole statement, which changed nothing, and it is run again
+    (conductor/scheduler/scheduler.py ``_place``)."""
+
+    def __init__(self, params: Params, index: int, network: Network, *, server: str) -> None:
+        self.network = network.label
+        self.suffix = f"_{index}"
+        self.server = server
+        self.label = f"{params.add(network.label)}::text"
+        self.first = f"{params.add(network.first)}::inet"
+        self.last = f"{params.add(network.last)}::inet"
+
+    def ctes(self, *, placed: str) -> str:
+        """The CTEs of the take: ``held`` (the address the server holds already, if any),
+        ``taken`` (the lowest free row nobody else is taking, deleted), ``claimed`` (its
+        address given to the server unless someone holds it) and ``shown`` (its
+        representation)."""
+        n, label = self.suffix, self.label
+        return f"""held{n} AS (
+                SELECT address FROM fixed_ips
+                 WHERE server_id = {self.server} AND network = {label}),
+             taken{n} AS (
+                DELETE FROM free_addresses
+                 WHERE (network, address) = (
+                        SELECT network, address FROM free_addresses
+                         WHERE network = {label} AND address BETWEEN {self.first} AND {self.last}
+                           AND EXISTS (SELECT 1 FROM {placed})
+                           AND NOT EXISTS (SELECT 1 FROM held{n})
+                         ORDER BY address LIMIT 1
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING address),
+             claimed{n} AS (
+                INSERT INTO fixed_ips (address, network, server_id)
+                SELECT address, {label}, {self.server} FROM taken{n}
+                ON CONFLICT DO NOTHING
+             RETURNING address, network, server_id),
+             shown{n} AS (
+                INSERT INTO server_addresses (server_id, network, version, address)
+                SELECT server_id, network, family(address), address FROM claimed{n}
+                ON CONFLICT DO NOTHING)"""
+
+    def columns(self) -> str:
+        """The statement's columns for this network (``read`` reads them)."""
+        n = self.suffix
+        return f"""(SELECT address FROM held{n}) AS held{n},
+               (SELECT address FROM taken{n}) AS taken{n},
+               (SELECT count(*) FROM claimed{n}) AS claimed{n},
+               (SELECT filled_to FROM address_pools
+                 WHERE network = {self.label} AND first = {self.first} AND last = {self.last})
+                 AS filled_to{n}"""
+
+    def read(self, row: asyncpg.Record) -> BuildTake:
+        """What the take found and did, as ``take_for_build`` says it, for a server the
+        statement placed (so ``waiting``: it is spawning on its host now)."""
+        n = self.suffix
+        address = row[f"taken{n}"]
+        taken = (
+            None
+            if address is None
+            else Taken(address, row[f"claimed{n}"] == 1, row[f"filled_to{n}"])
+        )
+        return BuildTake(waiting=True, held=row[f"held{n}"], taken=taken)
 
 
 async def give_back(conn: Executor, network: str, address: IPAddress) -> bool:

@@ -3,10 +3,11 @@
 A decision is one statement, with no host row travelling to the conductor: filters are
 predicates on ``compute_hosts`` (each names one reason a host cannot take a server), weighers
 an ORDER BY expression (higher is better), and the claim an UPDATE of the row the query chose
-(for a build, the server's assignment to it too). At 1,000 hosts PostgreSQL reads
-``compute_hosts`` sequentially (15 pages): every host passes ``enabled AND up``, and the
-capacity predicates compare a row's columns with each other, which no B-tree narrows; the
-whole decision takes under a millisecond inside PostgreSQL (bench/scale.py).
+(for a build, the server's assignment to it too, and its addresses: ``ipam.PlacementTake``).
+At 1,000 hosts PostgreSQL reads ``compute_hosts`` sequentially (15 pages): every host passes
+``enabled AND up``, and the capacity predicates compare a row's columns with each other,
+which no B-tree narrows; the whole decision takes under a millisecond inside PostgreSQL
+(bench/scale.py).
 
 Concurrent conductors must never overcommit a host, and should not queue behind each other
 for the same best host either. The chosen rows are locked ``FOR UPDATE SKIP LOCKED``: a
@@ -26,15 +27,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
 
-from shared.db import hosts
+from shared.db import hosts, ipam
 from shared.db.hosts import Ratios, Resources
 from shared.db.pool import Executor
 from shared.db.sql import Params
+from shared.networks import Network
 
 # --- filters and weighers ----------------------------------------------------------------------
 
@@ -183,7 +185,11 @@ def claim_statement(decision: Decision, *, skip_locked: bool) -> tuple[str, list
 
 
 def placement_statement(
-    server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
+    server_id: uuid.UUID,
+    decision: Decision,
+    *,
+    skip_locked: bool,
+    networks: Sequence[Network] = (),
 ) -> tuple[str, list[object]]:
     """A whole decision for a server waiting in ``scheduling``, in one statement: lock the
     server's row, claim ``need`` on a host, assign the server to it (``spawning``).
@@ -194,10 +200,24 @@ def placement_statement(
     (``found`` False: there is none): its ``task_state``, ``placed_on`` (its host) and
     resources. Those are what a build checked before placing (a read of its own, a round
     trip of every build): a server no longer waiting is either a build delivered again
-    (``spawning`` on a host: its spawn is sent again, nothing claimed twice) or over."""
+    (``spawning`` on a host: its spawn is sent again, nothing claimed twice) or over.
+
+    With ``networks`` (a build's, sorted by label: one order of locks), a server placed now
+    also takes an address on each, as ``ipam.take_for_build`` would next: ``_takes``."""
+    sql, values, _ = _placement(server_id, decision, skip_locked=skip_locked, networks=networks)
+    return sql, values
+
+
+def _placement(
+    server_id: uuid.UUID, decision: Decision, *, skip_locked: bool, networks: Sequence[Network]
+) -> tuple[str, list[object], list[ipam.PlacementTake]]:
+    """``placement_statement`` and the address takes it folds in, to read its row with."""
     params = Params(server_id)
     need = decision.need
     ctes = _claim_ctes(params, decision, skip_locked=skip_locked, only_with="waiting")
+    takes = _takes(params, networks)
+    take_ctes = "".join(f",\n             {t.ctes(placed='placed')}" for t in takes)
+    take_columns = "".join(f",\n               {t.columns()}" for t in takes)
     sql = f"""
         WITH live AS (
             SELECT task_state, host, vcpus, ram_mb, disk_gb FROM servers
@@ -213,12 +233,18 @@ def placement_statement(
                 UPDATE servers s SET host = claimed.name, task_state = 'spawning'
                   FROM claimed
                  WHERE s.id = $1 AND s.deleted_at IS NULL AND s.task_state = 'scheduling'
-             RETURNING s.host)
+             RETURNING s.host){take_ctes}
         SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT host FROM placed) AS host,
                EXISTS (SELECT 1 FROM live) AS found,
-               live.task_state, live.host AS placed_on, live.vcpus, live.ram_mb, live.disk_gb
+               live.task_state, live.host AS placed_on, live.vcpus, live.ram_mb,
+               live.disk_gb{take_columns}
           FROM (SELECT 1) AS one LEFT JOIN live ON true"""
-    return sql, params.values
+    return sql, params.values, takes
+
+
+def _takes(params: Params, networks: Sequence[Network]) -> list[ipam.PlacementTake]:
+    """One address take a network, of the server ``$1``, for ``placement_statement``."""
+    return [ipam.PlacementTake(params, i, n, server="$1") for i, n in enumerate(networks)]
 
 
 @dataclass(frozen=True)
@@ -234,10 +260,16 @@ class Placed:
     task_state: str | None
     placed_on: str | None
     held: Resources | None
+    #: network label -> what the statement did about the server's address there, when it
+    #: placed the server now and was asked to take addresses (empty otherwise)
+    addresses: Mapping[str, ipam.BuildTake] = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, row: asyncpg.Record) -> Placed:
+    def from_record(cls, row: asyncpg.Record, takes: Sequence[ipam.PlacementTake] = ()) -> Placed:
         held = Resources(row["vcpus"], row["ram_mb"], row["disk_gb"]) if row["found"] else None
+        addresses: dict[str, ipam.BuildTake] = {}
+        if row["host"] is not None:
+            addresses = {take.network: take.read(row) for take in takes}
         return cls(
             waiting=row["waiting"],
             host=row["host"],
@@ -245,6 +277,7 @@ class Placed:
             task_state=row["task_state"],
             placed_on=row["placed_on"],
             held=held,
+            addresses=addresses,
         )
 
 
@@ -257,13 +290,19 @@ async def claim(conn: Executor, decision: Decision, *, skip_locked: bool) -> str
 
 
 async def place(
-    conn: Executor, server_id: uuid.UUID, decision: Decision, *, skip_locked: bool
+    conn: Executor,
+    server_id: uuid.UUID,
+    decision: Decision,
+    *,
+    skip_locked: bool,
+    networks: Sequence[Network] = (),
 ) -> Placed:
-    """Run ``placement_statement``."""
-    sql, values = placement_statement(server_id, decision, skip_locked=skip_locked)
+    """Run ``placement_statement`` (taking the server's addresses on ``networks`` if it
+    places it now)."""
+    sql, values, takes = _placement(server_id, decision, skip_locked=skip_locked, networks=networks)
     row = await conn.fetchrow(sql, *values)
     assert row is not None  # the statement's SELECT is of one row joined to at most one
-    return Placed.from_record(row)
+    return Placed.from_record(row, takes)
 
 
 async def ranked_names(conn: Executor, decision: Decision, *, limit: int) -> list[str]:
