@@ -16,43 +16,14 @@ import pytest
 
 from conductor.build import Builds
 from conductor.scheduler.scheduler import Scheduler
-from shared import messages
 from shared.config import Settings
 from shared.db import servers
 from shared.db.hosts import Ratios
-from shared.db.pool import _Connection, _init_connection
-from shared.messages import Message
+from shared.db.pool import _init_connection
 from tests.support import ipam_builds
+from tests.support.recorders import CountingConnection, RecordingBus
 
 HOST = "folded-host"
-
-
-class RecordingBus:
-    """Takes what is published, as the broker would."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Message]] = []
-
-    async def declare(self, queue: str) -> None:
-        pass
-
-    async def publish(self, routing_key: str, message: Message) -> None:
-        self.sent.append((routing_key, messages.parse(messages.encode(message))))
-
-
-class _Counting(_Connection):
-    """A pooled connection that counts its round trips: each statement, BEGIN and COMMIT."""
-
-    round_trips = 0
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
-        if not args:  # simple protocol (BEGIN, COMMIT); with arguments it is ``_execute``
-            type(self).round_trips += 1
-        return await super().execute(query, *args, timeout=timeout)
-
-    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
-        type(self).round_trips += 1
-        return await super()._execute(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +41,11 @@ async def conductors(database_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
 @pytest.fixture
 async def counted(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=1, init=_init_connection, connection_class=_Counting
+        database_url,
+        min_size=1,
+        max_size=1,
+        init=_init_connection,
+        connection_class=CountingConnection,
     )
     try:
         yield pool
@@ -99,9 +74,9 @@ async def _scheduling(pool: asyncpg.Pool, count: int = 1) -> list[uuid.UUID]:
 
 async def _build(pool: asyncpg.Pool, networks: str, server_id: uuid.UUID) -> int:
     """Build the server from a conductor on ``pool`` (a counting one); its round trips."""
-    before = _Counting.round_trips
+    before = CountingConnection.round_trips
     await _builds(pool, networks).build(ipam_builds.build(server_id))
-    return _Counting.round_trips - before
+    return CountingConnection.round_trips - before
 
 
 async def _addresses(pool: asyncpg.Pool, server_id: uuid.UUID) -> dict[str, Any]:

@@ -14,28 +14,15 @@ import pytest
 from conductor.build import Builds
 from conductor.reports import apply_report
 from conductor.scheduler.scheduler import Scheduler
-from shared import messages
 from shared.config import Settings
 from shared.db import servers
 from shared.db.hosts import Ratios
-from shared.messages import CommandReport, Message
+from shared.messages import CommandReport
 from tests.support import ipam_builds
+from tests.support.recorders import RecordingBus
 
 HOST = "statements-host"
 NETWORKS = "private=10.90.0.0/24"
-
-
-class RecordingBus:
-    """Takes what is published, as the broker would."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Message]] = []
-
-    async def declare(self, queue: str) -> None:
-        pass
-
-    async def publish(self, routing_key: str, message: Message) -> None:
-        self.sent.append((routing_key, messages.parse(messages.encode(message))))
 
 
 @pytest.fixture(scope="module")

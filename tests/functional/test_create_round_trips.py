@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -20,26 +19,12 @@ from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate
 from shared.db import creates, flavors, hosts, images, keypairs, quota_overrides
 from shared.db.hosts import Resources
-from shared.db.pool import _Connection, _init_connection
+from shared.db.pool import _init_connection
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.conftest import test_settings as settings_for
 from tests.support.client import ComputeClient
-
-
-class _Counting(_Connection):
-    """A pooled connection that counts its round trips: each statement, BEGIN and COMMIT."""
-
-    round_trips = 0
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
-        if not args:  # simple protocol (BEGIN, COMMIT); with arguments it is ``_execute``
-            type(self).round_trips += 1
-        return await super().execute(query, *args, timeout=timeout)
-
-    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
-        type(self).round_trips += 1
-        return await super()._execute(*args, **kwargs)
+from tests.support.recorders import CountingConnection
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ async def counted_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         min_size=1,
         max_size=2,
         init=_init_connection,
-        connection_class=_Counting,
+        connection_class=CountingConnection,
     )
     try:
         yield pool
@@ -74,9 +59,9 @@ async def _round_trips_of_a_create(
     assert system.bus is not None
     compute = ComputeAPI(settings_for(tmp_path, **settings), pool, system.bus)
     await compute.create_servers(_context(tenant), _request("warm-up"))
-    before = _Counting.round_trips
+    before = CountingConnection.round_trips
     await compute.create_servers(_context(tenant), _request("counted"))
-    return _Counting.round_trips - before
+    return CountingConnection.round_trips - before
 
 
 async def test_a_create_without_a_quota_reads_inserts_and_marks_in_three(
