@@ -8,17 +8,19 @@ so the API shows exactly the addresses the server holds.
 
 ``free_addresses`` is how allocators find an address without waiting for each other: each
 deletes the lowest free row nobody else has locked (``FOR UPDATE SKIP LOCKED``) and claims its
-address, in one statement of the build's transaction. A deleted ``fixed_ips`` row puts its
-address back (the table's trigger), in the deleting transaction. The table is written lazily,
-a chunk at a time (``address_pools`` says how far), by the first allocator that finds it
-empty; it may hold an address that is held meanwhile (a chunk written beside a claim in
-flight): the claim of such a row inserts nothing, and the allocator takes the next.
+address, in one statement of the build's transaction (that take is written once,
+``_AddressTake``, for every statement that takes addresses). A deleted ``fixed_ips`` row
+puts its address back (the table's trigger), in the deleting transaction. The table is
+written lazily, a chunk at a time (``address_pools`` says how far), by the first allocator
+that finds it empty; it may hold an address that is held meanwhile (a chunk written beside
+a claim in flight): the claim of such a row inserts nothing, and the allocator takes the
+next.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -46,28 +48,95 @@ class Taken:
     filled_to: IPAddress | None
 
 
-_TAKE = """
-WITH taken AS (
-    DELETE FROM free_addresses
-     WHERE (network, address) = (SELECT network, address FROM free_addresses
-                                  WHERE network = $2 AND address BETWEEN $3 AND $4
-                                  ORDER BY address LIMIT 1
-                                    FOR UPDATE {skip})
-    RETURNING address),
-     claimed AS (
-    INSERT INTO fixed_ips (address, network, server_id) SELECT address, $2, $1 FROM taken
-    ON CONFLICT DO NOTHING
-    RETURNING address, network, server_id),
-     shown AS (
-    INSERT INTO server_addresses (server_id, network, version, address)
-    SELECT server_id, network, family(address), address FROM claimed
-    ON CONFLICT DO NOTHING)
-SELECT (SELECT address FROM taken) AS address, (SELECT count(*) FROM claimed) AS claimed,
+@dataclass(frozen=True)
+class _AddressTake:
+    """The take of one address, as CTEs and result columns for a statement to fold in. It is
+    written once, here, for the three statements that take addresses (``take_free``,
+    ``take_for_build``, the placement's ``PlacementTake``): written three times, a change to
+    one would make the paths hand out addresses differently.
+
+    The CTEs: ``held`` (with ``held``: the address the server holds on the network already;
+    then nothing is taken), ``taken`` (the lowest free row in [first, last], deleted),
+    ``claimed`` (its address given to the server unless someone holds it) and ``shown`` (its
+    representation). ``server``, ``network``, ``first`` and ``last`` are SQL: the statement's
+    placeholders, cast where it needs. ``suffix`` keeps the CTEs and columns of several
+    networks apart in one statement. ``skip_locked``: free rows others are taking are passed
+    over rather than waited for. ``guards``: conditions the row is taken only under (the
+    server still waiting for it: a CTE of the statement with a row)."""
+
+    server: str
+    network: str
+    first: str
+    last: str
+    suffix: str = ""
+    skip_locked: bool = True
+    guards: tuple[str, ...] = ()
+    held: bool = False
+
+    def ctes(self) -> str:
+        """``held`` (with ``held``), ``taken``, ``claimed`` and ``shown``, comma-separated."""
+        n, network = self.suffix, self.network
+        guards = [*self.guards, *([f"NOT EXISTS (SELECT 1 FROM held{n})"] if self.held else [])]
+        also = "".join(f"\n                   AND {guard}" for guard in guards)
+        skip = " SKIP LOCKED" if self.skip_locked else ""
+        held = (
+            f"""held{n} AS (
+            SELECT address FROM fixed_ips WHERE server_id = {self.server} AND network = {network}),
+     """
+            if self.held
+            else ""
+        )
+        return f"""{held}taken{n} AS (
+            DELETE FROM free_addresses
+             WHERE (network, address) = (
+                SELECT network, address FROM free_addresses
+                 WHERE network = {network} AND address BETWEEN {self.first} AND {self.last}{also}
+                 ORDER BY address LIMIT 1
+                   FOR UPDATE{skip})
+         RETURNING address),
+     claimed{n} AS (
+            INSERT INTO fixed_ips (address, network, server_id)
+            SELECT address, {network}, {self.server} FROM taken{n}
+            ON CONFLICT DO NOTHING
+         RETURNING address, network, server_id),
+     shown{n} AS (
+            INSERT INTO server_addresses (server_id, network, version, address)
+            SELECT server_id, network, family(address), address FROM claimed{n}
+            ON CONFLICT DO NOTHING)"""
+
+    def columns(self) -> str:
+        """The result columns (``read_taken`` and ``read_held`` read them), comma-separated:
+        ``filled_to`` is read only for the pool of this very range."""
+        n = self.suffix
+        held = f"(SELECT address FROM held{n}) AS held{n},\n       " if self.held else ""
+        return f"""{held}(SELECT address FROM taken{n}) AS taken{n},
+       (SELECT count(*) FROM claimed{n}) AS claimed{n},
        (SELECT filled_to FROM address_pools
-         WHERE network = $2 AND first = $3 AND last = $4) AS filled_to
-"""
-_TAKE_UNLOCKED = _TAKE.format(skip="SKIP LOCKED")
-_TAKE_WAITING = _TAKE.format(skip="")
+         WHERE network = {self.network} AND first = {self.first} AND last = {self.last})
+         AS filled_to{n}"""
+
+    def read_taken(self, row: asyncpg.Record) -> Taken | None:
+        """The address taken, if any, as a statement with ``columns`` returned it."""
+        n = self.suffix
+        address = row[f"taken{n}"]
+        if address is None:
+            return None
+        return Taken(address, row[f"claimed{n}"] == 1, row[f"filled_to{n}"])
+
+    def read_held(self, row: asyncpg.Record) -> IPAddress | None:
+        """The address the server held already (with ``held``)."""
+        held: IPAddress | None = row[f"held{self.suffix}"]
+        return held
+
+
+def _take_free_statement(take: _AddressTake) -> str:
+    """``take_free``'s statement: the take alone."""
+    return f"WITH {take.ctes()}\nSELECT {take.columns()}"
+
+
+_FREE_TAKE = _AddressTake(server="$1", network="$2", first="$3", last="$4")
+_TAKE_UNLOCKED = _take_free_statement(_FREE_TAKE)
+_TAKE_WAITING = _take_free_statement(replace(_FREE_TAKE, skip_locked=False))
 
 
 async def take_free(
@@ -92,41 +161,21 @@ async def take_free(
         _TAKE_WAITING if wait else _TAKE_UNLOCKED, server_id, network, first, last
     )
     assert row is not None
-    if row["address"] is None:
-        return None
-    return Taken(row["address"], row["claimed"] == 1, row["filled_to"])
+    return _FREE_TAKE.read_taken(row)
 
 
-#: ``_TAKE`` for a build, outside any transaction: the server's row is locked (a delete takes
+#: the take for a build, outside any transaction: the server's row is locked (a delete takes
 #: that lock too) and must still be ``spawning`` on the host its build placed it on; an
 #: address it holds already on the network is returned instead of a new one.
-_TAKE_FOR_BUILD = """
+_BUILD_TAKE = replace(_FREE_TAKE, guards=("EXISTS (SELECT 1 FROM waiting)",), held=True)
+_TAKE_FOR_BUILD = f"""
 WITH waiting AS (
     SELECT id FROM servers
      WHERE id = $1 AND deleted_at IS NULL AND host = $5 AND task_state = 'spawning'
        FOR UPDATE),
-     held AS (SELECT address FROM fixed_ips WHERE server_id = $1 AND network = $2),
-     taken AS (
-    DELETE FROM free_addresses
-     WHERE (network, address) = (SELECT network, address FROM free_addresses
-                                  WHERE network = $2 AND address BETWEEN $3 AND $4
-                                    AND EXISTS (SELECT 1 FROM waiting)
-                                    AND NOT EXISTS (SELECT 1 FROM held)
-                                  ORDER BY address LIMIT 1
-                                    FOR UPDATE SKIP LOCKED)
-    RETURNING address),
-     claimed AS (
-    INSERT INTO fixed_ips (address, network, server_id) SELECT address, $2, $1 FROM taken
-    ON CONFLICT DO NOTHING
-    RETURNING address, network, server_id),
-     shown AS (
-    INSERT INTO server_addresses (server_id, network, version, address)
-    SELECT server_id, network, family(address), address FROM claimed
-    ON CONFLICT DO NOTHING)
-SELECT EXISTS (SELECT 1 FROM waiting) AS waiting, (SELECT address FROM held) AS held,
-       (SELECT address FROM taken) AS address, (SELECT count(*) FROM claimed) AS claimed,
-       (SELECT filled_to FROM address_pools
-         WHERE network = $2 AND first = $3 AND last = $4) AS filled_to
+     {_BUILD_TAKE.ctes()}
+SELECT EXISTS (SELECT 1 FROM waiting) AS waiting,
+       {_BUILD_TAKE.columns()}
 """
 
 
@@ -161,15 +210,14 @@ async def take_for_build(
     (``claimed`` False) and ``give_back`` puts it back among the free ones."""
     row = await conn.fetchrow(_TAKE_FOR_BUILD, server_id, network, first, last, host)
     assert row is not None
-    address = row["address"]
-    taken = None if address is None else Taken(address, row["claimed"] == 1, row["filled_to"])
-    return BuildTake(row["waiting"], row["held"], taken)
+    return BuildTake(row["waiting"], _BUILD_TAKE.read_held(row), _BUILD_TAKE.read_taken(row))
 
 
 class PlacementTake:
-    """``_TAKE_FOR_BUILD`` folded into the statement that places a server (shared/db/placement.py
-    ``placement_statement``), for one ``network``: a build whose placement also takes its
-    addresses is one round trip and one commit instead of one more of each a network.
+    """``take_for_build``'s take folded into the statement that places a server
+    (shared/db/placement.py ``placement_statement``), for one ``network``: a build whose
+    placement also takes its addresses is one round trip and one commit instead of one more
+    of each a network.
 
     The server's row is the placement's to lock, and the take happens only if the statement
     placed it now (``placed``, a CTE with a row then): a server placed by an earlier delivery
@@ -185,62 +233,29 @@ class PlacementTake:
 
     def __init__(self, params: Params, index: int, network: Network, *, server: str) -> None:
         self.network = network.label
-        self.suffix = f"_{index}"
-        self.server = server
-        self.label = f"{params.add(network.label)}::text"
-        self.first = f"{params.add(network.first)}::inet"
-        self.last = f"{params.add(network.last)}::inet"
+        self._take = _AddressTake(
+            server=server,
+            network=f"{params.add(network.label)}::text",
+            first=f"{params.add(network.first)}::inet",
+            last=f"{params.add(network.last)}::inet",
+            suffix=f"_{index}",
+            held=True,
+        )
 
     def ctes(self, *, placed: str) -> str:
-        """The CTEs of the take: ``held`` (the address the server holds already, if any),
-        ``taken`` (the lowest free row nobody else is taking, deleted), ``claimed`` (its
-        address given to the server unless someone holds it) and ``shown`` (its
-        representation)."""
-        n, label = self.suffix, self.label
-        return f"""held{n} AS (
-                SELECT address FROM fixed_ips
-                 WHERE server_id = {self.server} AND network = {label}),
-             taken{n} AS (
-                DELETE FROM free_addresses
-                 WHERE (network, address) = (
-                        SELECT network, address FROM free_addresses
-                         WHERE network = {label} AND address BETWEEN {self.first} AND {self.last}
-                           AND EXISTS (SELECT 1 FROM {placed})
-                           AND NOT EXISTS (SELECT 1 FROM held{n})
-                         ORDER BY address LIMIT 1
-                           FOR UPDATE SKIP LOCKED)
-             RETURNING address),
-             claimed{n} AS (
-                INSERT INTO fixed_ips (address, network, server_id)
-                SELECT address, {label}, {self.server} FROM taken{n}
-                ON CONFLICT DO NOTHING
-             RETURNING address, network, server_id),
-             shown{n} AS (
-                INSERT INTO server_addresses (server_id, network, version, address)
-                SELECT server_id, network, family(address), address FROM claimed{n}
-                ON CONFLICT DO NOTHING)"""
+        """The CTEs of the take, comma-separated."""
+        return replace(self._take, guards=(f"EXISTS (SELECT 1 FROM {placed})",)).ctes()
 
     def columns(self) -> str:
         """The statement's columns for this network (``read`` reads them)."""
-        n = self.suffix
-        return f"""(SELECT address FROM held{n}) AS held{n},
-               (SELECT address FROM taken{n}) AS taken{n},
-               (SELECT count(*) FROM claimed{n}) AS claimed{n},
-               (SELECT filled_to FROM address_pools
-                 WHERE network = {self.label} AND first = {self.first} AND last = {self.last})
-                 AS filled_to{n}"""
+        return self._take.columns()
 
     def read(self, row: asyncpg.Record) -> BuildTake:
         """What the take found and did, as ``take_for_build`` says it, for a server the
         statement placed (so ``waiting``: it is spawning on its host now)."""
-        n = self.suffix
-        address = row[f"taken{n}"]
-        taken = (
-            None
-            if address is None
-            else Taken(address, row[f"claimed{n}"] == 1, row[f"filled_to{n}"])
+        return BuildTake(
+            waiting=True, held=self._take.read_held(row), taken=self._take.read_taken(row)
         )
-        return BuildTake(waiting=True, held=row[f"held{n}"], taken=taken)
 
 
 async def give_back(conn: Executor, network: str, address: IPAddress) -> bool:
