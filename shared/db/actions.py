@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 
-from shared.db.pool import Executor
+from shared.db.group_commit import GroupCommit
+from shared.db.pool import Conn, Executor
 from shared.db.records import Action, PendingActions
 
 
@@ -42,81 +42,21 @@ async def mark_sent(conn: Executor, action_ids: list[uuid.UUID]) -> None:
     await conn.execute("UPDATE actions SET sent = true WHERE id = ANY($1::uuid[])", action_ids)
 
 
-#: The actions of one request waiting for their mark, and what tells it the mark is made.
-_Waiter = tuple[list[uuid.UUID], "asyncio.Future[None]"]
-
-
-class SentMarks:
-    """``mark_sent`` as a group commit: every request of a gateway marks its actions sent, one
-    UPDATE (one round trip, a send and a receive for the gateway and PostgreSQL) each, when
-    one UPDATE can mark them all. The marks asked for while an UPDATE is in flight go in the
-    next one, together; each caller still waits for the UPDATE that holds its own marks, and
-    gets its error should that UPDATE fail (the marks are made by a task of their own, so a
-    caller that gives up waiting takes nobody else's mark with it).
-
-    The UPDATEs of a busy spell share one borrowed connection: on a pool every request
-    queues for, borrowing again for each would have every mark wait in that queue twice."""
+class SentMarks(GroupCommit[list[uuid.UUID], None]):
+    """``mark_sent`` as a group commit (shared/db/group_commit.py): the marks of concurrent
+    requests of a gateway go in one UPDATE, and each request still waits for its own."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._waiting: list[_Waiter] = []
-        self._flusher: asyncio.Task[None] | None = None
+        super().__init__(pool, _mark_all)
 
     async def mark(self, action_ids: list[uuid.UUID]) -> None:
         """Mark ``action_ids`` sent, with whatever other marks are asked for meanwhile."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((action_ids, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await done
-
-    async def _flush(self) -> None:
-        """One UPDATE after the other, each for every mark waiting when it starts."""
-        try:
-            while self._waiting:
-                await self._flush_on_one_connection()
-        except asyncio.CancelledError:  # the gateway stops: nobody will make these marks
-            _settle(self._take(), asyncio.CancelledError())
-            raise
-        finally:
-            self._flusher = None
-
-    async def _flush_on_one_connection(self) -> None:
-        """Mark on one borrowed connection while marks keep coming; give it back after an
-        UPDATE that failed (the connection may be what failed). Without a connection to
-        be had, every mark waiting fails."""
-        try:
-            async with self._pool.acquire() as conn:
-                while self._waiting:
-                    batch = self._take()
-                    try:
-                        await mark_sent(conn, [i for ids, _ in batch for i in ids])
-                    except Exception as exc:
-                        _settle(batch, exc)
-                        return
-                    except asyncio.CancelledError:
-                        _settle(batch, asyncio.CancelledError())
-                        raise
-                    _settle(batch, None)
-        except Exception as exc:
-            _settle(self._take(), exc)
-
-    def _take(self) -> list[_Waiter]:
-        batch, self._waiting = self._waiting, []
-        return batch
+        await self.submit(action_ids)
 
 
-def _settle(batch: list[_Waiter], outcome: BaseException | None) -> None:
-    """Answer each caller still waiting: done, or ``outcome`` (cancelled, or the error)."""
-    for _, done in batch:
-        if done.done():
-            continue
-        if outcome is None:
-            done.set_result(None)
-        elif isinstance(outcome, asyncio.CancelledError):
-            done.cancel()
-        else:
-            done.set_exception(outcome)
+async def _mark_all(conn: Conn, requests: list[list[uuid.UUID]]) -> list[None]:
+    await mark_sent(conn, [i for ids in requests for i in ids])
+    return [None] * len(requests)
 
 
 async def unsent_pending(conn: Executor, server_id: uuid.UUID, untasked: list[str]) -> bool:
