@@ -11,7 +11,7 @@ speak for its own servers. ``refusal`` is that check, the only one: what differs
 reports is only what the server awaits, which conductor/reports.py works out. (The success
 of a task of one step, every boot's report, is first tried by one statement that applies it
 only under the same rules, the server's own task and host awaited and the action pending:
-``servers.complete_awaited_task``; what it does not apply is judged here, which says why.)
+``servers.complete_awaited_tasks``; what it does not apply is judged here, which says why.)
 
 What a hypervisor says unasked (a guest's power) is no report of a command: it may change a
 server only if the server is on that host, runs no task, and has not changed since the host

@@ -35,6 +35,7 @@ from conductor.resize import RESIZE
 from conductor.steps import Abandoned, StepMachine, StepReport, reporter_host
 from shared.bus import Bus
 from shared.db import actions, hosts, ipam, servers
+from shared.db.group_commit import GroupCommit
 from shared.db.hosts import Resources
 from shared.db.pool import Conn
 from shared.db.records import LockedServer
@@ -49,14 +50,28 @@ MACHINES: tuple[StepMachine, ...] = (RESIZE, LIVE_MIGRATION)
 Apply = Callable[[], Awaitable[Outcome | None]]
 
 
-async def apply_report(pool: asyncpg.Pool, bus: Bus, report: CommandReport) -> bool:
-    """Apply ``report`` if it is the one its server awaits; False when it was refused.
-    ``bus`` carries the command of a step machine's next step, if any."""
-    assert report.server_id is not None
-    async with pool.acquire() as conn:
-        if _completes_at_once(report) and await _complete_awaited(conn, report):
+class Reports:
+    """Applies what hosts report. The successes that end a task of one step (every boot's
+    report) are applied by one statement for all the reports that come at once
+    (``servers.complete_awaited_tasks`` as a group commit, shared/db/group_commit.py): a
+    storm's reports, a batch at a time off the bus, cost a round trip and a commit a group
+    instead of one each."""
+
+    def __init__(self, pool: asyncpg.Pool, bus: Bus) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.completions = GroupCommit(
+            pool, servers.complete_awaited_tasks, key=lambda c: c.server_id
+        )
+
+    async def apply(self, report: CommandReport) -> bool:
+        """Apply ``report`` if it is the one its server awaits; False when it was refused.
+        ``bus`` carries the command of a step machine's next step, if any."""
+        assert report.server_id is not None
+        if _completes_at_once(report) and await self.completions.submit(_completion(report)):
             return True
-        return await _judge_and_apply(conn, bus, report)
+        async with self.pool.acquire() as conn:
+            return await _judge_and_apply(conn, self.bus, report)
 
 
 def _completes_at_once(report: CommandReport) -> bool:
@@ -79,13 +94,13 @@ def _completes_at_once(report: CommandReport) -> bool:
     )
 
 
-async def _complete_awaited(conn: Conn, report: CommandReport) -> bool:
-    """``_complete`` of a report ``_completes_at_once``, if it is the one the server awaits;
-    False, changing nothing, if not (``_judge_and_apply`` then says why)."""
+def _completion(report: CommandReport) -> servers.Completion:
+    """The completion a report ``_completes_at_once`` asks for: applied only if it is the one
+    the server awaits (else ``_judge_and_apply`` says why not)."""
     assert report.server_id is not None and report.task_state is not None
-    return await servers.complete_awaited_task(
-        conn,
-        report.server_id,
+    assert report.action_id is not None
+    return servers.Completion(
+        server_id=report.server_id,
         task=report.task_state,
         host=report.host,
         action_id=report.action_id,

@@ -27,7 +27,7 @@ from conductor.hearing import Hearing
 from conductor.live_migration import LiveMigrationConductor
 from conductor.reaper import Reaper
 from conductor.reconcile import apply_probe_report, purge_deleted, reconcile, reconcile_power
-from conductor.reports import apply_report
+from conductor.reports import Reports
 from conductor.resize import ResizeScheduler
 from conductor.scheduler.scheduler import Scheduler
 from shared import bus as bus_mod
@@ -69,6 +69,7 @@ class ConductorService:
             subset_size=settings.scheduler_host_subset_size,
         )
         self.builds = Builds(pool, bus, self.scheduler, settings)
+        self.reports = Reports(pool, bus)
         self.resizes = ResizeScheduler(
             pool, bus, self.scheduler, allow_same_host=settings.allow_resize_to_same_host
         )
@@ -148,7 +149,7 @@ class ConductorService:
         """Apply a host's report of a command. A refused report of a server the database has
         deleted makes the host destroy the server's domain: a late or duplicate command may
         have made it again."""
-        applied = await apply_report(self.pool, self.bus, report)
+        applied = await self.reports.apply(report)
         if not applied and report.server_id is not None:
             await purge_deleted(self.pool, self.bus, report.host, [report.server_id])
 

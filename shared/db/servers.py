@@ -483,10 +483,28 @@ async def complete_task(
     )
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A task of one step reported done: ``task`` of the server, on ``host``, for the pending
+    action ``action_id``; the server is then ``vm_state`` with ``power_state``, and the action
+    a success with ``action_message``."""
+
+    server_id: uuid.UUID
+    task: str
+    host: str
+    action_id: uuid.UUID
+    vm_state: VmState
+    power_state: int
+    action_message: str | None = None
+
+
 #: ``_COMPLETE_TASK_AND_ACTION`` only if the report is the one awaited: the server's row,
 #: locked first, is live, runs ``$6`` on host ``$7``, and the action ``$4`` is pending (its
 #: UPDATE reads the latest row, so an action closed meanwhile is seen). The server's row is
-#: locked before the action's, as in a report's transaction (conductor/reports.py).
+#: locked before the action's, as in a report's transaction (conductor/reports.py). Each
+#: row is found by its key alone: one statement per server, whatever PostgreSQL thinks of
+#: the tables' sizes (a join of many completions, planned on a young cloud's stale
+#: statistics, scanned a host's servers for each).
 _COMPLETE_AWAITED_TASK = """
 WITH awaiting AS (
     SELECT id FROM servers
@@ -500,35 +518,36 @@ WITH awaiting AS (
 UPDATE servers s SET vm_state = $2, task_state = NULL, power_state = $3, progress = 100,
                      launched_at = COALESCE(launched_at, now())
   FROM finished
- WHERE s.id = $1"""
+ WHERE s.id = $1
+RETURNING s.id"""
 
 
-async def complete_awaited_task(
-    conn: Executor,
-    server_id: uuid.UUID,
-    *,
-    task: str,
-    host: str,
-    action_id: uuid.UUID,
-    vm_state: VmState,
-    power_state: int,
-    action_message: str | None = None,
-) -> bool:
-    """``complete_task`` with its action, in one statement needing no transaction, if the
-    server is live, runs ``task`` on ``host`` and ``action_id`` is pending (a report's
-    legality, conductor/legality.py, for a task of one step); False, changing nothing, if
-    not."""
-    status = await conn.execute(
+async def complete_awaited_tasks(conn: Conn, completions: list[Completion]) -> list[bool]:
+    """``complete_task`` with its action for each of ``completions`` that is the one its
+    server awaits (the server is live, runs the task on the host, the action is pending: a
+    report's legality, conductor/legality.py, for a task of one step); for each, whether it
+    was applied (False: nothing changed for it). One round trip and one transaction for
+    all: the statement of each is sent at once (``fetchmany``), in the order of the servers'
+    ids, so two such calls lock rows in one order. At most one completion a server."""
+    assert len({c.server_id for c in completions}) == len(completions), "one a server"
+    ordered = sorted(completions, key=lambda c: c.server_id)
+    rows = await conn.fetchmany(
         _COMPLETE_AWAITED_TASK,
-        server_id,
-        vm_state.value,
-        power_state,
-        action_id,
-        action_message,
-        task,
-        host,
+        [
+            (
+                c.server_id,
+                c.vm_state.value,
+                c.power_state,
+                c.action_id,
+                c.action_message,
+                c.task,
+                c.host,
+            )
+            for c in ordered
+        ],
     )
-    return bool(status == "UPDATE 1")
+    applied = {row["id"] for row in rows}
+    return [c.server_id in applied for c in completions]
 
 
 async def deleted_among(conn: Executor, server_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:

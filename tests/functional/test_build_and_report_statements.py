@@ -1,9 +1,11 @@
 """A build's and a report's few statements keep their guarantees: a build delivered again
 resends its spawn and claims nothing twice (its placement reads nothing first), and a
-report applied in one statement is applied only if it is the one its server awaits."""
+report applied in one statement (one for the reports that come at once) is applied only if
+it is the one its server awaits."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,12 +14,13 @@ import asyncpg
 import pytest
 
 from conductor.build import Builds
-from conductor.reports import apply_report
+from conductor.reports import Reports
 from conductor.scheduler.scheduler import Scheduler
 from shared.config import Settings
 from shared.db import servers
 from shared.db.hosts import Ratios
 from shared.messages import CommandReport
+from shared.states import VmState
 from tests.support import ipam_builds
 from tests.support.recorders import RecordingBus
 
@@ -143,8 +146,8 @@ async def test_a_spawn_report_completes_the_server_and_its_action_once(
     pool: asyncpg.Pool,
 ) -> None:
     server_id, action_id = await _spawning_with_action(pool)
-    bus = RecordingBus()
-    assert await apply_report(pool, bus, _spawned(server_id, action_id))  # type: ignore[arg-type]
+    reports = Reports(pool, RecordingBus())  # type: ignore[arg-type]
+    assert await reports.apply(_spawned(server_id, action_id))
     assert await _state(pool, server_id) == {
         "vm_state": "active",
         "task_state": None,
@@ -152,22 +155,22 @@ async def test_a_spawn_report_completes_the_server_and_its_action_once(
     }
     assert await _action(pool, action_id) == "success"
     # delivered again: the server awaits nothing now
-    assert not await apply_report(pool, bus, _spawned(server_id, action_id))  # type: ignore[arg-type]
+    assert not await reports.apply(_spawned(server_id, action_id))
     assert await _state(pool, server_id) == {"vm_state": "active", "task_state": None, "host": HOST}
 
 
 async def test_a_spawn_report_that_is_not_awaited_changes_nothing(pool: asyncpg.Pool) -> None:
     server_id, action_id = await _spawning_with_action(pool)
-    bus = RecordingBus()
+    reports = Reports(pool, RecordingBus())  # type: ignore[arg-type]
     refused = [
         _spawned(server_id, action_id, host="another-host"),  # not the server's host
         _spawned(server_id, uuid.uuid4()),  # not its action
         _spawned(uuid.uuid4(), action_id),  # not a server
     ]
     for report in refused:
-        assert not await apply_report(pool, bus, report)  # type: ignore[arg-type]
+        assert not await reports.apply(report)
     await pool.execute("UPDATE actions SET result = 'error' WHERE id = $1", action_id)
-    assert not await apply_report(pool, bus, _spawned(server_id, action_id))  # type: ignore[arg-type]
+    assert not await reports.apply(_spawned(server_id, action_id))
     assert await _state(pool, server_id) == {
         "vm_state": "building",
         "task_state": "spawning",
@@ -175,5 +178,72 @@ async def test_a_spawn_report_that_is_not_awaited_changes_nothing(pool: asyncpg.
     }
     await pool.execute("UPDATE actions SET result = 'pending' WHERE id = $1", action_id)
     await pool.execute("UPDATE servers SET deleted_at = now() WHERE id = $1", server_id)
-    assert not await apply_report(pool, bus, _spawned(server_id, action_id))  # type: ignore[arg-type]
+    assert not await reports.apply(_spawned(server_id, action_id))
     assert await _action(pool, action_id) == "pending"
+
+
+async def test_one_statement_applies_each_completion_only_if_awaited(pool: asyncpg.Pool) -> None:
+    """The grouped statement judges each completion alone: one that is awaited is applied,
+    beside others that are not (another host, another action, no such server), which
+    change nothing."""
+    (good, good_action), (other, other_action), (third, third_action) = [
+        await _spawning_with_action(pool) for _ in range(3)
+    ]
+
+    def completion(
+        server_id: uuid.UUID, action_id: uuid.UUID, host: str = HOST
+    ) -> servers.Completion:
+        return servers.Completion(
+            server_id, "spawning", host, action_id, VmState.ACTIVE, power_state=1
+        )
+
+    async with pool.acquire() as conn:
+        applied = await servers.complete_awaited_tasks(
+            conn,
+            [
+                completion(other, other_action, host="another-host"),
+                completion(good, good_action),
+                completion(uuid.uuid4(), uuid.uuid4()),
+                completion(third, uuid.uuid4()),
+            ],
+        )
+    assert applied == [False, True, False, False]
+    assert await _state(pool, good) == {"vm_state": "active", "task_state": None, "host": HOST}
+    assert await _action(pool, good_action) == "success"
+    assert await _state(pool, other) == {
+        "vm_state": "building",
+        "task_state": "spawning",
+        "host": HOST,
+    }
+    assert await _action(pool, other_action) == "pending"
+    assert (await _state(pool, third))["task_state"] == "spawning"
+    assert await _action(pool, third_action) == "pending"
+
+
+async def test_concurrent_reports_are_applied_in_groups_each_once(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storm's reports, applied at once by one conductor, share statements; each report
+    still gets its own answer: every awaited one applied, each exactly once when it came
+    twice (a redelivery in the same burst), a refused one not at all."""
+    statements: list[int] = []
+    complete = servers.complete_awaited_tasks
+
+    async def counted(conn: Any, completions: list[servers.Completion]) -> list[bool]:
+        statements.append(len(completions))
+        return await complete(conn, completions)
+
+    monkeypatch.setattr(servers, "complete_awaited_tasks", counted)
+    spawning = [await _spawning_with_action(pool) for _ in range(20)]
+    reports = Reports(pool, RecordingBus())  # type: ignore[arg-type]
+    burst = [_spawned(s, a) for s, a in spawning]
+    burst += [_spawned(s, a) for s, a in spawning[:3]]  # delivered twice
+    burst += [_spawned(s, a, host="another-host") for s, a in spawning[3:5]]
+    answers = await asyncio.gather(*(reports.apply(report) for report in burst))
+
+    assert answers[:20] == [True] * 20  # the first of each: no statement ran it twice
+    assert answers[20:] == [False] * 5
+    assert 1 < len(statements) < len(burst)  # grouped, the repeats in later statements
+    for server_id, action_id in spawning:
+        assert (await _state(pool, server_id))["vm_state"] == "active"
+        assert await _action(pool, action_id) == "success"

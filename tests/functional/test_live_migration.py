@@ -31,7 +31,7 @@ from api_gateway.compute.specs import instance_spec
 from compute_agent.virt.driver import ComputeDriver
 from compute_agent.virt.fake import FakeDriver
 from compute_agent.virt.libvirt import mock_nodes
-from conductor.reports import apply_report
+from conductor.reports import Reports
 from shared import bus as bus_mod
 from shared.db import actions, servers
 from shared.db import live_migrations as live_db
@@ -734,9 +734,7 @@ async def _echo(cluster: Cluster, server_id: str, reports: list[tuple[str, str, 
     usage = await cluster.usage()
     assert cluster.system.bus is not None
     for command, host, success in reports:
-        applied = await apply_report(
-            cluster.pool,
-            cluster.system.bus,
+        applied = await Reports(cluster.pool, cluster.system.bus).apply(
             CommandReport(
                 server_id=uuid.UUID(server_id),
                 action_id=record["action_id"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from conductor.reports import apply_report
+from conductor.reports import Reports
 from shared.messages import CommandReport
 from stratus.system import System
 from tests.conftest import IMAGE
@@ -40,7 +40,7 @@ async def test_reports_that_are_stale_or_from_another_host_change_nothing(
         _report(server_id, "functional-host", "reboot_server", "not-a-task"),
         _report(str(uuid.uuid4()), "functional-host", "spawn_server", "spawning"),
     ):
-        assert await apply_report(system.pool, system.bus, report) is False
+        assert await Reports(system.pool, system.bus).apply(report) is False
 
     after = (await api.get(f"/servers/{server_id}")).body["server"]
     assert after == before

@@ -16,7 +16,7 @@ import pytest
 
 from api_gateway.compute.specs import instance_spec
 from compute_agent.virt.factory import libvirt_available
-from conductor.reports import apply_report
+from conductor.reports import Reports
 from shared import bus as bus_mod
 from shared.db import seed, servers
 from shared.messages import CommandReport, InstanceSpec, RebootServer
@@ -491,7 +491,7 @@ async def test_a_redelivered_report_changes_nothing(api: ComputeClient, system: 
         report("confirm_resize", "resize_confirming"),
         report("snapshot_server", "image_snapshot"),
     ):
-        assert await apply_report(system.pool, system.bus, replayed) is False
+        assert await Reports(system.pool, system.bus).apply(replayed) is False
     assert (await api.get(f"/servers/{server_id}")).body["server"] == before
     assert await host_usage(system.pool, HOST) == plus(start, FLAVORS["1"], FLAVORS["2"])
     await api.delete_and_wait(server_id)
