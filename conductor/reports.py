@@ -66,7 +66,7 @@ class Reports:
 
     async def apply(self, report: CommandReport) -> bool:
         """Apply ``report`` if it is the one its server awaits; False when it was refused.
-        ``bus`` carries the command of a step machine's next step, if any."""
+        The bus carries the command of a step machine's next step, if any."""
         assert report.server_id is not None
         if _completes_at_once(report) and await self.completions.submit(_completion(report)):
             return True
