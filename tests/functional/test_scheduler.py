@@ -164,6 +164,47 @@ async def test_contended_claims_fill_every_slot_and_refuse_only_when_the_cluster
     assert all(r["ram_mb_used"] == r["ram_mb"] for r in rows)
 
 
+async def _claim_while_the_host_is_locked(
+    pool: asyncpg.Pool, *, holder_takes_the_room: bool
+) -> str | NoValidHost | None:
+    """A claim started while another transaction holds the only host's row: what it ends
+    with once that transaction commits (having claimed the host's last room, or not)."""
+    server_id = await _waiting_server(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM compute_hosts WHERE name = 'only' FOR UPDATE")
+
+        async def claim() -> str | NoValidHost | None:
+            async with pool.acquire() as conn:
+                try:
+                    return await _scheduler().claim_host(conn, server_id, TINY)
+                except NoValidHost as exc:
+                    return exc
+
+        claiming = asyncio.create_task(claim())
+        await asyncio.sleep(0.2)
+        assert not claiming.done()  # it waits for the row: no "no valid host" while locked
+        if holder_takes_the_room:
+            await holder.execute(
+                "UPDATE compute_hosts SET ram_mb_used = ram_mb WHERE name = 'only'"
+            )
+    return await claiming
+
+
+async def test_a_claim_that_finds_every_host_locked_waits_for_one(pool: asyncpg.Pool) -> None:
+    await _add_host(pool, "only", 4096)
+    assert await _claim_while_the_host_is_locked(pool, holder_takes_the_room=False) == "only"
+    assert await pool.fetchval("SELECT ram_mb_used FROM compute_hosts") == 512
+
+
+async def test_a_claim_that_waited_for_a_host_now_full_finds_no_valid_host(
+    pool: asyncpg.Pool,
+) -> None:
+    await _add_host(pool, "only", 4096)
+    outcome = await _claim_while_the_host_is_locked(pool, holder_takes_the_room=True)
+    assert isinstance(outcome, NoValidHost)
+    assert await pool.fetchval("SELECT ram_mb_used FROM compute_hosts") == 4096
+
+
 async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_conductor(
     pool: asyncpg.Pool,
 ) -> None:
