@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, fields
 
 from shared.db import images
-from shared.db.hosts import Ratios
+from shared.db.hosts import EverFits, Ratios
 from shared.db.pool import Executor
 from shared.db.records import Flavor, Image, Keypair
 
@@ -30,8 +30,18 @@ def _row_of(row: type, alias: str) -> str:
 #: $1 project, $2 image id (as in images.GET; NULL: no image), $3 flavor id, $4 user, $5 key
 #: name (NULL: none), $6 seconds of silence after which a host is down, $7..$9 the cpu, ram
 #: and disk allocation ratios.
-#: ``fits``: hosts.could_ever_fit's rule (a live, enabled, up host holding the flavor when
-#: empty, under the ratios), with the sizes of the flavor read here; NULL without a flavor.
+#: ``fits``: hosts.could_ever_fit's rule (``hosts.EverFits``: a live, enabled, up host
+#: holding the flavor when empty, under the ratios), with the sizes of the flavor read
+#: here; NULL without a flavor.
+_EVER_FITS = EverFits(
+    vcpus="f.vcpus",
+    ram_mb="f.ram_mb",
+    disk_gb="f.disk_gb",
+    cpu="$7",
+    ram="$8",
+    disk="$9",
+    down_after_s="$6",
+)
 _READ = f"""
 SELECT image.*,
        (SELECT {_row_of(Flavor, "f")} FROM flavors f
@@ -40,13 +50,7 @@ SELECT image.*,
          WHERE $5::text IS NOT NULL AND k.user_id = $4 AND k.name = $5) AS key,
        COALESCE((SELECT jsonb_object_agg(o.resource, o.hard_limit) FROM quota_overrides o
                   WHERE o.project_id = $1), '{{}}'::jsonb) AS overrides,
-       (SELECT EXISTS (
-                SELECT 1 FROM compute_hosts h
-                 WHERE h.enabled AND h.up
-                   AND h.last_heartbeat >= now() - make_interval(secs => $6)
-                   AND f.vcpus <= h.vcpus * $7::float8
-                   AND f.ram_mb <= h.ram_mb * $8::float8
-                   AND f.disk_gb <= h.disk_gb * $9::float8)
+       (SELECT EXISTS (SELECT 1 FROM compute_hosts h WHERE {_EVER_FITS.predicate()})
           FROM flavors f WHERE f.id = $3 AND f.deleted_at IS NULL) AS fits
   FROM (SELECT) AS one LEFT JOIN LATERAL ({images.GET}) AS image ON true
 """

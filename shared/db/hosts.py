@@ -43,28 +43,45 @@ def fits(
     need: Resources,
     ratios: Ratios,
     *,
-    empty: bool = False,
     check_disk: bool = True,
 ) -> str:
     """SQL predicate on ``compute_hosts``: ``need`` fits under the allocation ratios, on top
-    of the host's current usage (or on the empty host, ``empty``: could it *ever* fit); the
-    disk left out with ``check_disk`` False (a live migration that may over-commit it)."""
-    used = (
-        {"vcpus": "0", "ram_mb": "0", "disk_gb": "0"}
-        if empty
-        else {"vcpus": "vcpus_used", "ram_mb": "ram_mb_used", "disk_gb": "disk_gb_used"}
-    )
+    of the host's current usage; the disk left out with ``check_disk`` False (a live
+    migration that may over-commit it)."""
     checks = [
-        f"{used['vcpus']} + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8",
-        f"{used['ram_mb']} + {params.add(need.ram_mb)}"
-        f" <= ram_mb * {params.add(ratios.ram)}::float8",
+        f"vcpus_used + {params.add(need.vcpus)} <= vcpus * {params.add(ratios.cpu)}::float8",
+        f"ram_mb_used + {params.add(need.ram_mb)} <= ram_mb * {params.add(ratios.ram)}::float8",
     ]
     if check_disk:
         checks.append(
-            f"{used['disk_gb']} + {params.add(need.disk_gb)}"
+            f"disk_gb_used + {params.add(need.disk_gb)}"
             f" <= disk_gb * {params.add(ratios.disk)}::float8"
         )
     return " AND ".join(checks)
+
+
+@dataclass(frozen=True)
+class EverFits:
+    """SQL predicate on ``compute_hosts`` (as ``h``): a live host (enabled, up, heard from
+    within ``down_after_s``) big enough for ``vcpus``, ``ram_mb`` and ``disk_gb`` when empty,
+    under the ``cpu``/``ram``/``disk`` ratios. Each is SQL (a placeholder, or a column of
+    the statement's: the create's read takes the flavor's sizes from its row), so that the
+    gateway's one-statement read and ``could_ever_fit`` follow one rule."""
+
+    vcpus: str
+    ram_mb: str
+    disk_gb: str
+    cpu: str
+    ram: str
+    disk: str
+    down_after_s: str
+
+    def predicate(self) -> str:
+        return f"""h.enabled AND h.up
+                   AND h.last_heartbeat >= now() - make_interval(secs => {self.down_after_s})
+                   AND {self.vcpus} <= h.vcpus * {self.cpu}::float8
+                   AND {self.ram_mb} <= h.ram_mb * {self.ram}::float8
+                   AND {self.disk_gb} <= h.disk_gb * {self.disk}::float8"""
 
 
 async def could_ever_fit(
@@ -78,12 +95,19 @@ async def could_ever_fit(
     """Is there a live, enabled host big enough for ``need`` when empty (other than those in
     ``exclude``)? When not, asking is pointless: the build could only end in ERROR."""
     params = Params()
-    alive = f"last_heartbeat >= now() - make_interval(secs => {params.add(down_after_s)})"
-    others = f" AND name <> ALL({params.add(list(exclude))}::text[])" if exclude else ""
+    rule = EverFits(
+        vcpus=params.add(need.vcpus),
+        ram_mb=params.add(need.ram_mb),
+        disk_gb=params.add(need.disk_gb),
+        cpu=params.add(ratios.cpu),
+        ram=params.add(ratios.ram),
+        disk=params.add(ratios.disk),
+        down_after_s=params.add(down_after_s),
+    )
+    others = f" AND h.name <> ALL({params.add(list(exclude))}::text[])" if exclude else ""
     return bool(
         await conn.fetchval(
-            f"SELECT 1 FROM compute_hosts WHERE enabled AND up AND {alive}{others}"
-            f" AND {fits(params, need, ratios, empty=True)} LIMIT 1",
+            f"SELECT 1 FROM compute_hosts h WHERE {rule.predicate()}{others} LIMIT 1",
             *params.values,
         )
     )
