@@ -34,16 +34,9 @@ Take = Callable[[asyncpg.Pool, uuid.UUID, tuple[Network, ...]], Awaitable[dict[s
 Servers = Callable[[asyncpg.Pool, int], Awaitable[list[uuid.UUID]]]
 
 
-@pytest.fixture(scope="module")
-async def database_url() -> AsyncIterator[str]:
-    async with ipam_builds.database_with_host(HOST) as url:
-        yield url
-
-
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with ipam_builds.conductor_pools(database_url, 1) as (made,):
-        yield made
+def pool(conductor_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return conductor_pool
 
 
 @asynccontextmanager

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 import asyncpg
-import pytest
 
 from conductor import ipam
 from shared.db import ipam as ipam_db
@@ -138,19 +136,6 @@ async def test_a_local_delete_gives_the_addresses_back_too(
 HOST = "ipam-host"
 
 
-@pytest.fixture(scope="module")
-async def ipam_url() -> AsyncIterator[str]:
-    async with ipam_builds.database_with_host(HOST) as url:
-        yield url
-
-
-@pytest.fixture
-async def pools(ipam_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
-    """Four pools on the same database: four conductors."""
-    async with ipam_builds.conductor_pools(ipam_url, 4) as made:
-        yield made
-
-
 async def _spawning(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
     return await ipam_builds.spawning(pool, HOST, count)
 
@@ -168,15 +153,15 @@ async def _addresses(pool: asyncpg.Pool) -> dict[uuid.UUID, list[Any]]:
 
 
 async def test_several_conductors_at_once_never_give_an_address_twice(
-    pools: list[asyncpg.Pool],
+    conductors: list[asyncpg.Pool],
 ) -> None:
     networks = "private=10.20.0.0/24;v6=fd00:20::/64"
-    ids = await _spawning(pools[0], 60)
+    ids = await _spawning(conductors[0], 60)
     results = await asyncio.gather(
-        *(_build_on(pools[i % len(pools)], sid, networks) for i, sid in enumerate(ids))
+        *(_build_on(conductors[i % len(conductors)], sid, networks) for i, sid in enumerate(ids))
     )
     assert all(results)
-    held = await _addresses(pools[0])
+    held = await _addresses(conductors[0])
     assert set(held) == set(ids)
     v4 = [a for entries in held.values() for n, a in entries if n == "private"]
     v6 = [a for entries in held.values() for n, a in entries if n == "v6"]
@@ -184,76 +169,76 @@ async def test_several_conductors_at_once_never_give_an_address_twice(
     # the lowest free ones: .2 upwards (.0 is the network, .1 its gateway)
     assert sorted(v4) == [IPv4Address("10.20.0.2") + i for i in range(60)]
     assert sorted(v6) == [IPv6Address("fd00:20::2") + i for i in range(60)]
-    shown = await pools[0].fetchval("SELECT count(*) FROM server_addresses")
+    shown = await conductors[0].fetchval("SELECT count(*) FROM server_addresses")
     assert shown == 120
 
     # a redelivered build, on any conductor, takes nothing more
-    again = await asyncio.gather(*(_build_on(p, ids[0], networks) for p in pools))
+    again = await asyncio.gather(*(_build_on(p, ids[0], networks) for p in conductors))
     assert all(again)
-    assert await _addresses(pools[0]) == held
+    assert await _addresses(conductors[0]) == held
 
 
 async def test_the_database_refuses_a_second_holder_of_an_address(
-    pools: list[asyncpg.Pool],
+    conductors: list[asyncpg.Pool],
 ) -> None:
     """Whatever the allocators do, two claims of one address cannot both succeed."""
-    ids = await _spawning(pools[0], 8)
+    ids = await _spawning(conductors[0], 8)
     address = IPv4Address("10.60.0.9")
 
     async def claim(i: int, sid: uuid.UUID) -> bool:
-        async with pools[i % len(pools)].acquire() as conn, conn.transaction():
+        async with conductors[i % len(conductors)].acquire() as conn, conn.transaction():
             return await ipam_db.claim(conn, sid, f"net-{i}", address)
 
     won = await asyncio.gather(*(claim(i, sid) for i, sid in enumerate(ids)))
     assert sorted(won) == [False] * 7 + [True]
-    assert await pools[0].fetchval("SELECT count(*) FROM server_addresses") == 1
+    assert await conductors[0].fetchval("SELECT count(*) FROM server_addresses") == 1
 
 
-async def test_freed_addresses_are_given_out_again(pools: list[asyncpg.Pool]) -> None:
+async def test_freed_addresses_are_given_out_again(conductors: list[asyncpg.Pool]) -> None:
     networks = "private=10.30.0.0/29"  # .2 to .6: five addresses
-    first = await _spawning(pools[0], 5)
-    assert all([await _build_on(pools[0], sid, networks) for sid in first])
-    freed = (await _addresses(pools[0]))[first[2]][0][1]
-    async with pools[0].acquire() as conn:
+    first = await _spawning(conductors[0], 5)
+    assert all([await _build_on(conductors[0], sid, networks) for sid in first])
+    freed = (await _addresses(conductors[0]))[first[2]][0][1]
+    async with conductors[0].acquire() as conn:
         assert await ipam_db.release(conn, first[2]) == 1
-    (later,) = await _spawning(pools[1], 1)
-    assert await _build_on(pools[1], later, networks)
-    assert (await _addresses(pools[0]))[later] == [("private", freed)]
-    shown = await pools[0].fetch(
+    (later,) = await _spawning(conductors[1], 1)
+    assert await _build_on(conductors[1], later, networks)
+    assert (await _addresses(conductors[0]))[later] == [("private", freed)]
+    shown = await conductors[0].fetch(
         "SELECT network, host(address) AS addr FROM server_addresses WHERE server_id = $1", later
     )
     assert [(r["network"], r["addr"]) for r in shown] == [("private", str(freed))]
 
 
 async def test_a_full_network_fails_the_build_and_gives_its_claim_back(
-    pools: list[asyncpg.Pool],
+    conductors: list[asyncpg.Pool],
 ) -> None:
     networks = "first=10.40.0.0/30;second=10.41.0.0/30"  # one address each
-    taker, loser = await _spawning(pools[0], 2)
-    assert await _build_on(pools[0], taker, networks)
-    assert not await _build_on(pools[1], loser, networks)
+    taker, loser = await _spawning(conductors[0], 2)
+    assert await _build_on(conductors[0], taker, networks)
+    assert not await _build_on(conductors[1], loser, networks)
 
-    row = await servers.get(pools[0], loser, None)
+    row = await servers.get(conductors[0], loser, None)
     assert row is not None
     assert (row.vm_state, row.task_state, row.host) == ("error", None, None)
     assert row.fault is not None
     assert row.fault["message"] == "No more fixed IP addresses available on network first."
     assert row.addresses == []
-    usage = await pools[0].fetch(
+    usage = await conductors[0].fetch(
         "SELECT vcpus_used, ram_mb_used, disk_gb_used FROM compute_hosts WHERE name = $1", HOST
     )
     assert [tuple(r) for r in usage] == [(1, 512, 1)]  # only the server with addresses
-    assert list(await _addresses(pools[0])) == [taker]
+    assert list(await _addresses(conductors[0])) == [taker]
 
 
 async def test_a_server_deleted_before_its_addresses_gets_none(
-    pools: list[asyncpg.Pool],
+    conductors: list[asyncpg.Pool],
 ) -> None:
-    (sid,) = await _spawning(pools[0], 1)
-    await pools[0].execute(
+    (sid,) = await _spawning(conductors[0], 1)
+    await conductors[0].execute(
         "UPDATE servers SET deleted_at = now(), vm_state = 'deleted', task_state = NULL"
         " WHERE id = $1",
         sid,
     )
-    assert not await _build_on(pools[0], sid, "private=10.50.0.0/24")
-    assert await _addresses(pools[0]) == {}
+    assert not await _build_on(conductors[0], sid, "private=10.50.0.0/24")
+    assert await _addresses(conductors[0]) == {}

@@ -26,22 +26,10 @@ from tests.support.recorders import CountingConnection, RecordingBus
 HOST = "folded-host"
 
 
-@pytest.fixture(scope="module")
-async def database_url() -> AsyncIterator[str]:
-    async with ipam_builds.database_with_host(HOST) as url:
-        yield url
-
-
 @pytest.fixture
-async def conductors(database_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
-    async with ipam_builds.conductor_pools(database_url, 4) as made:
-        yield made
-
-
-@pytest.fixture
-async def counted(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def counted(host_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(
-        database_url,
+        host_database_url,
         min_size=1,
         max_size=1,
         init=_init_connection,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -28,16 +27,9 @@ HOST = "statements-host"
 NETWORKS = "private=10.90.0.0/24"
 
 
-@pytest.fixture(scope="module")
-async def database_url() -> AsyncIterator[str]:
-    async with ipam_builds.database_with_host(HOST) as url:
-        yield url
-
-
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with ipam_builds.conductor_pools(database_url, 1) as made:
-        yield made[0]
+def pool(conductor_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return conductor_pool
 
 
 def _builds(pool: asyncpg.Pool, bus: RecordingBus) -> Builds:

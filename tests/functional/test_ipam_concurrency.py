@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Any
 
@@ -22,19 +21,6 @@ from tests.support import ipam_builds
 
 HOST = "ipam-storm-host"
 CONDUCTORS = 4
-
-
-@pytest.fixture(scope="module")
-async def database_url() -> AsyncIterator[str]:
-    async with ipam_builds.database_with_host(HOST) as url:
-        yield url
-
-
-@pytest.fixture
-async def conductors(database_url: str) -> AsyncIterator[list[asyncpg.Pool]]:
-    """The database connections of four conductors (each its own pool)."""
-    async with ipam_builds.conductor_pools(database_url, CONDUCTORS) as made:
-        yield made
 
 
 async def _storm(conductors: list[asyncpg.Pool], ids: list[uuid.UUID], networks: str) -> list[bool]:
