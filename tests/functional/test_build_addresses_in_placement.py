@@ -19,22 +19,15 @@ from conductor.scheduler.scheduler import Scheduler
 from shared.config import Settings
 from shared.db import servers
 from shared.db.hosts import Ratios
-from shared.db.pool import _init_connection
 from tests.support import ipam_builds
-from tests.support.recorders import CountingConnection, RecordingBus
+from tests.support.recorders import CountingConnection, RecordingBus, counting_pool
 
 HOST = "folded-host"
 
 
 @pytest.fixture
 async def counted(host_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(
-        host_database_url,
-        min_size=1,
-        max_size=1,
-        init=_init_connection,
-        connection_class=CountingConnection,
-    )
+    pool = await counting_pool(host_database_url, max_size=1)
     try:
         yield pool
     finally:

@@ -19,23 +19,16 @@ from api_gateway.context import RequestContext
 from api_gateway.schemas.servers import ServerCreate
 from shared.db import creates, flavors, hosts, images, keypairs, quota_overrides
 from shared.db.hosts import Resources
-from shared.db.pool import _init_connection
 from stratus.system import System
 from tests.conftest import IMAGE
 from tests.conftest import test_settings as settings_for
 from tests.support.client import ComputeClient
-from tests.support.recorders import CountingConnection
+from tests.support.recorders import CountingConnection, counting_pool
 
 
 @pytest.fixture
 async def counted_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(
-        database_url,
-        min_size=1,
-        max_size=2,
-        init=_init_connection,
-        connection_class=CountingConnection,
-    )
+    pool = await counting_pool(database_url, max_size=2)
     try:
         yield pool
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from shared import messages
-from shared.db.pool import _Connection
+from shared.db.pool import _Connection, _init_connection
 from shared.messages import Message
 
 
@@ -24,6 +26,18 @@ class CountingConnection(_Connection):
     async def _execute(self, *args: Any, **kwargs: Any) -> Any:
         type(self).round_trips += 1
         return await super()._execute(*args, **kwargs)
+
+
+async def counting_pool(url: str, *, max_size: int) -> asyncpg.Pool:
+    """A pool on ``url`` of ``CountingConnection``s, each set up as our pools' are."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        connection_class=CountingConnection,
+    )
+    return pool
 
 
 class RecordingBus:
