@@ -38,8 +38,16 @@ async def record(
 
 
 async def mark_sent(conn: Executor, action_ids: list[uuid.UUID]) -> None:
-    """The broker confirmed these actions' commands (migration 0023)."""
-    await conn.execute("UPDATE actions SET sent = true WHERE id = ANY($1::uuid[])", action_ids)
+    """The broker confirmed these actions' commands (migration 0023). The rows are locked in
+    the order of their ids, as a conductor's grouped reports lock them
+    (``servers.complete_awaited_tasks``): two writers of several actions each, locking in
+    different orders, deadlocked, and a create whose mark lost was retried whole."""
+    await conn.execute(
+        """UPDATE actions SET sent = true
+            WHERE id IN (SELECT id FROM actions WHERE id = ANY($1::uuid[])
+                          ORDER BY id FOR UPDATE)""",
+        action_ids,
+    )
 
 
 class SentMarks(GroupCommit[list[uuid.UUID], None]):

@@ -527,10 +527,11 @@ async def complete_awaited_tasks(conn: Conn, completions: list[Completion]) -> l
     server awaits (the server is live, runs the task on the host, the action is pending: a
     report's legality, conductor/legality.py, for a task of one step); for each, whether it
     was applied (False: nothing changed for it). One round trip and one transaction for
-    all: the statement of each is sent at once (``fetchmany``), in the order of the servers'
-    ids, so two such calls lock rows in one order. At most one completion a server."""
+    all: the statement of each is sent at once (``fetchmany``), in the order of the actions'
+    ids, the order every writer of several actions locks them in (``actions.mark_sent``), so
+    that none waits for another in a cycle. At most one completion a server."""
     assert len({c.server_id for c in completions}) == len(completions), "one a server"
-    ordered = sorted(completions, key=lambda c: c.server_id)
+    ordered = sorted(completions, key=lambda c: c.action_id)
     rows = await conn.fetchmany(
         _COMPLETE_AWAITED_TASK,
         [
