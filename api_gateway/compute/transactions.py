@@ -32,6 +32,9 @@ from shared.states import ACTIONS, TaskState
 
 log = logging.getLogger(__name__)
 
+#: what a sent mark may fail with and the request still succeed (``Transactions._sent``)
+_MARK_FAILURES: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, asyncpg.PostgresError)
+
 #: Takes back, should a command not be queued, what its transaction wrote.
 Undo = Callable[[Conn], Awaitable[None]]
 
@@ -189,5 +192,7 @@ class Transactions:
         concurrent requests go in one UPDATE (``actions.SentMarks``)."""
         try:
             await self.sent_marks.mark([e.action_id for e in envelopes])
-        except DATABASE_UNAVAILABLE as exc:
+        except _MARK_FAILURES as exc:
+            # any failure, not only an outage: the commands are sent, and a request failing
+            # here would be retried whole (a create would insert its servers again)
             log.warning("could not mark %d action(s) sent: %s", len(envelopes), exc)
