@@ -10,12 +10,13 @@ which no B-tree narrows; the whole decision takes under a millisecond inside Pos
 (bench/scale.py).
 
 Concurrent conductors must never overcommit a host, and should not queue behind each other
-for the same best host either. The chosen rows are locked ``FOR UPDATE SKIP LOCKED``: a
-conductor deciding while another holds the best host's row takes the next best instead of
-waiting; and the UPDATE repeats the capacity condition on the row it locked, so whatever
-happened since the query's snapshot, usage never exceeds capacity * ratio. When every fitting
-host is locked by someone else, a claim without ``skip_locked`` waits for the locks, one row
-at a time (the caller decides when: conductor/scheduler/scheduler.py).
+for the same best host either. The chosen row is locked ``FOR UPDATE SKIP LOCKED``, and
+that row only: a conductor deciding while another holds the best host's row takes another
+of the best instead of waiting (``_pick``); and the UPDATE repeats the capacity condition
+on the row it locked, so whatever happened since the query's snapshot, usage never exceeds
+capacity * ratio. When every fitting host is locked by someone else, a claim without
+``skip_locked`` waits for the locks, one row at a time (the caller decides when:
+conductor/scheduler/scheduler.py).
 
 ``ranked`` is the read-only heart of every statement here. A claim locks and updates the best
 of its hosts; ``best_host`` only reads it, over the hosts' usage plus what a plan has placed
@@ -141,39 +142,63 @@ class Decision:
     subset_size: int = 1
 
 
+def _where_and_weight(params: Params, decision: Decision) -> tuple[str, str]:
+    """The filters' conjunction and the weighers' sum (higher is better)."""
+    where = " AND ".join(f"({f.predicate(params)})" for f in decision.filters)
+    weight = " + ".join(w.expression(params) for w in decision.weighers)
+    return where, weight
+
+
 def ranked(params: Params, decision: Decision, *, among: str = "compute_hosts") -> str:
     """SELECT of the fitting hosts' names, best first (no LIMIT, no locking), from ``among``:
     ``compute_hosts`` or a FROM item with its columns."""
-    where = " AND ".join(f"({f.predicate(params)})" for f in decision.filters)
-    weight = " + ".join(w.expression(params) for w in decision.weighers)
+    where, weight = _where_and_weight(params, decision)
     return f"SELECT name FROM {among} WHERE {where} ORDER BY {weight} DESC, name"
+
+
+def _pick(params: Params, decision: Decision, *, skip_locked: bool) -> str:
+    """The SELECT that locks the one host a claim takes (``name``).
+
+    Skipping locked hosts, every fitting host is ranked without a lock, and one row is
+    locked: at random among the ``subset_size`` best, or the best after them when another
+    decision holds all of those. Only that row: a claim that locked its whole subset (``LIMIT
+    subset FOR UPDATE SKIP LOCKED``, then a random one of them) held every host of a small
+    cloud while it used one, and the decisions of a conductor's builds took turns on them
+    (each found nothing free and waited). The filters are on the locking scan too, so a host
+    filled by the decision that held it is passed over for the next.
+
+    Waiting, the best fitting host is locked, one row at a time (two waiters never hold rows
+    the other wants); when the lock comes the filters are checked again on the row as it is
+    now, and a host that no longer fits is passed over for the next best."""
+    if not skip_locked:
+        return f"{ranked(params, decision)} LIMIT 1 FOR UPDATE"
+    where, weight = _where_and_weight(params, decision)
+    ranks = f"SELECT name, row_number() OVER (ORDER BY {weight} DESC, name) AS rank"
+    return f"""SELECT name FROM compute_hosts
+                 JOIN ({ranks} FROM compute_hosts WHERE {where}) AS ranks USING (name)
+                WHERE {where}
+                ORDER BY GREATEST(rank, {params.add(decision.subset_size)}), random()
+                LIMIT 1 FOR UPDATE OF compute_hosts SKIP LOCKED"""
 
 
 def _claim_ctes(
     params: Params, decision: Decision, *, skip_locked: bool, only_with: str = ""
 ) -> str:
-    """The CTEs of a claim: ``best`` (the ``subset_size`` best fitting hosts, locked),
-    ``chosen`` (one of them at random) and ``claimed`` (``need`` added to its usage if it
-    still fits, RETURNING its name); ``only_with``: a CTE that must have a row for the
-    claim to happen (the server still waiting for a host)."""
-    top = ranked(params, decision)
-    if skip_locked:
-        lock, subset = "FOR UPDATE SKIP LOCKED", params.add(decision.subset_size)
-    else:
-        # waiting for locks, one row at a time: two waiters never hold rows the other wants
-        lock, subset = "FOR UPDATE", params.add(1)
+    """The CTEs of a claim: ``best`` (the host ``_pick`` locked) and ``claimed`` (``need``
+    added to its usage if it still fits, RETURNING its name); ``only_with``: a CTE that must
+    have a row for the claim to happen (the server still waiting for a host)."""
     need = decision.need
+    pick = _pick(params, decision, skip_locked=skip_locked)
     fits = CapacityFilter(need, decision.ratios).predicate(params)
     also = f", {only_with}" if only_with else ""
-    return f"""best AS MATERIALIZED ({top} LIMIT {subset} {lock}),
-             chosen AS (SELECT name FROM best ORDER BY random() LIMIT 1),
+    return f"""best AS MATERIALIZED ({pick}),
              claimed AS (
                 UPDATE compute_hosts h
                    SET vcpus_used = vcpus_used + {params.add(need.vcpus)},
                        ram_mb_used = ram_mb_used + {params.add(need.ram_mb)},
                        disk_gb_used = disk_gb_used + {params.add(need.disk_gb)}
-                  FROM chosen{also}
-                 WHERE h.name = chosen.name AND {fits}
+                  FROM best{also}
+                 WHERE h.name = best.name AND {fits}
              RETURNING h.name)"""
 
 

@@ -205,6 +205,23 @@ async def test_a_claim_that_waited_for_a_host_now_full_finds_no_valid_host(
     assert await pool.fetchval("SELECT ram_mb_used FROM compute_hosts") == 4096
 
 
+async def test_a_claim_in_flight_holds_only_the_host_it_takes(pool: asyncpg.Pool) -> None:
+    # two hosts, a subset of three: a claim whose transaction is still open locks the one
+    # host it took, so another claim takes the other at once instead of waiting for it
+    await _add_host(pool, "left", 4096)
+    await _add_host(pool, "right", 4096)
+    first, second = await _waiting_server(pool), await _waiting_server(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        held = await _scheduler().claim_host(holder, first, TINY)
+
+        async def claim() -> str | None:
+            async with pool.acquire() as conn:
+                return await _scheduler().claim_host(conn, second, TINY)
+
+        other = await asyncio.wait_for(claim(), timeout=30)  # waiting would outlast this
+    assert {held, other} == {"left", "right"}
+
+
 async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_conductor(
     pool: asyncpg.Pool,
 ) -> None:
