@@ -168,8 +168,8 @@ class Settings(BaseSettings):
     )
     scheduler_host_subset_size: int = Field(
         default=3,
-        description="The scheduler picks at random among this many best hosts that no other "
-        "conductor is claiming at that moment, so that servers asked for together spread.",
+        description="The scheduler picks at random among this many best hosts, skipping any "
+        "another decision is claiming at that moment, so that servers asked for together spread.",
     )
 
     # --- compute agent -----------------------------------------------------------------
