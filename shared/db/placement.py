@@ -165,7 +165,7 @@ def _pick(params: Params, decision: Decision, *, skip_locked: bool) -> str:
     subset FOR UPDATE SKIP LOCKED``, then a random one of them) held every host of a small
     cloud while it used one, and the decisions of a conductor's builds took turns on them
     (each found nothing free and waited). The filters are on the locking scan too, so a host
-    filled by the decision that held it is passed over for the next.
+    filled since the statement's snapshot is passed over for the next.
 
     Waiting, the best fitting host is locked, one row at a time (two waiters never hold rows
     the other wants); when the lock comes the filters are checked again on the row as it is

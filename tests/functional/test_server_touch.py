@@ -6,6 +6,7 @@ again (its bump is there: a second would be a row version with an entry in every
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 
@@ -19,7 +20,7 @@ _ADDRESS = (
 )
 
 
-async def _stamp(pool: asyncpg.Pool, server_id: uuid.UUID) -> tuple[int, object]:
+async def _stamp(pool: asyncpg.Pool, server_id: uuid.UUID) -> tuple[int, datetime]:
     row = await pool.fetchrow("SELECT version, updated_at FROM servers WHERE id = $1", server_id)
     assert row is not None
     return row["version"], row["updated_at"]
@@ -32,7 +33,7 @@ async def test_a_child_row_alone_bumps_its_server(api: ComputeClient, system: Sy
     await system.pool.execute(_ADDRESS, server_id, "extra", "192.0.2.7")
     after_version, after_updated_at = await _stamp(system.pool, server_id)
     assert after_version == version + 1
-    assert after_updated_at > updated_at  # type: ignore[operator]
+    assert after_updated_at > updated_at
 
 
 async def test_a_server_written_in_the_transaction_is_bumped_once(
