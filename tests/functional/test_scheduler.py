@@ -222,6 +222,23 @@ async def test_a_claim_in_flight_holds_only_the_host_it_takes(pool: asyncpg.Pool
     assert {held, other} == {"left", "right"}
 
 
+async def test_a_claim_whose_best_hosts_are_all_held_takes_the_next_at_once(
+    pool: asyncpg.Pool,
+) -> None:
+    # the subset of three best hosts all held by other decisions: the fourth best, not a wait
+    for name, ram_mb in (("a", 8192), ("b", 8000), ("c", 7900), ("d", 1024), ("e", 900)):
+        await _add_host(pool, name, ram_mb)
+    server_id = await _waiting_server(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM compute_hosts WHERE name IN ('a', 'b', 'c') FOR UPDATE")
+
+        async def claim() -> str | None:
+            async with pool.acquire() as conn:
+                return await _scheduler().claim_host(conn, server_id, TINY)
+
+        assert await asyncio.wait_for(claim(), timeout=30) == "d"
+
+
 async def test_a_decision_is_one_statement_that_reads_no_host_row_into_the_conductor(
     pool: asyncpg.Pool,
 ) -> None:
