@@ -160,15 +160,15 @@ def _pick_ctes(params: Params, decision: Decision, *, skip_locked: bool) -> str:
     """CTEs ending in ``best``: the one host a claim takes, locked (no row: none).
 
     Skipping locked hosts: ``top``, the ``subset_size`` best fitting hosts, read without a
-    lock; ``pick`` locks one of them at random that no other decision holds; only when all of
-    them are held, ``after_top`` locks the best fitting host after them that nobody holds. One row
-    is locked: a claim that locked its whole subset (``LIMIT subset FOR UPDATE SKIP LOCKED``,
+    lock; ``pick`` locks one of them at random that no other decision holds; only when all
+    of them are held, ``after_top`` locks the best fitting host that nobody holds. One row is
+    locked: a claim that locked its whole subset (``LIMIT subset FOR UPDATE SKIP LOCKED``,
     then a random one of them) held every host of a small cloud while it used one, and the
     decisions of a conductor's builds took turns on them (each found nothing free and
-    waited). The filters are on the locking scans too, so a host filled since the statement's
-    snapshot is passed over. (A ranking of every fitting host with ``row_number()``, locked
-    in one scan, did the same in one CTE, and cost twice the old decision at 1,000 hosts:
-    two full sorts.)
+    waited). The filters are on the locking scans too, so a host filled since the
+    statement's snapshot is passed over. (A ranking of every fitting host with
+    ``row_number()``, locked in one scan, did the same in one CTE and cost twice the old
+    decision at 1,000 hosts: two full sorts.)
 
     Waiting: the best fitting host, one row at a time (two waiters never hold rows the other
     wants); when the lock comes the filters are checked again on the row as it is now, and a
